@@ -1,0 +1,178 @@
+"""Issuances per second through the EnrollmentService with the local CA on SQLite, against the
+crypto-only rate (CSR signature verify + certificate sign) measured in the same run.
+
+    .venv/bin/python bench/issue_local.py [--n 2000] [--concurrency 1] [--cores 1]
+
+The process is pinned to ``--cores`` CPUs (default one) *before* any thread starts, so the
+aiosqlite worker thread shares the core with the event loop: the ratio is for one core.
+Target (issue #2): service rate >= 0.5 x crypto-only rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def pin(cores: int) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        available = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, set(available[:cores]))
+
+
+def make_csrs(n: int) -> list:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    csrs = []
+    for i in range(n):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = f"host{i}.bench.example.test"
+        csrs.append(
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+    return csrs
+
+
+def crypto_only(csrs: list, issuing_cert, issuing_key) -> float:
+    """CSR verify + sign a comparable end-entity certificate; returns ops/s."""
+    import secrets
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuing_key.public_key())
+    now = datetime.now(UTC)
+    start = time.perf_counter()
+    for csr in csrs:
+        assert csr.is_signature_valid
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(issuing_cert.subject)
+            .public_key(csr.public_key())
+            .serial_number(secrets.randbits(127) | 1)
+            .not_valid_before(now)
+            .not_valid_after(now + timedelta(days=90))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(san, critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False
+            )
+            .add_extension(aki, critical=False)
+            .sign(issuing_key, hashes.SHA256())
+        )
+    return len(csrs) / (time.perf_counter() - start)
+
+
+async def service_rate(csrs: list, data: Path, concurrency: int) -> tuple[float, object]:
+    from gateway.config import load_config
+    from gateway.model import EnrollmentRequest, Issued
+    from gateway.server.wiring import build
+    from gateway.service import local_requester
+
+    cfg = data / "certgate.toml"
+    templates = Path(__file__).resolve().parent.parent / "conf" / "templates"
+    cfg.write_text(
+        f'[data]\ndir = "{data / "d"}"\n[policy]\ntemplates_dir = "{templates}"\n'
+        "[poller]\nenabled = false\n"
+    )
+    components = await build(load_config(cfg))
+    requester = local_requester("bench")
+    requests = [
+        EnrollmentRequest(
+            csr=c, template="tls-server", requester=requester, transaction_id=f"bench-{i}"
+        )
+        for i, c in enumerate(csrs)
+    ]
+    # warm up (first-use costs: prepared statements, imports)
+    warm = make_csrs(20)
+    for i, c in enumerate(warm):
+        await components.service.enroll(
+            EnrollmentRequest(
+                csr=c, template="tls-server", requester=requester, transaction_id=f"warm-{i}"
+            )
+        )
+    queue = iter(requests)
+    issued = 0
+
+    async def worker() -> None:
+        nonlocal issued
+        for req in queue:
+            outcome = await components.service.enroll(req)
+            assert isinstance(outcome, Issued), outcome
+            issued += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rate = issued / (time.perf_counter() - start)
+    await components.close()
+    return rate, components
+
+
+def issuing_material():
+    """An issuing CA of the same kind the local CA creates by default (EC P-256, SHA-256)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench Issuing CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--cores", type=int, default=1)
+    args = parser.parse_args()
+    pin(args.cores)
+    csrs = make_csrs(args.n)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        cert, key = issuing_material()
+        crypto = crypto_only(csrs, cert, key)
+        svc, _ = asyncio.run(service_rate(csrs, data, args.concurrency))
+    setup = f"cores={args.cores} n={args.n} concurrency={args.concurrency}"
+    print(f"{setup} store=sqlite ca=local(ec-p256)")
+    print(f"crypto-only (CSR verify + sign): {crypto:8.1f} ops/s")
+    print(f"service issuance (end to end):   {svc:8.1f} issuances/s")
+    print(f"ratio service/crypto:            {svc / crypto:8.2f}  (target >= 0.50)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""Configuration: one TOML file -> frozen dataclasses, validated completely at start-up.
+
+Every error is a :class:`gateway.errors.ConfigError` naming the file, the key path and the
+reason. Secrets are never inlined: a secret-bearing key takes ``env:NAME`` or ``file:PATH``.
+Tables for protocol front-ends (``[est]``, ``[acme]``, ``[scep]``, ``[wstep]``) are kept raw here
+and validated by their packages when the composition root mounts them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+PROTOCOL_SECTIONS = ("est", "acme", "scep", "wstep")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_seconds(value: object, file: str, key: str) -> int:
+    """Parse a duration such as ``"90d"``, ``"6w"``, ``"30s"`` (or a bare int of seconds)."""
+    if isinstance(value, bool):
+        raise ConfigError(file, key, "expected a duration like '30s', '5m', '90d'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(file, key, "duration must not be negative")
+        return value
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return int(m.group(1)) * _UNITS[m.group(2)]
+    raise ConfigError(file, key, f"expected a duration like '30s', '5m', '90d', got {value!r}")
+
+
+def resolve_secret(reference: object, file: str, key: str) -> str:
+    """Resolve ``env:NAME`` or ``file:PATH`` (relative to the config file's directory).
+
+    Inline secrets are refused so that a configuration file can be shared and logged safely.
+    """
+    if not isinstance(reference, str) or not reference.startswith(("env:", "file:")):
+        raise ConfigError(file, key, "secrets must be given as 'env:VARIABLE' or 'file:PATH'")
+    kind, _, target = reference.partition(":")
+    if not target:
+        raise ConfigError(file, key, f"empty {kind}: reference")
+    if kind == "env":
+        value = os.environ.get(target)
+        if value is None:
+            raise ConfigError(file, key, f"environment variable {target} is not set")
+        return value
+    path = Path(target)
+    if not path.is_absolute():
+        path = Path(file).resolve().parent / path
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(file, key, f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+class Table:
+    """A TOML table being read: remembers its key path and which keys were consumed, so that
+    unknown keys (typos) are reported instead of silently ignored."""
+
+    def __init__(self, data: Mapping[str, Any], file: str, path: str = "") -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(file, path, "expected a table")
+        self.data = data
+        self.file = file
+        self.path = path
+        self._seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def _get(self, name: str, kind: type | tuple[type, ...], default: Any, what: str) -> Any:
+        self._seen.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and kind is not bool and bool not in _as_tuple(kind):
+            raise ConfigError(self.file, self.key(name), f"expected {what}, got a boolean")
+        if not isinstance(value, kind):
+            raise ConfigError(
+                self.file, self.key(name), f"expected {what}, got {type(value).__name__}"
+            )
+        return value
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self._get(name, str, default, "a string")
+        if value is None:
+            raise ConfigError(self.file, self.key(name), "is required")
+        return str(value)
+
+    def opt_str(self, name: str) -> str | None:
+        value = self._get(name, str, None, "a string")
+        return None if value is None else str(value)
+
+    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        value = int(self._get(name, int, default, "an integer"))
+        if minimum is not None and value < minimum:
+            raise ConfigError(self.file, self.key(name), f"must be at least {minimum}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        return bool(self._get(name, bool, default, "true or false"))
+
+    def seconds(self, name: str, default: str) -> int:
+        self._seen.add(name)
+        return parse_seconds(self.data.get(name, default), self.file, self.key(name))
+
+    def str_list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self._get(name, list, list(default), "a list of strings")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(self.file, f"{self.key(name)}[{i}]", "expected a string")
+        return tuple(value)
+
+    def table(self, name: str) -> Table:
+        value = self._get(name, dict, {}, "a table")
+        return Table(value, self.file, self.key(name))
+
+    def raw(self, name: str) -> Any:
+        self._seen.add(name)
+        return self.data.get(name)
+
+    def finish(self) -> None:
+        """Raise for the first key that no reader asked for."""
+        for name in self.data:
+            if name not in self._seen:
+                raise ConfigError(self.file, self.key(name), "unknown key")
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    external_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 256 * 1024
+    shutdown_timeout: int = 10
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    name: str
+    type: str
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    enabled: bool = True
+    interval: int = 5
+    lease: int = 60
+
+
+@dataclass(frozen=True)
+class TestingConfig:
+    """Test-only switches; refused unless CERTGATE_TESTING=1 is in the environment."""
+
+    enabled: bool = False
+    crash_after_ca_submit: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    data_dir: Path
+    server: ServerConfig
+    store_url: str | None
+    templates_dir: Path
+    default_template: str
+    connectors: Mapping[str, ConnectorConfig]
+    poller: PollerConfig
+    testing: TestingConfig
+    log_level: str = "INFO"
+    protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def default_config_path() -> Path | None:
+    """``$CERTGATE_CONFIG``, else ``./conf/certgate.toml`` if present, else built-in defaults."""
+    env = os.environ.get("CERTGATE_CONFIG")
+    if env:
+        return Path(env)
+    candidate = Path("conf/certgate.toml")
+    return candidate if candidate.exists() else None
+
+
+def load_config(path: Path | None, *, data_dir: Path | None = None) -> Config:
+    """Read and validate the configuration. ``data_dir`` (e.g. from ``--data``) wins over
+    ``$CERTGATE_DATA``, which wins over ``[data] dir``."""
+    if path is None:
+        return parse_config({}, "<defaults>", Path.cwd(), data_dir=data_dir)
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, "", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    return parse_config(data, file, path.resolve().parent, data_dir=data_dir)
+
+
+def parse_config(
+    data: Mapping[str, Any], file: str, base: Path, *, data_dir: Path | None = None
+) -> Config:
+    """Validate a parsed TOML document. Relative paths are relative to ``base``."""
+    root = Table(data, file)
+
+    server_t = root.table("server")
+    server = ServerConfig(
+        host=server_t.str("host", "127.0.0.1"),
+        port=server_t.int("port", 8080, minimum=0),
+        external_url=server_t.str("external_url", ""),
+        max_body_bytes=server_t.int("max_body_bytes", 256 * 1024, minimum=1024),
+        shutdown_timeout=server_t.seconds("shutdown_timeout", "10s"),
+        access_log=server_t.bool("access_log", True),
+    )
+    if server.port > 65535:
+        raise ConfigError(file, "server.port", "must be at most 65535")
+    if not server.external_url:
+        host = {"0.0.0.0": "localhost", "::": "localhost"}.get(server.host, server.host)  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        server = ServerConfig(**{**server.__dict__, "external_url": f"http://{host}:{server.port}"})
+    parts = urlsplit(server.external_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(file, "server.external_url", "must be an absolute http(s) URL")
+    server_t.finish()
+
+    data_t = root.table("data")
+    configured_dir = data_t.opt_str("dir")
+    data_t.finish()
+    if data_dir is None:
+        env_dir = os.environ.get("CERTGATE_DATA")
+        if env_dir:
+            data_dir = Path(env_dir)
+        elif configured_dir:
+            data_dir = (
+                Path(configured_dir)
+                if Path(configured_dir).is_absolute()
+                else (base / configured_dir)
+            )
+        else:
+            data_dir = Path(".certgate")
+    data_dir = data_dir.absolute()
+
+    store_t = root.table("store")
+    url_ref = store_t.opt_str("url")
+    store_url = None
+    if url_ref:
+        store_url = (
+            resolve_secret(url_ref, file, "store.url")
+            if url_ref.startswith(("env:", "file:"))
+            else url_ref
+        )
+        if not store_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ConfigError(
+                file, "store.url", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        if urlsplit(store_url).password and not url_ref.startswith(("env:", "file:")):
+            raise ConfigError(
+                file, "store.url", "a URL with a password is a secret: use env: or file:"
+            )
+    store_t.finish()
+
+    policy_t = root.table("policy")
+    templates_dir = Path(policy_t.str("templates_dir", "templates"))
+    if not templates_dir.is_absolute():
+        templates_dir = base / templates_dir
+    default_template = policy_t.str("default_template", "tls-server")
+    policy_t.finish()
+
+    connectors: dict[str, ConnectorConfig] = {}
+    conn_t = root.table("connectors")
+    for name in conn_t.data:
+        settings = dict(conn_t.table(name).data)
+        kind = settings.pop("type", "local")
+        if not isinstance(kind, str):
+            raise ConfigError(file, f"connectors.{name}.type", "expected a string")
+        connectors[name] = ConnectorConfig(name, kind, MappingProxyType(settings))
+    conn_t.finish()
+    if not connectors:
+        connectors["local"] = ConnectorConfig("local", "local", MappingProxyType({}))
+
+    poller_t = root.table("poller")
+    poller = PollerConfig(
+        enabled=poller_t.bool("enabled", True),
+        interval=poller_t.seconds("interval", "5s"),
+        lease=poller_t.seconds("lease", "60s"),
+    )
+    poller_t.finish()
+
+    testing_t = root.table("testing")
+    testing = TestingConfig(
+        enabled=testing_t.bool("enabled", False),
+        crash_after_ca_submit=testing_t.bool("crash_after_ca_submit", False),
+    )
+    testing_t.finish()
+    if testing != TestingConfig() and os.environ.get("CERTGATE_TESTING") != "1":
+        raise ConfigError(
+            file, "testing", "test-only switches are refused unless CERTGATE_TESTING=1 is set"
+        )
+    if testing.crash_after_ca_submit and not testing.enabled:
+        raise ConfigError(file, "testing.enabled", "must be true to use test-only switches")
+
+    log_t = root.table("logging")
+    level = log_t.str("level", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(file, "logging.level", "must be DEBUG, INFO, WARNING or ERROR")
+    log_t.finish()
+
+    protocols = {name: dict(root.table(name).data) for name in PROTOCOL_SECTIONS}
+    root.finish()
+
+    return Config(
+        file=file,
+        data_dir=data_dir,
+        server=server,
+        store_url=store_url,
+        templates_dir=templates_dir,
+        default_template=default_template,
+        connectors=MappingProxyType(connectors),
+        poller=poller,
+        testing=testing,
+        log_level=level,
+        protocols=MappingProxyType(protocols),
+    )

@@ -1,0 +1,106 @@
+"""One error tree with protocol-neutral codes.
+
+Each protocol owns a *total* mapping from :class:`ErrorCode` to its wire output (ACME problem
+document, SCEP failInfo, EST status). Parsers catch library ``ValueError`` at the edge and raise
+:class:`BadRequest` or :class:`BadCSR`, so a parser never produces a 500.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_REQUEST = "bad-request"
+    BAD_CSR = "bad-csr"
+    UNKNOWN_TEMPLATE = "unknown-template"
+    UNAUTHORIZED = "unauthorized"
+    POLICY_DENIED = "policy-denied"
+    NOT_FOUND = "not-found"
+    CONFLICT = "conflict"
+    CA_DENIED = "ca-denied"
+    CA_UNAVAILABLE = "ca-unavailable"
+    CONNECTOR_ERROR = "connector-error"
+    INTERNAL = "internal"
+
+
+class CertgateError(Exception):
+    """Base of every error certgate raises on purpose. ``detail`` is safe to show a client."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(CertgateError):
+    code = ErrorCode.BAD_REQUEST
+
+
+class BadCSR(CertgateError):
+    code = ErrorCode.BAD_CSR
+
+
+class UnknownTemplate(CertgateError):
+    code = ErrorCode.UNKNOWN_TEMPLATE
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown certificate template {name!r}")
+        self.name = name
+
+
+class Unauthorized(CertgateError):
+    code = ErrorCode.UNAUTHORIZED
+
+
+class PolicyDenied(CertgateError):
+    """A named policy rule refused the request (``rule`` e.g. ``key-policy``)."""
+
+    code = ErrorCode.POLICY_DENIED
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(f"{rule}: {reason}")
+        self.rule = rule
+        self.reason = reason
+
+
+class NotFound(CertgateError):
+    code = ErrorCode.NOT_FOUND
+
+
+class Conflict(CertgateError):
+    """The request contradicts recorded state (e.g. a transaction id reused with another key)."""
+
+    code = ErrorCode.CONFLICT
+
+
+class CAUnavailable(CertgateError):
+    """Transient connector failure; try again after ``retry_after`` seconds."""
+
+    code = ErrorCode.CA_UNAVAILABLE
+
+    def __init__(self, detail: str, retry_after: int = 30) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class ConnectorError(CertgateError):
+    """Permanent connector failure (misconfiguration, protocol violation by the CA)."""
+
+    code = ErrorCode.CONNECTOR_ERROR
+
+
+class InternalError(CertgateError):
+    code = ErrorCode.INTERNAL
+
+
+class ConfigError(Exception):
+    """Invalid configuration: names the file, the key path and the reason."""
+
+    def __init__(self, file: str, key_path: str, reason: str) -> None:
+        where = f"{file}: {key_path}" if key_path else file
+        super().__init__(f"{where}: {reason}")
+        self.file = file
+        self.key_path = key_path
+        self.reason = reason

@@ -1,0 +1,184 @@
+"""Ports: the interfaces the core needs from the outside world (``typing.Protocol``).
+
+``CAConnector`` is implemented by ``backends.*`` and found by entry-point name
+(group ``certgate.connectors``); ``Store`` is implemented by :mod:`gateway.store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from cryptography import x509
+
+from gateway.model import (
+    AuditEvent,
+    CertificateRecord,
+    CertificateStatus,
+    ConnectorOutcome,
+    IssuancePlan,
+    PendingReason,
+    RequestRecord,
+    RequestState,
+    RevocationReason,
+)
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What the composition root hands a connector factory.
+
+    ``settings`` is the connector's own table from the configuration (secret references already
+    resolved by :func:`gateway.config.resolve_secret` where the connector asks for them);
+    ``data_dir`` is the gateway's data directory; ``journal`` lets a connector that signs locally
+    make ``submit`` idempotent per request id across crashes.
+    """
+
+    name: str
+    settings: Mapping[str, Any]
+    data_dir: Path
+    journal: IssuanceJournal
+    config_file: str = "certgate.toml"
+
+
+class CAConnector(Protocol):
+    """A CA with CES/WCCE semantics. A CA's refusal is a ``Denied`` value, not an exception;
+    connectors raise only ``CAUnavailable`` (transient) or ``ConnectorError`` (permanent).
+
+    ``submit`` MUST be idempotent per ``plan.request_id``: the service may resubmit a request
+    after a crash, and the CA must then return the certificate it already issued for it.
+    """
+
+    name: str
+
+    async def start(self) -> None:
+        """Open resources (load or create keys, connection pools)."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+    async def submit(self, plan: IssuancePlan) -> ConnectorOutcome: ...
+
+    async def poll(self, ca_request_id: str) -> ConnectorOutcome: ...
+
+    async def revoke(self, serial: int, reason: RevocationReason, when: datetime) -> None: ...
+
+    async def ca_chain(self) -> tuple[x509.Certificate, ...]:
+        """Issuing CA first, root last."""
+        ...
+
+    async def check(self) -> None:
+        """Raise ``CAUnavailable`` if the CA cannot issue right now (readiness)."""
+
+
+@runtime_checkable
+class CRLCapable(Protocol):
+    """Optional capability: the connector can produce a CRL (DER)."""
+
+    async def crl(self, revoked: Sequence[CertificateRecord]) -> bytes: ...
+
+
+class ConnectorFactory(Protocol):
+    def __call__(self, context: ConnectorContext) -> CAConnector: ...
+
+
+class IssuanceJournal(Protocol):
+    """Durable request-id -> certificate record for CAs that sign locally (the CA database)."""
+
+    async def get(self, request_id: str) -> bytes | None: ...
+
+    async def put(self, request_id: str, certificate_der: bytes) -> bytes:
+        """Record the certificate; if one is already recorded for the id, return that one."""
+        ...
+
+
+class Store(Protocol):
+    """Requests, certificate inventory, revocations and the audit trail. Records facts, decides
+    nothing. All datetimes are timezone-aware UTC."""
+
+    # -- lifecycle
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    # -- requests
+    async def create_request(self, record: RequestRecord) -> tuple[RequestRecord, bool]:
+        """Insert; if (protocol, transaction_id) exists return (existing, False)."""
+        ...
+
+    async def get_request(self, request_id: str) -> RequestRecord | None: ...
+
+    async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None: ...
+
+    async def list_requests(
+        self, state: RequestState | None = None, limit: int = 100
+    ) -> list[RequestRecord]: ...
+
+    async def find_requests_by_key(
+        self, protocol: str, principal: str, spki_sha256: str, template: str
+    ) -> list[RequestRecord]:
+        """Requests from the same identity for the same public key, newest first (EST retries)."""
+        ...
+
+    async def set_pending(
+        self,
+        request_id: str,
+        reason: PendingReason,
+        *,
+        connector: str | None = None,
+        ca_request_id: str | None = None,
+        next_poll_at: datetime | None = None,
+    ) -> RequestRecord: ...
+
+    async def set_denied(
+        self, request_id: str, code: str, detail: str, rule: str | None
+    ) -> RequestRecord: ...
+
+    async def set_failed(self, request_id: str, detail: str) -> RequestRecord: ...
+
+    async def record_issued(
+        self, request_id: str, certificate: CertificateRecord, supersedes: str | None = None
+    ) -> RequestRecord:
+        """Atomically: insert the certificate, mark the request issued, mark ``supersedes``
+        superseded by the new serial, append a ``certificate.issued`` audit event."""
+        ...
+
+    async def claim_due_polls(
+        self, now: datetime, lease_seconds: int, limit: int = 20
+    ) -> list[RequestRecord]:
+        """Claim CA-pending requests whose ``next_poll_at <= now`` and ``received`` requests
+        last updated before ``now - lease_seconds`` (crash recovery), pushing their
+        ``next_poll_at`` ``lease_seconds`` ahead so other instances skip them
+        (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+        ...
+
+    # -- certificates
+    async def get_certificate(self, serial: str) -> CertificateRecord | None: ...
+
+    async def list_certificates(
+        self, status: CertificateStatus | None = None, limit: int = 1000
+    ) -> list[CertificateRecord]: ...
+
+    async def revoke_certificate(
+        self, serial: str, reason: RevocationReason, when: datetime
+    ) -> CertificateRecord: ...
+
+    async def revoked_certificates(self) -> list[CertificateRecord]: ...
+
+    # -- audit
+    async def audit(
+        self,
+        event: str,
+        actor: str,
+        *,
+        request_id: str | None = None,
+        serial: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    async def audit_events(
+        self, request_id: str | None = None, limit: int = 1000
+    ) -> list[AuditEvent]: ...

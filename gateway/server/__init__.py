@@ -1,0 +1,1 @@
+"""The server shell and composition root: aiohttp app, wiring, process management."""

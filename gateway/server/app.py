@@ -1,0 +1,199 @@
+"""aiohttp application factory: health, CA publication and the protocol sub-apps.
+
+Middleware order (outermost first): request id -> access log -> error shield. The error shield
+turns anything unexpected into a terse 500 without a traceback (the traceback goes to the log
+with the request id), and aiohttp's body-limit error into 413.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+
+from gateway.config import Config
+from gateway.errors import CAUnavailable, CertgateError, NotFound
+from gateway.pkix import pem_chain
+from gateway.server.wiring import Components, build
+
+log = logging.getLogger("certgate.server")
+access_log = logging.getLogger("certgate.access")
+
+
+class Holder:
+    """Mutable slot for the components, filled during startup (app state is frozen by then)."""
+
+    components: Components | None = None
+
+    def get(self) -> Components:
+        if self.components is None:
+            raise RuntimeError("certgate components are not started")
+        return self.components
+
+
+HOLDER: web.AppKey[Holder] = web.AppKey("certgate", Holder)
+
+
+def components_of(app: web.Application) -> Components:
+    """The started components of ``app`` (for protocol sub-apps and handlers)."""
+    return app[HOLDER].get()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Echo a sane incoming X-Request-ID or mint one; it tags the access log line."""
+    incoming = request.headers.get("X-Request-ID", "")
+    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
+    request["request_id"] = rid
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-ID"] = rid
+        raise
+    response.headers["X-Request-ID"] = rid
+    return response
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request, after it completes."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        if request.app.get("access_log_enabled", True):
+            access_log.info(
+                '%s "%s %s" %d %.1fms rid=%s',
+                request.remote,
+                request.method,
+                request.path_qs[:200],
+                status,
+                (time.perf_counter() - started) * 1000,
+                request.get("request_id", "-"),
+            )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No traceback ever reaches a client. Protocol sub-apps render their own errors first."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return web.Response(status=413, text="request body too large\n")
+    except web.HTTPException:
+        raise
+    except CertgateError as exc:
+        status = (
+            404 if isinstance(exc, NotFound) else 503 if isinstance(exc, CAUnavailable) else 400
+        )
+        return web.Response(status=status, text=f"{exc.detail}\n")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error (request id %s)", request.get("request_id"))
+        return web.Response(
+            status=500, text=f"internal error (request id {request.get('request_id')})\n"
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the store answers and every CA connector can issue."""
+    components = components_of(request.app)
+    checks: dict[str, str] = {}
+    ready = True
+    try:
+        await asyncio.wait_for(components.store.ping(), timeout=5)
+        checks["store"] = "ok"
+    except Exception as exc:
+        ready = False
+        checks["store"] = f"failed: {type(exc).__name__}"
+    for name, connector in components.connectors.items():
+        try:
+            await asyncio.wait_for(connector.check(), timeout=5)
+            checks[f"connector:{name}"] = "ok"
+        except CertgateError as exc:
+            ready = False
+            checks[f"connector:{name}"] = f"failed: {exc.detail}"
+        except Exception as exc:
+            ready = False
+            checks[f"connector:{name}"] = f"failed: {type(exc).__name__}"
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def ca_chain_pem(request: web.Request) -> web.Response:
+    """The issuing chain as PEM (issuing CA first), for clients bootstrapping trust."""
+    chain = await components_of(request.app).service.ca_chain()
+    return web.Response(body=pem_chain(chain), content_type="application/pem-certificate-chain")
+
+
+async def ca_issuer_der(request: web.Request) -> web.Response:
+    """The issuing CA certificate in DER: the target of the AIA caIssuers URL."""
+    chain = await components_of(request.app).service.ca_chain()
+    return web.Response(
+        body=chain[0].public_bytes(serialization.Encoding.DER), content_type="application/pkix-cert"
+    )
+
+
+async def ca_crl(request: web.Request) -> web.Response:
+    """The current CRL in DER: the target of the CRL distribution point URL."""
+    crl = await components_of(request.app).service.crl()
+    return web.Response(body=crl, content_type="application/pkix-crl")
+
+
+def create_app(config: Config, components: Components | None = None) -> web.Application:
+    """Build the web application. Components are built on startup unless given (tests)."""
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[request_id_middleware, access_log_middleware, error_middleware],
+    )
+    app["access_log_enabled"] = config.server.access_log
+    app[HOLDER] = Holder()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/ca/chain.pem", ca_chain_pem)
+    app.router.add_get("/ca/issuing.crt", ca_issuer_der)
+    app.router.add_get("/ca/crl", ca_crl)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        owned = components is None
+        built = components if components is not None else await build(config)
+        app[HOLDER].components = built
+        stop = asyncio.Event()
+        poller = None
+        if config.poller.enabled:
+            poller = asyncio.create_task(
+                built.service.run_poller(stop, config.poller.interval, config.poller.lease),
+                name="certgate-poller",
+            )
+        yield
+        stop.set()
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        if owned:
+            await built.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,115 @@
+"""Shared test helpers: CSRs built with cryptography, configs written to tmp dirs, peers."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "conf" / "templates"
+
+
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def make_csr(
+    key: object | None = None,
+    *,
+    cn: str | None = None,
+    dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    subject: x509.Name | None = None,
+    hash_alg: hashes.HashAlgorithm | None = None,
+) -> x509.CertificateSigningRequest:
+    key = key or ec_key()
+    name = subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, hash_alg or hashes.SHA256())  # type: ignore[arg-type]
+
+
+def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def write_config(tmp: Path, extra: str = "", *, port: int = 0) -> Path:
+    """A configuration using the shipped templates and a data dir inside ``tmp``."""
+    cfg = tmp / "certgate.toml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""
+            [server]
+            host = "127.0.0.1"
+            port = {port}
+            access_log = false
+            [data]
+            dir = "{tmp / "data"}"
+            [policy]
+            templates_dir = "{TEMPLATES}"
+            [poller]
+            interval = "1s"
+            lease = "2s"
+            [connectors.local]
+            type = "local"
+            crl_urls = ["http://127.0.0.1:{port or 8080}/ca/crl"]
+            """
+        )
+        + textwrap.dedent(extra)
+    )
+    return cfg
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def certgate(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (as an operator would)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"certgate {args} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def require_tool(name: str) -> str:
+    """Path of a real peer program; skip if missing, fail when CERTGATE_REQUIRE_PEERS=1."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not installed (../shared/peers/install.sh installs it)"
+        if os.environ.get("CERTGATE_REQUIRE_PEERS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def openssl(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    exe = require_tool("openssl")
+    return subprocess.run([exe, *args], capture_output=True, input=input, timeout=30)

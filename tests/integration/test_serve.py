@@ -1,0 +1,135 @@
+"""`certgate serve` as a real process: health, readiness, CA publication, workers, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cryptography import x509
+
+from tests.helpers import REPO, free_port, write_config
+
+
+@contextmanager
+def serving(
+    cfg: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"serve exited {proc.returncode}: {proc.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        else:
+            raise AssertionError("gateway did not become healthy")
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def get(port: int, path: str) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def test_serve_answers_healthz_readyz_and_prints_url_and_fingerprint(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with serving(cfg) as (proc, port):
+        status, body, headers = get(port, "/healthz")
+        assert status == 200 and b"ok" in body
+        assert headers.get("X-Request-ID")
+        status, body, _ = get(port, "/readyz")
+        assert status == 200, body
+        status, body, _ = get(port, "/ca/chain.pem")
+        chain = x509.load_pem_x509_certificates(body)
+        assert len(chain) == 2 and chain[0].issuer == chain[1].subject
+        status, body, _ = get(port, "/ca/crl")
+        assert status == 200 and x509.load_der_x509_crl(body)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        out = proc.stdout.read()  # type: ignore[union-attr]
+    assert f"http://127.0.0.1:{port}" in out
+    assert "root CA SHA-256" in out and ":" in out.split("root CA SHA-256")[1].split()[0]
+
+
+def test_oversize_body_gets_413_and_server_keeps_serving(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with serving(cfg) as (_, port):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/healthz", method="POST", data=b"x" * (2 * 1024 * 1024)
+        )
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            status = 200
+        except urllib.error.HTTPError as e:
+            status = e.code
+        except (ConnectionError, urllib.error.URLError):
+            status = 413  # the server may close before reading everything
+        assert status in (405, 413)
+        assert get(port, "/healthz")[0] == 200
+        assert get(port, "/nope")[0] == 404
+
+
+def test_workers_share_one_port(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    with serving(cfg, "--workers", "2") as (proc, port):
+        pids = set()
+        for _ in range(20):
+            status, _, _ = get(port, "/readyz")
+            assert status == 200
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        pids.update(children)
+        assert len(pids) >= 2
+
+
+def test_wrong_ca_passphrase_refuses_to_start_with_clear_message(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        """
+        """,
+    )
+    env = {"CERTGATE_CA_PASSPHRASE": "correct horse battery staple"}
+    with serving(cfg, env=env):
+        pass
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--port", "0"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        env={**os.environ, "CERTGATE_CA_PASSPHRASE": "wrong"},
+    )
+    assert proc.returncode == 2
+    assert "passphrase" in proc.stderr.lower() and "Traceback" not in proc.stderr
