@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ from gateway.model import (
 from gateway.pkix import fingerprint, load_csr, pem_chain
 from gateway.server.wiring import Components, build
 from gateway.service import local_requester
+
+#: Entry-point group through which front-ends add operator commands: each entry is a callable
+#: ``register(subparsers, common_parent_parser)`` that adds sub-commands whose ``func`` is an
+#: ``async (Components, argparse.Namespace) -> int``.
+CLI_GROUP = "certgate.cli"
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PENDING, EXIT_DENIED = 0, 1, 2, 3, 4
 
@@ -75,15 +81,14 @@ def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
 
 
 def _request_dict(r: RequestRecord) -> dict[str, Any]:
-    d = dataclasses.asdict(r)
+    # Not dataclasses.asdict: it deep-copies read-only mappings inside Requester.
+    d = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "csr_der"}
     d["requester"] = r.requester.to_json()
-    d.pop("csr_der", None)
     return d
 
 
 def _cert_dict(c: CertificateRecord, *, pem: bool = False) -> dict[str, Any]:
-    d = dataclasses.asdict(c)
-    d.pop("der", None)
+    d = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name != "der"}
     d["revocation_reason"] = c.revocation_reason.name.lower() if c.revocation_reason else None
     if pem:
         d["pem"] = c.certificate.public_bytes(serialization.Encoding.PEM).decode()
@@ -479,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp = ca.add_parser("export", parents=[common])
     exp.add_argument("--out", "-o")
     exp.set_defaults(func=cmd_ca_export)
+    for ep in entry_points(group=CLI_GROUP):
+        try:
+            register = ep.load()
+        except ModuleNotFoundError as exc:  # a front-end declared but not installed/built
+            logging.getLogger("certgate").debug("cli plug-in %s unavailable: %s", ep.name, exc)
+            continue
+        register(sub, common)
     return parser
 
 

@@ -8,6 +8,7 @@ and validated by their packages when the composition root mounts them.
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import tomllib
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 from gateway.errors import ConfigError
 
 PROTOCOL_SECTIONS = ("est", "acme", "scep", "wstep")
+#: ``Config.file`` when no file was read.
+DEFAULTS = "<defaults>"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 
@@ -68,23 +71,27 @@ class Table:
     """A TOML table being read: remembers its key path and which keys were consumed, so that
     unknown keys (typos) are reported instead of silently ignored."""
 
-    def __init__(self, data: Mapping[str, Any], file: str, path: str = "") -> None:
+    def __init__(
+        self, data: Mapping[builtins.str, Any], file: builtins.str, path: builtins.str = ""
+    ) -> None:
         if not isinstance(data, Mapping):
             raise ConfigError(file, path, "expected a table")
         self.data = data
         self.file = file
         self.path = path
-        self._seen: set[str] = set()
+        self._seen: set[builtins.str] = set()
 
-    def key(self, name: str) -> str:
+    def key(self, name: builtins.str) -> builtins.str:
         return f"{self.path}.{name}" if self.path else name
 
-    def _get(self, name: str, kind: type | tuple[type, ...], default: Any, what: str) -> Any:
+    def _get(
+        self, name: builtins.str, kind: type | tuple[type, ...], default: Any, what: builtins.str
+    ) -> Any:
         self._seen.add(name)
         if name not in self.data:
             return default
         value = self.data[name]
-        if isinstance(value, bool) and kind is not bool and bool not in _as_tuple(kind):
+        if isinstance(value, builtins.bool) and builtins.bool not in _as_tuple(kind):
             raise ConfigError(self.file, self.key(name), f"expected {what}, got a boolean")
         if not isinstance(value, kind):
             raise ConfigError(
@@ -92,41 +99,45 @@ class Table:
             )
         return value
 
-    def str(self, name: str, default: str | None = None) -> str:
-        value = self._get(name, str, default, "a string")
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
+        value = self._get(name, builtins.str, default, "a string")
         if value is None:
             raise ConfigError(self.file, self.key(name), "is required")
-        return str(value)
+        return builtins.str(value)
 
-    def opt_str(self, name: str) -> str | None:
-        value = self._get(name, str, None, "a string")
+    def opt_str(self, name: builtins.str) -> builtins.str | None:
+        value = self._get(name, builtins.str, None, "a string")
         return None if value is None else str(value)
 
-    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
-        value = int(self._get(name, int, default, "an integer"))
+    def int(
+        self, name: builtins.str, default: builtins.int, *, minimum: builtins.int | None = None
+    ) -> builtins.int:
+        value = builtins.int(self._get(name, builtins.int, default, "an integer"))
         if minimum is not None and value < minimum:
             raise ConfigError(self.file, self.key(name), f"must be at least {minimum}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
-        return bool(self._get(name, bool, default, "true or false"))
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
+        return builtins.bool(self._get(name, builtins.bool, default, "true or false"))
 
-    def seconds(self, name: str, default: str) -> int:
+    def seconds(self, name: builtins.str, default: builtins.str) -> builtins.int:
         self._seen.add(name)
         return parse_seconds(self.data.get(name, default), self.file, self.key(name))
 
-    def str_list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def str_list(
+        self, name: builtins.str, default: tuple[builtins.str, ...] = ()
+    ) -> tuple[builtins.str, ...]:
         value = self._get(name, list, list(default), "a list of strings")
         for i, item in enumerate(value):
-            if not isinstance(item, str):
+            if not isinstance(item, builtins.str):
                 raise ConfigError(self.file, f"{self.key(name)}[{i}]", "expected a string")
         return tuple(value)
 
-    def table(self, name: str) -> Table:
+    def table(self, name: builtins.str) -> Table:
         value = self._get(name, dict, {}, "a table")
         return Table(value, self.file, self.key(name))
 
-    def raw(self, name: str) -> Any:
+    def raw(self, name: builtins.str) -> Any:
         self._seen.add(name)
         return self.data.get(name)
 
@@ -170,7 +181,10 @@ class TestingConfig:
     """Test-only switches; refused unless CERTGATE_TESTING=1 is in the environment."""
 
     enabled: bool = False
+    #: die (os._exit) after the CA answered and before the outcome is stored (crash safety)
     crash_after_ca_submit: bool = False
+    #: ACME challenges are valid without being fetched (benchmarks, like PEBBLE_VA_ALWAYS_VALID)
+    acme_always_valid: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,7 +215,7 @@ def load_config(path: Path | None, *, data_dir: Path | None = None) -> Config:
     """Read and validate the configuration. ``data_dir`` (e.g. from ``--data``) wins over
     ``$CERTGATE_DATA``, which wins over ``[data] dir``."""
     if path is None:
-        return parse_config({}, "<defaults>", Path.cwd(), data_dir=data_dir)
+        return parse_config({}, DEFAULTS, Path.cwd(), data_dir=data_dir)
     file = str(path)
     try:
         with open(path, "rb") as fh:
@@ -308,13 +322,14 @@ def parse_config(
     testing = TestingConfig(
         enabled=testing_t.bool("enabled", False),
         crash_after_ca_submit=testing_t.bool("crash_after_ca_submit", False),
+        acme_always_valid=testing_t.bool("acme_always_valid", False),
     )
     testing_t.finish()
     if testing != TestingConfig() and os.environ.get("CERTGATE_TESTING") != "1":
         raise ConfigError(
             file, "testing", "test-only switches are refused unless CERTGATE_TESTING=1 is set"
         )
-    if testing.crash_after_ca_submit and not testing.enabled:
+    if testing != TestingConfig(enabled=testing.enabled) and not testing.enabled:
         raise ConfigError(file, "testing.enabled", "must be true to use test-only switches")
 
     log_t = root.table("logging")

@@ -245,7 +245,7 @@ class EnrollmentService:
             subject=certificate.subject.rfc4514_string(),
             sans=san_strings(certificate),
             template=stored.template,
-            template_major=ext[1] if ext else template.major_version,
+            template_major=ext.major if ext else template.major_version,
             requester=stored.requester.principal,
             not_before=certificate.not_valid_before_utc,
             not_after=certificate.not_valid_after_utc,

@@ -12,14 +12,16 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.metadata import entry_points
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
 from gateway.config import Config
-from gateway.errors import CAUnavailable, CertgateError, NotFound
+from gateway.errors import CAUnavailable, CertgateError, ConfigError, NotFound
 from gateway.pkix import pem_chain
+from gateway.plugin import FrontEnd, Listener, ProtocolContext
 from gateway.server.wiring import Components, build
 
 log = logging.getLogger("certgate.server")
@@ -161,24 +163,66 @@ async def ca_crl(request: web.Request) -> web.Response:
     return web.Response(body=crl, content_type="application/pkix-crl")
 
 
-def create_app(config: Config, components: Components | None = None) -> web.Application:
-    """Build the web application. Components are built on startup unless given (tests)."""
+LISTENERS: web.AppKey[list[Listener]] = web.AppKey("listeners", list)
+PROTOCOL_GROUP = "certgate.protocols"
+
+
+def load_front_ends(config: Config) -> list[tuple[str, FrontEnd]]:
+    """Front-ends whose configuration table says ``enabled = true``, found by entry point."""
+    enabled = [name for name, table in config.protocols.items() if table.get("enabled") is True]
+    found: list[tuple[str, FrontEnd]] = []
+    for name in enabled:
+        eps = list(entry_points(group=PROTOCOL_GROUP, name=name))
+        if not eps:
+            raise ConfigError(config.file, f"{name}.enabled", f"no {name} front-end is installed")
+        found.append((name, eps[0].load()))
+    return found
+
+
+async def create_app(config: Config, components: Components | None = None) -> web.Application:
+    """Build the web application with every enabled protocol front-end.
+
+    Components are built here unless given (tests pass their own); the app closes what it
+    built on cleanup. Extra listeners the front-ends asked for are in ``app[LISTENERS]``.
+    """
+    owned = components is None
+    built = components if components is not None else await build(config)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
         middlewares=[request_id_middleware, access_log_middleware, error_middleware],
     )
     app["access_log_enabled"] = config.server.access_log
     app[HOLDER] = Holder()
+    app[HOLDER].components = built
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/ca/chain.pem", ca_chain_pem)
     app.router.add_get("/ca/issuing.crt", ca_issuer_der)
     app.router.add_get("/ca/crl", ca_crl)
 
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        owned = components is None
-        built = components if components is not None else await build(config)
-        app[HOLDER].components = built
+    listeners: list[Listener] = []
+    try:
+        for name, front_end in load_front_ends(config):
+            context = ProtocolContext(
+                name=name,
+                settings=config.protocols[name],
+                config_file=config.file,
+                external_url=config.server.external_url.rstrip("/"),
+                data_dir=config.data_dir,
+                default_template=config.default_template,
+                service=built.service,
+                store=built.store,
+                policy=built.policy,
+                testing=config.testing,
+            )
+            listeners.extend(await front_end.setup(context, app))
+    except BaseException:
+        if owned:
+            await built.close()
+        raise
+    app[LISTENERS] = listeners
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         stop = asyncio.Event()
         poller = None
         if config.poller.enabled:

@@ -8,17 +8,19 @@ supervises N workers, forwarding SIGTERM/SIGINT for a graceful shutdown.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import multiprocessing
 import signal
 import sys
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from aiohttp import web
 
-from gateway.config import Config
+from gateway.config import DEFAULTS, Config, ServerConfig, load_config
 from gateway.pkix import fingerprint
-from gateway.server.app import create_app
+from gateway.server.app import LISTENERS, create_app
 from gateway.server.wiring import build
 
 log = logging.getLogger("certgate.server")
@@ -34,7 +36,7 @@ async def _prepare(config: Config) -> str:
 
 
 async def _serve_async(config: Config, *, reuse_port: bool, announce: str | None) -> None:
-    app = create_app(config)
+    app = await create_app(config)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -44,6 +46,18 @@ async def _serve_async(config: Config, *, reuse_port: bool, announce: str | None
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_port=reuse_port)
     await site.start()
+    for listener in app[LISTENERS]:
+        extra = web.TCPSite(
+            runner,
+            listener.host,
+            listener.port,
+            ssl_context=listener.ssl_context,
+            reuse_port=reuse_port,
+        )
+        await extra.start()
+        scheme = "https" if listener.ssl_context else "http"
+        if announce is not None:
+            print(f"  {listener.name:15} {scheme}://{listener.host}:{listener.port}", flush=True)
     if announce is not None:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -62,7 +76,10 @@ async def _serve_async(config: Config, *, reuse_port: bool, announce: str | None
     await runner.cleanup()
 
 
-def _worker(config: Config) -> None:
+def _worker(file: str, data_dir: Path, server: ServerConfig) -> None:
+    # Configs hold read-only mappings that do not pickle: each worker re-reads the file.
+    path = None if file == DEFAULTS else Path(file)
+    config = dataclasses.replace(load_config(path, data_dir=data_dir), server=server)
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
@@ -84,7 +101,12 @@ def serve(config: Config, *, workers: int = 1) -> int:
         return 0
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = [
-        ctx.Process(target=_worker, args=(config,), name=f"certgate-worker-{i}", daemon=False)
+        ctx.Process(
+            target=_worker,
+            args=(config.file, config.data_dir, config.server),
+            name=f"certgate-worker-{i}",
+            daemon=False,
+        )
         for i in range(workers)
     ]
     for p in procs:

@@ -74,7 +74,9 @@ def test_serve_answers_healthz_readyz_and_prints_url_and_fingerprint(tmp_path: P
         chain = x509.load_pem_x509_certificates(body)
         assert len(chain) == 2 and chain[0].issuer == chain[1].subject
         status, body, _ = get(port, "/ca/crl")
-        assert status == 200 and x509.load_der_x509_crl(body)
+        assert status == 200
+        crl = x509.load_der_x509_crl(body)
+        assert crl.issuer == chain[0].subject and len(crl) == 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         out = proc.stdout.read()  # type: ignore[union-attr]

@@ -1,0 +1,330 @@
+"""Create the local CA once, atomically, or load it.
+
+The CA directory (``<data_dir>/ca``, or ``<data_dir>/ca-<name>`` for a connector not named
+``local``) holds::
+
+    root.pem  issuing.pem  chain.pem (issuing first, root last)     certificates, mode 0644
+    root.key.pem  issuing.key.pem                                    encrypted PKCS#8, mode 0600
+    passphrase                                  only if no passphrase is configured, mode 0600
+
+Creation is safe against several worker processes starting at once and against a crash
+halfway: under an ``flock`` on ``<data_dir>/.<dir>.lock`` the material is written into a
+staging directory, fsynced, and renamed into place, so the CA directory either exists complete
+or not at all (a crashed attempt leaves only a staging directory, removed by the next start).
+The root key is written once and never loaded again: issuance needs only the issuing key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from backends.local_ca.importer import imported_certificate, load_import
+from backends.local_ca.keystore import (
+    CASigner,
+    FileKeyStore,
+    KeyDecryptionError,
+    KeyStoreError,
+    spki_der,
+    write_file,
+    write_private_file,
+)
+from backends.local_ca.settings import PASSPHRASE_ENV, LocalCASettings
+from gateway.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ROOT_PEM = "root.pem"
+ISSUING_PEM = "issuing.pem"
+CHAIN_PEM = "chain.pem"
+PASSPHRASE_FILE = "passphrase"  # noqa: S105 (a file name, not a secret)
+#: CA certificates start an hour in the past so policy may backdate leaves for clock skew.
+_BACKDATE = timedelta(hours=1)
+
+_warned_generated: set[Path] = set()
+
+
+class WrongCAPassphrase(ConfigError):
+    """The configured (or generated) passphrase does not decrypt the CA key."""
+
+    def __init__(self, settings: LocalCASettings, location: str) -> None:
+        key = settings.key_path("passphrase")
+        super().__init__(
+            settings.config_file,
+            key,
+            f"cannot decrypt the CA key {location}: wrong passphrase "
+            f"(set {PASSPHRASE_ENV} or {key})",
+        )
+        self.location = location
+
+
+@dataclass(frozen=True)
+class CAMaterial:
+    """A loaded CA: the issuing key (as a signer) and the chain, issuing CA first."""
+
+    directory: Path
+    signer: CASigner = field(repr=False)
+    chain: tuple[x509.Certificate, ...]
+    created: bool
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.chain[0]
+
+
+def ca_directory(data_dir: Path, name: str) -> Path:
+    """Where connector ``name`` keeps its CA (two local CAs never share one by accident)."""
+    return data_dir / ("ca" if name == "local" else f"ca-{name}")
+
+
+def open_ca(settings: LocalCASettings, data_dir: Path) -> CAMaterial:
+    """Create the CA directory on first start (generate or import), then load it."""
+    directory = ca_directory(data_dir, settings.name)
+    created = False
+    if not directory.is_dir():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(data_dir / f".{directory.name}.lock"):
+            if not directory.is_dir():
+                for stale in data_dir.glob(f".{directory.name}.staging-*"):
+                    shutil.rmtree(stale, ignore_errors=True)
+                created = _create(settings, directory)
+    material = _load(settings, directory, created)
+    if not created and settings.import_source is not None:
+        _check_same_import(settings, material)
+    return material
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _create(settings: LocalCASettings, directory: Path) -> bool:
+    """Write the CA into a staging directory and rename it into place; False if another
+    process won the race (only possible where ``flock`` is not honoured)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
+    try:
+        passphrase = settings.passphrase
+        if passphrase is None:
+            passphrase = secrets.token_urlsafe(32).encode("ascii")
+            write_private_file(staging / PASSPHRASE_FILE, passphrase)
+        store = FileKeyStore(staging, passphrase)
+        chain = _adopt(settings, store) if settings.import_source else _generate(settings, store)
+        write_file(staging / ISSUING_PEM, _pem(chain[:1]), 0o644)
+        write_file(staging / ROOT_PEM, _pem(chain[-1:]), 0o644)
+        write_file(staging / CHAIN_PEM, _pem(chain), 0o644)
+        _fsync_dir(staging)
+        try:
+            os.rename(staging, directory)
+        except OSError:
+            if directory.is_dir():
+                shutil.rmtree(staging, ignore_errors=True)
+                return False
+            raise
+        _fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info(
+        "created local CA %s in %s (issuing CA %s)",
+        settings.name,
+        directory,
+        chain[0].subject.rfc4514_string(),
+    )
+    return True
+
+
+def _generate(settings: LocalCASettings, store: FileKeyStore) -> tuple[x509.Certificate, ...]:
+    """A self-signed root and an issuing CA under it (RFC 5280 §4.2.1.1-§4.2.1.3, §4.2.1.9)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    root_key = store.generate("root", settings.key_algorithm)
+    issuing_key = store.generate("issuing", settings.key_algorithm)
+    try:
+        root_name = _name(settings, "Root CA")
+        root_not_after = now + settings.root_validity
+        root = root_key.sign_certificate(
+            _ca_builder(root_name, root_name, root_key, root_key, now - _BACKDATE, root_not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_ca_usage(digital_signature=False), critical=True)
+        )
+        issuing = root_key.sign_certificate(
+            _ca_builder(
+                _name(settings, "Issuing CA"),
+                root_name,
+                issuing_key,
+                root_key,
+                now - _BACKDATE,
+                min(now + settings.issuing_validity, root_not_after),
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            # digitalSignature too: lets the issuing CA sign SCEP/OCSP responses directly.
+            .add_extension(_ca_usage(digital_signature=True), critical=True)
+        )
+    finally:
+        root_key.close()
+        issuing_key.close()
+    return (issuing, root)
+
+
+def _ca_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    subject_key: CASigner,
+    issuer_key: CASigner,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(subject_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    )
+
+
+def _ca_usage(*, digital_signature: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _name(settings: LocalCASettings, role: str) -> x509.Name:
+    attributes = []
+    if settings.organization:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.organization))
+    attributes.append(
+        x509.NameAttribute(NameOID.COMMON_NAME, f"{settings.common_name_prefix} {role}")
+    )
+    return x509.Name(attributes)
+
+
+def _adopt(settings: LocalCASettings, store: FileKeyStore) -> tuple[x509.Certificate, ...]:
+    """Import an existing issuing CA: its key is re-encrypted into ``store``."""
+    assert settings.import_source is not None
+    imported = load_import(settings.import_source, settings)
+    store.put("issuing", imported.key).close()
+    now = datetime.now(UTC)
+    cert = imported.certificate
+    if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+        log.warning(
+            "imported CA %s is outside its validity (%s .. %s): it cannot issue",
+            cert.subject.rfc4514_string(),
+            cert.not_valid_before_utc.isoformat(),
+            cert.not_valid_after_utc.isoformat(),
+        )
+    return (cert, *imported.issuers)
+
+
+def _load(settings: LocalCASettings, directory: Path, created: bool) -> CAMaterial:
+    passphrase = settings.passphrase
+    if passphrase is None:
+        passphrase = _generated_passphrase(settings, directory)
+    chain_path = directory / CHAIN_PEM
+    try:
+        chain = tuple(x509.load_pem_x509_certificates(chain_path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "no PEM certificates"
+        raise _broken(settings, f"cannot read {chain_path}: {reason}") from None
+    store = FileKeyStore(directory, passphrase)
+    try:
+        signer = store.load("issuing")
+    except KeyDecryptionError as exc:
+        raise WrongCAPassphrase(settings, exc.location) from None
+    except KeyStoreError as exc:
+        raise _broken(settings, str(exc)) from None
+    if spki_der(signer.public_key()) != spki_der(chain[0].public_key()):
+        signer.close()
+        raise _broken(settings, f"{store.location('issuing')} does not match {chain_path}")
+    return CAMaterial(directory, signer, chain, created)
+
+
+def _generated_passphrase(settings: LocalCASettings, directory: Path) -> bytes:
+    path = directory / PASSPHRASE_FILE
+    try:
+        passphrase = path.read_bytes().rstrip(b"\r\n")
+    except FileNotFoundError:
+        raise settings.error(
+            "passphrase",
+            f"not set, {PASSPHRASE_ENV} is not set either, and {path} does not exist: "
+            f"set the passphrase the keys in {directory} are encrypted with",
+        ) from None
+    except OSError as exc:
+        raise settings.error("passphrase", f"cannot read {path}: {exc.strerror}") from None
+    if directory not in _warned_generated:
+        _warned_generated.add(directory)
+        log.warning(
+            "the CA keys in %s are encrypted with a generated passphrase stored beside them "
+            "(%s); in production set %s or %s",
+            directory,
+            path,
+            PASSPHRASE_ENV,
+            settings.key_path("passphrase"),
+        )
+    return passphrase
+
+
+def _check_same_import(settings: LocalCASettings, material: CAMaterial) -> None:
+    """Refuse a changed import source instead of silently keeping the old CA."""
+    assert settings.import_source is not None
+    wanted = imported_certificate(settings.import_source)
+    if wanted is None:
+        log.info("import source unreadable; using the CA already in %s", material.directory)
+    elif wanted != material.certificate:
+        key = "import_pkcs12" if settings.import_source.pkcs12 else "import_certificate"
+        raise settings.error(
+            key,
+            f"{material.directory} already holds another issuing CA "
+            f"({material.certificate.subject.rfc4514_string()}): move it away to import anew",
+        )
+
+
+def _broken(settings: LocalCASettings, reason: str) -> ConfigError:
+    return ConfigError(settings.config_file, f"connectors.{settings.name}", reason)
+
+
+def _pem(certs: tuple[x509.Certificate, ...]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,152 @@
+"""``LocalCA``: the embedded CA as a :class:`gateway.ports.CAConnector` (+ ``CRLCapable``).
+
+It always answers at once (MS-WCCE disposition "issued" or "denied", never "under
+submission"). ``submit`` is idempotent per request id through the issuance journal: the
+journal's ``put`` is the commit point, so a certificate signed but not journaled (a crash in
+between) was never handed out, and a resubmission returns what the journal holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from backends.local_ca.bootstrap import CAMaterial, open_ca
+from backends.local_ca.issuer import Issuer
+from backends.local_ca.settings import LocalCASettings, parse_settings
+from gateway.errors import CAUnavailable, ConnectorError
+from gateway.model import (
+    CertificateRecord,
+    ConnectorOutcome,
+    Denied,
+    IssuancePlan,
+    Issued,
+    RevocationReason,
+)
+from gateway.ports import ConnectorContext, IssuanceJournal
+
+_T = TypeVar("_T")
+_MAX_SERIAL = 2**159  # RFC 5280 §4.1.2.2: at most 20 octets, positive
+
+
+class LocalCA:
+    """An embedded two-level CA kept encrypted in the data directory.
+
+    The constructor validates the settings completely (``ConfigError`` naming
+    ``connectors.<name>.<key>``); :meth:`start` creates the CA on first start, or imports the
+    configured one, and loads the issuing key.
+    """
+
+    def __init__(self, context: ConnectorContext) -> None:
+        self.name = context.name
+        self.settings: LocalCASettings = parse_settings(
+            context.name, context.settings, context.config_file
+        )
+        self._data_dir = context.data_dir
+        self._journal: IssuanceJournal = context.journal
+        self._material: CAMaterial | None = None
+        self._issuer: Issuer | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create or load the CA. Key generation and decryption run off the event loop; a
+        wrong passphrase raises :class:`backends.local_ca.bootstrap.WrongCAPassphrase`."""
+        if self._issuer is not None:
+            return
+        material = await asyncio.to_thread(open_ca, self.settings, self._data_dir)
+        self._material = material
+        self._issuer = Issuer(
+            material.signer,
+            material.chain,
+            crl_urls=self.settings.crl_urls,
+            aia_urls=self.settings.aia_urls,
+            crl_validity=self.settings.crl_validity,
+        )
+
+    async def close(self) -> None:
+        """Drop the key (the signer forgets it, so stray references cannot sign either)."""
+        if self._material is not None:
+            self._material.signer.close()
+        self._material = None
+        self._issuer = None
+
+    def _running(self) -> Issuer:
+        if self._issuer is None:
+            raise CAUnavailable(f"local CA {self.name} is not started (key not loaded)")
+        return self._issuer
+
+    # -- CAConnector --------------------------------------------------------------------------
+
+    async def submit(self, plan: IssuancePlan) -> ConnectorOutcome:
+        """Issue ``plan`` once per ``plan.request_id``.
+
+        Signing runs inline on the event loop: it is well under 100 µs of CPU for P-256, less
+        than a thread hop would cost."""
+        issuer = self._running()
+        known = await _journaled(self._journal.get(plan.request_id))
+        if known is not None:
+            return Issued(_certificate(known, plan.request_id), issuer.chain)
+        result = issuer.issue(plan, datetime.now(UTC))
+        if isinstance(result, Denied):
+            return result
+        der = result.public_bytes(serialization.Encoding.DER)
+        stored = await _journaled(self._journal.put(plan.request_id, der))
+        # Another instance may have journaled first: hand out the journaled certificate.
+        certificate = result if stored == der else _certificate(stored, plan.request_id)
+        return Issued(certificate, issuer.chain)
+
+    async def poll(self, ca_request_id: str) -> ConnectorOutcome:
+        """The local CA never puts a request under submission, so there is nothing to poll."""
+        raise ConnectorError("local CA has no pending requests")
+
+    async def revoke(self, serial: int, reason: RevocationReason, when: datetime) -> None:
+        """Accept a revocation (RFC 5280 §5.3.1 reason). Nothing is stored here: the
+        inventory is the revocation database and :meth:`crl` is generated from it."""
+        if isinstance(serial, bool) or not isinstance(serial, int):
+            raise ConnectorError(f"serial must be an integer, got {type(serial).__name__}")
+        if not 0 < serial < _MAX_SERIAL:
+            raise ConnectorError(f"serial {serial:#x} is not a valid certificate serial")
+        if not isinstance(reason, RevocationReason):
+            raise ConnectorError(f"unknown revocation reason {reason!r}")
+        if reason is RevocationReason.REMOVE_FROM_CRL:
+            raise ConnectorError("removeFromCRL is only meaningful in delta CRLs")
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise ConnectorError("the revocation time must be a timezone-aware datetime")
+
+    async def ca_chain(self) -> tuple[x509.Certificate, ...]:
+        """Issuing CA first, root last (just the issuing CA if an imported CA is a root)."""
+        return self._running().chain
+
+    async def check(self) -> None:
+        """Raise :class:`CAUnavailable` unless the key is loaded and the issuing CA valid."""
+        self._running().check(datetime.now(UTC))
+
+    # -- CRLCapable ---------------------------------------------------------------------------
+
+    async def crl(self, revoked: Sequence[CertificateRecord]) -> bytes:
+        """A DER CRL (RFC 5280 §5) of the revoked records this CA issued."""
+        return self._running().crl(revoked, datetime.now(UTC))
+
+
+async def _journaled(call: Awaitable[_T]) -> _T:
+    """Await a journal (store) call; its failures are transient for the connector's caller."""
+    try:
+        return await call
+    except (CAUnavailable, ConnectorError):
+        raise
+    except Exception as exc:
+        # The detail reaches clients: name the failure's type, not its text (it may hold a DSN).
+        raise CAUnavailable(f"issuance journal unavailable ({type(exc).__name__})") from exc
+
+
+def _certificate(der: bytes, request_id: str) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise ConnectorError(f"the journal holds no valid certificate for {request_id}") from None

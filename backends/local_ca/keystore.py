@@ -1,0 +1,210 @@
+"""The one interface through which the local CA uses its private keys.
+
+Everything above this module holds a :class:`CASigner`: it can sign a certificate or CRL
+builder and tell its public key, but it never hands out key material. Today's implementation,
+:class:`FileKeyStore`, keeps each key as an encrypted PKCS#8 PEM file (RFC 5958 §3,
+``BestAvailableEncryption``: PBES2) with mode 0600 and holds the decrypted key only in memory.
+A PKCS#11 store (SoftHSM in tests) will implement the same two protocols: it encodes the
+builder's TBSCertificate/TBSCertList (e.g. signing with a throwaway key of the same algorithm
+and keeping its ``tbs_*_bytes``), has the token sign those bytes, and assembles the result, so
+nothing above this module changes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPublicKeyTypes,
+    PublicKeyTypes,
+)
+
+from backends.local_ca.settings import KeyAlgorithm
+
+#: The software key types a CA may use (Ed25519/Ed448 and DSA CAs are not supported).
+CAPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+
+_SHA256 = hashes.SHA256()
+_CURVE_HASH: dict[str, SignatureHash] = {
+    "secp256r1": _SHA256,
+    "secp384r1": hashes.SHA384(),
+    "secp521r1": hashes.SHA512(),
+}
+
+
+class KeyStoreError(Exception):
+    """A key is missing, unreadable, unsupported or closed."""
+
+
+class KeyDecryptionError(KeyStoreError):
+    """The key exists but the passphrase does not decrypt it."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"cannot decrypt {location}")
+        self.location = location
+
+
+class CASigner(Protocol):
+    """A CA private key that signs in place (RFC 5280 §4.1.1.3, §5.1.1.3)."""
+
+    def public_key(self) -> CertificateIssuerPublicKeyTypes: ...
+
+    def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate: ...
+
+    def sign_crl(
+        self, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList: ...
+
+    def close(self) -> None:
+        """Forget the key (release the token session); later signing raises KeyStoreError."""
+
+
+class KeyStore(Protocol):
+    """Where CA keys live, addressed by label (``root``, ``issuing``)."""
+
+    def location(self, label: str) -> str:
+        """Where the key is, for messages (a path, a PKCS#11 URI); never key material."""
+        ...
+
+    def generate(self, label: str, algorithm: KeyAlgorithm) -> CASigner: ...
+
+    def put(self, label: str, key: CAPrivateKey) -> CASigner:
+        """Store an existing key (import); the store encrypts it like a generated one."""
+        ...
+
+    def load(self, label: str) -> CASigner: ...
+
+
+def signature_hash(key: CAPrivateKey) -> SignatureHash:
+    """SHA-256 for RSA and P-256, SHA-384 for P-384, SHA-512 for P-521 (RFC 5758 §3.2)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < 2048:
+            raise KeyStoreError(f"RSA-{key.key_size} is too small for a CA (at least 2048)")
+        return _SHA256
+    found = _CURVE_HASH.get(key.curve.name)
+    if found is None:
+        raise KeyStoreError(f"unsupported CA curve {key.curve.name}")
+    return found
+
+
+def ca_private_key(key: object) -> CAPrivateKey:
+    """``key`` if it is a supported CA key type, else :class:`KeyStoreError`."""
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        signature_hash(key)
+        return key
+    raise KeyStoreError(f"unsupported CA key type {type(key).__name__} (use RSA or ECDSA)")
+
+
+class SoftwareSigner:
+    """A :class:`CASigner` over a key held in process memory."""
+
+    def __init__(self, key: CAPrivateKey) -> None:
+        self._hash = signature_hash(key)
+        self._key: CAPrivateKey | None = key
+        self._public = key.public_key()
+
+    def public_key(self) -> CertificateIssuerPublicKeyTypes:
+        return self._public
+
+    def _private(self) -> CAPrivateKey:
+        if self._key is None:
+            raise KeyStoreError("the CA key has been closed")
+        return self._key
+
+    def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        return builder.sign(self._private(), self._hash)
+
+    def sign_crl(
+        self, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList:
+        return builder.sign(self._private(), self._hash)
+
+    def close(self) -> None:
+        self._key = None
+
+
+class FileKeyStore:
+    """Encrypted PKCS#8 PEM files ``<directory>/<label>.key.pem`` (mode 0600).
+
+    Keys are written once (``O_EXCL``) and never unencrypted; ``passphrase`` decrypts them.
+    """
+
+    def __init__(self, directory: Path, passphrase: bytes) -> None:
+        if not passphrase:
+            raise KeyStoreError("a key store passphrase must not be empty")
+        self._directory = directory
+        self._passphrase = passphrase
+
+    def path(self, label: str) -> Path:
+        return self._directory / f"{label}.key.pem"
+
+    def location(self, label: str) -> str:
+        return str(self.path(label))
+
+    def generate(self, label: str, algorithm: KeyAlgorithm) -> SoftwareSigner:
+        return self.put(label, generate_key(algorithm))
+
+    def put(self, label: str, key: CAPrivateKey) -> SoftwareSigner:
+        signer = SoftwareSigner(ca_private_key(key))
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self._passphrase),
+        )
+        write_private_file(self.path(label), pem)
+        return signer
+
+    def load(self, label: str) -> SoftwareSigner:
+        path = self.path(label)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise KeyStoreError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            key = serialization.load_pem_private_key(data, self._passphrase)
+        except TypeError:
+            # Only an unencrypted key can be loaded without a password: refuse it.
+            raise KeyStoreError(f"{path} is not encrypted; CA keys must be") from None
+        except ValueError:
+            if b"ENCRYPTED PRIVATE KEY" in data:
+                raise KeyDecryptionError(str(path)) from None
+            raise KeyStoreError(f"{path} is not an encrypted PKCS#8 PEM key") from None
+        return SoftwareSigner(ca_private_key(key))
+
+
+def spki_der(key: PublicKeyTypes) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``key`` (to match keys with certificates)."""
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def generate_key(algorithm: KeyAlgorithm) -> CAPrivateKey:
+    """A fresh CA key of ``algorithm``."""
+    if algorithm is KeyAlgorithm.EC_P256:
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm is KeyAlgorithm.EC_P384:
+        return ec.generate_private_key(ec.SECP384R1())
+    bits = 3072 if algorithm is KeyAlgorithm.RSA_3072 else 4096
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 (never an existing file) and flush it to disk."""
+    write_file(path, data, 0o600)
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` exclusively with ``mode`` and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -1,0 +1,230 @@
+"""The local CA's settings: its ``[connectors.<name>]`` table, validated completely up front.
+
+Every problem is a :class:`gateway.errors.ConfigError` naming ``connectors.<name>.<key>``.
+Secrets (``passphrase``, ``import_key_passphrase``, ``import_pkcs12_passphrase``) are references
+(``env:VAR`` or ``file:PATH``) resolved here with :func:`gateway.config.resolve_secret`, the
+same resolver every other secret-bearing key uses; they are kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.config import parse_seconds, resolve_secret
+from gateway.errors import ConfigError
+
+#: Used when ``passphrase`` is not set (before falling back to a generated passphrase file).
+PASSPHRASE_ENV = "CERTGATE_CA_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class KeyAlgorithm(enum.StrEnum):
+    """Key type of a CA created on first start (the same for the root and the issuing CA)."""
+
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA_3072 = "rsa-3072"
+    RSA_4096 = "rsa-4096"
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """An existing issuing CA to adopt on first start instead of generating one.
+
+    Either ``certificate`` + ``key`` (PEM) or ``pkcs12``; ``chain`` is a PEM file with the
+    issuer chain up to the root (a PKCS#12 file may carry it already).
+    """
+
+    certificate: Path | None = None
+    key: Path | None = None
+    key_passphrase: bytes | None = field(default=None, repr=False)
+    pkcs12: Path | None = None
+    pkcs12_passphrase: bytes | None = field(default=None, repr=False)
+    chain: Path | None = None
+
+
+@dataclass(frozen=True)
+class LocalCASettings:
+    """Validated settings of one local CA connector (defaults as in ``conf/certgate.toml``)."""
+
+    name: str
+    config_file: str
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
+    #: ``None``: no passphrase configured, a generated one is stored in the CA directory.
+    passphrase: bytes | None = field(default=None, repr=False)
+    common_name_prefix: str = "certgate"
+    organization: str = ""
+    root_validity: timedelta = timedelta(days=20 * 365)
+    issuing_validity: timedelta = timedelta(days=10 * 365)
+    crl_validity: timedelta = timedelta(days=7)
+    crl_urls: tuple[str, ...] = ()
+    aia_urls: tuple[str, ...] = ()
+    import_source: ImportSource | None = None
+
+    def key_path(self, key: str) -> str:
+        """The configuration key path of ``key``, as error messages name it."""
+        return f"connectors.{self.name}.{key}"
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.config_file, self.key_path(key), reason)
+
+
+class _Reader:
+    """Reads one connector table, remembering which keys were consumed (typos are errors)."""
+
+    def __init__(self, name: str, data: Mapping[str, Any], file: str) -> None:
+        self.name = name
+        self.data = data
+        self.file = file
+        self.seen: set[str] = set()
+
+    def path(self, key: str) -> str:
+        return f"connectors.{self.name}.{key}"
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.file, self.path(key), reason)
+
+    def get(self, key: str) -> object:
+        self.seen.add(key)
+        return self.data.get(key)
+
+    def string(self, key: str, default: str) -> str:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {type(value).__name__}")
+        return value
+
+    def duration(self, key: str, default: str) -> timedelta:
+        value = self.get(key)
+        seconds = parse_seconds(default if value is None else value, self.file, self.path(key))
+        if seconds <= 0:
+            raise self.error(key, "must be a positive duration")
+        return timedelta(seconds=seconds)
+
+    def urls(self, key: str) -> tuple[str, ...]:
+        value = self.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.error(key, f"expected a list of http:// URLs, got {type(value).__name__}")
+        for i, url in enumerate(value):
+            where = f"{key}[{i}]"
+            if not isinstance(url, str):
+                raise self.error(where, "expected a string")
+            parts = urlsplit(url)
+            # RFC 5280 §4.2.1.13/§4.2.2.1: CRLs and CA certificates are signed objects fetched
+            # over plain HTTP (https would need the very chain it serves to validate).
+            if parts.scheme != "http" or not parts.hostname or any(c.isspace() for c in url):
+                raise self.error(where, f"expected an http:// URL, got {url!r}")
+        return tuple(value)
+
+    def secret(self, key: str) -> bytes | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        resolved = resolve_secret(value, self.file, self.path(key))
+        if not resolved:
+            raise self.error(key, "the secret is empty")
+        return resolved.encode("utf-8")
+
+    def file_path(self, key: str) -> Path | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.error(key, "expected a file path")
+        path = Path(value)
+        # Relative to the configuration file, like file: secret references.
+        return path if path.is_absolute() else Path(self.file).resolve().parent / path
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.seen:
+                raise self.error(key, "unknown key")
+
+
+def parse_settings(name: str, data: Mapping[str, Any], config_file: str) -> LocalCASettings:
+    """Validate the ``[connectors.<name>]`` table of a local CA."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            config_file,
+            f"connectors.{name}",
+            "a local CA's name names its directory: use letters, digits, '-' and '_'",
+        )
+    r = _Reader(name, data, config_file)
+    algorithm_text = r.string("key_algorithm", KeyAlgorithm.EC_P256.value)
+    try:
+        algorithm = KeyAlgorithm(algorithm_text)
+    except ValueError:
+        choices = ", ".join(a.value for a in KeyAlgorithm)
+        reason = f"expected one of {choices}, got {algorithm_text!r}"
+        raise r.error("key_algorithm", reason) from None
+    prefix = r.string("common_name_prefix", "certgate")
+    if not prefix.strip():
+        raise r.error("common_name_prefix", "must not be empty")
+    settings = LocalCASettings(
+        name=name,
+        config_file=config_file,
+        key_algorithm=algorithm,
+        passphrase=_passphrase(r),
+        common_name_prefix=prefix,
+        organization=r.string("organization", ""),
+        root_validity=r.duration("root_validity", "20y"),
+        issuing_validity=r.duration("issuing_validity", "10y"),
+        crl_validity=r.duration("crl_validity", "7d"),
+        crl_urls=r.urls("crl_urls"),
+        aia_urls=r.urls("aia_urls"),
+        import_source=_import_source(r),
+    )
+    r.finish()
+    return settings
+
+
+def _passphrase(r: _Reader) -> bytes | None:
+    configured = r.secret("passphrase")
+    if configured is not None:
+        return configured
+    from_env = os.environ.get(PASSPHRASE_ENV)
+    if from_env is None:
+        return None
+    if not from_env:
+        raise r.error("passphrase", f"not set, and {PASSPHRASE_ENV} is set but empty")
+    return from_env.encode("utf-8")
+
+
+def _import_source(r: _Reader) -> ImportSource | None:
+    source = ImportSource(
+        certificate=r.file_path("import_certificate"),
+        key=r.file_path("import_key"),
+        key_passphrase=r.secret("import_key_passphrase"),
+        pkcs12=r.file_path("import_pkcs12"),
+        pkcs12_passphrase=r.secret("import_pkcs12_passphrase"),
+        chain=r.file_path("import_chain"),
+    )
+    pem = source.certificate is not None or source.key is not None
+    if pem and source.pkcs12 is not None:
+        raise r.error("import_pkcs12", "use either import_pkcs12 or import_certificate+import_key")
+    if source.key is not None and source.certificate is None:
+        raise r.error("import_certificate", "is required with import_key")
+    if source.certificate is not None and source.key is None:
+        raise r.error("import_key", "is required with import_certificate")
+    if source.key_passphrase is not None and source.key is None:
+        raise r.error("import_key_passphrase", "is only meaningful with import_key")
+    if source.pkcs12_passphrase is not None and source.pkcs12 is None:
+        raise r.error("import_pkcs12_passphrase", "is only meaningful with import_pkcs12")
+    if not pem and source.pkcs12 is None:
+        if source.chain is not None:
+            raise r.error("import_chain", "needs import_certificate+import_key or import_pkcs12")
+        return None
+    return source

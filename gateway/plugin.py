@@ -1,0 +1,63 @@
+"""How protocol front-ends plug into the composition root without the core knowing them.
+
+A front-end package registers an entry point in group ``certgate.protocols`` (e.g.
+``est = "protocols.est:FRONTEND"``) whose object satisfies :class:`FrontEnd`. The server shell
+calls ``setup`` once at startup for every protocol whose configuration table (``[est]``,
+``[acme]``, ...) says ``enabled = true``, and serves the routes it added on the main listener and
+on any extra listeners it returns (EST's mutual-TLS port). Front-ends with operator commands
+(``certgate est code create``) register them through group ``certgate.cli``.
+
+The core only defines these shapes: it imports nothing from aiohttp.web, and ``app`` is typed
+``Any`` here so that each front-end owns its web framework objects.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.config import TestingConfig
+from gateway.policy import PolicyEngine
+from gateway.ports import Store
+from gateway.service import EnrollmentService
+
+
+@dataclass(frozen=True)
+class ProtocolContext:
+    """Everything a front-end may use. ``settings`` is its raw configuration table, which the
+    front-end validates itself, raising :class:`gateway.errors.ConfigError` with key paths
+    prefixed by ``name`` (``est.labels.iot.template``)."""
+
+    name: str
+    settings: Mapping[str, Any]
+    config_file: str
+    external_url: str
+    data_dir: Path
+    default_template: str
+    service: EnrollmentService
+    store: Store
+    policy: PolicyEngine
+    testing: TestingConfig = field(default_factory=TestingConfig)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """An extra socket the server shell opens for a front-end (e.g. EST over mutual TLS)."""
+
+    name: str
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None = None
+
+
+class FrontEnd(Protocol):
+    """A protocol front-end."""
+
+    name: str
+
+    async def setup(self, context: ProtocolContext, app: Any) -> list[Listener]:
+        """Add routes to the aiohttp ``app`` (and cleanup hooks); return extra listeners."""
+        ...

@@ -1,0 +1,208 @@
+"""Database engines: how one transaction body runs on SQLite and on PostgreSQL.
+
+Every store operation is a plain synchronous SQLAlchemy Core function ``body(conn, *args)``
+run in exactly one transaction by a :class:`Database`:
+
+* PostgreSQL (``postgresql+asyncpg://``): an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`;
+  the body runs through :meth:`AsyncConnection.run_sync` inside ``engine.begin()``.
+* SQLite (``sqlite+aiosqlite://`` or ``sqlite://``): the body runs *inline on the event loop*
+  on one persistent ``sqlite3`` connection per process. Why not aiosqlite: it hops to its
+  worker thread for every cursor/execute/fetch/close (about ten hops per transaction). Same
+  bodies, same file, reference machine: create_request 1.27 ms -> 0.15 ms, journal put
+  1.03 ms -> 0.05 ms, record_issued 1.55 ms -> 0.22 ms. Inline is safe because an SQLite
+  transaction here never waits for long: WAL with ``synchronous=NORMAL`` does not fsync on
+  commit (only the automatic checkpoint every ~1000 pages does, a few ms), readers never
+  wait for writers, and a writer that finds the write lock taken gets
+  ``SQLITE_BUSY`` at once (``busy_timeout`` is 0 on the connection) and waits with
+  ``asyncio.sleep`` before retrying the whole body, up to ``busy_timeout`` seconds in all.
+  Write transactions start with ``BEGIN IMMEDIATE`` (taking the write lock up front), so two
+  processes can never deadlock upgrading a read lock to a write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.errors import InternalError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: A transaction body: synchronous Core statements on ``conn``; it must not keep state between
+#: attempts because SQLite may run it again after ``SQLITE_BUSY``.
+Body = Callable[Concatenate[Connection, P], T]
+
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+class Mode(enum.Enum):
+    """How a body runs."""
+
+    #: One atomic transaction; on SQLite ``BEGIN IMMEDIATE`` (writers serialize up front).
+    WRITE = "write"
+    #: No explicit transaction: each statement commits (or reads the latest commit) on its
+    #: own. For single-statement bodies this saves the BEGIN/COMMIT round trips.
+    AUTOCOMMIT = "autocommit"
+
+
+class Database(Protocol):
+    """Runs transaction bodies; one implementation per backend family."""
+
+    dialect_name: str
+
+    async def run(self, mode: Mode, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+def open_database(
+    url: str | sa.URL,
+    *,
+    busy_timeout: float = 10.0,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+) -> Database:
+    """Pick the engine for ``url``. Unknown backends are refused rather than half-supported."""
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return SQLiteDatabase(parsed, busy_timeout=busy_timeout)
+    if backend == "postgresql":
+        return AsyncDatabase(parsed, pool_size=pool_size, max_overflow=max_overflow)
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+
+
+# --- SQLite --------------------------------------------------------------------------------
+
+
+def is_busy(exc: sa.exc.DBAPIError) -> bool:
+    """True for SQLite's "database is locked/busy" (retry later), not for real errors."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _BUSY_CODES
+    return "database is locked" in str(exc.orig)
+
+
+class SQLiteDatabase:
+    """One persistent connection driven inline on the event loop (see the module docstring).
+
+    One connection is enough: bodies are synchronous, so two of them can never interleave in
+    one process; other processes are kept apart by SQLite's file locks.
+    """
+
+    dialect_name = "sqlite"
+
+    def __init__(self, url: sa.URL, *, busy_timeout: float = 10.0) -> None:
+        self._busy_timeout = busy_timeout
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        self._engine = sa.create_engine(
+            url.set(drivername="sqlite+pysqlite"),
+            connect_args={"check_same_thread": False},
+            poolclass=sa.pool.StaticPool,
+        )
+        event.listen(self._engine, "connect", self._on_connect)
+        self._conn: Connection | None = None
+
+    @staticmethod
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The documented pysqlite transaction fix: stop the driver from emitting its own
+        # (DEFERRED) BEGIN, so the store can say BEGIN IMMEDIATE for writes.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            # SQLite must never sleep on the event loop: lock waits happen in run().
+            cur.execute("PRAGMA busy_timeout = 0")
+            cur.execute("PRAGMA synchronous = NORMAL")  # WAL: no fsync per commit, still safe
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            conn = self._engine.connect()
+            try:
+                # WAL is a property of the file; switching takes an exclusive lock for which
+                # SQLite does not call the busy handler, so two processes opening a new file
+                # can get SQLITE_BUSY here: it is retried like any other busy error (run()).
+                (mode,) = conn.exec_driver_sql("PRAGMA journal_mode").one()
+                if str(mode).lower() not in ("wal", "memory"):
+                    conn.exec_driver_sql("PRAGMA journal_mode = WAL").one()
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def run(self, mode: Mode, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        deadline: float | None = None
+        delay = 0.0005
+        while True:
+            try:
+                conn = self._connection()
+                with conn.begin():
+                    if mode is Mode.WRITE:
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    return body(conn, *args, **kw)
+            except sa.exc.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self._busy_timeout
+                elif now >= deadline:
+                    raise InternalError("database is busy; try again later") from exc
+            # Jittered exponential back-off so competing processes do not retry in lockstep.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.02)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._engine.dispose()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+class AsyncDatabase:
+    """SQLAlchemy's asyncio engine (asyncpg); bodies run via ``AsyncConnection.run_sync``."""
+
+    def __init__(self, url: sa.URL, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+asyncpg")
+        self._engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=30,
+            # Server-side idle timeouts and failovers: recycle rather than ping per checkout
+            # (a ping is one more round trip on every transaction).
+            pool_recycle=1800,
+        )
+        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.dialect_name = self._engine.dialect.name
+
+    async def run(self, mode: Mode, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        if mode is Mode.AUTOCOMMIT:
+            async with self._autocommit.connect() as conn:
+                return await conn.run_sync(body, *args, **kw)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(body, *args, **kw)
+
+    async def close(self) -> None:
+        await self._engine.dispose()

@@ -1,0 +1,132 @@
+"""Rows <-> :mod:`gateway.model` records (the only place that knows both shapes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from gateway.model import (
+    AuditEvent,
+    CertificateRecord,
+    CertificateStatus,
+    PendingReason,
+    Requester,
+    RequestKind,
+    RequestRecord,
+    RequestState,
+    RevocationReason,
+)
+
+
+def request_from_row(row: Row[Any]) -> RequestRecord:
+    return RequestRecord(
+        id=row.id,
+        protocol=row.protocol,
+        transaction_id=row.transaction_id,
+        template=row.template,
+        kind=RequestKind(row.kind),
+        requester=Requester.from_json(row.requester),
+        csr_der=bytes(row.csr_der),
+        spki_sha256=row.spki_sha256,
+        state=RequestState(row.state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        pending_reason=None if row.pending_reason is None else PendingReason(row.pending_reason),
+        connector=row.connector,
+        ca_request_id=row.ca_request_id,
+        denial_code=row.denial_code,
+        denial_rule=row.denial_rule,
+        denial_detail=row.denial_detail,
+        certificate_serial=row.certificate_serial,
+        prior_serial=row.prior_serial,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        next_poll_at=row.next_poll_at,
+    )
+
+
+def request_values(record: RequestRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "protocol": record.protocol,
+        "transaction_id": record.transaction_id,
+        "template": record.template,
+        "kind": record.kind.value,
+        "requester": record.requester.to_json(),
+        "requester_principal": record.requester.principal,
+        "csr_der": record.csr_der,
+        "spki_sha256": record.spki_sha256,
+        "state": record.state.value,
+        "pending_reason": None if record.pending_reason is None else record.pending_reason.value,
+        "connector": record.connector,
+        "ca_request_id": record.ca_request_id,
+        "denial_code": record.denial_code,
+        "denial_rule": record.denial_rule,
+        "denial_detail": record.denial_detail,
+        "certificate_serial": record.certificate_serial,
+        "prior_serial": record.prior_serial,
+        "not_before": record.not_before,
+        "not_after": record.not_after,
+        "next_poll_at": record.next_poll_at,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+def certificate_from_row(row: Row[Any]) -> CertificateRecord:
+    return CertificateRecord(
+        serial=row.serial,
+        request_id=row.request_id,
+        subject=row.subject,
+        sans=tuple(row.sans),
+        template=row.template,
+        template_major=row.template_major,
+        requester=row.requester,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        status=CertificateStatus(row.status),
+        der=bytes(row.der),
+        spki_sha256=row.spki_sha256,
+        issuer=row.issuer,
+        revoked_at=row.revoked_at,
+        revocation_reason=(
+            None if row.revocation_reason is None else RevocationReason(row.revocation_reason)
+        ),
+        superseded_by=row.superseded_by,
+    )
+
+
+def certificate_values(record: CertificateRecord) -> dict[str, Any]:
+    return {
+        "serial": record.serial,
+        "request_id": record.request_id,
+        "subject": record.subject,
+        "sans": list(record.sans),
+        "template": record.template,
+        "template_major": record.template_major,
+        "requester": record.requester,
+        "not_before": record.not_before,
+        "not_after": record.not_after,
+        "status": record.status.value,
+        "der": record.der,
+        "spki_sha256": record.spki_sha256,
+        "issuer": record.issuer,
+        "revoked_at": record.revoked_at,
+        "revocation_reason": (
+            None if record.revocation_reason is None else int(record.revocation_reason)
+        ),
+        "superseded_by": record.superseded_by,
+    }
+
+
+def audit_from_row(row: Row[Any]) -> AuditEvent:
+    return AuditEvent(
+        id=row.id,
+        at=row.at,
+        event=row.event,
+        actor=row.actor,
+        request_id=row.request_id,
+        serial=row.serial,
+        detail=dict(row.detail),  # a fresh dict per call; dataclasses.asdict can copy it
+    )
