@@ -35,14 +35,22 @@ def alembic_config() -> Config:
     return cfg
 
 
+def head_revisions() -> frozenset[str]:
+    """Every head: each protocol package's tables are a branch off the core migration
+    (``down_revision = "0001"``, ``branch_labels = ("<protocol>",)``), so that front-ends
+    developed side by side never fight over one linear history."""
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert heads, "no migrations packaged"
+    return frozenset(heads)
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "no migrations packaged"
-    return head
+    """The single head when there is exactly one (tests of the core migration)."""
+    return sorted(head_revisions())[0]
 
 
-def current_revision(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+def current_revisions(conn: Connection) -> frozenset[str]:
+    return frozenset(MigrationContext.configure(conn).get_current_heads())
 
 
 def upgrade_to_head(conn: Connection) -> None:
@@ -50,8 +58,8 @@ def upgrade_to_head(conn: Connection) -> None:
     on ``conn`` (env.py uses this connection and its already-open transaction)."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-    if current_revision(conn) == head_revision():
+    if current_revisions(conn) == head_revisions():
         return  # the common case at start-up: nothing to load, nothing to run
     cfg = alembic_config()
     cfg.attributes["connection"] = conn
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")

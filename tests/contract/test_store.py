@@ -33,7 +33,7 @@ from gateway.model import (
 )
 from gateway.ports import IssuanceJournal, Store
 from gateway.store import SQLStore, default_sqlite_url, metadata, open_store
-from gateway.store.upgrade import alembic_config, current_revision, head_revision
+from gateway.store.upgrade import alembic_config, current_revisions, head_revisions
 from tests.contract.conftest import StepClock
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,7 +125,7 @@ async def test_ping(store: SQLStore) -> None:
 async def test_migrate_twice_is_a_noop(store: SQLStore, clock: StepClock) -> None:
     request = await received(store, clock)
     await store.migrate()
-    assert await store.read(current_revision) == head_revision()
+    assert await store.read(current_revisions) == head_revisions()
     assert await store.get_request(request.id) == request
 
 
@@ -134,7 +134,7 @@ async def test_concurrent_migrations_on_a_fresh_database_agree(store_url: str) -
     try:
         await asyncio.gather(*(s.migrate() for s in stores))
         for s in stores:
-            assert await s.read(current_revision) == head_revision()
+            assert await s.read(current_revisions) == head_revisions()
     finally:
         for s in stores:
             await s.close()
@@ -149,7 +149,7 @@ async def test_migrations_downgrade_to_nothing_and_back(store: SQLStore) -> None
 
     assert await store.write(downgrade) == []
     await store.migrate()
-    assert await store.read(current_revision) == head_revision()
+    assert await store.read(current_revisions) == head_revisions()
 
 
 async def test_tables_module_matches_the_migrations(store: SQLStore) -> None:
