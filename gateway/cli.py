@@ -147,6 +147,43 @@ async def cmd_templates_show(c: Components, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_templates_import(c: Components, args: argparse.Namespace) -> int:
+    """Fetch GetPolicies from an AD CS CEP and write one template file per policy."""
+    from backends.ms_ces import MSCESConnector  # the CLI is the composition root
+    from backends.ms_ces.importer import import_policies
+    from gateway.policy import load_template
+
+    connector = c.connectors.get(args.connector)
+    if not isinstance(connector, MSCESConnector):
+        raise CertgateError(f"connector {args.connector!r} is not an ms_ces connector")
+    document = await connector.fetch_policies(args.xcep)
+    imported = import_policies(document, connector=args.connector, source=args.xcep)
+    out: Path = args.out or c.config.templates_dir
+    out.mkdir(parents=True, exist_ok=True)
+    clashes = [t.name for t in imported if (out / f"{t.name}.toml").exists()]
+    if clashes and not args.force:
+        raise CertgateError(f"{out}: {', '.join(clashes)} exist (use --force to overwrite)")
+    for template in imported:
+        path = out / f"{template.name}.toml"
+        path.write_text(template.toml, encoding="utf-8")
+        load_template(path)  # what was written must load (ConfigError names the key)
+    rows = [(t.name, t.adcs_name, len(t.unmapped)) for t in imported]
+    data = [
+        {
+            "name": t.name,
+            "adcs_template": t.adcs_name,
+            "file": str(out / f"{t.name}.toml"),
+            "unmapped": list(t.unmapped),
+        }
+        for t in imported
+    ]
+    human = _table(rows, ["NAME", "AD CS TEMPLATE", "NOT MAPPED"]) + "".join(
+        f"\n{t.name}: {item}" for t in imported for item in t.unmapped
+    )
+    _emit(args, data, human)
+    return EXIT_OK
+
+
 def _print_outcome(args: argparse.Namespace, outcome: Outcome, request_id: str | None) -> int:
     if isinstance(outcome, Issued):
         pem = pem_chain(outcome.full_chain).decode()
@@ -432,6 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = tpl.add_parser("show", parents=[common])
     show.add_argument("name")
     show.set_defaults(func=cmd_templates_show)
+    imp = tpl.add_parser("import", parents=[common], help="import AD CS templates over MS-XCEP")
+    imp.add_argument("--xcep", required=True, metavar="URL", help="CEP GetPolicies endpoint")
+    imp.add_argument(
+        "--connector", required=True, help="ms_ces connector: its credentials, and the route"
+    )
+    imp.add_argument("--out", type=Path, help="directory (default: [policy] templates_dir)")
+    imp.add_argument("--force", action="store_true", help="overwrite existing files")
+    imp.set_defaults(func=cmd_templates_import)
 
     enroll = sub.add_parser("enroll", parents=[common], help="submit a CSR locally")
     enroll.add_argument("--template", "-t", required=True)

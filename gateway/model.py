@@ -7,6 +7,7 @@ build variations with :func:`dataclasses.replace`.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -156,8 +157,9 @@ class EnrollmentRequest:
     def csr_der(self) -> bytes:
         return self.csr.public_bytes(serialization.Encoding.DER)
 
-    @property
+    @functools.cached_property
     def spki_sha256(self) -> str:
+        """Hex SHA-256 of the CSR's SubjectPublicKeyInfo (computed once)."""
         return spki_fingerprint(self.csr.public_key())
 
 

@@ -19,7 +19,9 @@ from gateway.model import (
     CertificateRecord,
     CertificateStatus,
     ConnectorOutcome,
+    Denied,
     IssuancePlan,
+    Issued,
     PendingReason,
     RequestRecord,
     RequestState,
@@ -75,6 +77,23 @@ class CAConnector(Protocol):
 
 
 @runtime_checkable
+class InProcessSigner(Protocol):
+    """Optional capability of a CA that signs inside the gateway process (the local CA).
+
+    When ``atomic_issuance`` is true the service signs with :meth:`sign` *before* anything is
+    stored and then records the request, the certificate and their audit events in ONE
+    transaction. There is no moment at which the CA has acted and the outcome is unrecorded:
+    a crash before the commit loses only an in-memory signature that nobody has seen, so a
+    retry of the transaction issues the one and only certificate. Connectors that talk to a
+    CA with its own state (AD CS) never offer this: for them the request is recorded first.
+    """
+
+    atomic_issuance: bool
+
+    def sign(self, plan: IssuancePlan) -> Issued | Denied: ...
+
+
+@runtime_checkable
 class CRLCapable(Protocol):
     """Optional capability: the connector can produce a CRL (DER)."""
 
@@ -107,6 +126,19 @@ class Store(Protocol):
     # -- requests
     async def create_request(self, record: RequestRecord) -> tuple[RequestRecord, bool]:
         """Insert; if (protocol, transaction_id) exists return (existing, False)."""
+        ...
+
+    async def create_issued(
+        self, record: RequestRecord, certificate: CertificateRecord, supersedes: str | None
+    ) -> tuple[RequestRecord, bool]:
+        """Insert a request already issued (``record.state`` issued) with its certificate,
+        supersession and audit events in one transaction; on a (protocol, transaction_id)
+        conflict write nothing and return ``(existing, False)``."""
+        ...
+
+    async def create_denied(self, record: RequestRecord) -> tuple[RequestRecord, bool]:
+        """Insert a request already denied (``record.state`` denied, denial fields set) with
+        its audit events in one transaction; conflict as :meth:`create_request`."""
         ...
 
     async def get_request(self, request_id: str) -> RequestRecord | None: ...

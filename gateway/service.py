@@ -17,6 +17,7 @@ are idempotent per request id, so the certificate already signed is returned.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import uuid
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.clock import Clock, SystemClock
 from gateway.errors import (
@@ -55,11 +57,10 @@ from gateway.model import (
     RequestState,
     RevocationReason,
     serial_hex,
-    spki_fingerprint,
 )
 from gateway.pkix import load_csr, san_strings
 from gateway.policy import PolicyEngine, is_due, read_template_extension, renewal_window
-from gateway.ports import CAConnector, CRLCapable, Store
+from gateway.ports import CAConnector, CRLCapable, InProcessSigner, Store
 
 log = logging.getLogger("certgate.service")
 
@@ -95,6 +96,8 @@ class EnrollmentService:
         self.clock = clock or SystemClock()
         self._faults = faults
         self._chains: dict[str, tuple[x509.Certificate, ...]] = {}
+        self._issuer_names: dict[x509.Name, str] = {}  # few issuers, many certificates
+        self._signers: dict[str, InProcessSigner | None] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -152,10 +155,75 @@ class EnrollmentService:
             not_before=request.not_before,
             not_after=request.not_after,
         )
+        signer = self._in_process_signer(self.policy.template(request.template).connector)
+        if signer is not None:
+            return await self._enroll_atomic(record, request, signer)
         stored, created = await self.store.create_request(record)
         if not created:
             return await self._resume(stored, request)
         return await self._decide(stored, request, approved=False)
+
+    async def _enroll_atomic(
+        self, record: RequestRecord, request: EnrollmentRequest, signer: InProcessSigner
+    ) -> Outcome:
+        """The in-process CA path: judge, sign in memory, then store request + certificate +
+        audit in one transaction (see :class:`gateway.ports.InProcessSigner`)."""
+        existing = await self.store.find_request(record.protocol, record.transaction_id)
+        if existing is not None:
+            return await self._resume(existing, request)
+        chain = await self.ca_chain(self.policy.template(request.template).connector)
+        try:
+            decision = self.policy.plan(
+                request,
+                request_id=record.id,
+                now=self.clock.now(),
+                issuer_not_after=chain[0].not_valid_after_utc if chain else None,
+            )
+        except PolicyDenied as denial:
+            log.info("request %s denied by rule %s: %s", record.id, denial.rule, denial.reason)
+            return await self._store_denied(
+                record, request, Denied(ErrorCode.POLICY_DENIED.value, denial.reason, denial.rule)
+            )
+        if decision.needs_approval:
+            stored, created = await self.store.create_request(record)
+            if not created:
+                return await self._resume(stored, request)
+            await self.store.set_pending(stored.id, PendingReason.APPROVAL)
+            return Pending(stored.id, APPROVAL_RETRY_AFTER, PendingReason.APPROVAL)
+        result = signer.sign(decision.plan)
+        if isinstance(result, Denied):
+            return await self._store_denied(
+                record, request, Denied(ErrorCode.CA_DENIED.value, result.detail, "ca")
+            )
+        if "crash_after_ca_submit" in self._faults:
+            os._exit(70)  # [testing]: die after signing, before anything is stored
+        serial = serial_hex(result.certificate.serial_number)
+        issued = dataclasses.replace(record, state=RequestState.ISSUED, certificate_serial=serial)
+        cert_record = self._inventory_record(
+            issued, result.certificate, decision.plan.template_major
+        )
+        stored, created = await self.store.create_issued(issued, cert_record, record.prior_serial)
+        if not created:
+            # A concurrent duplicate of this transaction was stored first: ours is discarded
+            # unseen and the client gets the recorded outcome, never a second certificate.
+            return await self._resume(stored, request)
+        return result
+
+    async def _store_denied(
+        self, record: RequestRecord, request: EnrollmentRequest, denied: Denied
+    ) -> Outcome:
+        stored, created = await self.store.create_denied(
+            dataclasses.replace(
+                record,
+                state=RequestState.DENIED,
+                denial_code=denied.code,
+                denial_rule=denied.rule,
+                denial_detail=denied.detail,
+            )
+        )
+        if not created:
+            return await self._resume(stored, request)
+        return denied
 
     async def _resume(self, stored: RequestRecord, request: EnrollmentRequest) -> Outcome:
         if stored.spki_sha256 != request.spki_sha256:
@@ -211,13 +279,17 @@ class EnrollmentService:
         if "crash_after_ca_submit" in self._faults:
             # [testing] fault injection: die after the CA acted, before the outcome is stored.
             os._exit(70)
-        return await self._record(stored, plan.connector, result)
+        return await self._record(stored, plan.connector, result, plan.template_major)
 
     async def _record(
-        self, stored: RequestRecord, connector: str, result: ConnectorOutcome
+        self,
+        stored: RequestRecord,
+        connector: str,
+        result: ConnectorOutcome,
+        template_major: int | None = None,
     ) -> Outcome:
         if isinstance(result, Issued):
-            cert_record = self._inventory_record(stored, result.certificate)
+            cert_record = self._inventory_record(stored, result.certificate, template_major)
             await self.store.record_issued(stored.id, cert_record, supersedes=stored.prior_serial)
             return result
         if isinstance(result, ConnectorPending):
@@ -233,27 +305,43 @@ class EnrollmentService:
         return Denied(ErrorCode.CA_DENIED.value, result.detail, "ca")
 
     def _inventory_record(
-        self, stored: RequestRecord, certificate: x509.Certificate
+        self, stored: RequestRecord, certificate: x509.Certificate, template_major: int | None
     ) -> CertificateRecord:
-        template = self.policy.template(stored.template)
-        ext = read_template_extension(certificate)
-        from cryptography.hazmat.primitives import serialization
-
+        if template_major is None:  # a certificate from a CA poll: read what the CA wrote
+            ext = read_template_extension(certificate)
+            template_major = (
+                ext.major if ext else self.policy.template(stored.template).major_version
+            )
         return CertificateRecord(
             serial=serial_hex(certificate.serial_number),
             request_id=stored.id,
             subject=certificate.subject.rfc4514_string(),
             sans=san_strings(certificate),
             template=stored.template,
-            template_major=ext.major if ext else template.major_version,
+            template_major=template_major,
             requester=stored.requester.principal,
             not_before=certificate.not_valid_before_utc,
             not_after=certificate.not_valid_after_utc,
             status=CertificateStatus.VALID,
             der=certificate.public_bytes(serialization.Encoding.DER),
-            spki_sha256=spki_fingerprint(certificate.public_key()),
-            issuer=certificate.issuer.rfc4514_string(),
+            # the CA certifies the CSR's key, whose fingerprint the request record holds
+            spki_sha256=stored.spki_sha256,
+            issuer=self._issuer_name(certificate.issuer),
         )
+
+    def _in_process_signer(self, name: str) -> InProcessSigner | None:
+        # isinstance() against a runtime-checkable Protocol costs ~20 us: decide once.
+        if name not in self._signers:
+            connector = self._connector(name)
+            ok = isinstance(connector, InProcessSigner) and connector.atomic_issuance
+            self._signers[name] = connector if ok else None  # type: ignore[assignment]
+        return self._signers[name]
+
+    def _issuer_name(self, issuer: x509.Name) -> str:
+        text = self._issuer_names.get(issuer)
+        if text is None:
+            text = self._issuer_names[issuer] = issuer.rfc4514_string()
+        return text
 
     # -- reading outcomes ------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ whether that reason denies the request or sends it to a certificate manager.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +61,12 @@ class Facts:
     @property
     def csr(self) -> x509.CertificateSigningRequest:
         return self.request.csr
+
+    @functools.cached_property
+    def public_key(self) -> CertificatePublicKeyTypes:
+        """The CSR's public key, decoded once per evaluation (several rules need it).
+        Raises ``ValueError``/``UnsupportedAlgorithm`` like ``csr.public_key()``."""
+        return self.request.csr.public_key()
 
     @property
     def is_renewal(self) -> bool:

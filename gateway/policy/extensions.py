@@ -8,6 +8,7 @@ learn which template and which major version a certificate was issued under.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from asn1crypto import core
@@ -48,8 +49,10 @@ class _CertificateTemplateOID(core.Sequence):  # type: ignore[misc]
     ]
 
 
+@functools.lru_cache(maxsize=256)
 def encode_template_extension(oid: str, major: int, minor: int) -> bytes:
-    """DER of the template extension value (MS-WCCE §2.2.2.7.7.2)."""
+    """DER of the template extension value (MS-WCCE §2.2.2.7.7.2). Cached: it is constant per
+    template version and asn1crypto encoding costs more than signing the certificate."""
     value = _CertificateTemplateOID(
         {"template_id": oid, "major_version": major, "minor_version": minor}
     )

@@ -45,7 +45,7 @@ def csr_format(facts: Facts) -> str | None:
     try:
         _ = facts.csr.subject
         _ = facts.csr.extensions
-        _ = facts.csr.public_key()
+        _ = facts.public_key
     except Exception as exc:  # attacker-controlled input: any decoding failure is a denial
         return f"the CSR cannot be decoded: {exc}"
     return None
@@ -103,7 +103,7 @@ def csr_signature_hash(facts: Facts) -> str | None:
 
 def key_algorithm_allowed(facts: Facts) -> str | None:
     """The public key type must be one of ``key_policy.algorithms``."""
-    key = facts.csr.public_key()
+    key = facts.public_key
     algorithm = key_algorithm(key)
     allowed = facts.template.key_policy.algorithms
     if algorithm is None:
@@ -118,7 +118,7 @@ def key_algorithm_allowed(facts: Facts) -> str | None:
 
 def rsa_key_size(facts: Facts) -> str | None:
     """RSA keys must have at least ``key_policy.min_rsa_bits`` (``msPKI-Minimal-Key-Size``)."""
-    key = facts.csr.public_key()
+    key = facts.public_key
     minimum = facts.template.key_policy.min_rsa_bits
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < minimum:
         return f"RSA key has {key.key_size} bits; template {facts.template.name!r} needs {minimum}"
@@ -127,7 +127,7 @@ def rsa_key_size(facts: Facts) -> str | None:
 
 def ec_curve(facts: Facts) -> str | None:
     """EC keys must be on one of ``key_policy.curves``."""
-    key = facts.csr.public_key()
+    key = facts.public_key
     curves = facts.template.key_policy.curves
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in curves:
         return (
@@ -140,7 +140,7 @@ def ec_curve(facts: Facts) -> str | None:
 def key_usage_applicable(facts: Facts) -> str | None:
     """At least one of the template's key usages must make sense for the key type (an EC key
     cannot encipher, RFC 5480 §3; an EdDSA key only signs, RFC 8410 §5)."""
-    algorithm = key_algorithm(facts.csr.public_key())
+    algorithm = key_algorithm(facts.public_key)
     if algorithm is None or applicable_usages(facts.template.key_usage, algorithm):
         return None
     usages = ", ".join(sorted(facts.template.key_usage.usages))

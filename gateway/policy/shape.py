@@ -40,7 +40,7 @@ MAX_CN_LENGTH = 64
 
 def shape(facts: Facts) -> Shaped:
     """Build the planned certificate from ``facts`` (which passed the check stage)."""
-    public_key = issuable_key(facts.csr.public_key())
+    public_key = issuable_key(facts.public_key)
     algorithm = key_algorithm(public_key)
     if algorithm is None:  # pragma: no cover
         raise AssertionError("shape() called before rule key-algorithm passed")

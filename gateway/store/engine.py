@@ -27,6 +27,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -95,6 +96,17 @@ def is_busy(exc: sa.exc.DBAPIError) -> bool:
     return "database is locked" in str(exc.orig)
 
 
+@dataclass
+class _Queued:
+    """A write body waiting for the next group commit."""
+
+    body: Callable[..., Any]
+    args: tuple[Any, ...]
+    kw: dict[str, Any]
+    future: asyncio.Future[Any]
+    started: float
+
+
 class SQLiteDatabase:
     """One persistent connection driven inline on the event loop (see the module docstring).
 
@@ -115,6 +127,8 @@ class SQLiteDatabase:
         )
         event.listen(self._engine, "connect", self._on_connect)
         self._conn: Connection | None = None
+        self._queue: list[_Queued] = []
+        self._flush_scheduled = False
 
     @staticmethod
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -148,14 +162,14 @@ class SQLiteDatabase:
         return self._conn
 
     async def run(self, mode: Mode, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        if mode is Mode.WRITE:
+            return await self._group_commit(body, *args, **kw)
         deadline: float | None = None
         delay = 0.0005
         while True:
             try:
                 conn = self._connection()
                 with conn.begin():
-                    if mode is Mode.WRITE:
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
                     return body(conn, *args, **kw)
             except sa.exc.OperationalError as exc:
                 if not is_busy(exc):
@@ -168,6 +182,97 @@ class SQLiteDatabase:
             # Jittered exponential back-off so competing processes do not retry in lockstep.
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.02)
+
+    # -- group commit -------------------------------------------------------------------------
+    #
+    # Write bodies queued during one event-loop iteration run in ONE ``BEGIN IMMEDIATE ...
+    # COMMIT``, each inside its own savepoint, so one body's failure rolls back only its own
+    # statements. On SQLite the commit (WAL frames for every touched page) costs more than the
+    # statements, so concurrent enrollments share it; a lone writer pays the same as before.
+    # Each caller's future resolves only after the commit: nothing is reported durable early.
+
+    async def _group_commit(self, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append(_Queued(body, args, kw, future, time.monotonic()))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future  # type: ignore[no-any-return]
+
+    def _flush(self, delay: float = 0.0005) -> None:
+        batch, self._queue = self._queue, []
+        self._flush_scheduled = False
+        batch = [item for item in batch if not item.future.done()]  # cancelled callers
+        if not batch:
+            return
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn = self._connection()
+            with conn.begin():
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                if len(batch) == 1:
+                    item = batch[0]
+                    results.append((True, item.body(conn, *item.args, **item.kw)))
+                else:
+                    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                    try:
+                        for item in batch:
+                            cur.execute("SAVEPOINT certgate_item")
+                            try:
+                                value = item.body(conn, *item.args, **item.kw)
+                            except sa.exc.OperationalError as exc:
+                                if is_busy(exc):
+                                    raise  # the whole batch retries
+                                cur.execute("ROLLBACK TO certgate_item")
+                                cur.execute("RELEASE certgate_item")
+                                results.append((False, exc))
+                            except Exception as exc:
+                                cur.execute("ROLLBACK TO certgate_item")
+                                cur.execute("RELEASE certgate_item")
+                                results.append((False, exc))
+                            else:
+                                cur.execute("RELEASE certgate_item")
+                                results.append((True, value))
+                    finally:
+                        cur.close()
+        except sa.exc.OperationalError as exc:
+            if not is_busy(exc):
+                self._settle_all(batch, exc)
+                return
+            now = time.monotonic()
+            expired = [i for i in batch if now - i.started >= self._busy_timeout]
+            for item in expired:
+                if not item.future.done():
+                    item.future.set_exception(InternalError("database is busy; try again later"))
+            retry = [i for i in batch if i not in expired]
+            if retry:
+                # Put the batch back in front and try again after a jittered back-off.
+                self._queue = retry + self._queue
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_later(
+                        delay * random.uniform(0.5, 1.5), self._flush, min(delay * 2, 0.02)
+                    )
+            return
+        except BaseException as exc:
+            self._settle_all(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for item, (ok, value) in zip(batch, results, strict=True):
+            if item.future.done():
+                continue
+            if ok:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
+
+    @staticmethod
+    def _settle_all(batch: list[_Queued], exc: BaseException) -> None:
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(exc)
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -27,6 +27,7 @@ from gateway.model import (
     RequestState,
     RevocationReason,
 )
+from gateway.store import sqlite_fast as fast
 from gateway.store.rows import (
     audit_from_row,
     certificate_from_row,
@@ -77,6 +78,22 @@ _SELECT_JOURNAL = sa.select(ca_journal.c.certificate_der).where(
     ca_journal.c.request_id == sa.bindparam("rid")
 )
 
+# The per-issuance writes on SQLite bypass Core (see gateway/store/sqlite_fast.py).
+_FAST_REQUESTS = fast.FastTable(requests)
+_FAST_CERTS = fast.FastTable(certificates)
+_FAST_AUDIT = fast.FastTable(audit_events)
+_FAST_JOURNAL = fast.FastTable(ca_journal)
+_FAST_ISSUE = (
+    "UPDATE requests SET state = ?, certificate_serial = ?, next_poll_at = NULL, "
+    "updated_at = ? WHERE id = ? AND state IN ('received', 'pending')"
+)
+_FAST_SUPERSEDE = "UPDATE certificates SET superseded_by = ? WHERE serial = ?"
+
+
+def _sqlite(conn: Connection) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
 #: Who the gateway's own transitions are attributed to in the audit trail.
 SYSTEM_ACTOR = "certgate"
 
@@ -93,17 +110,18 @@ def append_audit(
     serial: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    conn.execute(
-        _INSERT_AUDIT,
-        {
-            "at": now,
-            "event": event,
-            "actor": actor,
-            "request_id": request_id,
-            "serial": serial,
-            "detail": dict(detail or {}),
-        },
-    )
+    values = {
+        "at": now,
+        "event": event,
+        "actor": actor,
+        "request_id": request_id,
+        "serial": serial,
+        "detail": dict(detail or {}),
+    }
+    if _sqlite(conn):
+        fast.insert(conn, _FAST_AUDIT, values)
+    else:
+        conn.execute(_INSERT_AUDIT, values)
 
 
 def list_audit(conn: Connection, request_id: str | None, limit: int) -> list[AuditEvent]:
@@ -123,7 +141,10 @@ def create_request(conn: Connection, record: RequestRecord, now: datetime) -> Re
     A duplicate (protocol, transaction_id) raises ``IntegrityError`` and rolls back; the caller
     then reads the row that won (see :meth:`gateway.store.SQLStore.create_request`).
     """
-    conn.execute(_INSERT_REQUEST, request_values(record))
+    if _sqlite(conn):
+        fast.insert(conn, _FAST_REQUESTS, request_values(record))
+    else:
+        conn.execute(_INSERT_REQUEST, request_values(record))
     append_audit(
         conn,
         now,
@@ -137,6 +158,49 @@ def create_request(conn: Connection, record: RequestRecord, now: datetime) -> Re
             "kind": record.kind.value,
             "auth_method": record.requester.auth_method,
             "spki_sha256": record.spki_sha256,
+        },
+    )
+    return record
+
+
+def create_issued(
+    conn: Connection,
+    record: RequestRecord,
+    certificate: CertificateRecord,
+    supersedes: str | None,
+    now: datetime,
+) -> RequestRecord:
+    """One transaction for an in-process CA: the request (already issued), its certificate,
+    supersession and both audit events. A duplicate transaction raises ``IntegrityError``."""
+    create_request(conn, record, now)
+    insert = (
+        (lambda v: fast.insert(conn, _FAST_CERTS, v))
+        if _sqlite(conn)
+        else (lambda v: conn.execute(_INSERT_CERT, v))
+    )
+    insert(certificate_values(certificate))
+    if supersedes is not None:
+        if _sqlite(conn):
+            fast.execute(conn, _FAST_SUPERSEDE, (certificate.serial, supersedes))
+        else:
+            conn.execute(_MARK_SUPERSEDED, {"old": supersedes, "new": certificate.serial})
+    _audit_issued(conn, record.id, certificate, supersedes, now)
+    return record
+
+
+def create_denied(conn: Connection, record: RequestRecord, now: datetime) -> RequestRecord:
+    """The request (already denied) and its ``request.received`` + ``request.denied`` events."""
+    create_request(conn, record, now)
+    append_audit(
+        conn,
+        now,
+        "request.denied",
+        SYSTEM_ACTOR,
+        request_id=record.id,
+        detail={
+            "code": record.denial_code,
+            "rule": record.denial_rule,
+            "detail": record.denial_detail,
         },
     )
     return record
@@ -209,6 +273,8 @@ def record_issued(
     now: datetime,
 ) -> RequestRecord:
     """Certificate row + request issued + supersession + audit, or nothing (idempotent)."""
+    if _sqlite(conn):
+        return _record_issued_sqlite(conn, request_id, certificate, supersedes, now)
     params = {
         "rid": request_id,
         "state": RequestState.ISSUED.value,
@@ -228,6 +294,17 @@ def record_issued(
         raise Conflict(f"certificate serial {certificate.serial} is already recorded") from exc
     if supersedes is not None:
         conn.execute(_MARK_SUPERSEDED, {"old": supersedes, "new": certificate.serial})
+    _audit_issued(conn, request_id, certificate, supersedes, now)
+    return request_from_row(row)
+
+
+def _audit_issued(
+    conn: Connection,
+    request_id: str,
+    certificate: CertificateRecord,
+    supersedes: str | None,
+    now: datetime,
+) -> None:
     append_audit(
         conn,
         now,
@@ -245,7 +322,32 @@ def record_issued(
             "supersedes": supersedes,
         },
     )
-    return request_from_row(row)
+
+
+def _record_issued_sqlite(
+    conn: Connection,
+    request_id: str,
+    certificate: CertificateRecord,
+    supersedes: str | None,
+    now: datetime,
+) -> RequestRecord:
+    """:func:`record_issued` on the raw SQLite cursor (same statements, same semantics)."""
+    params = (RequestState.ISSUED.value, certificate.serial, fast.encode_datetime(now), request_id)
+    if fast.execute(conn, _FAST_ISSUE, params) == 0:
+        current = _existing(conn, request_id)
+        if current.state == RequestState.ISSUED.value:
+            return request_from_row(current)
+        raise _illegal(current, RequestState.ISSUED)
+    try:
+        fast.insert(conn, _FAST_CERTS, certificate_values(certificate))
+    except sa.exc.IntegrityError as exc:
+        raise Conflict(f"certificate serial {certificate.serial} is already recorded") from exc
+    if supersedes is not None:
+        fast.execute(conn, _FAST_SUPERSEDE, (certificate.serial, supersedes))
+    _audit_issued(conn, request_id, certificate, supersedes, now)
+    row = _FAST_REQUESTS.get(conn, request_id)
+    assert row is not None
+    return request_from_row(row)  # type: ignore[arg-type]
 
 
 def claim_due_polls(
@@ -352,7 +454,9 @@ def journal_get(conn: Connection, request_id: str) -> bytes | None:
 def journal_put(conn: Connection, request_id: str, der: bytes, now: datetime) -> bytes:
     """Insert; a second put for the same id raises ``IntegrityError`` (the caller then reads
     the certificate that was recorded first)."""
-    conn.execute(
-        _INSERT_JOURNAL, {"request_id": request_id, "certificate_der": der, "created_at": now}
-    )
+    values = {"request_id": request_id, "certificate_der": der, "created_at": now}
+    if _sqlite(conn):
+        fast.insert(conn, _FAST_JOURNAL, values)
+    else:
+        conn.execute(_INSERT_JOURNAL, values)
     return der

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.errors import Conflict
 from gateway.model import (
     AuditEvent,
     CertificateRecord,
@@ -130,6 +131,33 @@ class SQLStore:
                 raise
             return existing, False
         return created, True
+
+    async def create_issued(
+        self, record: RequestRecord, certificate: CertificateRecord, supersedes: str | None
+    ) -> tuple[RequestRecord, bool]:
+        """Request + certificate + audit in one transaction (in-process CAs); a duplicate
+        (protocol, transaction_id) writes nothing and returns ``(existing, False)``."""
+        try:
+            created = await self._db.run(
+                Mode.WRITE, q.create_issued, record, certificate, supersedes, self._clock()
+            )
+        except sa.exc.IntegrityError:
+            return await self._existing_after_conflict(record), False
+        return created, True
+
+    async def create_denied(self, record: RequestRecord) -> tuple[RequestRecord, bool]:
+        """A request denied before the CA saw it, with its audit events, in one transaction."""
+        try:
+            created = await self._db.run(Mode.WRITE, q.create_denied, record, self._clock())
+        except sa.exc.IntegrityError:
+            return await self._existing_after_conflict(record), False
+        return created, True
+
+    async def _existing_after_conflict(self, record: RequestRecord) -> RequestRecord:
+        existing = await self.find_request(record.protocol, record.transaction_id)
+        if existing is None:  # another constraint (a reused id or serial): a caller bug
+            raise Conflict(f"request {record.id} conflicts with stored data")
+        return existing
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
         return await self._db.run(Mode.AUTOCOMMIT, q.get_request, request_id)

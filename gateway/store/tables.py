@@ -7,9 +7,10 @@ Extending the schema (ACME accounts/orders/nonces, SCEP transactions, ...): a pr
 declares its ``Table`` objects on :data:`metadata` (so the naming convention below applies),
 adds a migration ``gateway/store/migrations/versions/<protocol>_000N_<topic>.py`` on its own
 branch (first one: ``down_revision = "0001"``, ``branch_labels = ("<protocol>",)``; later ones
-follow its own previous revision), and runs its queries through :meth:`gateway.store.SQLStore.read` /
-:meth:`~gateway.store.SQLStore.write`, which execute a plain synchronous Core function in one
-transaction on either backend. ``SQLStore.migrate()`` upgrades every branch (``alembic upgrade heads``).
+follow its own previous revision), and runs its queries through
+:meth:`gateway.store.SQLStore.read` / :meth:`~gateway.store.SQLStore.write`, which execute a
+plain synchronous Core function in one transaction on either backend.
+``SQLStore.migrate()`` upgrades every branch (``alembic upgrade heads``).
 """
 
 from __future__ import annotations

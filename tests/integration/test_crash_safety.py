@@ -1,12 +1,21 @@
-"""A connector that kills the process after the request is recorded and before the outcome is
-stored: after a restart the request is consistent and retrying issues at most one certificate."""
+"""Crash safety: the process dies after the CA acted and before the outcome is stored.
+
+Two issuance paths exist (gateway.ports.InProcessSigner):
+- the local CA signs in memory and stores request + certificate in one transaction, so a
+  crash before the commit leaves nothing, and a retry issues the one certificate;
+- a connector to a CA with its own state is called only after the request is recorded; a
+  crash after it issued leaves the request ``received``, and a retry returns the certificate
+  the CA already issued (its journal), never a second one.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from tests.helpers import certgate, csr_pem, make_csr, write_config
+from tests.fake_connectors import register_entry_points
+from tests.helpers import REPO, certgate, csr_pem, make_csr, write_config
 
 CRASHING = """
 [testing]
@@ -15,7 +24,7 @@ crash_after_ca_submit = true
 """
 
 
-def test_crash_between_ca_and_store_then_retry_issues_exactly_one(tmp_path: Path) -> None:
+def _setup(tmp_path: Path, connector_type: str) -> tuple[Path, Path, list[str], dict[str, str]]:
     crash_dir, ok_dir = tmp_path / "a", tmp_path / "b"
     crash_dir.mkdir()
     ok_dir.mkdir()
@@ -23,6 +32,8 @@ def test_crash_between_ca_and_store_then_retry_issues_exactly_one(tmp_path: Path
     normal = write_config(ok_dir)
     # Both configurations share one data directory: the same gateway restarted without the fault.
     normal.write_text(normal.read_text().replace(str(ok_dir / "data"), str(crash_dir / "data")))
+    for cfg in (crashing, normal):
+        cfg.write_text(cfg.read_text().replace('type = "local"', f'type = "{connector_type}"'))
     csr = tmp_path / "req.csr"
     csr.write_bytes(csr_pem(make_csr(cn="www.example.test", dns=("www.example.test",))))
     args = [
@@ -35,27 +46,80 @@ def test_crash_between_ca_and_store_then_retry_issues_exactly_one(tmp_path: Path
         "--transaction-id",
         "txn-crash-1",
     ]
+    eps = register_entry_points(tmp_path / "eps")
+    env = {"PYTHONPATH": os.pathsep.join([str(eps), str(REPO)])}
+    return crashing, normal, args, env
 
-    crashed = certgate(*args, "-c", str(crashing), env={"CERTGATE_TESTING": "1"})
-    assert crashed.returncode == 70, crashed.stderr  # os._exit in the fault hook
 
-    requests = json.loads(
-        certgate("requests", "list", "-c", str(normal), "--json", check=True).stdout
-    )
-    assert len(requests) == 1 and requests[0]["state"] == "received"
-    assert json.loads(certgate("certs", "list", "-c", str(normal), "--json").stdout) == []
-
-    first = certgate(*args, "-c", str(normal))
+def _retry_issues_exactly_one(normal: Path, args: list[str], env: dict[str, str]) -> None:
+    first = certgate(*args, "-c", str(normal), env=env)
     assert first.returncode == 0, first.stderr
-    again = certgate(*args, "-c", str(normal))
+    again = certgate(*args, "-c", str(normal), env=env)
     assert again.returncode == 0, again.stderr
-    assert json.loads(first.stdout)["serial"] == json.loads(again.stdout)["serial"]
-    certs = json.loads(certgate("certs", "list", "-c", str(normal), "--json").stdout)
-    assert len(certs) == 1 and certs[0]["serial"] == json.loads(first.stdout)["serial"]
-    shown = json.loads(
-        certgate("requests", "show", requests[0]["id"], "-c", str(normal), "--json").stdout
+    serial = json.loads(first.stdout)["serial"]
+    assert json.loads(again.stdout)["serial"] == serial
+    certs = json.loads(certgate("certs", "list", "-c", str(normal), "--json", env=env).stdout)
+    assert [c["serial"] for c in certs] == [serial]
+    requests = json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout)
+    assert len(requests) == 1 and requests[0]["state"] == "issued"
+
+
+def test_local_ca_crash_before_commit_leaves_nothing_and_retry_issues_one(
+    tmp_path: Path,
+) -> None:
+    crashing, normal, args, env = _setup(tmp_path, "local")
+    crashed = certgate(*args, "-c", str(crashing), env={**env, "CERTGATE_TESTING": "1"})
+    assert crashed.returncode == 70, crashed.stderr  # os._exit in the fault hook
+    assert (
+        json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout) == []
     )
-    assert shown["state"] == "issued"
+    assert json.loads(certgate("certs", "list", "-c", str(normal), "--json", env=env).stdout) == []
+    _retry_issues_exactly_one(normal, args, env)
+
+
+def test_connector_crash_after_issuing_then_retry_returns_the_same_certificate(
+    tmp_path: Path,
+) -> None:
+    crashing, normal, args, env = _setup(tmp_path, "journaled-local")
+    crashed = certgate(*args, "-c", str(crashing), env={**env, "CERTGATE_TESTING": "1"})
+    assert crashed.returncode == 70, crashed.stderr
+    requests = json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout)
+    assert len(requests) == 1 and requests[0]["state"] == "received"
+    assert json.loads(certgate("certs", "list", "-c", str(normal), "--json", env=env).stdout) == []
+    _retry_issues_exactly_one(normal, args, env)
+
+
+def test_poller_recovers_a_request_left_received(tmp_path: Path) -> None:
+    """Without any client retry, the poller resubmits a request a crash left ``received``."""
+    crashing, normal, args, env = _setup(tmp_path, "journaled-local")
+    assert (
+        certgate(*args, "-c", str(crashing), env={**env, "CERTGATE_TESTING": "1"}).returncode == 70
+    )
+    import asyncio
+
+    from gateway.config import load_config
+    from gateway.server.wiring import build
+
+    async def poll() -> None:
+        import importlib
+        import sys
+
+        sys.path.insert(0, str(tmp_path / "eps"))
+        importlib.invalidate_caches()
+        components = await build(load_config(normal))
+        try:
+            await asyncio.sleep(2.1)  # the lease in write_config is 2 s
+            assert await components.service.poll_pending_once(lease_seconds=2) == 1
+        finally:
+            await components.close()
+            sys.path.remove(str(tmp_path / "eps"))
+
+    asyncio.run(poll())
+    requests = json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout)
+    assert requests[0]["state"] == "issued"
+    assert (
+        len(json.loads(certgate("certs", "list", "-c", str(normal), "--json", env=env).stdout)) == 1
+    )
 
 
 def test_testing_switches_are_refused_without_the_environment_flag(tmp_path: Path) -> None:

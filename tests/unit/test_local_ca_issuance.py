@@ -54,6 +54,9 @@ class _BrokenJournal(_MemoryJournal):
     async def get(self, request_id: str) -> bytes | None:
         raise OSError("database is locked")
 
+    async def put(self, request_id: str, certificate_der: bytes) -> bytes:
+        raise OSError("database is locked")
+
 
 _LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -256,7 +259,7 @@ async def test_submitting_the_same_request_twice_returns_the_same_certificate(
     assert list(journal.entries) == ["req-7"]
 
 
-async def test_a_journaled_request_is_answered_from_the_journal_without_signing(
+async def test_a_journaled_request_gets_the_journaled_certificate(
     tmp_path: Path,
 ) -> None:
     journal = _MemoryJournal()
@@ -273,6 +276,16 @@ async def test_when_another_instance_journaled_first_its_certificate_is_returned
     journal = _RacingJournal(winner.public_bytes(serialization.Encoding.DER))
     ca = await _started(tmp_path / "b", journal=journal)
     assert await _issue(ca, _plan("req-1")) == winner
+
+
+async def test_sign_in_memory_journals_nothing(tmp_path: Path) -> None:
+    journal = _MemoryJournal()
+    ca = await _started(tmp_path, journal=journal)
+    assert ca.atomic_issuance is True
+    result = ca.sign(_plan("req-9"))
+    assert isinstance(result, Issued)
+    result.certificate.verify_directly_issued_by(result.chain[0])
+    assert journal.entries == {}
 
 
 async def test_a_failing_journal_makes_the_ca_unavailable(tmp_path: Path) -> None:

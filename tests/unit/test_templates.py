@@ -66,7 +66,8 @@ def _toml(data: dict[str, Any]) -> str:
 
 def test_shipped_templates_load() -> None:
     templates = load_templates(SHIPPED)
-    assert set(templates) == {"tls-server", "device", "approval-required"}
+    # The core's three; front-ends ship their own templates beside them.
+    assert {"tls-server", "device", "approval-required"} <= set(templates)
 
 
 def test_shipped_templates_form_a_valid_engine() -> None:
@@ -97,7 +98,7 @@ def test_shipped_approval_template_requires_manager_approval() -> None:
 
 def test_shipped_templates_have_distinct_uuid_oids() -> None:
     oids = [t.oid for t in load_templates(SHIPPED).values()]
-    assert len(set(oids)) == 3 and all(o.startswith("2.25.") for o in oids)
+    assert len(set(oids)) == len(oids) and all(o.startswith("2.25.") for o in oids)
 
 
 def test_every_shipped_key_is_commented() -> None:
