@@ -10,17 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import enum
 import getpass
 import json
 import logging
+import re
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.config import Config, default_config_path, load_config
@@ -37,6 +40,7 @@ from gateway.model import (
     RevocationReason,
 )
 from gateway.pkix import fingerprint, load_csr, pem_chain
+from gateway.policy import format_duration
 from gateway.server.wiring import Components, build
 from gateway.service import local_requester
 
@@ -136,9 +140,30 @@ async def cmd_templates_list(c: Components, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _plain(value: Any) -> Any:
+    """Templates as JSON-able data (not dataclasses.asdict: it deep-copies read-only maps)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, frozenset | set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, x509.ObjectIdentifier):
+        return value.dotted_string
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
 async def cmd_templates_show(c: Components, args: argparse.Namespace) -> int:
     t = c.policy.template(args.name)
-    data = _jsonable(dataclasses.asdict(t))
+    data = _plain(t)
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
     else:
@@ -560,10 +585,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.server.run import serve
 
             if args.host or args.port is not None:
-                server = dataclasses.replace(
-                    config.server,
-                    host=args.host or config.server.host,
-                    port=config.server.port if args.port is None else args.port,
+                server = config.server.listening_on(
+                    args.host or config.server.host,
+                    config.server.port if args.port is None else args.port,
                 )
                 config = dataclasses.replace(config, server=server)
             logging.getLogger().setLevel(config.log_level)
@@ -577,6 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `certgate ... | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ and validated by their packages when the composition root mounts them.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import re
 import tomllib
@@ -160,6 +161,20 @@ class ServerConfig:
     max_body_bytes: int = 256 * 1024
     shutdown_timeout: int = 10
     access_log: bool = True
+    #: False when external_url was derived from host and port (so --host/--port re-derive it)
+    external_url_configured: bool = False
+
+    def listening_on(self, host: str, port: int) -> ServerConfig:
+        """This server configuration on another address (``certgate serve --host/--port``)."""
+        url = self.external_url if self.external_url_configured else derived_url(host, port)
+        return dataclasses.replace(self, host=host, port=port, external_url=url)
+
+
+def derived_url(host: str, port: int) -> str:
+    """``http://host:port``, with wildcard binds shown as localhost."""
+    shown = {"0.0.0.0": "localhost", "::": "localhost"}.get(host, host)  # noqa: S104
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}"
 
 
 @dataclass(frozen=True)
@@ -246,10 +261,10 @@ def parse_config(
     )
     if server.port > 65535:
         raise ConfigError(file, "server.port", "must be at most 65535")
-    if not server.external_url:
-        host = {"0.0.0.0": "localhost", "::": "localhost"}.get(server.host, server.host)  # noqa: S104
-        host = f"[{host}]" if ":" in host else host
-        server = ServerConfig(**{**server.__dict__, "external_url": f"http://{host}:{server.port}"})
+    if server.external_url:
+        server = dataclasses.replace(server, external_url_configured=True)
+    else:
+        server = dataclasses.replace(server, external_url=derived_url(server.host, server.port))
     parts = urlsplit(server.external_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(file, "server.external_url", "must be an absolute http(s) URL")

@@ -224,3 +224,51 @@ def test_templates_list_shows_the_shipped_templates(cfg: Path) -> None:
         )
     }
     assert {"tls-server", "device", "approval-required"} <= names
+
+
+def test_major_version_bump_makes_issued_certificates_due(tmp_path: Path) -> None:
+    import shutil
+
+    templates = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "conf" / "templates", templates)
+    cfg = write_config(tmp_path)
+    cfg.write_text(
+        cfg.read_text().replace(
+            str(Path(__file__).resolve().parents[2] / "conf" / "templates"), str(templates)
+        )
+    )
+    csr = openssl_csr(tmp_path, "web")
+    issued = json.loads(
+        certgate(
+            "enroll",
+            "-c",
+            str(cfg),
+            "--json",
+            "--template",
+            "tls-server",
+            "--csr",
+            str(csr),
+            check=True,
+        ).stdout
+    )
+    assert json.loads(certgate("certs", "due", "-c", str(cfg), "--json", check=True).stdout) == []
+
+    tls = templates / "tls-server.toml"
+    text = tls.read_text()
+    major = int(re.search(r"(?m)^major_version\s*=\s*(\d+)", text).group(1))  # type: ignore[union-attr]
+    tls.write_text(re.sub(r"(?m)^major_version\s*=\s*\d+", f"major_version = {major + 1}", text))
+    due = json.loads(certgate("certs", "due", "-c", str(cfg), "--json", check=True).stdout)
+    assert [d["serial"] for d in due] == [issued["serial"]]
+    assert due[0]["reason"] == "template major version bumped"
+
+
+def test_templates_show_and_ca_show(cfg: Path) -> None:
+    shown = json.loads(
+        certgate("templates", "show", "tls-server", "-c", str(cfg), "--json", check=True).stdout
+    )
+    assert shown["name"] == "tls-server" and shown["oid"].startswith("2.25.")
+    ca = json.loads(certgate("ca", "show", "-c", str(cfg), "--json", check=True).stdout)
+    assert len(ca) == 2 and ca[0]["issuer"] == ca[1]["subject"]
+    assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", ca[1]["sha256"])
+    missing = certgate("templates", "show", "nope", "-c", str(cfg))
+    assert missing.returncode == 1 and "unknown-template" in missing.stderr

@@ -99,3 +99,14 @@ def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 )
 def test_durations(text: object, seconds: int) -> None:
     assert parse_seconds(text, "f", "k") == seconds
+
+
+def test_port_override_rederives_a_derived_external_url(tmp_path: Path) -> None:
+    server = load_config(write(tmp_path, "[server]\nport = 9000\n")).server
+    assert server.listening_on("127.0.0.1", 9443).external_url == "http://127.0.0.1:9443"
+
+
+def test_port_override_keeps_a_configured_external_url(tmp_path: Path) -> None:
+    text = "[server]\nexternal_url = 'https://ca.example.test'\n"
+    server = load_config(write(tmp_path, text)).server
+    assert server.listening_on("0.0.0.0", 9443).external_url == "https://ca.example.test"
