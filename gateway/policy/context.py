@@ -63,6 +63,16 @@ class Facts:
         return self.request.csr
 
     @functools.cached_property
+    def subject(self) -> x509.Name:
+        """The CSR's subject, parsed once per evaluation (each ``csr.subject`` re-parses)."""
+        return self.request.csr.subject
+
+    @functools.cached_property
+    def extensions(self) -> x509.Extensions:
+        """The CSR's requested extensions, parsed once per evaluation."""
+        return self.request.csr.extensions
+
+    @functools.cached_property
     def public_key(self) -> CertificatePublicKeyTypes:
         """The CSR's public key, decoded once per evaluation (several rules need it).
         Raises ``ValueError``/``UnsupportedAlgorithm`` like ``csr.public_key()``."""

@@ -43,8 +43,8 @@ def superseded_template(facts: Facts) -> str | None:
 def csr_format(facts: Facts) -> str | None:
     """The CSR's subject, extensionRequest and public key must decode (RFC 2986 §4)."""
     try:
-        _ = facts.csr.subject
-        _ = facts.csr.extensions
+        _ = facts.subject
+        _ = facts.extensions
         _ = facts.public_key
     except Exception as exc:  # attacker-controlled input: any decoding failure is a denial
         return f"the CSR cannot be decoded: {exc}"

@@ -25,13 +25,13 @@ def subject_source(shaped: Shaped) -> str | None:
     principal = facts.request.requester.principal
     if source is SubjectSource.REQUEST:
         return None
-    if source is SubjectSource.REQUESTER and len(facts.csr.subject) > 0:
+    if source is SubjectSource.REQUESTER and len(facts.subject) > 0:
         return (
             f"template {facts.template.name!r} builds the subject from the requester; the CSR "
-            f"must carry an empty subject, not {facts.csr.subject.rfc4514_string()!r}"
+            f"must carry an empty subject, not {facts.subject.rfc4514_string()!r}"
         )
     if source is SubjectSource.BOTH:
-        for attribute in facts.csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        for attribute in facts.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
             if attribute.value != principal:
                 return f"CSR CN {attribute.value!r} differs from the requester {principal!r}"
     if not 1 <= len(principal) <= MAX_CN_LENGTH:
@@ -47,7 +47,7 @@ def subject_rdn(shaped: Shaped) -> str | None:
         return None
     forced_cn = policy.source is SubjectSource.BOTH
     counts: dict[x509.ObjectIdentifier, int] = {}
-    for attribute in shaped.facts.csr.subject:
+    for attribute in shaped.facts.subject:
         if forced_cn and attribute.oid == NameOID.COMMON_NAME:
             continue
         label = rdn_label(attribute.oid)

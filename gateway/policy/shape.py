@@ -45,7 +45,7 @@ def shape(facts: Facts) -> Shaped:
     if algorithm is None:  # pragma: no cover
         raise AssertionError("shape() called before rule key-algorithm passed")
     subject = build_subject(facts)
-    sans, san_notes = requested_sans(facts.csr)
+    sans, san_notes = requested_sans(facts.extensions)
     not_before, not_after, validity_notes = validity_window(facts)
     dropped = facts.template.key_usage.usages & UNSUPPORTED_USAGES[algorithm]
     usage_notes = [
@@ -83,7 +83,7 @@ def build_subject(facts: Facts) -> x509.Name:
     with every CN replaced by ``CN=<principal>`` (appended last, the most specific RDN)."""
     source = facts.template.subject.source
     if source is SubjectSource.REQUEST:
-        return facts.csr.subject
+        return facts.subject
     principal = facts.request.requester.principal
     cn = (
         [x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, principal)])]
@@ -93,7 +93,7 @@ def build_subject(facts: Facts) -> x509.Name:
     if source is SubjectSource.REQUESTER:
         return x509.Name(cn)
     kept: list[x509.RelativeDistinguishedName] = []
-    for rdn in facts.csr.subject.rdns:
+    for rdn in facts.subject.rdns:
         attributes = [a for a in rdn if a.oid != NameOID.COMMON_NAME]
         if attributes:
             kept.append(x509.RelativeDistinguishedName(attributes))
@@ -101,12 +101,12 @@ def build_subject(facts: Facts) -> x509.Name:
 
 
 def requested_sans(
-    csr: x509.CertificateSigningRequest,
+    extensions: x509.Extensions,
 ) -> tuple[tuple[x509.GeneralName, ...], list[str]]:
     """The CSR's SubjectAltName entries (extensionRequest, RFC 2985 §5.4.2), DNS names
     lower-cased (RFC 4343), exact duplicates merged."""
     try:
-        names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        names = list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         return (), []
     sans: list[x509.GeneralName] = []
