@@ -14,6 +14,7 @@ import enum
 import getpass
 import json
 import logging
+import os
 import re
 import sys
 import uuid
