@@ -24,7 +24,8 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     Raises :class:`BadCSR` for anything that is not a well-formed request. The signature is
     *not* checked here: that is policy rule ``csr-signature``.
     """
-    stripped = data.strip()
+    # Binary DER first, unstripped: its last byte may well be a whitespace byte (0x20, 0x0a...).
+    stripped = data if data[:1] == b"\x30" else data.strip()
     try:
         if any(stripped.startswith(marker) for marker in _PEM_CSR):
             if stripped.startswith(_PEM_CSR[1]):
@@ -40,7 +41,7 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
 
 def load_certificate(data: bytes) -> x509.Certificate:
     """Parse one X.509 certificate in PEM or DER; :class:`BadRequest` otherwise."""
-    stripped = data.strip()
+    stripped = data if data[:1] == b"\x30" else data.strip()  # DER may end in 0x20/0x0a
     try:
         if stripped.startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(stripped)

@@ -40,6 +40,7 @@ class Holder:
 
 
 HOLDER: web.AppKey[Holder] = web.AppKey("certgate", Holder)
+ACCESS_LOG: web.AppKey[bool] = web.AppKey("access_log_enabled", bool)
 
 
 def components_of(app: web.Application) -> Components:
@@ -78,7 +79,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = exc.status
         raise
     finally:
-        if request.app.get("access_log_enabled", True):
+        if request.app.get(ACCESS_LOG, True):
             access_log.info(
                 '%s "%s %s" %d %.1fms rid=%s',
                 request.remote,
@@ -191,7 +192,7 @@ async def create_app(config: Config, components: Components | None = None) -> we
         client_max_size=config.server.max_body_bytes,
         middlewares=[request_id_middleware, access_log_middleware, error_middleware],
     )
-    app["access_log_enabled"] = config.server.access_log
+    app[ACCESS_LOG] = config.server.access_log
     app[HOLDER] = Holder()
     app[HOLDER].components = built
     app.router.add_get("/healthz", healthz)

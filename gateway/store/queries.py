@@ -59,6 +59,13 @@ _SELECT_REQUEST_BY_ID = _SELECT_REQUEST.where(_REQ.id == sa.bindparam("rid"))
 _SELECT_REQUEST_BY_TXN = _SELECT_REQUEST.where(
     _REQ.protocol == sa.bindparam("p"), _REQ.transaction_id == sa.bindparam("t")
 )
+# Bound parameters, so SQLAlchemy compiles this once (EST looks it up on every enrollment).
+_SELECT_REQUESTS_BY_KEY = _SELECT_REQUEST.where(
+    _REQ.requester_principal == sa.bindparam("pr"),
+    _REQ.spki_sha256 == sa.bindparam("k"),
+    _REQ.template == sa.bindparam("tp"),
+    _REQ.protocol == sa.bindparam("p"),
+).order_by(_REQ.created_at.desc(), _REQ.id.desc())
 _SELECT_CERT_BY_SERIAL = _SELECT_CERT.where(_CERT.serial == sa.bindparam("s"))
 #: SET columns come from the parameter keys; only open requests match.
 _UPDATE_OPEN_REQUEST = (
@@ -226,13 +233,8 @@ def list_requests(conn: Connection, state: RequestState | None, limit: int) -> l
 def find_requests_by_key(
     conn: Connection, protocol: str, principal: str, spki_sha256: str, template: str
 ) -> list[RequestRecord]:
-    stmt = _SELECT_REQUEST.where(
-        _REQ.requester_principal == principal,
-        _REQ.spki_sha256 == spki_sha256,
-        _REQ.template == template,
-        _REQ.protocol == protocol,
-    ).order_by(_REQ.created_at.desc(), _REQ.id.desc())
-    return [request_from_row(row) for row in conn.execute(stmt)]
+    params = {"pr": principal, "k": spki_sha256, "tp": template, "p": protocol}
+    return [request_from_row(row) for row in conn.execute(_SELECT_REQUESTS_BY_KEY, params)]
 
 
 def _existing(conn: Connection, request_id: str) -> Row[Any]:

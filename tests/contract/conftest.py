@@ -18,6 +18,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+import protocols.acme.tables
+import protocols.est.tables
+import protocols.scep.tables
+import protocols.wstep.tables  # noqa: F401
 from gateway.store import SQLStore, default_sqlite_url, open_store
 
 PG_ADMIN_DSN = os.environ.get(

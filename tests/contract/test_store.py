@@ -548,12 +548,13 @@ async def test_concurrent_claimers_never_claim_a_request_twice(
     assert sorted(a + b) == sorted(ids)
 
 
+# FOR UPDATE SKIP LOCKED is PostgreSQL's; SQLite serializes writers, so PostgreSQL only.
 @pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"])
 async def test_claim_skips_rows_locked_by_another_instance(
     store: SQLStore, clock: StepClock, store_url: str
 ) -> None:
-    if store.dialect_name != "postgresql":
-        pytest.skip("FOR UPDATE SKIP LOCKED is PostgreSQL's; SQLite serializes writers")
+    assert store.dialect_name == "postgresql"
     locked = await received(store, clock)
     free = await received(store, clock)
     for r in (locked, free):

@@ -46,7 +46,8 @@ def upgrade() -> None:
     op.create_table(
         "est_deliveries",
         sa.Column("transaction_id", sa.String(255), nullable=False),
-        sa.Column("delivered_at", UTC_DATETIME, nullable=False),
+        sa.Column("pending_at", UTC_DATETIME, nullable=False),
+        sa.Column("delivered_at", UTC_DATETIME, nullable=True),
         sa.PrimaryKeyConstraint("transaction_id", name="pk_est_deliveries"),
     )
 

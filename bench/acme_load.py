@@ -1,0 +1,365 @@
+"""Full ACME issuance flows per second: certgate (`serve --workers 2`, SQLite) and Pebble in
+the same run, with the same driver.
+
+    .venv/bin/python bench/acme_load.py [--flows 300] [--pebble-flows 150]
+
+One flow = newOrder (one fresh name) -> authz (POST-as-GET) -> challenge POST {} -> poll the
+authz until valid -> finalize with a fresh P-256 CSR -> poll the order until valid ->
+certificate download. Each concurrent worker has its own account (registered before timing)
+and re-uses the Replay-Nonce of its previous response, as real clients do.
+
+Both servers skip challenge validation alike: Pebble with PEBBLE_VA_ALWAYS_VALID=1, certgate
+with `[testing] acme_always_valid = true`. Pebble: Debian package, PEBBLE_VA_NOSLEEP=1,
+PEBBLE_WFE_NONCEREJECT=0, concurrency 1 only (Debian's 2.4 deadlocks at concurrency >= 4).
+Pebble only speaks HTTPS; certgate's listener is plain HTTP (keep-alive makes the TLS
+handshake a one-off per connection). Targets (issue #4): certgate c=1 >= 1.0x Pebble c=1;
+certgate c=16 >= 3.5x Pebble c=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Worker:
+    """One ACME account driving flows sequentially."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, directory: dict[str, str], ssl_ctx: Any
+    ) -> None:
+        self.s = session
+        self.d = directory
+        self.ssl = ssl_ctx
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        n = self.key.public_key().public_numbers()
+        self.jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": b64(n.x.to_bytes(32, "big")),
+            "y": b64(n.y.to_bytes(32, "big")),
+        }
+        self.kid: str | None = None
+        self.nonce: str | None = None
+
+    async def _nonce(self) -> str:
+        if self.nonce is None:
+            async with self.s.head(self.d["newNonce"], ssl=self.ssl) as r:
+                self.nonce = r.headers["Replay-Nonce"]
+        nonce, self.nonce = self.nonce, None
+        return nonce
+
+    async def post(self, url: str, payload: Any = None) -> tuple[int, dict[str, str], bytes]:
+        for _ in range(3):
+            header: dict[str, Any] = {"alg": "ES256", "nonce": await self._nonce(), "url": url}
+            if self.kid:
+                header["kid"] = self.kid
+            else:
+                header["jwk"] = self.jwk
+            p = b64(json.dumps(header).encode())
+            body = "" if payload is None else b64(json.dumps(payload).encode())
+            r_, s_ = decode_dss_signature(
+                self.key.sign(f"{p}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+            )
+            sig = b64(r_.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+            data = json.dumps({"protected": p, "payload": body, "signature": sig})
+            async with self.s.post(
+                url, data=data, ssl=self.ssl, headers={"Content-Type": "application/jose+json"}
+            ) as r:
+                content = await r.read()
+                self.nonce = r.headers.get("Replay-Nonce")
+                if r.status == 400 and b"badNonce" in content:
+                    continue
+                return r.status, dict(r.headers), content
+        raise RuntimeError("badNonce three times")
+
+    async def register(self) -> None:
+        status, headers, body = await self.post(
+            self.d["newAccount"], {"termsOfServiceAgreed": True}
+        )
+        assert status in (200, 201), body
+        self.kid = headers["Location"]
+
+    async def flow(self, name: str) -> None:
+        status, headers, body = await self.post(
+            self.d["newOrder"], {"identifiers": [{"type": "dns", "value": name}]}
+        )
+        assert status == 201, body
+        order_url, order = headers["Location"], json.loads(body)
+        for authz_url in order["authorizations"]:
+            _, _, body = await self.post(authz_url)
+            authz = json.loads(body)
+            if authz["status"] != "valid":
+                ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+                status, _, body = await self.post(ch["url"], {})
+                assert status == 200, body
+                while authz["status"] == "pending":
+                    _, _, body = await self.post(authz_url)
+                    authz = json.loads(body)
+                assert authz["status"] == "valid", authz
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        status, _, body = await self.post(
+            order["finalize"], {"csr": b64(csr.public_bytes(serialization.Encoding.DER))}
+        )
+        assert status == 200, body
+        order = json.loads(body)
+        while order["status"] in ("processing", "ready", "pending"):
+            await asyncio.sleep(0.005)
+            _, _, body = await self.post(order_url)
+            order = json.loads(body)
+        assert order["status"] == "valid", order
+        status, _, body = await self.post(order["certificate"])
+        assert status == 200 and b"BEGIN CERTIFICATE" in body
+
+
+async def drive(
+    directory_url: str, flows: int, concurrency: int, ssl_ctx: Any, tag: str
+) -> dict[str, float]:
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(directory_url, ssl=ssl_ctx) as r:
+            directory = await r.json()
+        workers = [Worker(session, directory, ssl_ctx) for _ in range(concurrency)]
+        await asyncio.gather(*(w.register() for w in workers))
+        await workers[0].flow(f"warmup-{tag}.bench.example.test")
+        latencies: list[float] = []
+        counter = iter(range(flows))
+
+        async def run(w: Worker) -> None:
+            for i in counter:
+                t = time.perf_counter()
+                await w.flow(f"f{i}-{tag}.bench.example.test")
+                latencies.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(run(w) for w in workers))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "rate": flows / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_certgate(tmp: Path, workers: int) -> tuple[subprocess.Popen[Any], str]:
+    port = free_port()
+    cfg = tmp / "certgate.toml"
+    cfg.write_text(
+        textwrap.dedent(f"""
+        [server]
+        host = "127.0.0.1"
+        port = {port}
+        access_log = false
+        external_url = "http://127.0.0.1:{port}"
+        [data]
+        dir = "{tmp / "data"}"
+        [policy]
+        templates_dir = "{REPO / "conf" / "templates"}"
+        [connectors.local]
+        type = "local"
+        [logging]
+        level = "WARNING"
+        [acme]
+        enabled = true
+        default_template = "acme-tls"
+        rate_limit_account = 0
+        rate_limit_ip = 0
+        [testing]
+        enabled = true
+        acme_always_valid = true
+        """)
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "-c",
+            str(cfg),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        cwd=REPO,
+        env={**os.environ, "CERTGATE_TESTING": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    time.sleep(1.0)  # let every worker finish starting
+    return proc, f"http://127.0.0.1:{port}/acme/directory"
+
+
+def start_pebble(tmp: Path) -> tuple[subprocess.Popen[Any], str]:
+    exe = shutil.which("pebble")
+    if exe is None:
+        raise SystemExit("pebble is not installed (../shared/peers/install.sh)")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+                ]
+            ),
+            False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (tmp / "pebble.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "pebble.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    port = free_port()
+    (tmp / "pebble.json").write_text(
+        json.dumps(
+            {
+                "pebble": {
+                    "listenAddress": f"127.0.0.1:{port}",
+                    "managementListenAddress": f"127.0.0.1:{free_port()}",
+                    "certificate": str(tmp / "pebble.crt"),
+                    "privateKey": str(tmp / "pebble.key"),
+                    "httpPort": free_port(),
+                    "tlsPort": free_port(),
+                    "ocspResponderURL": "",
+                    "externalAccountBindingRequired": False,
+                }
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "PEBBLE_VA_NOSLEEP": "1",
+        "PEBBLE_WFE_NONCEREJECT": "0",
+        "PEBBLE_VA_ALWAYS_VALID": "1",
+        "PEBBLE_AUTHZREUSE": "0",
+    }
+    proc = subprocess.Popen(
+        [exe, "-config", str(tmp / "pebble.json")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    return proc, f"https://127.0.0.1:{port}/dir"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--flows", type=int, default=300)
+    parser.add_argument("--pebble-flows", type=int, default=150)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    no_verify = ssl.create_default_context()
+    no_verify.check_hostname = False
+    no_verify.verify_mode = ssl.CERT_NONE
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        (tmp / "cg").mkdir()
+        proc, url = start_pebble(tmp)
+        try:
+            results["pebble c=1"] = asyncio.run(drive(url, args.pebble_flows, 1, no_verify, "p1"))
+        finally:
+            stop(proc)
+        proc, url = start_certgate(tmp / "cg", args.workers)
+        try:
+            results["certgate c=1"] = asyncio.run(drive(url, args.flows, 1, None, "c1"))
+            results["certgate c=16"] = asyncio.run(drive(url, args.flows, 16, None, "c16"))
+        finally:
+            stop(proc)
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"{'run':<16}{'flows/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, r in results.items():
+        print(f"{name:<16}{r['rate']:>10.1f}{r['p50']:>10.1f}{r['p99']:>10.1f}")
+    base = results["pebble c=1"]["rate"]
+    print(
+        f"certgate c=1  / pebble c=1: {results['certgate c=1']['rate'] / base:.2f}x (target >= 1.0)"
+    )
+    print(
+        f"certgate c=16 / pebble c=1: {results['certgate c=16']['rate'] / base:.2f}x"
+        " (target >= 3.5)"
+    )
+
+
+if __name__ == "__main__":
+    main()

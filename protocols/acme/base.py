@@ -1,0 +1,289 @@
+"""What every ACME handler shares: URLs, nonces, JWS authentication, responses, rate limits.
+
+A POST is authenticated in one pass (RFC 8555 §6.2-§6.5): media type, JWS shape and header
+rules, url == request URL, then one database transaction consumes the nonce, issues the next
+one and loads the signer's account, then the signature is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import CertgateError
+from gateway.plugin import ProtocolContext
+from protocols.acme import jws as J
+from protocols.acme import state
+from protocols.acme.errors import problem_from
+from protocols.acme.messages import Problem, dumps
+from protocols.acme.settings import AcmeSettings
+
+log = logging.getLogger("certgate.acme")
+JOSE = "application/jose+json"
+#: Request storage: the authenticated JWS, and the fresh nonce once the used one was taken.
+_SIGNED = "acme_signed"
+_FRESH = "acme_nonce"
+
+
+@dataclass(frozen=True)
+class Signed:
+    """An authenticated POST: the JWS, its payload and the signer's account (``None`` when
+    signed with a ``jwk`` that has no account yet)."""
+
+    jws: J.JWS
+    account: state.Account | None
+    key: J.PublicKey
+
+    @property
+    def post_as_get(self) -> bool:
+        return self.jws.payload == b""
+
+    def payload(self) -> dict[str, Any]:
+        return self.jws.payload_json()
+
+    def require_account(self) -> state.Account:
+        if self.account is None:
+            raise Problem.account_does_not_exist()
+        return self.account
+
+
+@dataclass
+class RateLimiter:
+    """Fixed-window request counters per key (account id or client IP), in this process.
+    ``limit`` 0 disables. Each worker keeps its own window (documented)."""
+
+    window: int
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def hit(self, key: str, limit: int) -> None:
+        if limit <= 0:
+            return
+        slot = int(time.monotonic()) // max(self.window, 1)
+        seen_slot, count = self.counts.get(key, (slot, 0))
+        if seen_slot != slot:
+            count = 0
+            if len(self.counts) > 100_000:
+                self.counts.clear()
+        count += 1
+        self.counts[key] = (slot, count)
+        if count > limit:
+            retry = max(1, (slot + 1) * self.window - int(time.monotonic()))
+            raise Problem.rate_limited(f"too many requests for {key}; limit {limit}", retry)
+
+
+class Acme:
+    """The ACME front-end's state for one process."""
+
+    def __init__(self, context: ProtocolContext, settings: AcmeSettings) -> None:
+        self.context = context
+        self.settings = settings
+        self.service = context.service
+        self.policy = context.policy
+        store: Any = context.store
+        if not hasattr(store, "write"):
+            raise TypeError("the ACME front-end needs a SQL store with read/write")
+        self.store = store
+        self.base = context.external_url + "/acme"
+        self.limiter = RateLimiter(settings.rate_limit_window)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- URLs (absolute, from configuration: protocols.md 0.3) ---------------------------------
+
+    def url(self, *parts: str) -> str:
+        return "/".join((self.base, *parts))
+
+    def now(self) -> datetime:
+        return self.service.clock.now()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- nonces (RFC 8555 §6.5) ----------------------------------------------------------------
+
+    async def new_nonce(self) -> str:
+        value = secrets.token_urlsafe(16)
+        now = self.now()
+        purge = now if secrets.randbelow(100) == 0 else None
+        expires = now + timedelta(seconds=self.settings.nonce_lifetime)
+        await self.store.write(state.issue_nonce, value, expires, purge)
+        return value
+
+    # -- authentication ------------------------------------------------------------------------
+
+    async def authenticate(
+        self, request: web.Request, *, want_jwk: bool = False, either: bool = False
+    ) -> Signed:
+        """RFC 8555 §6.2-§6.5 for one POST. ``want_jwk``: newAccount; ``either``: revokeCert."""
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != JOSE:
+            raise Problem.malformed(f"Content-Type must be {JOSE}", 415)
+        self.limiter.hit(f"ip:{request.remote}", self.settings.rate_limit_ip)
+        body = await request.read()
+        jws = J.parse_jws(body)
+        J.check_account_header(jws, want_jwk=want_jwk and not either)
+        if jws.url != self.url_of(request):
+            raise Problem.unauthorized("JWS 'url' does not match the request URL")
+        thumb = None
+        key: J.PublicKey | None = None
+        if jws.kid is None:
+            if not either and not want_jwk:
+                raise Problem.malformed("this request must be signed with a 'kid' header")
+            key = J.load_jwk(jws.jwk)
+            thumb = J.thumbprint(jws.jwk or {})
+        account_id = self._account_id(jws.kid) if jws.kid is not None else None
+        if jws.nonce is None:
+            raise Problem.bad_nonce("JWS has no anti-replay nonce")
+        if account_id is not None:
+            account = await self.store.read(state.get_account, account_id)
+            if account is None:
+                raise Problem.account_does_not_exist("no account at this 'kid'")
+            key = J.load_jwk(account.jwk)
+        else:
+            account = await self.store.read(state.account_by_thumbprint, thumb)
+        assert key is not None
+        J.verify(jws, key)
+        signed = Signed(jws, account, key)
+        # The nonce is taken later, in the same transaction as the handler's first write
+        # (:meth:`write`), or by the handler wrapper for read-only requests; nothing is
+        # committed or answered before it was taken.
+        request[_SIGNED] = signed
+        if account is not None:
+            if account.status != "valid":
+                raise Problem.unauthorized(f"account is {account.status}", 401)
+            self.limiter.hit(f"account:{account.id}", self.settings.rate_limit_account)
+        return signed
+
+    async def write(self, request: web.Request, body: Any, *args: Any, **kw: Any) -> Any:
+        """Run a write ``body`` for an authenticated POST; its transaction also takes the
+        request's nonce (RFC 8555 §6.5: single use, across instances) unless already taken,
+        and nothing is written when the nonce is bad."""
+        signed: Signed | None = request.get(_SIGNED)
+        if signed is None or _FRESH in request:
+            return await self.store.write(body, *args, **kw)
+        fresh = secrets.token_urlsafe(16)
+        now = self.now()
+        expires = now + timedelta(seconds=self.settings.nonce_lifetime)
+        ok, result = await self.store.write(
+            state.with_nonce, signed.jws.nonce, fresh, expires, now, body, args, kw
+        )
+        request[_FRESH] = fresh
+        if not ok:
+            raise Problem.bad_nonce()
+        return result
+
+    async def take_nonce(self, request: web.Request) -> None:
+        """Take the nonce of a read-only POST (or of a failed one), issuing the next."""
+        await self.write(request, state.nothing)
+
+    def _account_id(self, kid: str) -> str:
+        prefix = self.url("acct") + "/"
+        if not kid.startswith(prefix) or "/" in kid[len(prefix) :]:
+            raise Problem.account_does_not_exist("'kid' is not an account URL of this server")
+        return kid[len(prefix) :]
+
+    def url_of(self, request: web.Request) -> str:
+        return self.context.external_url + request.raw_path.split("?")[0]
+
+    # -- responses -----------------------------------------------------------------------------
+
+    def links(self, request: web.Request) -> list[str]:
+        directory = request.get("acme_directory") or self.url("directory")
+        return [f'<{directory}>;rel="index"']
+
+    async def reply(
+        self,
+        request: web.Request,
+        body: Any,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        links: list[str] | None = None,
+        content_type: str = "application/json",
+    ) -> web.Response:
+        response = web.Response(
+            status=status,
+            body=body if isinstance(body, bytes) else dumps(body),
+            content_type=content_type,
+        )
+        await self._decorate(request, response, links)
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    async def _decorate(
+        self, request: web.Request, response: web.Response, links: list[str] | None
+    ) -> None:
+        for link in [*self.links(request), *(links or [])]:
+            response.headers.add("Link", link)
+
+    async def problem(self, request: web.Request, problem: Problem) -> web.Response:
+        response = web.Response(
+            status=problem.status,
+            body=dumps(problem.document()),
+            content_type="application/problem+json",
+        )
+        await self._decorate(request, response, None)
+        for name, value in problem.headers.items():
+            response.headers[name] = value
+        return response
+
+    async def finish(self, request: web.Request, response: web.Response) -> web.Response:
+        """Every POST (and newNonce) answer carries a fresh nonce, errors included (§6.5); a
+        read-only POST's nonce is taken here, and a bad one turns the answer into badNonce."""
+        if request.method not in ("POST", "HEAD") and _FRESH not in request:
+            return response
+        try:
+            if _FRESH not in request:
+                if _SIGNED in request:
+                    try:
+                        await self.take_nonce(request)
+                    except Problem as bad:
+                        response = await self.problem(request, bad)
+                else:
+                    request[_FRESH] = await self.new_nonce()
+        except Exception:  # the store is down: still answer, without a nonce
+            log.exception("could not issue a nonce (request id %s)", request.get("request_id"))
+            return response
+        response.headers["Replay-Nonce"] = request[_FRESH]
+        return response
+
+
+Handler = Callable[[Acme, web.Request], Awaitable[web.StreamResponse]]
+ACME: web.AppKey[Acme] = web.AppKey("acme", Acme)
+
+
+def handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap a handler so every failure is a problem document (never a bare 500)."""
+
+    @functools.wraps(fn)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        acme = request.app[ACME]
+        try:
+            response = await fn(acme, request)
+        except Problem as problem:
+            response = await acme.problem(request, problem)
+        except CertgateError as exc:
+            response = await acme.problem(request, problem_from(exc))
+        except (asyncio.CancelledError, web.HTTPException):
+            raise
+        except Exception:
+            log.exception("ACME handler failed (request id %s)", request.get("request_id"))
+            rid = request.get("request_id")
+            response = await acme.problem(
+                request, Problem.server_internal(f"internal error (request id {rid})")
+            )
+        assert isinstance(response, web.Response)
+        return await acme.finish(request, response)
+
+    return wrapped

@@ -1,0 +1,310 @@
+"""ACME orders, authorizations and challenges: transaction bodies (see :mod:`state`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from protocols.acme.state import (
+    Authz,
+    Challenge,
+    Order,
+    _challenge,
+    _order,
+)
+from protocols.acme.tables import acme_authorizations, acme_challenges, acme_orders
+
+_B = sa.bindparam
+_AUTHZ_BY_IDS = sa.select(acme_authorizations).where(
+    acme_authorizations.c.id.in_(_B("ids", expanding=True))
+)
+_AUTHZ_INSERT = sa.insert(acme_authorizations)
+_CHALLENGES_BY_AUTHZ = (
+    sa.select(acme_challenges)
+    .where(acme_challenges.c.authz_id.in_(_B("ids", expanding=True)))
+    .order_by(acme_challenges.c.type)
+)
+_CHALLENGE_BY_ID = sa.select(acme_challenges).where(acme_challenges.c.id == _B("id"))
+_CHALLENGE_INSERT = sa.insert(acme_challenges)
+_CHALLENGE_START = (
+    sa.update(acme_challenges)
+    .where(acme_challenges.c.id == _B("cid"), acme_challenges.c.status == "pending")
+    .values(status="processing", lease_until=_B("lease"))
+)
+_ORDER_BY_ID = sa.select(acme_orders).where(acme_orders.c.id == _B("id"))
+_ORDER_INSERT = sa.insert(acme_orders)
+_REUSABLE_AUTHZ = (
+    sa.select(acme_authorizations.c.id)
+    .where(
+        acme_authorizations.c.account_id == _B("account_id"),
+        acme_authorizations.c.type == _B("type"),
+        acme_authorizations.c.value == _B("value"),
+        acme_authorizations.c.wildcard == _B("wildcard"),
+        acme_authorizations.c.status == "valid",
+        acme_authorizations.c.expires_at > _B("now"),
+    )
+    .limit(1)
+)
+
+
+# --- orders, authorizations, challenges --------------------------------------------------------
+
+
+def reusable_authzs(
+    conn: Connection, account_id: str, wanted: Sequence[tuple[str, str, bool]], now: datetime
+) -> list[str | None]:
+    """For each (type, value, wildcard): a valid, unexpired authorization of the account."""
+    found: list[str | None] = []
+    for type_, value, wildcard in wanted:
+        row = conn.execute(
+            _REUSABLE_AUTHZ,
+            {
+                "account_id": account_id,
+                "type": type_,
+                "value": value,
+                "wildcard": wildcard,
+                "now": now,
+            },
+        ).first()
+        found.append(None if row is None else str(row.id))
+    return found
+
+
+@dataclass(frozen=True)
+class NewAuthz:
+    id: str
+    type: str
+    value: str
+    wildcard: bool
+    status: str  # "pending", or "valid" when pre-authorized
+    expires_at: datetime
+    challenges: tuple[tuple[str, str, str], ...]  # (id, type, token)
+
+
+def create_order(
+    conn: Connection, order: Order, new_authzs: Sequence[NewAuthz], now: datetime
+) -> Order:
+    if new_authzs:
+        conn.execute(
+            _AUTHZ_INSERT,
+            [
+                {
+                    "id": a.id,
+                    "account_id": order.account_id,
+                    "type": a.type,
+                    "value": a.value,
+                    "wildcard": a.wildcard,
+                    "status": a.status,
+                    "expires_at": a.expires_at,
+                    "created_at": now,
+                }
+                for a in new_authzs
+            ],
+        )
+    challenges = [
+        {
+            "id": cid,
+            "authz_id": a.id,
+            "type": ctype,
+            "token": token,
+            "status": "pending",
+            "attempts": 0,
+            "validated_at": None,
+            "error": None,
+            "lease_until": None,
+        }
+        for a in new_authzs
+        for cid, ctype, token in a.challenges
+    ]
+    if challenges:
+        conn.execute(_CHALLENGE_INSERT, challenges)
+    conn.execute(
+        _ORDER_INSERT,
+        {
+            "id": order.id,
+            "account_id": order.account_id,
+            "status": order.status,
+            "template": order.template,
+            "profile": order.profile,
+            "identifiers": order.identifiers,
+            "authz_ids": order.authz_ids,
+            "not_before": order.not_before,
+            "not_after": order.not_after,
+            "expires_at": order.expires_at,
+            "error": None,
+            "replaces": order.replaces,
+            "finalize_attempt": 0,
+            "request_id": None,
+            "certificate_serial": None,
+            "created_at": now,
+        },
+    )
+    return order
+
+
+def get_order(conn: Connection, order_id: str) -> tuple[Order, list[Authz]] | None:
+    row = conn.execute(_ORDER_BY_ID, {"id": order_id}).first()
+    if row is None:
+        return None
+    order = _order(row)
+    return order, get_authzs(conn, order.authz_ids, with_challenges=False)
+
+
+def get_authzs(conn: Connection, ids: Sequence[str], *, with_challenges: bool) -> list[Authz]:
+    if not ids:
+        return []
+    rows = conn.execute(_AUTHZ_BY_IDS, {"ids": list(ids)})
+    found = {r.id: r for r in rows}
+    chall: dict[str, list[Challenge]] = {}
+    if with_challenges:
+        for r in conn.execute(_CHALLENGES_BY_AUTHZ, {"ids": list(ids)}):
+            chall.setdefault(r.authz_id, []).append(_challenge(r))
+    return [
+        Authz(
+            r.id,
+            r.account_id,
+            r.type,
+            r.value,
+            bool(r.wildcard),
+            r.status,
+            r.expires_at,
+            tuple(chall.get(r.id, ())),
+        )
+        for r in (found[i] for i in ids if i in found)
+    ]
+
+
+def orders_of(conn: Connection, account_id: str) -> list[str]:
+    rows = conn.execute(
+        sa.select(acme_orders.c.id)
+        .where(acme_orders.c.account_id == account_id)
+        .order_by(acme_orders.c.created_at)
+    )
+    return [r.id for r in rows]
+
+
+def set_order(conn: Connection, order_id: str, expect: str | None, **values: Any) -> bool:
+    """Conditional order update (``expect``: the status it must still have)."""
+    stmt = sa.update(acme_orders).where(acme_orders.c.id == order_id)
+    if expect is not None:
+        stmt = stmt.where(acme_orders.c.status == expect)
+    return bool(conn.execute(stmt.values(**values)).rowcount)
+
+
+def order_replacing(conn: Connection, cert_id: str) -> list[Order]:
+    rows = conn.execute(sa.select(acme_orders).where(acme_orders.c.replaces == cert_id))
+    return [_order(r) for r in rows]
+
+
+def order_for_certificate(conn: Connection, serial: str) -> Order | None:
+    row = conn.execute(
+        sa.select(acme_orders).where(acme_orders.c.certificate_serial == serial).limit(1)
+    ).first()
+    return None if row is None else _order(row)
+
+
+def get_challenge(conn: Connection, challenge_id: str) -> tuple[Challenge, Authz] | None:
+    row = conn.execute(_CHALLENGE_BY_ID, {"id": challenge_id}).first()
+    if row is None:
+        return None
+    authzs = get_authzs(conn, [row.authz_id], with_challenges=False)
+    return (_challenge(row), authzs[0]) if authzs else None
+
+
+def start_challenge(conn: Connection, challenge_id: str, lease_until: datetime) -> bool:
+    """pending -> processing (RFC 8555 §7.5.1); False if it was not pending."""
+    return bool(
+        conn.execute(_CHALLENGE_START, {"cid": challenge_id, "lease": lease_until}).rowcount
+    )
+
+
+def accept_challenge(
+    conn: Connection, challenge_id: str, authz_id: str, now: datetime, valid_until: datetime
+) -> bool:
+    """``[testing] acme_always_valid``: pending -> valid in one transaction."""
+    if not start_challenge(conn, challenge_id, now):
+        return False
+    finish_challenge(conn, challenge_id, authz_id, True, None, now, valid_until)
+    return True
+
+
+def claim_stale_challenges(conn: Connection, now: datetime, lease_until: datetime) -> list[str]:
+    """Challenges left ``processing`` by a crashed or stopped instance (expired lease)."""
+    rows = conn.execute(
+        sa.select(acme_challenges.c.id)
+        .where(acme_challenges.c.status == "processing", acme_challenges.c.lease_until < now)
+        .limit(50)
+    ).all()
+    claimed = []
+    for r in rows:
+        done = conn.execute(
+            sa.update(acme_challenges)
+            .where(
+                acme_challenges.c.id == r.id,
+                acme_challenges.c.status == "processing",
+                acme_challenges.c.lease_until < now,
+            )
+            .values(lease_until=lease_until, attempts=acme_challenges.c.attempts + 1)
+        ).rowcount
+        if done:
+            claimed.append(r.id)
+    return claimed
+
+
+def finish_challenge(
+    conn: Connection,
+    challenge_id: str,
+    authz_id: str,
+    ok: bool,
+    error: dict[str, Any] | None,
+    now: datetime,
+    valid_until: datetime,
+) -> None:
+    """processing -> valid|invalid, and the authorization with it if still pending."""
+    done = conn.execute(
+        sa.update(acme_challenges)
+        .where(acme_challenges.c.id == challenge_id, acme_challenges.c.status == "processing")
+        .values(
+            status="valid" if ok else "invalid",
+            validated_at=now if ok else None,
+            error=error,
+            lease_until=None,
+        )
+    ).rowcount
+    if not done:
+        return
+    values: dict[str, Any] = {"status": "valid" if ok else "invalid"}
+    if ok:
+        values["expires_at"] = valid_until
+    conn.execute(
+        sa.update(acme_authorizations)
+        .where(acme_authorizations.c.id == authz_id, acme_authorizations.c.status == "pending")
+        .values(**values)
+    )
+
+
+def set_authz_status(conn: Connection, authz_id: str, status: str, allowed: Sequence[str]) -> bool:
+    return bool(
+        conn.execute(
+            sa.update(acme_authorizations)
+            .where(acme_authorizations.c.id == authz_id, acme_authorizations.c.status.in_(allowed))
+            .values(status=status)
+        ).rowcount
+    )
+
+
+def valid_identifiers(conn: Connection, account_id: str, now: datetime) -> set[tuple[str, str]]:
+    """(type, value) pairs the account holds valid authorizations for (revocation, §7.6)."""
+    rows = conn.execute(
+        sa.select(acme_authorizations.c.type, acme_authorizations.c.value).where(
+            acme_authorizations.c.account_id == account_id,
+            acme_authorizations.c.status == "valid",
+            acme_authorizations.c.expires_at > now,
+        )
+    )
+    return {(r.type, r.value) for r in rows}

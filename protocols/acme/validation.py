@@ -1,0 +1,266 @@
+"""Challenge validation (RFC 8555 §8.3 http-01, §8.4 dns-01; RFC 8737 tls-alpn-01; RFC 8738).
+
+Validation runs in the background after the client's ``{}``; the challenge row carries a lease
+so that a challenge left ``processing`` by a stopped instance is validated again by whichever
+instance's sweeper sees the lease expire. Names are resolved through ``[acme] dns_resolver``
+when set (tests point it at pebble-challtestsrv), else the system resolver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import ssl
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+from aiohttp.abc import AbstractResolver, ResolveResult
+from cryptography import x509
+
+from protocols.acme import jws as J
+from protocols.acme import state, state_orders
+from protocols.acme.messages import (
+    ACME_IDENTIFIER_OID,
+    Problem,
+    dns01_value,
+    key_authorization,
+    reverse_dns_name,
+    tls_alpn01_expected,
+)
+
+if TYPE_CHECKING:
+    from protocols.acme.base import Acme
+
+log = logging.getLogger("certgate.acme.validation")
+#: Seconds clients are told to wait before polling a processing challenge/authz (§8.2).
+RETRY_AFTER = 1
+SWEEP_INTERVAL = 2.0
+
+
+class Failed(Exception):
+    """A validation failure, carrying the challenge ``error`` problem."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.problem = Problem(kind, detail, 400)
+
+
+def _dns(acme: Acme) -> dns.asyncresolver.Resolver:
+    resolver = dns.asyncresolver.Resolver(configure=acme.settings.dns_resolver is None)
+    if acme.settings.dns_resolver is not None:
+        host, port = acme.settings.dns_resolver
+        resolver.nameservers = [host]
+        resolver.port = port
+    resolver.lifetime = acme.settings.validation_timeout
+    return resolver
+
+
+async def resolve(acme: Acme, name: str) -> list[str]:
+    """IPv4 then IPv6 addresses of ``name`` (an IP literal resolves to itself)."""
+    try:
+        return [str(ipaddress.ip_address(name))]
+    except ValueError:
+        pass
+    if acme.settings.dns_resolver is None:
+        infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        return [str(info[4][0]) for info in infos]
+    resolver = _dns(acme)
+    for rdtype in ("A", "AAAA"):
+        try:
+            answer = await resolver.resolve(name, rdtype)
+            return [r.to_text() for r in answer]
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        except dns.exception.DNSException as exc:
+            raise Failed("dns", f"DNS lookup of {name} failed: {type(exc).__name__}") from None
+    raise Failed("dns", f"no A/AAAA records for {name}")
+
+
+class _Resolver(AbstractResolver):
+    """aiohttp resolver through :func:`resolve` (so redirects use the same DNS)."""
+
+    def __init__(self, acme: Acme) -> None:
+        self.acme = acme
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[ResolveResult]:
+        addresses = await resolve(self.acme, host)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=a,
+                port=port,
+                family=socket.AF_INET6 if ":" in a else socket.AF_INET,
+                proto=0,
+                flags=0,
+            )
+            for a in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def http01(acme: Acme, ident: state.Authz, token: str, key_auth: str) -> None:
+    """RFC 8555 §8.3: GET http://<name>:<port>/.well-known/acme-challenge/<token>; redirects
+    followed; the body, trailing whitespace ignored, must equal the key authorization."""
+    host = f"[{ident.value}]" if ident.type == "ip" and ":" in ident.value else ident.value
+    url = f"http://{host}:{acme.settings.http01_port}/.well-known/acme-challenge/{token}"
+    timeout = aiohttp.ClientTimeout(total=acme.settings.validation_timeout)
+    connector = aiohttp.TCPConnector(resolver=_Resolver(acme), force_close=True)
+    try:
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+            session.get(url, max_redirects=10) as response,
+        ):
+            body = await response.content.read(8192)
+            status = response.status
+    except Failed:
+        raise
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise Failed("connection", f"fetching {url}: {type(exc).__name__}") from None
+    if status != 200:
+        raise Failed("unauthorized", f"fetching {url}: HTTP {status}")
+    if body.decode("utf-8", "replace").rstrip() != key_auth:
+        raise Failed("incorrectResponse", f"the response from {url} is not the key authorization")
+
+
+async def dns01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
+    """RFC 8555 §8.4: a TXT record at ``_acme-challenge.<name>`` equal to the digest."""
+    name = f"_acme-challenge.{ident.value}"
+    expected = dns01_value(key_auth)
+    try:
+        answer = await _dns(acme).resolve(name, "TXT")
+    except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+        raise Failed("dns", f"no TXT record at {name}") from None
+    except dns.exception.DNSException as exc:
+        raise Failed("dns", f"TXT lookup of {name} failed: {type(exc).__name__}") from None
+    values = [b"".join(r.strings).decode("ascii", "replace") for r in answer]
+    if expected not in values:
+        raise Failed("incorrectResponse", f"no TXT record at {name} matches the key authorization")
+
+
+async def tls_alpn01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
+    """RFC 8737 §3: a TLS >= 1.2 handshake offering only ALPN ``acme-tls/1`` with SNI the
+    name (an IP's reverse name, RFC 8738 §6); the certificate has exactly one SAN, the
+    identifier, and a critical acmeIdentifier extension holding SHA-256(keyAuthorization)."""
+    sni = reverse_dns_name(ident.value) if ident.type == "ip" else ident.value
+    address = (await resolve(acme, ident.value))[0]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the certificate is self-signed by design
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                address, acme.settings.tls_alpn01_port, ssl=ctx, server_hostname=sni
+            ),
+            acme.settings.validation_timeout,
+        )
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        raise Failed("tls", f"TLS connection to {ident.value}: {type(exc).__name__}") from None
+    try:
+        tls: Any = writer.get_extra_info("ssl_object")
+        alpn = tls.selected_alpn_protocol()
+        der = tls.getpeercert(binary_form=True)
+    finally:
+        writer.close()
+    if alpn != "acme-tls/1":
+        raise Failed("tls", f"the server negotiated ALPN {alpn!r}, not acme-tls/1")
+    check_alpn_certificate(der, ident, key_auth)
+
+
+def check_alpn_certificate(der: bytes | None, ident: state.Authz, key_auth: str) -> None:
+    """The RFC 8737 §3 certificate checks (pure; unit-tested on crafted certificates)."""
+    try:
+        cert = x509.load_der_x509_certificate(der or b"")
+        sans = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        ext = cert.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
+    except (ValueError, x509.ExtensionNotFound):
+        raise Failed("unauthorized", "the certificate lacks a SAN or acmeIdentifier") from None
+    want = (
+        x509.IPAddress(ipaddress.ip_address(ident.value))
+        if ident.type == "ip"
+        else x509.DNSName(ident.value)
+    )
+    if len(sans) != 1 or sans[0] != want:
+        raise Failed("unauthorized", "the certificate must have exactly one SAN, the identifier")
+    if not ext.critical:
+        raise Failed("unauthorized", "the acmeIdentifier extension must be critical")
+    value = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else b""
+    if value != tls_alpn01_expected(key_auth):
+        raise Failed("incorrectResponse", "acmeIdentifier does not match the key authorization")
+
+
+async def validate(
+    acme: Acme, ch: state.Challenge, authz: state.Authz, jwk: dict[str, Any]
+) -> None:
+    key_auth = key_authorization(ch.token, J.thumbprint(jwk))
+    if ch.type == "http-01":
+        await http01(acme, authz, ch.token, key_auth)
+    elif ch.type == "dns-01":
+        await dns01(acme, authz, key_auth)
+    elif ch.type == "tls-alpn-01":
+        await tls_alpn01(acme, authz, key_auth)
+    else:
+        raise Failed("malformed", f"unknown challenge type {ch.type}")
+
+
+async def validate_in_background(
+    acme: Acme, challenge_id: str, account: state.Account | None
+) -> None:
+    """Validate one ``processing`` challenge and record the result (never raises)."""
+    try:
+        found = await acme.store.read(state_orders.get_challenge, challenge_id)
+        if found is None or found[0].status != "processing":
+            return
+        ch, authz = found
+        if account is None:
+            account = await acme.store.read(state.get_account, authz.account_id)
+            if account is None:
+                return
+        ok, error = True, None
+        try:
+            await asyncio.wait_for(
+                validate(acme, ch, authz, account.jwk), acme.settings.validation_timeout + 1
+            )
+        except Failed as failure:
+            ok, error = False, failure.problem.document()
+        except TimeoutError:
+            ok, error = False, Problem("connection", "validation timed out").document()
+        now = acme.now()
+        until = now + timedelta(seconds=acme.settings.valid_authz_lifetime)
+        await acme.store.write(
+            state_orders.finish_challenge, ch.id, authz.id, ok, error, now, until
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the lease expires and another sweep retries
+        log.exception("validating challenge %s failed", challenge_id)
+
+
+async def sweep(acme: Acme, stop: asyncio.Event) -> None:
+    """Pick up challenges whose validation lease expired (restart, other instance died);
+    purge expired nonces now and then."""
+    rounds = 0
+    while not stop.is_set():
+        try:
+            now = acme.now()
+            if rounds % 30 == 0:  # about once a minute
+                await acme.store.write(state.purge_nonces, now)
+            rounds += 1
+            lease = now + timedelta(seconds=acme.settings.validation_timeout * 3)
+            for cid in await acme.store.write(state_orders.claim_stale_challenges, now, lease):
+                acme.spawn(validate_in_background(acme, cid, None))
+        except Exception:
+            log.exception("challenge sweep failed")
+        try:
+            await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL)
+        except TimeoutError:
+            pass

@@ -1,0 +1,152 @@
+"""PKCSReq and RenewalReq (RFC 8894 §3.3.1): authenticate, pick the template, enroll.
+
+Authentication, in order:
+
+1. a transactionID already recorded with the same public key is a client retry (RFC 8894
+   §3.2.1.1): the recorded outcome is returned and nothing is issued twice;
+2. a message signed by a valid, unrevoked certificate of this CA (RenewalReq always, PKCSReq
+   too: macOS renews that way) is a renewal authenticated by that certificate when the endpoint
+   allows renewal (RFC 8894 §2.4, §3.3.1.2);
+3. otherwise the signer must be self-signed with the CSR's key (proof of possession, RFC 8894
+   §2.3) and the challenge must satisfy the endpoint's mode (:mod:`protocols.scep.auth`).
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from gateway.errors import BadCSR
+from gateway.model import (
+    CertificateStatus,
+    EnrollmentRequest,
+    Outcome,
+    RequestKind,
+    RequestState,
+    serial_hex,
+    spki_fingerprint,
+)
+from gateway.pkix import load_csr
+from protocols.scep.config import Endpoint
+from protocols.scep.messages import FailInfo, MessageError, MessageType, PKIMessage
+from protocols.scep.state import Scep
+
+
+def resolve_template(endpoint: Endpoint, csr: x509.CertificateSigningRequest) -> str:
+    """The endpoint's template, or NDES-style by the CSR's keyUsage (protocols.md 1.6 item 35):
+    digitalSignature only -> ``signature``, keyEncipherment only -> ``encryption``, both ->
+    ``both``; anything else (or no mapping) falls back to ``template``."""
+    if not endpoint.key_usage_templates:
+        return endpoint.template
+    try:
+        ku = csr.extensions.get_extension_for_class(x509.KeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        return endpoint.template
+    sign, encipher = ku.digital_signature, ku.key_encipherment
+    key = "both" if sign and encipher else "signature" if sign else "encryption" if encipher else ""
+    return endpoint.key_usage_templates.get(key, endpoint.template)
+
+
+def renewal_transaction(transaction_id: str, signer: x509.Certificate) -> str:
+    """The service's idempotency key for a renewal: the client's transactionID qualified by the
+    certificate being renewed. Clients such as micromdm derive the transactionID from the public
+    key, so a same-key renewal repeats the transactionID of the enrollment it renews; without
+    the qualifier it would get the old certificate back instead of a new one."""
+    return f"{transaction_id}/renewal/{serial_hex(signer.serial_number)}"
+
+
+async def issued_by_us(scep: Scep, certificate: x509.Certificate) -> bool:
+    """True if ``certificate`` is in the inventory, valid now, unrevoked, and verifies under
+    the issuing CA (RFC 8894 §2.4: a renewal's signer must chain to this CA)."""
+    chain = scep.ra.ca_chain
+    if not chain or certificate.issuer != chain[0].subject:
+        return False
+    try:
+        certificate.verify_directly_issued_by(chain[0])
+    except Exception:  # InvalidSignature, ValueError, TypeError: not ours
+        return False
+    record = await scep.store.get_certificate(serial_hex(certificate.serial_number))
+    now = scep.service.clock.now()
+    return (
+        record is not None
+        and record.status is CertificateStatus.VALID
+        and record.certificate == certificate
+        and certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc
+    )
+
+
+async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: bytes) -> Outcome:
+    """Serve a PKCSReq or RenewalReq; raises MessageError / CertgateError for FAILURE."""
+    try:
+        csr = load_csr(content)
+    except BadCSR as exc:
+        raise MessageError(FailInfo.BAD_REQUEST, exc.detail) from None
+    spki = spki_fingerprint(csr.public_key())
+    txn = message.transaction_id
+    renewal_req = message.message_type == MessageType.RENEWAL_REQ
+    template = resolve_template(endpoint, csr)
+    signed_by_ours = await issued_by_us(scep, message.signer)
+    if renewal_req and not endpoint.renewal:
+        raise MessageError(FailInfo.BAD_REQUEST, "renewal is not enabled on this endpoint")
+    if renewal_req and not signed_by_ours:
+        raise MessageError(
+            FailInfo.BAD_REQUEST,
+            "a RenewalReq must be signed by a valid, unrevoked certificate from this CA",
+        )
+    renewing = signed_by_ours and endpoint.renewal
+    if not renewing and spki_fingerprint(message.signer.public_key()) != spki:
+        raise MessageError(
+            FailInfo.BAD_MESSAGE_CHECK, "the signer's key is not the key of the request"
+        )
+
+    if renewing:
+        txn = renewal_transaction(txn, message.signer)
+    stored = await scep.store.find_request("scep", txn)
+    if stored is not None:
+        if stored.spki_sha256 != spki:
+            raise MessageError(FailInfo.BAD_REQUEST, "the transactionID was used with another key")
+        if stored.state is not RequestState.RECEIVED:
+            return await scep.service.outcome_of(stored)
+        requester, kind = stored.requester, stored.kind
+    elif renewing:
+        record = await scep.store.get_certificate(serial_hex(message.signer.serial_number))
+        assert record is not None
+        requester = scep.authorizer.requester(endpoint, "certificate", record.requester)
+        kind = RequestKind.RENEWAL
+    else:
+        kind = RequestKind.NEW
+        requester = await scep.authorizer.authorize(
+            endpoint, csr, txn, "RenewalReq" if renewal_req else "PKCSReq"
+        )
+        if endpoint.resync == "resend":
+            resent = await _resend(scep, requester.principal, spki, template, csr)
+            if resent is not None:
+                return resent
+    return await scep.service.enroll(
+        EnrollmentRequest(
+            csr=csr,
+            template=template,
+            requester=requester,
+            transaction_id=txn,
+            kind=kind,
+            prior_certificate=message.signer if kind is RequestKind.RENEWAL else None,
+        )
+    )
+
+
+async def _resend(
+    scep: Scep, principal: str, spki: str, template: str, csr: x509.CertificateSigningRequest
+) -> Outcome | None:
+    """RFC 8894 §5.2 resync with ``resync = "resend"``: a new PKCSReq for a key and subject that
+    already has a valid certificate gets that certificate again instead of a second one."""
+    for record in await scep.store.find_requests_by_key("scep", principal, spki, template):
+        if record.state is RequestState.ISSUED and record.certificate_serial:
+            cert = await scep.store.get_certificate(record.certificate_serial)
+            now = scep.service.clock.now()
+            if (
+                cert is not None
+                and cert.status is CertificateStatus.VALID
+                and cert.not_after > now
+                and cert.certificate.subject == csr.subject
+            ):
+                return await scep.service.outcome_of(record)
+    return None

@@ -1,0 +1,110 @@
+"""NDES-style one-time challenge passwords (RFC 8894 §2.4, §7.3): high entropy, single use,
+expiring, stored only as SHA-256.
+
+A password is consumed atomically by the first PKCSReq that presents it; the same
+transaction may present it again (a client retry, RFC 8894 §3.2.1.1) but no other may.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.store import SQLStore
+from protocols.scep.tables import scep_otps
+
+#: 20 random bytes as base32 without padding: 32 characters, 160 bits.
+_OTP_BYTES = 20
+
+
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class OneTimePassword:
+    """A freshly created password: ``password`` is shown once and never stored."""
+
+    password: str
+    endpoint: str
+    identity: str | None
+    expires_at: datetime
+
+
+def _new_password() -> str:
+    # Upper-case letters and digits only: survives every PrintableString and copy-paste.
+    return secrets.token_hex(_OTP_BYTES).upper()
+
+
+async def create(
+    store: SQLStore,
+    endpoint: str,
+    identity: str | None,
+    ttl: timedelta,
+    actor: str,
+    now: datetime,
+) -> OneTimePassword:
+    """Create and store (hashed) one password for ``endpoint``; audit event ``scep.otp.created``."""
+    password = _new_password()
+    row = {
+        "password_sha256": _digest(password),
+        "endpoint": endpoint,
+        "identity": identity,
+        "created_by": actor,
+        "created_at": now,
+        "expires_at": now + ttl,
+        "used_at": None,
+        "used_by": None,
+    }
+
+    def insert(conn: Connection) -> None:
+        conn.execute(sa.insert(scep_otps).values(**row))
+
+    await store.write(insert)
+    await store.audit(
+        "scep.otp.created",
+        actor,
+        detail={"endpoint": endpoint, "identity": identity, "expires_at": (now + ttl).isoformat()},
+    )
+    return OneTimePassword(password, endpoint, identity, now + ttl)
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    """A password accepted for a transaction, with the identity it was created for."""
+
+    identity: str | None
+
+
+async def redeem(
+    store: SQLStore, endpoint: str, password: str, transaction_id: str, now: datetime
+) -> Redeemed | None:
+    """Consume ``password`` for ``transaction_id``; ``None`` if unknown, expired, for another
+    endpoint, or already used by another transaction."""
+    digest = _digest(password)
+
+    def consume(conn: Connection) -> Redeemed | None:
+        table = scep_otps
+        result = conn.execute(
+            sa.update(table)
+            .where(
+                table.c.password_sha256 == digest,
+                table.c.endpoint == endpoint,
+                table.c.expires_at > now,
+                sa.or_(table.c.used_at.is_(None), table.c.used_by == transaction_id),
+            )
+            .values(used_at=now, used_by=transaction_id)
+        )
+        if result.rowcount != 1:
+            return None
+        identity = conn.execute(
+            sa.select(table.c.identity).where(table.c.password_sha256 == digest)
+        ).scalar_one()
+        return Redeemed(identity)
+
+    return await store.write(consume)

@@ -1,0 +1,182 @@
+"""The SCEP registration authority: one RSA key pair and its certificate.
+
+Clients encrypt requests to the RA certificate's key (key transport needs RSA, RFC 8894 §3.1,
+even when the CA key is EC) and verify CertReps signed by it. On first start, and whenever the
+certificate is due or no longer chains to the current issuing CA, the front-end generates (or
+reuses) the key and enrolls it through the enrollment service under the internal template
+``scep-ra``, so the issuance is recorded and audited like any other (plus an
+``scep.ra-certificate`` audit event).
+
+Files in ``<data dir>/scep/``: ``ra.key`` (PKCS#8, encrypted with ``BestAvailableEncryption``,
+mode 0600), ``ra.crt`` (PEM), and ``passphrase`` only when none is configured and
+``$CERTGATE_CA_PASSPHRASE`` is unset. Several worker processes start at once, so the whole
+bootstrap runs under an exclusive file lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from gateway.errors import ConfigError, InternalError
+from gateway.model import EnrollmentRequest, Issued, Requester, spki_fingerprint
+from gateway.policy import renewal_window
+from gateway.ports import Store
+from gateway.service import EnrollmentService
+
+RA_PRINCIPAL = "certgate-scep-ra"
+PASSPHRASE_ENV = "CERTGATE_CA_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+RSA_BITS = 2048
+
+
+@dataclass(frozen=True)
+class RegistrationAuthority:
+    """The RA key and certificate plus the CA chain (issuing CA first) published with it."""
+
+    certificate: x509.Certificate
+    key: rsa.RSAPrivateKey
+    ca_chain: tuple[x509.Certificate, ...]
+
+
+def _passphrase(directory: Path, configured: str | None) -> bytes:
+    if configured is not None:
+        return configured.encode("utf-8")
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env:
+        return env.encode("utf-8")
+    path = directory / "passphrase"
+    if not path.exists():
+        _write_private(path, secrets.token_urlsafe(32).encode("ascii"))
+    return path.read_bytes().rstrip(b"\r\n")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _load_or_create_key(directory: Path, passphrase: bytes, config_file: str) -> rsa.RSAPrivateKey:
+    path = directory / "ra.key"
+    if path.exists():
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), passphrase)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                config_file,
+                "scep.ra_key_passphrase",
+                f"cannot decrypt the SCEP RA key {path}: wrong passphrase",
+            ) from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ConfigError(config_file, "scep", f"{path} is not an RSA key")
+        return key
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+    _write_private(path, pem)
+    return key
+
+
+def _usable(
+    cert: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    chain: tuple[x509.Certificate, ...],
+    template_major: int,
+    service: EnrollmentService,
+    template_name: str,
+    now: datetime,
+) -> bool:
+    """The RA certificate matches the key, is signed by the current issuing CA and is not yet
+    due for renewal under the RA template."""
+    if spki_fingerprint(cert.public_key()) != spki_fingerprint(key.public_key()):
+        return False
+    if not chain or cert.issuer != chain[0].subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(chain[0])
+    except Exception:  # any verification failure means: re-issue
+        return False
+    template = service.policy.template(template_name)
+    start, _ = renewal_window(cert.not_valid_before_utc, cert.not_valid_after_utc, template)
+    return now < start and template_major >= template.major_version
+
+
+async def load_or_issue(
+    service: EnrollmentService,
+    store: Store,
+    data_dir: Path,
+    template_name: str,
+    configured_passphrase: str | None,
+    config_file: str,
+) -> RegistrationAuthority:
+    """The RA identity, issuing its certificate first if there is none or it is due."""
+    directory = data_dir / "scep"
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(directory / "ra.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+        passphrase = _passphrase(directory, configured_passphrase)
+        key = _load_or_create_key(directory, passphrase, config_file)
+        template = service.policy.template(template_name)
+        chain = await service.ca_chain(template.connector)
+        cert_path = directory / "ra.crt"
+        if cert_path.exists():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            major = _template_major(cert)
+            if _usable(cert, key, chain, major, service, template_name, service.clock.now()):
+                return RegistrationAuthority(cert, key, chain)
+        cert = await _issue(service, store, key, template_name)
+        _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return RegistrationAuthority(cert, key, chain)
+    finally:
+        os.close(lock_fd)  # releases the lock
+
+
+def _template_major(cert: x509.Certificate) -> int:
+    from gateway.policy import read_template_extension
+
+    try:
+        ext = read_template_extension(cert)
+    except ValueError:
+        return 0
+    return ext.major if ext is not None else 0
+
+
+async def _issue(
+    service: EnrollmentService, store: Store, key: rsa.RSAPrivateKey, template_name: str
+) -> x509.Certificate:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certgate SCEP RA")]))
+        .sign(key, hashes.SHA256())
+    )
+    requester = Requester(protocol="scep", principal=RA_PRINCIPAL, auth_method="local")
+    # A fresh transaction per issuance: re-issuing (due, new CA) must not replay the old one.
+    txn = f"ra:{service.clock.now().strftime('%Y%m%dT%H%M%S')}:{secrets.token_hex(6)}"
+    outcome = await service.enroll(EnrollmentRequest(csr, template_name, requester, txn))
+    if not isinstance(outcome, Issued):
+        raise InternalError(f"the SCEP RA certificate was not issued: {outcome}")
+    await store.audit(
+        "scep.ra-certificate",
+        RA_PRINCIPAL,
+        serial=format(outcome.certificate.serial_number, "x"),
+        detail={"template": template_name, "transaction_id": txn},
+    )
+    return outcome.certificate

@@ -1,0 +1,61 @@
+"""Start-up of the SCEP front-end: validate ``[scep]``, obtain the RA identity, add routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+
+from gateway.errors import ConfigError
+from gateway.plugin import Listener, ProtocolContext
+from gateway.store import SQLStore
+from protocols.scep import ra
+from protocols.scep.auth import Authorizer
+from protocols.scep.config import parse_settings
+from protocols.scep.http import add_routes
+from protocols.scep.state import Scep
+
+
+class ScepFrontEnd:
+    """The :class:`gateway.plugin.FrontEnd` for SCEP."""
+
+    name = "scep"
+
+    async def setup(self, context: ProtocolContext, app: Any) -> list[Listener]:
+        settings = parse_settings(
+            context.settings,
+            context.config_file,
+            context.policy.templates,
+            context.default_template,
+        )
+        if not isinstance(context.store, SQLStore):
+            raise ConfigError(context.config_file, "scep", "the SCEP front-end needs the SQL store")
+        next_ca: tuple[x509.Certificate, ...] = ()
+        if settings.next_ca_pem is not None:
+            try:
+                next_ca = tuple(x509.load_pem_x509_certificates(settings.next_ca_pem))
+            except ValueError as exc:
+                raise ConfigError(
+                    context.config_file, "scep.next_ca_certificates", f"not PEM certificates: {exc}"
+                ) from None
+        identity = await ra.load_or_issue(
+            context.service,
+            context.store,
+            context.data_dir,
+            settings.ra_template,
+            settings.ra_key_passphrase,
+            context.config_file,
+        )
+        authorizer = Authorizer(context.store, context.service.clock)
+        scep = Scep(settings, identity, context.service, context.store, authorizer, next_ca)
+        assert isinstance(app, web.Application)
+        add_routes(app, scep)
+
+        async def close_authorizer(_app: web.Application) -> AsyncIterator[None]:
+            yield
+            await authorizer.close()
+
+        app.cleanup_ctx.append(close_authorizer)
+        return []

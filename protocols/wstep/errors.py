@@ -1,0 +1,91 @@
+"""The one mapping from certgate errors and denials to MS-WSTEP SOAP faults.
+
+Every :class:`gateway.errors.ErrorCode` has exactly one fault (``tests/unit/test_wstep_errors``
+iterates them all). HRESULTs are the ones AD CS returns for the same situation, so Windows
+clients show their usual messages; a policy denial is refined by the rule that denied.
+SOAP 1.2 part 2 §7.5.1.2: ``Sender`` faults travel with HTTP 400, ``Receiver`` faults with 500
+(as CES does); either way the body is a SOAP fault, never an HTML page.
+"""
+
+from __future__ import annotations
+
+from gateway import wstep_hresults as hr
+from gateway.errors import CertgateError, ErrorCode
+from gateway.model import Denied
+from gateway.wstep_messages import EnrollmentFault
+
+#: ErrorCode -> (SOAP fault code, HRESULT name, InvalidRequest).
+FAULTS: dict[ErrorCode, tuple[str, str, bool]] = {
+    ErrorCode.BAD_REQUEST: ("Sender", "E_INVALIDARG", True),
+    ErrorCode.BAD_CSR: ("Sender", "CRYPT_E_ASN1_BADTAG", True),
+    ErrorCode.UNKNOWN_TEMPLATE: ("Sender", "CERTSRV_E_UNSUPPORTED_CERT_TYPE", True),
+    ErrorCode.UNAUTHORIZED: ("Sender", "E_ACCESSDENIED", False),
+    ErrorCode.POLICY_DENIED: ("Receiver", "CERTSRV_E_ENROLL_DENIED", True),
+    ErrorCode.NOT_FOUND: ("Sender", "CERTSRV_E_NO_REQUEST", False),
+    ErrorCode.CONFLICT: ("Sender", "CERTSRV_E_BAD_REQUESTSTATUS", True),
+    ErrorCode.CA_DENIED: ("Receiver", "CERTSRV_E_ENROLL_DENIED", True),
+    ErrorCode.CA_UNAVAILABLE: ("Receiver", "RPC_S_SERVER_UNAVAILABLE", False),
+    ErrorCode.CONNECTOR_ERROR: ("Receiver", "E_FAIL", False),
+    ErrorCode.INTERNAL: ("Receiver", "E_UNEXPECTED", False),
+}
+
+#: Policy rule -> the HRESULT AD CS uses for the same refusal (prefix match on ``rule``).
+RULE_HRESULTS: tuple[tuple[str, str], ...] = (
+    ("enroll-permission", "CERTSRV_E_TEMPLATE_DENIED"),
+    ("superseded-template", "CERTSRV_E_UNSUPPORTED_CERT_TYPE"),
+    ("csr-", "CRYPT_E_ASN1_BADTAG"),
+    ("key-", "CERTSRV_E_KEY_LENGTH"),
+    ("rsa-key-size", "CERTSRV_E_KEY_LENGTH"),
+    ("ec-curve", "CERTSRV_E_KEY_LENGTH"),
+    ("subject-", "CERTSRV_E_BAD_REQUESTSUBJECT"),
+    ("cn-in-sans", "CERTSRV_E_BAD_REQUESTSUBJECT"),
+    ("san-required", "CERTSRV_E_SUBJECT_ALT_NAME_REQUIRED"),
+    ("san-", "CERTSRV_E_BAD_REQUESTSUBJECT"),
+    ("renewal-", "CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE"),
+)
+
+#: Faults whose cause is the caller's credentials carry this WS-Security subcode.
+FAILED_AUTHENTICATION = "o:FailedAuthentication"
+
+
+def fault_for(code: ErrorCode, detail: str, *, request_id: str | None = None) -> EnrollmentFault:
+    """The fault for an error code (total over :class:`ErrorCode`)."""
+    soap_code, name, invalid = FAULTS[code]
+    return EnrollmentFault(
+        code=soap_code,
+        reason=detail,
+        hresult=hr.code(name),
+        request_id=request_id,
+        invalid_request=invalid,
+        subcode=FAILED_AUTHENTICATION if code is ErrorCode.UNAUTHORIZED else None,
+    )
+
+
+def fault_for_exception(exc: CertgateError) -> EnrollmentFault:
+    return fault_for(exc.code, exc.detail)
+
+
+def fault_for_denial(denied: Denied, request_id: str | None) -> EnrollmentFault:
+    """A denial: the error code's fault, with the HRESULT refined by the denying rule."""
+    try:
+        code = ErrorCode(denied.code)
+    except ValueError:
+        code = ErrorCode.POLICY_DENIED
+    detail = f"{denied.rule}: {denied.detail}" if denied.rule else denied.detail
+    fault = fault_for(code, detail, request_id=request_id)
+    if code is ErrorCode.POLICY_DENIED and denied.rule:
+        for prefix, name in RULE_HRESULTS:
+            if denied.rule.startswith(prefix):
+                return EnrollmentFault(
+                    code=fault.code,
+                    reason=fault.reason,
+                    hresult=hr.code(name),
+                    request_id=request_id,
+                    invalid_request=True,
+                )
+    return fault
+
+
+def http_status(fault: EnrollmentFault) -> int:
+    """SOAP 1.2 HTTP binding: Sender -> 400, Receiver -> 500."""
+    return 400 if fault.code == "Sender" else 500

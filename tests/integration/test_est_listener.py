@@ -1,0 +1,92 @@
+"""The EST listener's server certificate: issued once by the local CA and kept (key 0600),
+shared by ``--workers 2``, or taken from ``[est] tls_certificate``/``tls_key``."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import ssl
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.est_helpers import serving, write_est_config
+from tests.helpers import certgate, free_port
+
+
+def _server_cert(port: int, cafile: Path) -> x509.Certificate:
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def _listener_certs(cfg: Path) -> list[dict[str, object]]:
+    records = json.loads(certgate("certs", "list", "-c", str(cfg), "--json", check=True).stdout)
+    return [r for r in records if r["requester"] == "certgate-est-listener"]
+
+
+def test_server_certificate_is_issued_once_and_kept(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_est_config(tmp_path, est_port=port)
+    with serving(cfg, port) as gw:
+        first = _server_cert(port, gw.ca_file)
+    key_file = tmp_path / "data" / "est" / "server.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    with serving(cfg, port) as gw:
+        second = _server_cert(port, gw.ca_file)
+    assert first == second
+    sans = first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) == {"localhost"}
+    assert len(_listener_certs(cfg)) == 1
+
+
+def test_two_workers_share_one_issued_server_certificate(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_est_config(tmp_path, est_port=port)
+    with serving(cfg, port, "--workers", "2") as gw:
+        seen = {_server_cert(port, gw.ca_file).serial_number for _ in range(6)}
+    assert len(seen) == 1 and len(_listener_certs(cfg)) == 1
+
+
+def test_configured_server_certificate_is_used(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "est.example")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "est.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "est.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    port = free_port()
+    cfg = write_est_config(
+        tmp_path, est_port=port, est='tls_certificate = "est.pem"\ntls_key = "est.key"\n'
+    )
+    with serving(cfg, port):
+        assert _server_cert(port, tmp_path / "est.pem") == cert
+    assert _listener_certs(cfg) == []

@@ -1,0 +1,193 @@
+"""Helpers for the CES/CEP tests: TLS material, gateway configs, SOAP envelopes, real
+``certgate serve`` processes."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.wstep_messages import (
+    ACTION_RST,
+    REQUEST_ISSUE,
+    REQUEST_QUERY,
+    VALUE_PKCS10,
+    TokenRequest,
+    build_envelope,
+    build_request_body,
+)
+from gateway.xcep_messages import ACTION_GET_POLICIES, build_get_policies_body
+from tests.helpers import REPO, certgate, write_config
+
+VECTORS = REPO / "tests" / "vectors" / "ms"
+PASSWORD = "correct horse battery"
+
+
+def tls_files(directory: Path) -> tuple[Path, Path]:
+    """A self-signed TLS server certificate for 127.0.0.1/localhost (it is its own trust root)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ces.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def gateway_b_config(tmp: Path, *, port: int, tls_port: int, templates: Path | None = None) -> Path:
+    """Gateway B: local CA + the wstep front-end on HTTP and on a TLS listener."""
+    cert, key = tls_files(tmp / "tls")
+    cfg = write_config(
+        tmp,
+        f"""
+        [wstep]
+        enabled = true
+        [wstep.tls]
+        host = "127.0.0.1"
+        port = {tls_port}
+        certificate = "{cert}"
+        key = "{key}"
+        """,
+        port=port,
+    )
+    if templates is not None:
+        cfg.write_text(cfg.read_text().replace(str(REPO / "conf" / "templates"), str(templates)))
+    return cfg
+
+
+def add_user(cfg: Path, username: str, *, principal: str | None = None) -> None:
+    args = ["wstep", "user", "add", username, "-c", str(cfg), "--password-env", "WSTEP_PW"]
+    if principal:
+        args += ["--principal", principal]
+    certgate(*args, env={"WSTEP_PW": PASSWORD}, check=True)
+
+
+def rst(
+    token: bytes | None = None,
+    *,
+    template: str | None = "tls-server",
+    username: str | None = "alice",
+    password: str | None = PASSWORD,
+    request_id: str | None = None,
+    value_type: str = VALUE_PKCS10,
+    extra_context: dict[str, str] | None = None,
+) -> bytes:
+    """A RequestSecurityToken envelope: Issue with ``token``, else QueryTokenStatus."""
+    context = {"CertificateTemplate": template} if template else {}
+    context.update(extra_context or {})
+    request = (
+        TokenRequest(REQUEST_ISSUE, token=token, value_type=value_type, context=context)
+        if token is not None
+        else TokenRequest(REQUEST_QUERY, request_id=request_id)
+    )
+    return build_envelope(
+        ACTION_RST,
+        build_request_body(request),
+        message_id=f"urn:uuid:{uuid.uuid4()}",
+        username=username,
+        password=password,
+    )
+
+
+def get_policies(username: str | None = "alice", password: str | None = PASSWORD) -> bytes:
+    return build_envelope(
+        ACTION_GET_POLICIES,
+        build_get_policies_body(),
+        message_id=f"urn:uuid:{uuid.uuid4()}",
+        username=username,
+        password=password,
+    )
+
+
+SOAP_HEADERS = {"Content-Type": "application/soap+xml; charset=utf-8"}
+
+
+def post(
+    url: str, body: bytes, *, cafile: Path | None = None, timeout: float = 30
+) -> tuple[int, bytes]:
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    req = urllib.request.Request(url, data=body, headers=SOAP_HEADERS, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@contextmanager
+def serving(
+    cfg: Path, port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """A real ``certgate serve`` on ``port``; stopped (SIGTERM, then kill) on exit."""
+    log = (cfg.parent / f"serve-{port}.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                output = (cfg.parent / f"serve-{port}.log").read_text()
+                raise AssertionError(f"serve exited {proc.returncode}: {output}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        else:
+            raise AssertionError("gateway did not become healthy")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
