@@ -94,10 +94,14 @@ class SOAPClient:
         headers = {"Content-Type": f'{SOAP_CONTENT_TYPE}; action="{action}"'}
         if self.settings.auth is AuthMode.KERBEROS:
             try:
-                headers["Authorization"] = self._negotiate_header(url)
+                # libkrb5 may talk to the KDC (blocking, with its own retries): keep that off
+                # the event loop, and bounded, so an unreachable KDC never stalls the gateway.
+                headers["Authorization"] = await asyncio.wait_for(
+                    asyncio.to_thread(self._negotiate_header, url), self.settings.timeout
+                )
             except ConnectorError:
                 raise
-            except Exception as exc:  # no ticket, no KDC: transient for the caller
+            except Exception as exc:  # no ticket, no KDC, KDC timeout: transient for the caller
                 raise CAUnavailable(
                     f"Kerberos authentication failed ({type(exc).__name__})",
                     self.settings.retry_after,
