@@ -10,7 +10,7 @@ from cryptography.x509.oid import ObjectIdentifier
 from gateway.errors import BadCSR, PolicyDenied, Unauthorized
 from gateway.model import EnrollmentRequest, Outcome, Pending, Requester, RequestKind, serial_hex
 from gateway.model import spki_fingerprint as _spki
-from protocols.est.auth import Authenticated
+from protocols.est.auth import Authenticated, authenticate
 from protocols.est.context import EstContext, Refusal
 from protocols.est.messages import (
     PKCS10,
@@ -26,6 +26,25 @@ from protocols.est.transactions import Transaction, find_transaction
 
 #: id-kp-cmcRA (RFC 6402 §2.10).
 CMC_RA = ObjectIdentifier("1.3.6.1.5.5.7.3.28")
+
+
+async def authenticated_csr(
+    request: web.Request, est: EstContext, label: LabelSettings, transport: TransportFacts
+) -> tuple[Authenticated, x509.CertificateSigningRequest]:
+    """The prologue of simpleenroll and serverkeygen: authenticate the client (RFC 7030 §3.2.3),
+    read the CSR, and check its proof-of-possession link (§3.5)."""
+    auth = await authenticate(
+        label=label,
+        transport=transport,
+        authorization=request.headers.get("Authorization"),
+        own_chain=est.own_chain,
+        state=est.state,
+        lookup=est.store.get_certificate,
+        now=est.now(),
+    )
+    csr = await read_csr(request, est)
+    check_pop_link(csr, label, transport, auth)
+    return auth, csr
 
 
 async def read_csr(request: web.Request, est: EstContext) -> x509.CertificateSigningRequest:

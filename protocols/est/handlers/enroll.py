@@ -18,9 +18,15 @@ from cryptography import x509
 
 from gateway.errors import PolicyDenied
 from gateway.model import Requester, RequestKind, spki_fingerprint
-from protocols.est.auth import Authenticated, authenticate, check_own_certificate
+from protocols.est.auth import Authenticated, check_own_certificate
 from protocols.est.context import EstContext
-from protocols.est.handlers.common import check_pop_link, read_csr, spki_of, submit
+from protocols.est.handlers.common import (
+    authenticated_csr,
+    check_pop_link,
+    read_csr,
+    spki_of,
+    submit,
+)
 from protocols.est.render import EstReply, outcome_reply
 from protocols.est.settings import LabelSettings
 from protocols.est.tls import TransportFacts
@@ -29,17 +35,7 @@ from protocols.est.tls import TransportFacts
 async def simpleenroll(
     request: web.Request, est: EstContext, label: LabelSettings, transport: TransportFacts
 ) -> EstReply:
-    auth = await authenticate(
-        label=label,
-        transport=transport,
-        authorization=request.headers.get("Authorization"),
-        own_chain=est.own_chain,
-        state=est.state,
-        lookup=est.store.get_certificate,
-        now=est.now(),
-    )
-    csr = await read_csr(request, est)
-    check_pop_link(csr, label, transport, auth)
+    auth, csr = await authenticated_csr(request, est, label, transport)
     outcome = await submit(est, label, auth, auth.requester, csr)
     return outcome_reply(outcome, realm=est.settings.realm, cte_header=est.settings.send_cte_header)
 

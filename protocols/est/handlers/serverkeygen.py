@@ -29,9 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from gateway.errors import BadRequest, PolicyDenied
 from gateway.model import EnrollmentRequest, Issued, Pending
 from gateway.policy import KeyAlgorithm, KeyPolicy
-from protocols.est.auth import authenticate
 from protocols.est.context import EstContext
-from protocols.est.handlers.common import check_pop_link, read_csr
+from protocols.est.handlers.common import authenticated_csr
 from protocols.est.messages import MULTIPART_BOUNDARY, serverkeygen_body
 from protocols.est.render import EstReply, denied_reply, text
 from protocols.est.settings import LabelSettings
@@ -95,17 +94,7 @@ def rebuild_csr(
 async def serverkeygen(
     request: web.Request, est: EstContext, label: LabelSettings, transport: TransportFacts
 ) -> EstReply:
-    auth = await authenticate(
-        label=label,
-        transport=transport,
-        authorization=request.headers.get("Authorization"),
-        own_chain=est.own_chain,
-        state=est.state,
-        lookup=est.store.get_certificate,
-        now=est.now(),
-    )
-    csr = await read_csr(request, est)
-    check_pop_link(csr, label, transport, auth)
+    auth, csr = await authenticated_csr(request, est, label, transport)
     try:
         oids = {a.oid.dotted_string for a in csr.attributes}
         subject_ok = csr.subject is not None and csr.extensions is not None
