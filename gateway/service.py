@@ -59,7 +59,12 @@ from gateway.model import (
     serial_hex,
 )
 from gateway.pkix import load_csr, san_strings
-from gateway.policy import PolicyEngine, is_due, read_template_extension, renewal_window
+from gateway.policy import (
+    PolicyDecision,
+    PolicyEngine,
+    read_template_extension,
+    renewal_window,
+)
 from gateway.ports import CAConnector, CRLCapable, InProcessSigner, Store
 
 log = logging.getLogger("certgate.service")
@@ -171,14 +176,8 @@ class EnrollmentService:
         existing = await self.store.find_request(record.protocol, record.transaction_id)
         if existing is not None:
             return await self._resume(existing, request)
-        chain = await self.ca_chain(self.policy.template(request.template).connector)
         try:
-            decision = self.policy.plan(
-                request,
-                request_id=record.id,
-                now=self.clock.now(),
-                issuer_not_after=chain[0].not_valid_after_utc if chain else None,
-            )
+            decision = await self._plan(request, record.id, approved=False)
         except PolicyDenied as denial:
             log.info("request %s denied by rule %s: %s", record.id, denial.rule, denial.reason)
             return await self._store_denied(
@@ -208,6 +207,19 @@ class EnrollmentService:
             # unseen and the client gets the recorded outcome, never a second certificate.
             return await self._resume(stored, request)
         return result
+
+    async def _plan(
+        self, request: EnrollmentRequest, request_id: str, *, approved: bool
+    ) -> PolicyDecision:
+        """Policy's plan for ``request``, with validity clipped to the issuing CA's."""
+        chain = await self.ca_chain(self.policy.template(request.template).connector)
+        return self.policy.plan(
+            request,
+            request_id=request_id,
+            now=self.clock.now(),
+            issuer_not_after=chain[0].not_valid_after_utc if chain else None,
+            approved=approved,
+        )
 
     async def _store_denied(
         self, record: RequestRecord, request: EnrollmentRequest, denied: Denied
@@ -239,17 +251,8 @@ class EnrollmentService:
     async def _decide(
         self, stored: RequestRecord, request: EnrollmentRequest, *, approved: bool
     ) -> Outcome:
-        template = self.policy.template(request.template)
-        chain = await self.ca_chain(template.connector)
-        issuer_not_after = chain[0].not_valid_after_utc if chain else None
         try:
-            decision = self.policy.plan(
-                request,
-                request_id=stored.id,
-                now=self.clock.now(),
-                issuer_not_after=issuer_not_after,
-                approved=approved,
-            )
+            decision = await self._plan(request, stored.id, approved=approved)
         except PolicyDenied as denial:
             await self.store.set_denied(
                 stored.id, ErrorCode.POLICY_DENIED.value, denial.reason, denial.rule
@@ -442,40 +445,33 @@ class EnrollmentService:
 
     # -- renewal ---------------------------------------------------------------------------
 
-    def renewal_of(self, record: CertificateRecord) -> DueCertificate:
-        """The AD CS autoenrollment renewal window of an inventory certificate."""
+    def renewal_of(self, record: CertificateRecord, now: datetime | None = None) -> DueCertificate:
+        """The AD CS autoenrollment renewal window of an inventory certificate: it opens at
+        :func:`renewal_window`, or at once (``now``) when the template was superseded or its
+        major version bumped since issuance."""
         template = self.policy.templates.get(record.template)
         if template is None:
             return DueCertificate(record, record.not_before, record.not_after, "template removed")
-        superseded = self.policy.superseded_by(record.template) is not None
         start, end = renewal_window(record.not_before, record.not_after, template)
-        now = self.clock.now()
-        if superseded:
+        now = now or self.clock.now()
+        if self.policy.superseded_by(record.template) is not None:
             return DueCertificate(record, min(start, now), end, "template superseded")
         if record.template_major < template.major_version:
             return DueCertificate(record, min(start, now), end, "template major version bumped")
         return DueCertificate(record, start, end, "renewal window")
 
     async def due_certificates(self) -> list[DueCertificate]:
-        """Valid certificates whose renewal is due now."""
+        """Valid, unexpired, not yet superseded certificates whose renewal window is open."""
         now = self.clock.now()
         due: list[DueCertificate] = []
         for record in await self.store.list_certificates(CertificateStatus.VALID, limit=100_000):
             if record.superseded_by or record.not_after <= now:
                 continue
-            template = self.policy.templates.get(record.template)
-            if template is None:
+            if record.template not in self.policy.templates:
                 continue
-            superseded = self.policy.superseded_by(record.template) is not None
-            if is_due(
-                record.not_before,
-                record.not_after,
-                record.template_major,
-                template,
-                now,
-                superseded=superseded,
-            ):
-                due.append(self.renewal_of(record))
+            window = self.renewal_of(record, now)
+            if window.window_start <= now:
+                due.append(window)
         return due
 
     # -- the pending poller ----------------------------------------------------------------
