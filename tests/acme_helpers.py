@@ -244,7 +244,6 @@ class Client:
 
 # --- real processes: certgate serve, pebble-challtestsrv ---------------------------------------
 
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -253,17 +252,7 @@ import urllib.request  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
-from tests.helpers import REPO, free_port, require_tool  # noqa: E402
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from tests.helpers import REPO, free_port, http_ok, require_tool, stop_process, wait_until_up  # noqa: E402
 
 
 @contextmanager
@@ -281,23 +270,15 @@ def serving(
         env={**os.environ, "CERTGATE_TESTING": "1", **(env or {})},
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"serve exited {proc.returncode}: "
-                    + (cfg.parent / f"serve-{port}.log").read_text()
-                )
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/acme/directory", timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gateway did not start")
+        wait_until_up(
+            proc,
+            lambda: http_ok(f"http://127.0.0.1:{port}/acme/directory"),
+            (cfg.parent / f"serve-{port}.log").read_text,
+            message="gateway did not start",
+        )
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.close()
 
 
@@ -357,7 +338,7 @@ def challtestsrv() -> Iterator[ChallTestSrv]:
                 time.sleep(0.1)
         yield srv
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 class RealHTTP:

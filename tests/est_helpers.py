@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.helpers import REPO, TEMPLATES, free_port, require_tool
+from tests.helpers import (
+    REPO,
+    TEMPLATES,
+    free_port,
+    http_ok,
+    require_tool,
+    stop_process,
+    wait_until_up,
+)
 
 #: A device template for EST: devices re-enroll when *they* decide (early_renewal = true).
 EST_DEVICE_TEMPLATE = (TEMPLATES / "device.toml").read_text()
@@ -154,35 +161,17 @@ def serving(cfg: Path, est_port: int, *args: str) -> Iterator[Gateway]:
         env=os.environ.copy(),
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
-                raise AssertionError(f"serve exited {proc.returncode}: {out}")
-            if time.monotonic() > deadline:
-                raise AssertionError("gateway did not start")
-            if _http_ok(http_port) and _tcp_ok(est_port):
-                break
-            time.sleep(0.1)
+        wait_until_up(
+            proc,
+            lambda: http_ok(f"http://127.0.0.1:{http_port}/healthz") and _tcp_ok(est_port),
+            lambda: proc.stdout.read() if proc.stdout else "",
+            message="gateway did not start",
+        )
         yield Gateway(cfg, http_port, est_port, cfg.parent)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         if proc.stdout:
             proc.stdout.close()
-
-
-def _http_ok(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _tcp_ok(port: int) -> bool:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -113,3 +119,43 @@ def require_tool(name: str) -> str:
 def openssl(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     exe = require_tool("openssl")
     return subprocess.run([exe, *args], capture_output=True, input=input, timeout=30)
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 2xx within a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return False
+
+
+def wait_until_up(
+    proc: subprocess.Popen[Any],
+    ready: Callable[[], bool],
+    output: Callable[[], str],
+    *,
+    timeout: float = 30,
+    message: str = "gateway did not become healthy",
+) -> None:
+    """Poll ``ready`` until it holds; fail at once with the process output if it exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}: {output()}")
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM (the gateway's graceful shutdown), SIGKILL if it is still there after 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

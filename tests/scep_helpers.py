@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers import REPO, TEMPLATES, free_port, write_config
+from tests.helpers import (
+    REPO,
+    TEMPLATES,
+    free_port,
+    http_ok,
+    stop_process,
+    wait_until_up,
+    write_config,
+)
 
 STATIC_PASSWORD = "static-secret-123"
 SID_URI = "tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-512"
@@ -127,23 +131,12 @@ def serving(cfg: Path, *args: str, port: int | None = None) -> Iterator[int]:
             cwd=REPO,
         )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"serve exited {proc.returncode}: {log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gateway did not become healthy")
+        wait_until_up(
+            proc,
+            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+            log.read_text,
+            timeout=60,
+        )
         yield port
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)

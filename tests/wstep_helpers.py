@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -33,7 +31,7 @@ from gateway.wstep_messages import (
     build_request_body,
 )
 from gateway.xcep_messages import ACTION_GET_POLICIES, build_get_policies_body
-from tests.helpers import REPO, certgate, write_config
+from tests.helpers import REPO, certgate, http_ok, stop_process, wait_until_up, write_config
 
 VECTORS = REPO / "tests" / "vectors" / "ms"
 PASSWORD = "correct horse battery"
@@ -169,25 +167,12 @@ def serving(
         env={**os.environ, **(env or {})},
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                output = (cfg.parent / f"serve-{port}.log").read_text()
-                raise AssertionError(f"serve exited {proc.returncode}: {output}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gateway did not become healthy")
+        wait_until_up(
+            proc,
+            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+            (cfg.parent / f"serve-{port}.log").read_text,
+        )
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         log.close()

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from tests.helpers import REPO, free_port, write_config
+from tests.helpers import REPO, free_port, http_ok, stop_process, wait_until_up, write_config
 
 
 @contextmanager
@@ -32,26 +31,14 @@ def serving(
         env={**os.environ, **(env or {})},
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"serve exited {proc.returncode}: {proc.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gateway did not become healthy")
+        wait_until_up(
+            proc,
+            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+            lambda: proc.stdout.read() if proc.stdout else "",
+        )
         yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def get(port: int, path: str) -> tuple[int, bytes, dict[str, str]]:
