@@ -47,8 +47,24 @@ def make_csrs(n: int) -> list:
     return csrs
 
 
-def crypto_only(csrs: list, issuing_cert, issuing_key) -> float:
-    """CSR verify + sign a comparable end-entity certificate; returns ops/s."""
+class Rate:
+    """Operations per wall-clock second and per CPU second of this process (user + system).
+    On a shared machine the wall-clock rate also counts time other processes held the core;
+    the CPU rate does not, so it is the steadier figure for "on one core"."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def done(self, ops: int) -> tuple[float, float]:
+        return (
+            ops / (time.perf_counter() - self.wall),
+            ops / (time.process_time() - self.cpu),
+        )
+
+
+def crypto_only(csrs: list, issuing_cert, issuing_key) -> tuple[float, float]:
+    """CSR verify + sign a comparable end-entity certificate; returns (wall, cpu) ops/s."""
     import secrets
 
     from cryptography import x509
@@ -57,7 +73,7 @@ def crypto_only(csrs: list, issuing_cert, issuing_key) -> float:
 
     aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuing_key.public_key())
     now = datetime.now(UTC)
-    start = time.perf_counter()
+    clock = Rate()
     for csr in csrs:
         assert csr.is_signature_valid
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -82,10 +98,12 @@ def crypto_only(csrs: list, issuing_cert, issuing_key) -> float:
             .add_extension(aki, critical=False)
             .sign(issuing_key, hashes.SHA256())
         )
-    return len(csrs) / (time.perf_counter() - start)
+    return clock.done(len(csrs))
 
 
-async def service_rate(csrs: list, data: Path, concurrency: int) -> tuple[float, object]:
+async def service_rate(
+    csrs: list, data: Path, concurrency: int
+) -> tuple[tuple[float, float], object]:
     from gateway.config import load_config
     from gateway.model import EnrollmentRequest, Issued
     from gateway.server.wiring import build
@@ -123,9 +141,9 @@ async def service_rate(csrs: list, data: Path, concurrency: int) -> tuple[float,
             assert isinstance(outcome, Issued), outcome
             issued += 1
 
-    start = time.perf_counter()
+    clock = Rate()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    rate = issued / (time.perf_counter() - start)
+    rate = clock.done(issued)
     await components.close()
     return rate, components
 
@@ -170,15 +188,17 @@ def main() -> None:
         before = crypto_only(csrs, cert, key)
         svc, _ = asyncio.run(service_rate(csrs, data, args.concurrency))
         after = crypto_only(csrs, cert, key)
-        crypto = (before + after) / 2
     setup = f"cores={args.cores} n={args.n} concurrency={args.concurrency}"
     print(f"{setup} store=sqlite ca=local(ec-p256)")
-    print(
-        f"crypto-only (CSR verify + sign):   {crypto:8.1f} ops/s  "
-        f"(before {before:.0f}, after {after:.0f})"
-    )
-    print(f"service issuance (end to end):     {svc:8.1f} issuances/s")
-    print(f"ratio service/crypto:            {svc / crypto:8.2f}  (target >= 0.50)")
+    for i, label in enumerate(("wall-clock", "CPU time")):
+        crypto = (before[i] + after[i]) / 2
+        print(f"-- per {label} second")
+        print(
+            f"crypto-only (CSR verify + sign):   {crypto:8.1f} ops/s  "
+            f"(before {before[i]:.0f}, after {after[i]:.0f})"
+        )
+        print(f"service issuance (end to end):     {svc[i]:8.1f} issuances/s")
+        print(f"ratio service/crypto:            {svc[i] / crypto:8.2f}  (target >= 0.50)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,6 +55,7 @@ from gateway.model import (
     RequestRecord,
     RequestState,
     RevocationReason,
+    new_request_id,
     serial_hex,
 )
 from gateway.pkix import load_csr, san_strings
@@ -141,7 +141,7 @@ class EnrollmentService:
             raise BadRequest("a transaction id is required")
         now = self.clock.now()
         record = RequestRecord(
-            id=str(uuid.uuid4()),
+            id=new_request_id(),
             protocol=request.requester.protocol,
             transaction_id=request.transaction_id,
             template=request.template,
@@ -199,7 +199,7 @@ class EnrollmentService:
         serial = serial_hex(result.certificate.serial_number)
         issued = dataclasses.replace(record, state=RequestState.ISSUED, certificate_serial=serial)
         cert_record = self._inventory_record(
-            issued, result.certificate, decision.plan.template_major
+            issued, result.certificate, decision.plan.template_major, decision.plan
         )
         stored, created = await self.store.create_issued(issued, cert_record, record.prior_serial)
         if not created:
@@ -308,18 +308,31 @@ class EnrollmentService:
         return Denied(ErrorCode.CA_DENIED.value, result.detail, "ca")
 
     def _inventory_record(
-        self, stored: RequestRecord, certificate: x509.Certificate, template_major: int | None
+        self,
+        stored: RequestRecord,
+        certificate: x509.Certificate,
+        template_major: int | None,
+        signed_plan: IssuancePlan | None = None,
     ) -> CertificateRecord:
+        """The inventory row for ``certificate``. ``signed_plan`` is the plan an in-process
+        CA signed as is (subject and SANs unchanged): its parsed names are used instead of
+        decoding them again from the certificate."""
         if template_major is None:  # a certificate from a CA poll: read what the CA wrote
             ext = read_template_extension(certificate)
             template_major = (
                 ext.major if ext else self.policy.template(stored.template).major_version
             )
+        if signed_plan is not None:
+            subject = signed_plan.subject.rfc4514_string()
+            sans = san_strings(_plan_sans(signed_plan))
+        else:
+            subject = certificate.subject.rfc4514_string()
+            sans = san_strings(certificate)
         return CertificateRecord(
             serial=serial_hex(certificate.serial_number),
             request_id=stored.id,
-            subject=certificate.subject.rfc4514_string(),
-            sans=san_strings(certificate),
+            subject=subject,
+            sans=sans,
             template=stored.template,
             template_major=template_major,
             requester=stored.requester.principal,
@@ -514,6 +527,13 @@ class EnrollmentService:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except TimeoutError:
                 pass
+
+
+def _plan_sans(plan: IssuancePlan) -> tuple[x509.GeneralName, ...]:
+    for extension in plan.extensions:
+        if isinstance(extension.value, x509.SubjectAlternativeName):
+            return tuple(extension.value)
+    return ()
 
 
 def local_requester(principal: str) -> Requester:

@@ -84,7 +84,8 @@ class Issuer:
                 )
             )
             owned.add(ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
-        self._bound = tuple(bound)
+        # All issuer-bound extensions are non-critical.
+        self._bound = tuple(x509.Extension(value.oid, False, value) for value in bound)
         self._owned = frozenset(owned)
 
     def check(self, now: datetime) -> None:
@@ -118,23 +119,28 @@ class Issuer:
                 "ca",
             )
         try:
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(plan.subject)
-                .issuer_name(self._name)
-                .public_key(plan.public_key)
-                .serial_number(new_serial())
-                .not_valid_before(not_before)
-                .not_valid_after(not_after)
+            extensions = [e for e in plan.extensions if e.oid not in self._owned]
+            extensions.append(
+                x509.Extension(
+                    ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+                    False,
+                    x509.SubjectKeyIdentifier.from_public_key(plan.public_key),
+                )
             )
-            for extension in plan.extensions:
-                if extension.oid not in self._owned:
-                    builder = builder.add_extension(extension.value, extension.critical)
-            builder = builder.add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(plan.public_key), critical=False
+            extensions.extend(self._bound)
+            if len({e.oid for e in extensions}) != len(extensions):
+                raise ValueError("the plan repeats an extension")
+            # One constructor call instead of a chain of setters: each setter copies the
+            # builder (and re-checks every extension), about a tenth of the signing time.
+            builder = x509.CertificateBuilder(
+                issuer_name=self._name,
+                subject_name=plan.subject,
+                public_key=plan.public_key,
+                serial_number=new_serial(),
+                not_valid_before=not_before,
+                not_valid_after=not_after,
+                extensions=extensions,
             )
-            for value in self._bound:
-                builder = builder.add_extension(value, critical=False)
             return self._signer.sign_certificate(builder)
         except KeyStoreError as exc:
             raise CAUnavailable(str(exc), UNAVAILABLE_RETRY_AFTER) from None

@@ -11,6 +11,7 @@ import binascii
 from collections.abc import Iterable
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 
 from gateway.errors import BadCSR, BadRequest
@@ -30,13 +31,23 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         if any(stripped.startswith(marker) for marker in _PEM_CSR):
             if stripped.startswith(_PEM_CSR[1]):
                 stripped = stripped.replace(b"NEW CERTIFICATE REQUEST", b"CERTIFICATE REQUEST")
-            return x509.load_pem_x509_csr(stripped)
-        if stripped[:1] == b"\x30":
-            return x509.load_der_x509_csr(stripped)
-        der = base64.b64decode(b"".join(stripped.split()), validate=True)
-        return x509.load_der_x509_csr(der)
+            csr = x509.load_pem_x509_csr(stripped)
+        elif stripped[:1] == b"\x30":
+            csr = x509.load_der_x509_csr(stripped)
+        else:
+            der = base64.b64decode(b"".join(stripped.split()), validate=True)
+            csr = x509.load_der_x509_csr(der)
     except (ValueError, binascii.Error, TypeError) as exc:
         raise BadCSR(f"not a valid PKCS#10 certificate request: {_short(exc)}") from None
+    # The key is decoded lazily; every front-end fingerprints it before policy runs, so a key
+    # of an algorithm cryptography does not know must be refused here, not deep inside.
+    try:
+        csr.public_key()
+    except UnsupportedAlgorithm as exc:
+        raise BadCSR(f"the CSR's public key algorithm is not supported: {_short(exc)}") from None
+    except ValueError as exc:
+        raise BadCSR(f"the CSR's public key cannot be decoded: {_short(exc)}") from None
+    return csr
 
 
 def load_certificate(data: bytes) -> x509.Certificate:

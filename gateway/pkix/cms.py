@@ -19,6 +19,7 @@ from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -195,6 +196,8 @@ def verify_signed(message: SignedMessage) -> None:
         key = message.signer.public_key()
     except ValueError:  # cryptography parses the SubjectPublicKeyInfo only now
         raise SignatureError("the signer's public key cannot be parsed") from None
+    except CryptoUnsupportedAlgorithm:  # an unknown key algorithm OID
+        raise UnsupportedAlgorithm("the signer's key algorithm is not supported") from None
     try:
         if isinstance(key, rsa.RSAPublicKey):
             if message.signature_algorithm == "rsassa_pss":

@@ -76,7 +76,8 @@ class Facts:
     def public_key(self) -> CertificatePublicKeyTypes:
         """The CSR's public key, decoded once per evaluation (several rules need it).
         Raises ``ValueError``/``UnsupportedAlgorithm`` like ``csr.public_key()``."""
-        return self.request.csr.public_key()
+        key: CertificatePublicKeyTypes = self.request.public_key
+        return key
 
     @property
     def is_renewal(self) -> bool:

@@ -73,7 +73,12 @@ def decode_template_extension(der: bytes) -> TemplateExtension:
 
 def template_extension(template: CertificateTemplate) -> x509.Extension[x509.ExtensionType]:
     """The non-critical template extension naming ``template`` and its current version."""
-    der = encode_template_extension(template.oid, template.major_version, template.minor_version)
+    return _template_extension(template.oid, template.major_version, template.minor_version)
+
+
+@functools.lru_cache(maxsize=256)
+def _template_extension(oid: str, major: int, minor: int) -> x509.Extension[x509.ExtensionType]:
+    der = encode_template_extension(oid, major, minor)
     return x509.Extension(
         TEMPLATE_EXTENSION_OID, False, x509.UnrecognizedExtension(TEMPLATE_EXTENSION_OID, der)
     )
@@ -112,6 +117,29 @@ def key_usage_extension(
     return x509.Extension(x509.OID_KEY_USAGE, critical, x509.KeyUsage(**flags))
 
 
+@functools.lru_cache(maxsize=256)
+def _usage_extensions(
+    policy: KeyUsagePolicy, algorithm: KeyAlgorithm
+) -> tuple[x509.Extension[x509.ExtensionType], ...]:
+    """BasicConstraints, KeyUsage and EKU: constant per template key-usage policy and key
+    type, so built once (extension objects are immutable)."""
+    extensions: list[x509.Extension[x509.ExtensionType]] = [
+        x509.Extension(
+            x509.OID_BASIC_CONSTRAINTS, True, x509.BasicConstraints(ca=False, path_length=None)
+        )
+    ]
+    usages = applicable_usages(policy, algorithm)
+    if usages:
+        extensions.append(key_usage_extension(usages, policy.critical))
+    if policy.ekus:
+        extensions.append(
+            x509.Extension(
+                x509.OID_EXTENDED_KEY_USAGE, False, x509.ExtendedKeyUsage(list(policy.ekus))
+            )
+        )
+    return tuple(extensions)
+
+
 def end_entity_extensions(
     template: CertificateTemplate,
     algorithm: KeyAlgorithm,
@@ -122,22 +150,7 @@ def end_entity_extensions(
     KeyUsage, ExtendedKeyUsage, SubjectAlternativeName (critical iff the subject is empty,
     RFC 5280 §4.2.1.6), the template extension. Issuer-bound extensions (SKI, AKI, CDP, AIA)
     are the connector's."""
-    extensions: list[x509.Extension[x509.ExtensionType]] = [
-        x509.Extension(
-            x509.OID_BASIC_CONSTRAINTS, True, x509.BasicConstraints(ca=False, path_length=None)
-        )
-    ]
-    usages = applicable_usages(template.key_usage, algorithm)
-    if usages:
-        extensions.append(key_usage_extension(usages, template.key_usage.critical))
-    if template.key_usage.ekus:
-        extensions.append(
-            x509.Extension(
-                x509.OID_EXTENDED_KEY_USAGE,
-                False,
-                x509.ExtendedKeyUsage(list(template.key_usage.ekus)),
-            )
-        )
+    extensions = list(_usage_extensions(template.key_usage, algorithm))
     if sans:
         extensions.append(
             x509.Extension(

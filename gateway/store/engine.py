@@ -17,6 +17,12 @@ run in exactly one transaction by a :class:`Database`:
   ``asyncio.sleep`` before retrying the whole body, up to ``busy_timeout`` seconds in all.
   Write transactions start with ``BEGIN IMMEDIATE`` (taking the write lock up front), so two
   processes can never deadlock upgrading a read lock to a write lock.
+
+  Checkpoints (copying WAL frames back into the database file, then an fsync) are the one
+  place SQLite waits for the disk. They run in a background thread on a connection of its own
+  (:class:`_Checkpointer`, ``PRAGMA wal_checkpoint(PASSIVE)`` twice a second while there are
+  writes), never in a commit on the event loop; the loop's connection keeps a large
+  ``wal_autocheckpoint`` only as a backstop should that thread fall behind.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import asyncio
 import enum
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,6 +114,55 @@ class _Queued:
     started: float
 
 
+class _Checkpointer:
+    """Passive WAL checkpoints off the event loop (see the module docstring).
+
+    ``poke()`` (called after each commit) is a flag set; the thread wakes every ``interval``
+    seconds and checkpoints only if something was written since. A passive checkpoint never
+    takes the write lock, so it never makes a writer wait; frames still needed by a reader
+    are left for the next round.
+    """
+
+    def __init__(self, path: str, interval: float = 0.5) -> None:
+        self._path = path
+        self._interval = interval
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="certgate-wal-checkpoint")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._dirty.set()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 1000")
+            while not self._stop.wait(self._interval):
+                if self._dirty.is_set():
+                    self._dirty.clear()
+                    self._checkpoint(conn)
+            self._checkpoint(conn)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            pass  # busy or closing: the next round (or the backstop) catches up
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+#: Backstop auto-checkpoint of the serving connection, in pages (SQLite's default is 1000).
+_BACKSTOP_AUTOCHECKPOINT = 20000
+
+
 class SQLiteDatabase:
     """One persistent connection driven inline on the event loop (see the module docstring).
 
@@ -129,6 +185,9 @@ class SQLiteDatabase:
         self._conn: Connection | None = None
         self._queue: list[_Queued] = []
         self._flush_scheduled = False
+        database = url.database or ""
+        self._file = database if database and database != ":memory:" else None
+        self._checkpointer: _Checkpointer | None = None
 
     @staticmethod
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -153,7 +212,11 @@ class SQLiteDatabase:
                 # can get SQLITE_BUSY here: it is retried like any other busy error (run()).
                 (mode,) = conn.exec_driver_sql("PRAGMA journal_mode").one()
                 if str(mode).lower() not in ("wal", "memory"):
-                    conn.exec_driver_sql("PRAGMA journal_mode = WAL").one()
+                    (mode,) = conn.exec_driver_sql("PRAGMA journal_mode = WAL").one()
+                if str(mode).lower() == "wal" and self._file and not self._file.startswith("file:"):
+                    conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {_BACKSTOP_AUTOCHECKPOINT}")
+                    if self._checkpointer is None:
+                        self._checkpointer = _Checkpointer(self._file)
                 conn.commit()
             except BaseException:
                 conn.close()
@@ -170,7 +233,10 @@ class SQLiteDatabase:
             try:
                 conn = self._connection()
                 with conn.begin():
-                    return body(conn, *args, **kw)
+                    result = body(conn, *args, **kw)
+                if self._checkpointer is not None:
+                    self._checkpointer.poke()
+                return result
             except sa.exc.OperationalError as exc:
                 if not is_busy(exc):
                     raise
@@ -260,6 +326,8 @@ class SQLiteDatabase:
             if not isinstance(exc, Exception):
                 raise
             return
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
         for item, (ok, value) in zip(batch, results, strict=True):
             if item.future.done():
                 continue
@@ -279,6 +347,9 @@ class SQLiteDatabase:
             self._conn.close()
             self._conn = None
         self._engine.dispose()
+        if self._checkpointer is not None:
+            checkpointer, self._checkpointer = self._checkpointer, None
+            await asyncio.to_thread(checkpointer.close)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------

@@ -158,16 +158,20 @@ def create_request(conn: Connection, record: RequestRecord, now: datetime) -> Re
         "request.received",
         record.requester.principal,
         request_id=record.id,
-        detail={
-            "protocol": record.protocol,
-            "transaction_id": record.transaction_id,
-            "template": record.template,
-            "kind": record.kind.value,
-            "auth_method": record.requester.auth_method,
-            "spki_sha256": record.spki_sha256,
-        },
+        detail=_received_detail(record),
     )
     return record
+
+
+def _received_detail(record: RequestRecord) -> dict[str, Any]:
+    return {
+        "protocol": record.protocol,
+        "transaction_id": record.transaction_id,
+        "template": record.template,
+        "kind": record.kind.value,
+        "auth_method": record.requester.auth_method,
+        "spki_sha256": record.spki_sha256,
+    }
 
 
 def create_issued(
@@ -179,6 +183,9 @@ def create_issued(
 ) -> RequestRecord:
     """One transaction for an in-process CA: the request (already issued), its certificate,
     supersession and both audit events. A duplicate transaction raises ``IntegrityError``."""
+    if _sqlite(conn):
+        _create_issued_sqlite(conn, record, certificate, supersedes, now)
+        return record
     create_request(conn, record, now)
     insert = (
         (lambda v: fast.insert(conn, _FAST_CERTS, v))
@@ -193,6 +200,37 @@ def create_issued(
             conn.execute(_MARK_SUPERSEDED, {"old": supersedes, "new": certificate.serial})
     _audit_issued(conn, record.id, certificate, supersedes, now)
     return record
+
+
+def _create_issued_sqlite(
+    conn: Connection,
+    record: RequestRecord,
+    certificate: CertificateRecord,
+    supersedes: str | None,
+    now: datetime,
+) -> None:
+    """:func:`create_issued` on the raw SQLite cursor: the same rows and audit events, each
+    row's parameters built in one expression (sqlite_fast's fixed column order)."""
+    at = fast.encode_datetime(now)
+    statements: list[tuple[str, tuple[Any, ...]]] = [
+        (fast.INSERT_REQUEST, fast.request_row(record)),
+        (
+            fast.INSERT_AUDIT,
+            (at, "request.received", record.requester.principal, record.id, None,
+             fast.encode_json(_received_detail(record))),
+        ),
+        (fast.INSERT_CERTIFICATE, fast.certificate_row(certificate)),
+    ]  # fmt: skip
+    if supersedes is not None:
+        statements.append((_FAST_SUPERSEDE, (certificate.serial, supersedes)))
+    statements.append(
+        (
+            fast.INSERT_AUDIT,
+            (at, "certificate.issued", SYSTEM_ACTOR, record.id, certificate.serial,
+             fast.encode_json(_issued_detail(certificate, supersedes))),
+        )
+    )  # fmt: skip
+    fast.run_statements(conn, statements)
 
 
 def create_denied(conn: Connection, record: RequestRecord, now: datetime) -> RequestRecord:
@@ -219,6 +257,9 @@ def get_request(conn: Connection, request_id: str) -> RequestRecord | None:
 
 
 def find_request(conn: Connection, protocol: str, transaction_id: str) -> RequestRecord | None:
+    if _sqlite(conn):  # every enrollment asks this first: the raw cursor, no Core round
+        raw = fast.fetch_one(conn, fast.SELECT_REQUEST_BY_TXN, (protocol, transaction_id))
+        return None if raw is None else fast.request_from_tuple(raw)
     row = conn.execute(_SELECT_REQUEST_BY_TXN, {"p": protocol, "t": transaction_id}).first()
     return None if row is None else request_from_row(row)
 
@@ -314,16 +355,20 @@ def _audit_issued(
         SYSTEM_ACTOR,
         request_id=request_id,
         serial=certificate.serial,
-        detail={
-            "serial": certificate.serial,
-            "template": certificate.template,
-            "template_major": certificate.template_major,
-            "requester": certificate.requester,
-            "subject": certificate.subject,
-            "not_after": certificate.not_after.isoformat(),
-            "supersedes": supersedes,
-        },
+        detail=_issued_detail(certificate, supersedes),
     )
+
+
+def _issued_detail(certificate: CertificateRecord, supersedes: str | None) -> dict[str, Any]:
+    return {
+        "serial": certificate.serial,
+        "template": certificate.template,
+        "template_major": certificate.template_major,
+        "requester": certificate.requester,
+        "subject": certificate.subject,
+        "not_after": certificate.not_after.isoformat(),
+        "supersedes": supersedes,
+    }
 
 
 def _record_issued_sqlite(

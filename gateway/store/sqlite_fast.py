@@ -23,7 +23,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.store.tables import UTCDateTime
+from gateway.model import (
+    CertificateRecord,
+    PendingReason,
+    Requester,
+    RequestKind,
+    RequestRecord,
+    RequestState,
+)
+from gateway.store.tables import UTCDateTime, certificates, requests
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -139,3 +147,131 @@ def insert(conn: Connection, table: FastTable, values: Mapping[str, Any]) -> Non
 
 encode_datetime = _encode_datetime
 encode_json = _encode_json
+
+
+# --- fixed-order rows for the per-issuance statements ---------------------------------------
+#
+# The generic FastTable.encode looks up one encoder per key; the issuance path instead builds
+# each row's parameter tuple in one expression, in the column order checked below at import.
+
+_REQUEST_COLUMNS = (
+    "id", "protocol", "transaction_id", "template", "kind", "requester", "requester_principal",
+    "csr_der", "spki_sha256", "state", "pending_reason", "connector", "ca_request_id",
+    "denial_code", "denial_rule", "denial_detail", "certificate_serial", "prior_serial",
+    "not_before", "not_after", "next_poll_at", "created_at", "updated_at",
+)  # fmt: skip
+_CERTIFICATE_COLUMNS = (
+    "serial", "request_id", "subject", "sans", "template", "template_major", "requester",
+    "not_before", "not_after", "status", "der", "spki_sha256", "issuer", "revoked_at",
+    "revocation_reason", "superseded_by",
+)  # fmt: skip
+if [c.name for c in requests.columns] != list(_REQUEST_COLUMNS) or [
+    c.name for c in certificates.columns
+] != list(_CERTIFICATE_COLUMNS):  # pragma: no cover - a schema change must update this module
+    raise AssertionError("sqlite_fast column lists are out of date with gateway.store.tables")
+
+INSERT_REQUEST = (
+    f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
+)
+INSERT_CERTIFICATE = (
+    f"INSERT INTO certificates ({', '.join(_CERTIFICATE_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _CERTIFICATE_COLUMNS)})"
+)
+INSERT_AUDIT = (
+    "INSERT INTO audit_events (at, event, actor, request_id, serial, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+SELECT_REQUEST_BY_TXN = (
+    f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
+    "WHERE protocol = ? AND transaction_id = ?"
+)
+
+_dt = _encode_datetime
+
+
+def request_row(r: RequestRecord) -> tuple[Any, ...]:
+    """``r`` as INSERT_REQUEST parameters, encoded as the Core column types would."""
+    pending = r.pending_reason
+    return (
+        r.id, r.protocol, r.transaction_id, r.template, r.kind.value,
+        json.dumps(r.requester.to_json()), r.requester.principal, r.csr_der, r.spki_sha256,
+        r.state.value, None if pending is None else pending.value, r.connector,
+        r.ca_request_id, r.denial_code, r.denial_rule, r.denial_detail, r.certificate_serial,
+        r.prior_serial, _dt(r.not_before), _dt(r.not_after), _dt(r.next_poll_at),
+        _dt(r.created_at), _dt(r.updated_at),
+    )  # fmt: skip
+
+
+def certificate_row(c: CertificateRecord) -> tuple[Any, ...]:
+    """``c`` as INSERT_CERTIFICATE parameters."""
+    reason = c.revocation_reason
+    return (
+        c.serial, c.request_id, c.subject, json.dumps(list(c.sans)), c.template,
+        c.template_major, c.requester, _dt(c.not_before), _dt(c.not_after), c.status.value,
+        c.der, c.spki_sha256, c.issuer, _dt(c.revoked_at),
+        None if reason is None else int(reason), c.superseded_by,
+    )  # fmt: skip
+
+
+def request_from_tuple(row: tuple[Any, ...]) -> RequestRecord:
+    """A SELECT_REQUEST_BY_TXN row as a record (the decoding rows.request_from_row does)."""
+    (
+        rid, protocol, transaction_id, template, kind, requester, _principal, csr_der, spki,
+        state, pending, connector, ca_request_id, denial_code, denial_rule, denial_detail,
+        certificate_serial, prior_serial, not_before, not_after, next_poll_at, created_at,
+        updated_at,
+    ) = row  # fmt: skip
+    return RequestRecord(
+        id=rid,
+        protocol=protocol,
+        transaction_id=transaction_id,
+        template=template,
+        kind=RequestKind(kind),
+        requester=Requester.from_json(json.loads(requester)),
+        csr_der=bytes(csr_der),
+        spki_sha256=spki,
+        state=RequestState(state),
+        created_at=_decode_datetime(created_at),  # type: ignore[arg-type]
+        updated_at=_decode_datetime(updated_at),  # type: ignore[arg-type]
+        pending_reason=None if pending is None else PendingReason(pending),
+        connector=connector,
+        ca_request_id=ca_request_id,
+        denial_code=denial_code,
+        denial_rule=denial_rule,
+        denial_detail=denial_detail,
+        certificate_serial=certificate_serial,
+        prior_serial=prior_serial,
+        not_before=_decode_datetime(not_before),
+        not_after=_decode_datetime(not_after),
+        next_poll_at=_decode_datetime(next_poll_at),
+    )
+
+
+def run_statements(conn: Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Execute ``statements`` on one raw cursor (same transaction), driver errors raised as
+    SQLAlchemy's like :func:`execute`."""
+    cur = raw_cursor(conn)
+    sql: str = ""
+    params: tuple[Any, ...] = ()
+    try:
+        for sql, params in statements:
+            cur.execute(sql, params)
+    except sqlite3.IntegrityError as exc:
+        raise sa.exc.IntegrityError(sql, params, exc) from exc
+    except sqlite3.OperationalError as exc:
+        raise sa.exc.OperationalError(sql, params, exc) from exc
+    finally:
+        cur.close()
+
+
+def fetch_one(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """One row of a raw SELECT (or ``None``)."""
+    cur = raw_cursor(conn)
+    try:
+        row = cur.execute(sql, params).fetchone()
+    except sqlite3.OperationalError as exc:
+        raise sa.exc.OperationalError(sql, params, exc) from exc
+    finally:
+        cur.close()
+    return None if row is None else tuple(row)
