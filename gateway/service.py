@@ -103,6 +103,7 @@ class EnrollmentService:
         self._chains: dict[str, tuple[x509.Certificate, ...]] = {}
         self._issuer_names: dict[x509.Name, str] = {}  # few issuers, many certificates
         self._signers: dict[str, InProcessSigner | None] = {}
+        self._issuer_not_after: dict[str, datetime | None] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class EnrollmentService:
 
     async def enroll(self, request: EnrollmentRequest) -> Outcome:
         """Judge and (if allowed) issue one request; idempotent per (protocol, transaction)."""
-        self.policy.template(request.template)  # UnknownTemplate before anything is stored
+        template = self.policy.template(request.template)  # UnknownTemplate first
         if not request.transaction_id:
             raise BadRequest("a transaction id is required")
         now = self.clock.now()
@@ -160,7 +161,7 @@ class EnrollmentService:
             not_before=request.not_before,
             not_after=request.not_after,
         )
-        signer = self._in_process_signer(self.policy.template(request.template).connector)
+        signer = self._in_process_signer(template.connector)
         if signer is not None:
             return await self._enroll_atomic(record, request, signer)
         stored, created = await self.store.create_request(record)
@@ -172,10 +173,13 @@ class EnrollmentService:
         self, record: RequestRecord, request: EnrollmentRequest, signer: InProcessSigner
     ) -> Outcome:
         """The in-process CA path: judge, sign in memory, then store request + certificate +
-        audit in one transaction (see :class:`gateway.ports.InProcessSigner`)."""
-        existing = await self.store.find_request(record.protocol, record.transaction_id)
-        if existing is not None:
-            return await self._resume(existing, request)
+        audit in one transaction (see :class:`gateway.ports.InProcessSigner`).
+
+        There is no lookup of the transaction first: the store's unique (protocol,
+        transaction) key decides. A repeated transaction is judged and signed again in memory,
+        that certificate is discarded unseen when the store refuses the duplicate, and the
+        client gets the recorded outcome -- a wasted signature on a retry instead of an extra
+        query on every new enrollment."""
         try:
             decision = await self._plan(request, record.id, approved=False)
         except PolicyDenied as denial:
@@ -212,12 +216,18 @@ class EnrollmentService:
         self, request: EnrollmentRequest, request_id: str, *, approved: bool
     ) -> PolicyDecision:
         """Policy's plan for ``request``, with validity clipped to the issuing CA's."""
-        chain = await self.ca_chain(self.policy.template(request.template).connector)
+        connector = self.policy.template(request.template).connector
+        if connector in self._issuer_not_after:
+            issuer_not_after = self._issuer_not_after[connector]
+        else:
+            chain = await self.ca_chain(connector)
+            issuer_not_after = chain[0].not_valid_after_utc if chain else None
+            self._issuer_not_after[connector] = issuer_not_after
         return self.policy.plan(
             request,
             request_id=request_id,
             now=self.clock.now(),
-            issuer_not_after=chain[0].not_valid_after_utc if chain else None,
+            issuer_not_after=issuer_not_after,
             approved=approved,
         )
 

@@ -8,6 +8,7 @@ issuing is one builder and one signature (about 70 µs for P-256).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -15,6 +16,9 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from backends.local_ca.keystore import CASigner, KeyStoreError
@@ -37,6 +41,16 @@ def new_serial() -> int:
     """A positive, non-zero 128-bit serial with 127 random bits (RFC 5280 §4.1.2.2 allows up
     to 20 octets; the top bit is fixed so every serial has the same width)."""
     return (1 << 127) | secrets.randbits(127)
+
+
+def subject_key_identifier(key: CertificateIssuerPublicKeyTypes) -> x509.SubjectKeyIdentifier:
+    """RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's contents,
+    the same value ``SubjectKeyIdentifier.from_public_key`` gives, without its re-parse of
+    the SubjectPublicKeyInfo (for EC keys, the BIT STRING holds the uncompressed point)."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        point = key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        return x509.SubjectKeyIdentifier(hashlib.sha1(point).digest())  # noqa: S324
+    return x509.SubjectKeyIdentifier.from_public_key(key)
 
 
 class Issuer:
@@ -124,7 +138,7 @@ class Issuer:
                 x509.Extension(
                     ExtensionOID.SUBJECT_KEY_IDENTIFIER,
                     False,
-                    x509.SubjectKeyIdentifier.from_public_key(plan.public_key),
+                    subject_key_identifier(plan.public_key),
                 )
             )
             extensions.extend(self._bound)

@@ -342,3 +342,18 @@ async def test_ca_chain_is_issuing_ca_then_root(ca: LocalCA) -> None:
     issuing, root = await ca.ca_chain()
     assert issuing.subject.rfc4514_string() == "CN=certgate Issuing CA"
     assert root.subject.rfc4514_string() == "CN=certgate Root CA"
+
+
+def test_subject_key_identifier_matches_cryptography_for_every_key_type() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from backends.local_ca.issuer import subject_key_identifier
+
+    keys = [
+        ec.generate_private_key(ec.SECP256R1()).public_key(),
+        ec.generate_private_key(ec.SECP384R1()).public_key(),
+        rsa.generate_private_key(65537, 2048).public_key(),
+        ed25519.Ed25519PrivateKey.generate().public_key(),
+    ]
+    for key in keys:
+        assert subject_key_identifier(key) == x509.SubjectKeyIdentifier.from_public_key(key)
