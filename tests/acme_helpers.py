@@ -175,9 +175,23 @@ class Client:
         r = await self.http.head(self.path(self.directory["newNonce"]))
         return r.headers["Replay-Nonce"]
 
-    async def raw(self, url: str, body: Any, content_type: str = "application/jose+json") -> Reply:
+    async def raw(
+        self,
+        url: str,
+        body: Any,
+        content_type: str = "application/jose+json",
+        *,
+        accept: str | None = None,
+    ) -> Reply:
+        """POST ``body``; ``accept``: an Accept header ("" sends none at all)."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        r = await self.http.post(self.path(url), data=data, headers={"Content-Type": content_type})
+        headers = {"Content-Type": content_type}
+        skip: list[str] = []
+        if accept:
+            headers["Accept"] = accept
+        elif accept == "":
+            skip.append("Accept")
+        r = await self.http.post(self.path(url), data=data, headers=headers, skip_auto_headers=skip)
         return Reply(r.status, r.headers, await r.read())
 
     async def post(
@@ -191,6 +205,7 @@ class Client:
         extra: dict[str, Any] | None = None,
         alg: str | None = None,
         kid: str | None = None,
+        accept: str | None = None,
     ) -> Reply:
         key = key or self.key
         protected: dict[str, Any] = {"nonce": nonce or await self.nonce(), "url": url}
@@ -199,7 +214,7 @@ class Client:
         else:
             protected["kid"] = kid or self.kid
         protected.update(extra or {})
-        return await self.raw(url, jws(key, payload, protected, alg=alg))
+        return await self.raw(url, jws(key, payload, protected, alg=alg), accept=accept)
 
     async def register(self, **payload: Any) -> Reply:
         if not self.directory:
@@ -298,6 +313,18 @@ class ChallTestSrv:
 
     def set_txt(self, host: str, value: str) -> None:
         self.call("/set-txt", {"host": host if host.endswith(".") else host + ".", "value": value})
+
+    def add_caa(self, host: str, *policies: tuple[str, str]) -> None:
+        """CAA records (flags 0: challtestsrv cannot set the critical bit) for ``host``."""
+        body = [{"tag": tag, "value": value} for tag, value in policies]
+        self.call("/add-caa", {"host": host, "policies": body})
+
+    def clear_caa(self, host: str) -> None:
+        self.call("/clear-caa", {"host": host})
+
+    def set_servfail(self, host: str) -> None:
+        """Every query for ``host`` gets SERVFAIL."""
+        self.call("/set-servfail", {"host": host})
 
 
 @contextmanager

@@ -274,6 +274,11 @@ def list_requests(conn: Connection, state: RequestState | None, limit: int) -> l
 def find_requests_by_key(
     conn: Connection, protocol: str, principal: str, spki_sha256: str, template: str
 ) -> list[RequestRecord]:
+    if _sqlite(conn):  # EST asks this on every enrollment: the raw cursor
+        rows = fast.fetch_all(
+            conn, fast.SELECT_REQUESTS_BY_KEY, (principal, spki_sha256, template, protocol)
+        )
+        return [fast.request_from_tuple(row) for row in rows]
     params = {"pr": principal, "k": spki_sha256, "tp": template, "p": protocol}
     return [request_from_row(row) for row in conn.execute(_SELECT_REQUESTS_BY_KEY, params)]
 

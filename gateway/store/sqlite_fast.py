@@ -187,6 +187,12 @@ SELECT_REQUEST_BY_TXN = (
     "WHERE protocol = ? AND transaction_id = ?"
 )
 
+SELECT_REQUESTS_BY_KEY = (
+    f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
+    "WHERE requester_principal = ? AND spki_sha256 = ? AND template = ? AND protocol = ? "
+    "ORDER BY created_at DESC, id DESC"
+)
+
 _dt = _encode_datetime
 
 
@@ -259,6 +265,17 @@ def run_statements(conn: Connection, statements: list[tuple[str, tuple[Any, ...]
             cur.execute(sql, params)
     except sqlite3.IntegrityError as exc:
         raise sa.exc.IntegrityError(sql, params, exc) from exc
+    except sqlite3.OperationalError as exc:
+        raise sa.exc.OperationalError(sql, params, exc) from exc
+    finally:
+        cur.close()
+
+
+def fetch_all(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """All rows of a raw SELECT."""
+    cur = raw_cursor(conn)
+    try:
+        return [tuple(row) for row in cur.execute(sql, params).fetchall()]
     except sqlite3.OperationalError as exc:
         raise sa.exc.OperationalError(sql, params, exc) from exc
     finally:

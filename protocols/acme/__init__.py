@@ -1,11 +1,13 @@
 """ACME server front-end (RFC 8555, RFC 8737, RFC 8738, RFC 9773, draft-ietf-acme-profiles).
 
-Resources, one module each: ``directory`` (directory, newNonce), ``account`` (newAccount,
-account, orders, keyChange), ``order`` (newOrder, order), ``finalize``, ``authz``
-(authorization, challenge), ``certificate``, ``revoke``, ``renewal_info``. Wire codecs are in
-``messages`` and ``jws``; state in ``tables``, ``state`` (nonces, accounts, EAB keys) and
-``state_orders``; challenge validation in ``validation``; shared request handling (JWS
-authentication, nonces, responses, rate limits) in ``base``.
+Resources, one module each: ``directory`` (directory, newNonce, the terms-of-service
+instructions page), ``account`` (newAccount, account, orders, keyChange), ``order``
+(newOrder, order), ``finalize``, ``authz`` (authorization, challenge), ``certificate`` (with
+format negotiation), ``revoke``, ``renewal_info``. Wire codecs are in ``messages`` and
+``jws``; state in ``tables``, ``state`` (nonces, accounts, EAB keys) and ``state_orders``;
+challenge validation in ``validation``, CAA (RFC 8659) in ``caa``; rate limits in
+``ratelimit``; shared request handling (JWS authentication, the terms-of-service gate,
+nonces, responses) in ``base``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class AcmeFrontEnd:
         r.add_get("/acme/{template}/directory", directory.directory)
         r.add_get("/acme/new-nonce", directory.new_nonce)  # GET and HEAD
         r.add_get("/acme/renewal-info/{cert_id}", renewal_info)
+        r.add_get("/acme/terms", directory.terms)
         posts: list[tuple[str, Route]] = [
             ("/acme/new-account", account.new_account),
             ("/acme/acct/{id}", account.account),

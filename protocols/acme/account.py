@@ -13,6 +13,7 @@ from protocols.acme import state, state_orders
 from protocols.acme.base import Acme, handler
 from protocols.acme.eab import binding_echo, parse_binding, unseal
 from protocols.acme.messages import Problem
+from protocols.acme.ratelimit import Limit, OverLimit
 
 MAX_CONTACTS = 10
 
@@ -21,6 +22,9 @@ def account_json(acme: Acme, account: state.Account) -> dict[str, Any]:
     body: dict[str, Any] = {"status": account.status}
     if account.contact:
         body["contact"] = account.contact
+    terms = acme.settings.terms_of_service
+    if terms and account.tos_agreed == terms:  # §7.1.2: agreed to the current terms
+        body["termsOfServiceAgreed"] = True
     body["orders"] = acme.url("acct", account.id, "orders")
     return body
 
@@ -43,7 +47,7 @@ def parse_contact(value: Any) -> list[str]:
 
 @handler
 async def new_account(acme: Acme, request: web.Request) -> web.Response:
-    signed = await acme.authenticate(request, want_jwk=True)
+    signed = await acme.authenticate(request, want_jwk=True, terms=False)
     payload = signed.payload()
     if signed.account is not None:  # §7.3.1: the key already has an account -> 200 + Location
         location = acme.url("acct", signed.account.id)
@@ -53,8 +57,12 @@ async def new_account(acme: Acme, request: web.Request) -> web.Response:
     if payload.get("onlyReturnExisting") is True:
         raise Problem.account_does_not_exist()
     contact = parse_contact(payload.get("contact", []))
-    if acme.settings.terms_of_service and payload.get("termsOfServiceAgreed") is not True:
-        raise Problem.malformed("you must agree to the terms of service (termsOfServiceAgreed)")
+    agreed = payload.get("termsOfServiceAgreed") is True
+    if acme.settings.terms_required and not agreed:
+        # §7.3: MUST reject; the type is the one §7.3.3 gives for terms not agreed to.
+        raise acme.terms_problem(
+            'agree to the terms of service: newAccount with "termsOfServiceAgreed": true'
+        )
     jwk = J.public_jwk(signed.jws.jwk or {})
     eab = payload.get("externalAccountBinding")
     echo = None
@@ -70,7 +78,15 @@ async def new_account(acme: Acme, request: web.Request) -> web.Response:
         kid, echo = binding.kid, binding_echo(binding)
     elif acme.settings.external_account_required:
         raise Problem.external_account_required()
-    account, created = await acme.write(
+    now = acme.now()
+    settings = acme.settings
+    limit = Limit.of(
+        f"new-account:{request.remote}",
+        settings.rate_limit_new_accounts,
+        settings.rate_limit_new_accounts_window,
+        now,
+    )
+    made = await acme.write(
         request,
         state.create_account,
         str(uuid.uuid4()),
@@ -78,8 +94,13 @@ async def new_account(acme: Acme, request: web.Request) -> web.Response:
         jwk,
         contact,
         kid,
-        acme.now(),
+        now,
+        settings.terms_of_service if agreed and settings.terms_of_service else None,
+        limit,
     )
+    if isinstance(made, OverLimit):
+        raise made.problem(f"new accounts from {request.remote}", now)
+    account, created = made
     body = account_json(acme, account)
     if created and echo is not None:
         body["externalAccountBinding"] = echo
@@ -91,8 +112,9 @@ async def new_account(acme: Acme, request: web.Request) -> web.Response:
 
 @handler
 async def account(acme: Acme, request: web.Request) -> web.Response:
-    """POST to the account URL: fetch, update contact, or deactivate (§7.3.2, §7.3.6)."""
-    signed = await acme.authenticate(request)
+    """POST to the account URL: fetch, update contact, deactivate, or agree to the current
+    terms of service (§7.3.2, §7.3.3, §7.3.6). Open to an account that has not agreed yet."""
+    signed = await acme.authenticate(request, terms=False)
     me = signed.require_account()
     if me.id != request.match_info["id"]:
         raise Problem.unauthorized("account URL does not match the signer's 'kid'")
@@ -103,7 +125,12 @@ async def account(acme: Acme, request: web.Request) -> web.Response:
     status = payload.get("status")
     if status is not None and status != "deactivated":
         raise Problem.malformed("the only status a client may set is 'deactivated'")
-    updated = await acme.write(request, state.update_account, me.id, contact, status)
+    # §7.3.2 has the server ignore a client's termsOfServiceAgreed, yet §7.3.3 has clients
+    # agree to changed terms through that very field and names no other way: true agrees to
+    # the terms in force now; anything else is ignored (agreement cannot be withdrawn).
+    terms = acme.settings.terms_of_service
+    agree = terms if terms and payload.get("termsOfServiceAgreed") is True else None
+    updated = await acme.write(request, state.update_account, me.id, contact, status, agree)
     assert updated is not None
     return await acme.reply(request, account_json(acme, updated))
 

@@ -1,4 +1,5 @@
-"""What every ACME handler shares: URLs, nonces, JWS authentication, responses, rate limits.
+"""What every ACME handler shares: URLs, nonces, JWS authentication (with the terms-of-service
+gate, RFC 8555 §7.3.3), responses, per-process request limits (:mod:`ratelimit`).
 
 A POST is authenticated in one pass (RFC 8555 §6.2-§6.5): media type, JWS shape and header
 rules, url == request URL, then one database transaction consumes the nonce, issues the next
@@ -11,9 +12,8 @@ import asyncio
 import functools
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from protocols.acme import jws as J
 from protocols.acme import state
 from protocols.acme.errors import problem_from
 from protocols.acme.messages import Problem, dumps
+from protocols.acme.ratelimit import RateLimiter
 from protocols.acme.settings import AcmeSettings
 
 log = logging.getLogger("certgate.acme")
@@ -54,30 +55,6 @@ class Signed:
         if self.account is None:
             raise Problem.account_does_not_exist()
         return self.account
-
-
-@dataclass
-class RateLimiter:
-    """Fixed-window request counters per key (account id or client IP), in this process.
-    ``limit`` 0 disables. Each worker keeps its own window (documented)."""
-
-    window: int
-    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    def hit(self, key: str, limit: int) -> None:
-        if limit <= 0:
-            return
-        slot = int(time.monotonic()) // max(self.window, 1)
-        seen_slot, count = self.counts.get(key, (slot, 0))
-        if seen_slot != slot:
-            count = 0
-            if len(self.counts) > 100_000:
-                self.counts.clear()
-        count += 1
-        self.counts[key] = (slot, count)
-        if count > limit:
-            retry = max(1, (slot + 1) * self.window - int(time.monotonic()))
-            raise Problem.rate_limited(f"too many requests for {key}; limit {limit}", retry)
 
 
 class Acme:
@@ -122,9 +99,16 @@ class Acme:
     # -- authentication ------------------------------------------------------------------------
 
     async def authenticate(
-        self, request: web.Request, *, want_jwk: bool = False, either: bool = False
+        self,
+        request: web.Request,
+        *,
+        want_jwk: bool = False,
+        either: bool = False,
+        terms: bool = True,
     ) -> Signed:
-        """RFC 8555 §6.2-§6.5 for one POST. ``want_jwk``: newAccount; ``either``: revokeCert."""
+        """RFC 8555 §6.2-§6.5 for one POST. ``want_jwk``: newAccount; ``either``: revokeCert;
+        ``terms``: refuse an account that has not agreed to the current terms of service
+        (§7.3.3; the account resource and revokeCert stay open so it can agree or revoke)."""
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
             raise Problem.malformed(f"Content-Type must be {JOSE}", 415)
@@ -162,7 +146,26 @@ class Acme:
             if account.status != "valid":
                 raise Problem.unauthorized(f"account is {account.status}", 401)
             self.limiter.hit(f"account:{account.id}", self.settings.rate_limit_account)
+            if terms and self.terms_outdated(account):
+                raise self.terms_problem(
+                    "the terms of service have changed: agree to them by updating the account"
+                    ' with "termsOfServiceAgreed": true'
+                )
         return signed
+
+    # -- terms of service (RFC 8555 §7.3, §7.3.3) ----------------------------------------------
+
+    def terms_outdated(self, account: state.Account) -> bool:
+        """Agreement is required and the account has not agreed to the current terms (their
+        URL is their version: a new URL is a new version)."""
+        return self.settings.terms_required and account.tos_agreed != self.settings.terms_of_service
+
+    def terms_problem(self, detail: str) -> Problem:
+        """403 userActionRequired with ``Link: rel="terms-of-service"`` and an ``instance``
+        page telling a person how to agree."""
+        return Problem.user_action_required(
+            detail, terms=self.settings.terms_of_service, instance=self.url("terms")
+        )
 
     async def write(self, request: web.Request, body: Any, *args: Any, **kw: Any) -> Any:
         """Run a write ``body`` for an authenticated POST; its transaction also takes the
@@ -233,7 +236,7 @@ class Acme:
             body=dumps(problem.document()),
             content_type="application/problem+json",
         )
-        await self._decorate(request, response, None)
+        await self._decorate(request, response, problem.links)
         for name, value in problem.headers.items():
             response.headers[name] = value
         return response

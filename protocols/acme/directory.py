@@ -49,3 +49,20 @@ async def new_nonce(acme: Acme, request: web.Request) -> web.Response:
     response = await acme.reply(request, b"", status=200 if request.method == "HEAD" else 204)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@handler
+async def terms(acme: Acme, request: web.Request) -> web.Response:
+    """The ``instance`` page of a userActionRequired problem (RFC 8555 §7.3.3): where a person
+    reads how to agree to the current terms of service."""
+    url = acme.settings.terms_of_service
+    if not url:
+        raise Problem.malformed("this server has no terms of service", 404)
+    text = (
+        f"The terms of service of this ACME server are at:\n\n    {url}\n\n"
+        "Read them. To agree, have your ACME client send newAccount, or an update of your\n"
+        'existing account, with "termsOfServiceAgreed": true (RFC 8555 section 7.3).\n'
+    )
+    return await acme.reply(
+        request, text.encode(), content_type="text/plain", links=[f'<{url}>;rel="terms-of-service"']
+    )

@@ -7,9 +7,10 @@ idempotent). Pending templates leave the order ``processing``; polls read the co
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +44,7 @@ from protocols.acme.messages import (
     parse_cert_id,
 )
 from protocols.acme.order_view import load_order, order_json
+from protocols.acme.validation import check_caa
 
 
 def requester_of(account: state.Account) -> Requester:
@@ -117,6 +119,8 @@ async def finalize(acme: Acme, request: web.Request) -> web.Response:
     wanted = {AcmeIdentifier(i["type"], i["value"]) for i in order.identifiers}
     if csr_identifiers(csr) != wanted:
         raise Problem.bad_csr("the CSR must name exactly the order's identifiers")
+    if acme.settings.caa_identities:
+        await recheck_caa(acme, me, order)
     prior = None
     if order.replaces:
         record = await acme.service.store.get_certificate(
@@ -148,6 +152,35 @@ async def finalize(acme: Acme, request: web.Request) -> web.Response:
     if retry is not None:
         headers["Retry-After"] = str(retry)
     return await acme.reply(request, order_json(acme, order, status), headers=headers)
+
+
+async def recheck_caa(acme: Acme, me: state.Account, order: state.Order) -> None:
+    """CAA again at issuance (RFC 8659) for every dns name whose check is older than
+    ``caa_recheck_after`` (a re-used authorization) or never ran (pre-authorized by EAB, or
+    ``[testing] acme_always_valid``). A refusal is a 403 ``caa`` problem with one
+    subproblem per refused name; the order stays ``ready`` so a client can finalize again
+    once DNS allows it (a SERVFAIL is often transient)."""
+    authzs = await acme.store.read(state_orders.get_authzs, order.authz_ids, with_challenges=True)
+    cutoff = acme.now() - timedelta(seconds=acme.settings.caa_recheck_after)
+    due: list[tuple[state.Authz, str | None]] = []
+    for authz in authzs:
+        if authz.type != "dns":
+            continue  # CAA governs domain names only (RFC 8659 §3)
+        done = next((c for c in authz.challenges if c.status == "valid"), None)
+        if done is not None and done.validated_at is not None and done.validated_at > cutoff:
+            continue
+        due.append((authz, done.type if done is not None else None))
+    if not due:
+        return
+    errors = await asyncio.gather(*(check_caa(acme, a, m, me.id) for a, m in due))
+    subproblems = [
+        {**error, "identifier": {"type": "dns", "value": ("*." if a.wildcard else "") + a.value}}
+        for (a, _), error in zip(due, errors, strict=True)
+        if error is not None
+    ]
+    if subproblems:
+        detail = "; ".join(str(p["detail"]) for p in subproblems)
+        raise Problem.caa(f"CAA forbids issuance: {detail}", subproblems)
 
 
 async def _fail(acme: Acme, order: state.Order, exc: CertgateError) -> None:

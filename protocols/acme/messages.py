@@ -77,7 +77,8 @@ def parse_rfc3339(value: Any, name: str) -> datetime:
 @dataclass
 class Problem(Exception):
     """An ACME problem document that is also an exception. ``kind`` is the short error type
-    (``badNonce``); ``status`` the HTTP status (protocols.md 3.8)."""
+    (``badNonce``); ``status`` the HTTP status (protocols.md 3.8); ``links`` extra ``Link``
+    header values (added beside the directory's ``rel="index"``)."""
 
     kind: str
     detail: str
@@ -85,6 +86,7 @@ class Problem(Exception):
     subproblems: Sequence[dict[str, Any]] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.kind}: {self.detail}")
@@ -185,8 +187,19 @@ class Problem(Exception):
         return cls("unsupportedContact", detail)
 
     @classmethod
-    def user_action_required(cls, detail: str) -> Problem:
-        return cls("userActionRequired", detail, 403)
+    def user_action_required(
+        cls, detail: str, *, terms: str | None = None, instance: str | None = None
+    ) -> Problem:
+        """RFC 8555 §7.3.3: 403, ``Link: <terms>;rel="terms-of-service"`` and an ``instance``
+        URL where a person finds out how to agree."""
+        links = [f'<{terms}>;rel="terms-of-service"'] if terms else []
+        extra = {"instance": instance} if instance else {}
+        return cls("userActionRequired", detail, 403, extra=extra, links=links)
+
+    @classmethod
+    def caa(cls, detail: str, subproblems: Sequence[dict[str, Any]] = ()) -> Problem:
+        """RFC 8555 §6.7 / RFC 8659: CAA records forbid this CA from issuing (403)."""
+        return cls("caa", detail, 403, subproblems)
 
     @classmethod
     def server_internal(cls, detail: str, status: int = 500) -> Problem:

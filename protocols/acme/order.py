@@ -23,6 +23,7 @@ from protocols.acme.messages import (
     parse_new_order,
 )
 from protocols.acme.order_view import load_order, order_json
+from protocols.acme.ratelimit import Limit, OverLimit
 
 
 def challenge_types(ident: AcmeIdentifier) -> tuple[str, ...]:
@@ -99,7 +100,16 @@ async def new_order(acme: Acme, request: web.Request) -> web.Response:
         None,
         None,
     )
-    await acme.write(request, state_orders.create_order, order, fresh, now)
+    settings = acme.settings
+    limit = Limit.of(
+        f"new-order:{me.id}",
+        settings.rate_limit_new_orders,
+        settings.rate_limit_new_orders_window,
+        now,
+    )
+    made = await acme.write(request, state_orders.create_order, order, fresh, now, limit)
+    if isinstance(made, OverLimit):
+        raise made.problem("new orders for this account", now)
     # Reused authorizations are valid; fresh ones are valid only when pre-authorized.
     status = "ready" if all(a.status == "valid" for a in fresh) else "pending"
     return await acme.reply(

@@ -23,7 +23,7 @@ def _spki(key: object) -> bytes:
 
 @handler
 async def revoke_cert(acme: Acme, request: web.Request) -> web.Response:
-    signed = await acme.authenticate(request, either=True)
+    signed = await acme.authenticate(request, either=True, terms=False)
     payload = signed.payload()
     der = parse_b64_der(payload, "certificate")
     reason = payload.get("reason", None)

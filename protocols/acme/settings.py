@@ -22,8 +22,10 @@ class AcmeSettings:
     default_template: str
     profiles: tuple[str, ...]
     terms_of_service: str
+    require_terms_agreement: bool
     website: str
     caa_identities: tuple[str, ...]
+    caa_recheck_after: int
     external_account_required: bool
     eab_encryption_key: bytes
     http01_port: int
@@ -41,6 +43,15 @@ class AcmeSettings:
     rate_limit_window: int
     rate_limit_account: int
     rate_limit_ip: int
+    rate_limit_new_accounts: int
+    rate_limit_new_accounts_window: int
+    rate_limit_new_orders: int
+    rate_limit_new_orders_window: int
+
+    @property
+    def terms_required(self) -> bool:
+        """RFC 8555 §7.3: agreement is required only where the directory shows terms."""
+        return bool(self.terms_of_service) and self.require_terms_agreement
 
 
 def parse_settings(
@@ -76,8 +87,10 @@ def parse_settings(
         default_template=default,
         profiles=profiles,
         terms_of_service=t.str("terms_of_service", ""),
+        require_terms_agreement=t.bool("require_terms_agreement", True),
         website=t.str("website", ""),
-        caa_identities=t.str_list("caa_identities"),
+        caa_identities=_caa_identities(t, file),
+        caa_recheck_after=t.seconds("caa_recheck_after", "8h"),
         external_account_required=t.bool("external_account_required", False),
         eab_encryption_key=_eab_key(t, file, data_dir),
         http01_port=_port(t, "http01_port", 80),
@@ -95,9 +108,30 @@ def parse_settings(
         rate_limit_window=t.seconds("rate_limit_window", "1m"),
         rate_limit_account=t.int("rate_limit_account", 3000, minimum=0),
         rate_limit_ip=t.int("rate_limit_ip", 6000, minimum=0),
+        rate_limit_new_accounts=t.int("rate_limit_new_accounts", 100, minimum=0),
+        rate_limit_new_accounts_window=_window(t, "rate_limit_new_accounts_window", "3h"),
+        rate_limit_new_orders=t.int("rate_limit_new_orders", 3000, minimum=0),
+        rate_limit_new_orders_window=_window(t, "rate_limit_new_orders_window", "1h"),
     )
     t.finish()
     return settings
+
+
+def _caa_identities(t: Table, file: str) -> tuple[str, ...]:
+    """Issuer domain names (RFC 8659 §4.2), compared case-insensitively without a final dot."""
+    names = tuple(n.strip().rstrip(".").lower() for n in t.str_list("caa_identities"))
+    for i, name in enumerate(names):
+        labels = name.split(".")
+        if not name or any(not label or not label.replace("-", "").isalnum() for label in labels):
+            raise ConfigError(file, f"acme.caa_identities[{i}]", "expected a domain name")
+    return names
+
+
+def _window(t: Table, name: str, default: str) -> int:
+    seconds = t.seconds(name, default)
+    if seconds < 1:
+        raise ConfigError(t.file, t.key(name), "must be at least 1s")
+    return seconds
 
 
 def _port(t: Table, name: str, default: int) -> int:

@@ -7,13 +7,14 @@ no awaits (a write body may run twice when SQLite is busy), so callers pass ``no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from protocols.acme.ratelimit import Limit, OverLimit, count_hit
 from protocols.acme.tables import (
     acme_accounts,
     acme_eab_keys,
@@ -48,6 +49,7 @@ class Account:
     principal: str | None = None  # from the EAB key, when bound
     eab_templates: tuple[str, ...] = ()
     eab_domains: tuple[str, ...] = ()
+    tos_agreed: str | None = None  # the terms-of-service URL last agreed to (§7.3.3)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,13 @@ def effective_order_status(order: Order, authzs: Sequence[Authz], now: datetime)
 
 def _account(row: Any) -> Account:
     return Account(
-        row.id, row.key_thumbprint, dict(row.jwk), row.status, list(row.contact), row.eab_kid
+        row.id,
+        row.key_thumbprint,
+        dict(row.jwk),
+        row.status,
+        list(row.contact),
+        row.eab_kid,
+        tos_agreed=row.tos_agreed,
     )
 
 
@@ -206,16 +214,11 @@ def _with_eab(conn: Connection, account: Account) -> Account:
     key = get_eab_key(conn, account.eab_kid)
     if key is None:
         return account
-    return Account(
-        account.id,
-        account.thumbprint,
-        account.jwk,
-        account.status,
-        account.contact,
-        account.eab_kid,
-        key["principal"],
-        tuple(key["templates"]),
-        tuple(key["domains"]),
+    return replace(
+        account,
+        principal=key["principal"],
+        eab_templates=tuple(key["templates"]),
+        eab_domains=tuple(key["domains"]),
     )
 
 
@@ -227,11 +230,16 @@ def create_account(
     contact: list[str],
     eab_kid: str | None,
     now: datetime,
-) -> tuple[Account, bool]:
-    """Insert, or return the account that already holds this key (RFC 8555 §7.3.1)."""
+    tos_agreed: str | None = None,
+    limit: Limit | None = None,
+) -> tuple[Account, bool] | OverLimit:
+    """Insert, or return the account that already holds this key (RFC 8555 §7.3.1). Only
+    a creation counts against ``limit`` (new accounts per client address)."""
     existing = account_by_thumbprint(conn, thumbprint)
     if existing is not None:
         return existing, False
+    if limit is not None and not count_hit(conn, limit):
+        return OverLimit(limit)
     conn.execute(
         sa.insert(acme_accounts).values(
             id=account_id,
@@ -241,6 +249,7 @@ def create_account(
             contact=contact,
             eab_kid=eab_kid,
             created_at=now,
+            tos_agreed=tos_agreed,
         )
     )
     account = get_account(conn, account_id)
@@ -249,13 +258,21 @@ def create_account(
 
 
 def update_account(
-    conn: Connection, account_id: str, contact: list[str] | None, status: str | None
+    conn: Connection,
+    account_id: str,
+    contact: list[str] | None,
+    status: str | None,
+    tos_agreed: str | None = None,
 ) -> Account | None:
+    """Contact, deactivation, and agreement to the current terms (RFC 8555 §7.3.2, §7.3.3,
+    §7.3.6) of a ``valid`` account."""
     values: dict[str, Any] = {}
     if contact is not None:
         values["contact"] = contact
     if status is not None:
         values["status"] = status
+    if tos_agreed is not None:
+        values["tos_agreed"] = tos_agreed
     if values:
         conn.execute(
             sa.update(acme_accounts)

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from protocols.acme.ratelimit import Limit, OverLimit, count_hit
 from protocols.acme.state import (
     Authz,
     Challenge,
@@ -87,8 +88,16 @@ class NewAuthz:
 
 
 def create_order(
-    conn: Connection, order: Order, new_authzs: Sequence[NewAuthz], now: datetime
-) -> Order:
+    conn: Connection,
+    order: Order,
+    new_authzs: Sequence[NewAuthz],
+    now: datetime,
+    limit: Limit | None = None,
+) -> Order | OverLimit:
+    """Insert the order with its new authorizations and challenges; first count it against
+    ``limit`` (new orders per account, shared by all instances), writing nothing if over."""
+    if limit is not None and not count_hit(conn, limit):
+        return OverLimit(limit)
     if new_authzs:
         conn.execute(
             _AUTHZ_INSERT,

@@ -1,8 +1,10 @@
-"""ACME protocol state in the gateway database (migration ``acme_0001_state``).
+"""ACME protocol state in the gateway database (migrations ``acme_0001_state``,
+``acme_0002_terms_rate_limits``).
 
 Everything another gateway instance needs lives here: nonces (single use across instances),
 accounts, orders, authorizations, challenges (with a validation lease so a restarted or other
-instance re-validates a challenge left ``processing``) and external account binding keys.
+instance re-validates a challenge left ``processing``), external account binding keys and
+the rate-limit counters every instance shares.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ acme_nonces = sa.Table(
 )
 
 #: RFC 8555 §7.1.2. ``key_thumbprint`` (RFC 7638) is unique: one account per key.
+#: ``tos_agreed``: the terms-of-service URL the account last agreed to (RFC 8555 §7.3.3).
 acme_accounts = sa.Table(
     "acme_accounts",
     metadata,
@@ -31,6 +34,7 @@ acme_accounts = sa.Table(
     sa.Column("contact", JSONType, nullable=False),
     sa.Column("eab_kid", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("tos_agreed", sa.String(1024), nullable=True),
 )
 
 #: External account binding keys (RFC 8555 §7.3.4); the HMAC key is encrypted (AES-GCM).
@@ -101,4 +105,15 @@ acme_challenges = sa.Table(
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Index(None, "authz_id"),
     sa.Index(None, "status", "lease_until"),
+)
+
+#: Fixed-window counters shared by every instance (RFC 8555 §6.6 rateLimited): one row per
+#: limited key (``new-order:<account>``, ``new-account:<client ip>``); ``slot`` is the window
+#: number (Unix time // window), and a row from an older window restarts at 1.
+acme_rate_counters = sa.Table(
+    "acme_rate_counters",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("slot", sa.BigInteger(), nullable=False),
+    sa.Column("count", sa.Integer(), nullable=False),
 )

@@ -3,7 +3,10 @@
 Validation runs in the background after the client's ``{}``; the challenge row carries a lease
 so that a challenge left ``processing`` by a stopped instance is validated again by whichever
 instance's sweeper sees the lease expire. Names are resolved through ``[acme] dns_resolver``
-when set (tests point it at pebble-challtestsrv), else the system resolver.
+when set (tests point it at pebble-challtestsrv), else the system resolver. When
+``caa_identities`` is set, a dns identifier whose challenge succeeded is also checked against
+CAA (RFC 8659) before the challenge becomes valid; a refusal makes it invalid with a ``caa``
+error.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import dns.resolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography import x509
 
+from protocols.acme import caa, state, state_orders
 from protocols.acme import jws as J
-from protocols.acme import state, state_orders
 from protocols.acme.messages import (
     ACME_IDENTIFIER_OID,
     Problem,
@@ -51,7 +54,8 @@ class Failed(Exception):
         self.problem = Problem(kind, detail, 400)
 
 
-def _dns(acme: Acme) -> dns.asyncresolver.Resolver:
+def dns_resolver(acme: Acme) -> dns.asyncresolver.Resolver:
+    """The resolver for dns-01, CAA and (when configured) A/AAAA lookups."""
     resolver = dns.asyncresolver.Resolver(configure=acme.settings.dns_resolver is None)
     if acme.settings.dns_resolver is not None:
         host, port = acme.settings.dns_resolver
@@ -70,7 +74,7 @@ async def resolve(acme: Acme, name: str) -> list[str]:
     if acme.settings.dns_resolver is None:
         infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
         return [str(info[4][0]) for info in infos]
-    resolver = _dns(acme)
+    resolver = dns_resolver(acme)
     for rdtype in ("A", "AAAA"):
         try:
             answer = await resolver.resolve(name, rdtype)
@@ -135,7 +139,7 @@ async def dns01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
     name = f"_acme-challenge.{ident.value}"
     expected = dns01_value(key_auth)
     try:
-        answer = await _dns(acme).resolve(name, "TXT")
+        answer = await dns_resolver(acme).resolve(name, "TXT")
     except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
         raise Failed("dns", f"no TXT record at {name}") from None
     except dns.exception.DNSException as exc:
@@ -234,6 +238,9 @@ async def validate_in_background(
             ok, error = False, failure.problem.document()
         except TimeoutError:
             ok, error = False, Problem("connection", "validation timed out").document()
+        if ok and authz.type == "dns" and acme.settings.caa_identities:
+            error = await check_caa(acme, authz, ch.type, account.id)
+            ok = error is None
         now = acme.now()
         until = now + timedelta(seconds=acme.settings.valid_authz_lifetime)
         await acme.store.write(
@@ -243,6 +250,31 @@ async def validate_in_background(
         raise
     except Exception:  # the lease expires and another sweep retries
         log.exception("validating challenge %s failed", challenge_id)
+
+
+async def check_caa(
+    acme: Acme, authz: state.Authz, method: str | None, account_id: str
+) -> dict[str, Any] | None:
+    """CAA for one dns authorization (RFC 8659, RFC 8657): ``None`` when this CA may issue,
+    else the ``caa`` problem document (never raises)."""
+    shown = f"*.{authz.value}" if authz.wildcard else authz.value
+    try:
+        await asyncio.wait_for(
+            caa.check(
+                dns_resolver(acme),
+                authz.value,
+                wildcard=authz.wildcard,
+                identities=acme.settings.caa_identities,
+                account_uri=acme.url("acct", account_id),
+                method=method,
+            ),
+            acme.settings.validation_timeout + 1,
+        )
+    except caa.CaaRefused as refused:
+        return Problem.caa(str(refused)).document()
+    except TimeoutError:
+        return Problem.caa(f"timeout looking up CAA for {shown}").document()
+    return None
 
 
 async def sweep(acme: Acme, stop: asyncio.Event) -> None:

@@ -1,5 +1,5 @@
 """ACME state lives in the database: a flow survives a gateway restart (SQLite), and two
-gateway processes on one PostgreSQL share orders and nonces."""
+gateway processes on one PostgreSQL share orders, nonces and rate-limit counts."""
 
 from __future__ import annotations
 
@@ -81,31 +81,33 @@ def test_two_instances_on_one_postgresql_share_orders_and_nonces(
     asyncio.run(_two_instances(tmp_path, pg_url))
 
 
-async def _two_instances(tmp_path: Path, pg_url: str) -> None:
-    port_a, port_b = free_port(), free_port()
-    base = "https://acme.example.net"  # one external name in front of both instances
+def _configs(tmp_path: Path, pg_url: str, acme: str = "") -> tuple[Path, Path]:
+    """Configs of instances A and B on one database and one CA (A's data directory)."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    shared_ca = tmp_path / "a" / "data"
-    cfg_a = acme_config(
-        tmp_path / "a",
-        external_url=base,
-        testing=ALWAYS_VALID,
-        store_url=pg_url,
-        acme='eab_encryption_key = "env:ACME_EAB_KEY"\n',
+    extra = 'eab_encryption_key = "env:ACME_EAB_KEY"\n' + acme
+    cfg_a, cfg_b = (
+        acme_config(
+            tmp_path / side, external_url=BASE, testing=ALWAYS_VALID, store_url=pg_url, acme=extra
+        )
+        for side in ("a", "b")
     )
-    with serving(cfg_a, port_a, env={"ACME_EAB_KEY": "shared"}):
+    with serving(cfg_a, free_port(), env=ENV):
         pass  # instance A creates the CA; B uses the same CA files
-    cfg_b = acme_config(
-        tmp_path / "b",
-        external_url=base,
-        testing=ALWAYS_VALID,
-        store_url=pg_url,
-        acme='eab_encryption_key = "env:ACME_EAB_KEY"\n',
-    )
-    text = cfg_b.read_text().replace(str(tmp_path / "b" / "data"), str(shared_ca))
+    text = cfg_b.read_text().replace(str(tmp_path / "b" / "data"), str(tmp_path / "a" / "data"))
     cfg_b.write_text(text)
-    env = {"ACME_EAB_KEY": "shared"}
+    return cfg_a, cfg_b
+
+
+BASE = "https://acme.example.net"  # one external name in front of both instances
+ENV = {"ACME_EAB_KEY": "shared"}
+
+
+async def _two_instances(tmp_path: Path, pg_url: str) -> None:
+    port_a, port_b = free_port(), free_port()
+    base = BASE
+    cfg_a, cfg_b = _configs(tmp_path, pg_url)
+    env = ENV
     http = RealHTTP(port_a)
     try:
         with serving(cfg_a, port_a, env=env), serving(cfg_b, port_b, env=env):
@@ -125,5 +127,40 @@ async def _two_instances(tmp_path: Path, pg_url: str) -> None:
             assert fin.status == 200 and fin.json["status"] == "valid", fin.body
             http.port = port_a
             assert (await c.post(fin.json["certificate"])).status == 200
+    finally:
+        await http.close()
+
+
+@pytest.mark.postgres
+def test_two_instances_on_one_postgresql_share_rate_limits(tmp_path: Path, pg_url: str) -> None:
+    asyncio.run(_shared_limits(tmp_path, pg_url))
+
+
+async def _shared_limits(tmp_path: Path, pg_url: str) -> None:
+    limits = "rate_limit_new_orders = 3\nrate_limit_new_accounts = 2\n"
+    cfg_a, cfg_b = _configs(tmp_path, pg_url, limits)
+    port_a, port_b = free_port(), free_port()
+    http = RealHTTP(port_a)
+    try:
+        with serving(cfg_a, port_a, env=ENV), serving(cfg_b, port_b, env=ENV):
+            c = Client(http, base=BASE)  # type: ignore[arg-type]
+            await c.get_directory()
+            assert (await c.register()).status == 201
+            # Orders alternate between instances; each process alone has seen at most two.
+            for port, name in ((port_b, "o1"), (port_a, "o2"), (port_b, "o3")):
+                http.port = port
+                assert (await c.new_order(f"{name}.example.com")).status == 201
+            http.port = port_a
+            refused = await c.new_order("o4.example.com")
+            assert refused.status == 429 and refused.problem == "rateLimited", refused.body
+            assert 1 <= int(refused.headers["Retry-After"]) <= 3600
+            assert "Replay-Nonce" in refused.headers
+            # New accounts per client address: one on A (above), one on B, the third refused.
+            http.port = port_b
+            assert (await Client(http, base=BASE).register()).status == 201  # type: ignore[arg-type]
+            http.port = port_a
+            third = await Client(http, base=BASE).register()  # type: ignore[arg-type]
+            assert third.status == 429 and third.problem == "rateLimited", third.body
+            assert int(third.headers["Retry-After"]) >= 1
     finally:
         await http.close()

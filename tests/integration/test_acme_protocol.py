@@ -153,7 +153,7 @@ async def test_terms_of_service_must_be_agreed(make_client: Callable[..., Any]) 
     c = await make_client('terms_of_service = "https://example.com/tos"\n')
     assert c.directory["meta"]["termsOfService"] == "https://example.com/tos"
     r = await c.post(c.directory["newAccount"], {}, use_jwk=True)
-    assert r.status == 400
+    assert r.status == 403 and r.problem == "userActionRequired"  # test_acme_terms.py
     assert (await c.register()).status == 201
 
 

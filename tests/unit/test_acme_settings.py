@@ -57,3 +57,32 @@ def test_eab_keys_are_sealed_with_the_kid_bound(
     assert b"hmac" not in sealed and unseal(s.eab_encryption_key, "kid-1", sealed) == b"hmac"
     with pytest.raises(Problem):
         unseal(s.eab_encryption_key, "kid-2", sealed)
+
+
+def test_terms_caa_and_shared_limit_defaults(tmp_path: Path) -> None:
+    s = parse({}, tmp_path)
+    assert s.terms_of_service == "" and s.require_terms_agreement and not s.terms_required
+    assert parse({"terms_of_service": "https://t/1"}, tmp_path).terms_required
+    relaxed = parse({"terms_of_service": "https://t/1", "require_terms_agreement": False}, tmp_path)
+    assert not relaxed.terms_required
+    assert s.caa_identities == () and s.caa_recheck_after == 8 * 3600
+    assert parse({"caa_identities": ["CA.Example."]}, tmp_path).caa_identities == ("ca.example",)
+    assert (s.rate_limit_new_accounts, s.rate_limit_new_accounts_window) == (100, 3 * 3600)
+    assert (s.rate_limit_new_orders, s.rate_limit_new_orders_window) == (3000, 3600)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"caa_identities": ["bad name"]}, "acme.caa_identities[0]"),
+        ({"caa_identities": ["a..b"]}, "acme.caa_identities[0]"),
+        ({"caa_identities": "ca.example"}, "acme.caa_identities"),
+        ({"rate_limit_new_orders": -1}, "acme.rate_limit_new_orders"),
+        ({"rate_limit_new_orders_window": "0s"}, "acme.rate_limit_new_orders_window"),
+        ({"require_terms_agreement": "yes"}, "acme.require_terms_agreement"),
+    ],
+)
+def test_new_keys_errors_name_the_key(tmp_path: Path, raw: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse(raw, tmp_path)
+    assert exc.value.key_path == key
