@@ -11,10 +11,13 @@ import asyncio
 import dataclasses
 import logging
 import multiprocessing
+import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -24,6 +27,30 @@ from gateway.server.app import LISTENERS, create_app
 from gateway.server.wiring import build
 
 log = logging.getLogger("certgate.server")
+
+T = TypeVar("T")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop unless ``CERTGATE_EVENT_LOOP=asyncio`` (or uvloop is missing).
+
+    Why uvloop: the gateway spends a large share of each request in the event loop's
+    transports; uvloop's (libuv, Cython) TLS and socket transports cost a fraction of
+    asyncio's pure-Python SSL protocol (docs/performance.md has the EST figures).
+    """
+    if os.environ.get("CERTGATE_EVENT_LOOP", "uvloop").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a platform without uvloop wheels
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main)
 
 
 async def _prepare(config: Config) -> str:
@@ -84,7 +111,7 @@ def _worker(file: str, data_dir: Path, server: ServerConfig) -> None:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
-    asyncio.run(_serve_async(config, reuse_port=True, announce=None))
+    _run(_serve_async(config, reuse_port=True, announce=None))
 
 
 def serve(config: Config, *, workers: int = 1) -> int:
@@ -95,9 +122,9 @@ def serve(config: Config, *, workers: int = 1) -> int:
     if workers > 1 and config.server.port == 0:
         print("certgate: --workers > 1 needs a fixed --port", file=sys.stderr)
         return 2
-    fp = asyncio.run(_prepare(config))
+    fp = _run(_prepare(config))
     if workers == 1:
-        asyncio.run(_serve_async(config, reuse_port=False, announce=fp))
+        _run(_serve_async(config, reuse_port=False, announce=fp))
         return 0
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = [

@@ -159,6 +159,10 @@ class _Checkpointer:
         self._thread.join(timeout=10)
 
 
+#: Longest back-off between two attempts at a busy database. Another process holds the write
+#: lock for one (group) commit, about a millisecond: waiting much longer only idles this one.
+_MAX_BUSY_DELAY = 0.004
+
 #: Backstop auto-checkpoint of the serving connection, in pages (SQLite's default is 1000).
 _BACKSTOP_AUTOCHECKPOINT = 20000
 
@@ -247,7 +251,7 @@ class SQLiteDatabase:
                     raise InternalError("database is busy; try again later") from exc
             # Jittered exponential back-off so competing processes do not retry in lockstep.
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 0.02)
+            delay = min(delay * 2, _MAX_BUSY_DELAY)
 
     # -- group commit -------------------------------------------------------------------------
     #
@@ -318,7 +322,9 @@ class SQLiteDatabase:
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     asyncio.get_running_loop().call_later(
-                        delay * random.uniform(0.5, 1.5), self._flush, min(delay * 2, 0.02)
+                        delay * random.uniform(0.5, 1.5),
+                        self._flush,
+                        min(delay * 2, _MAX_BUSY_DELAY),
                     )
             return
         except BaseException as exc:

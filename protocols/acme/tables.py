@@ -72,6 +72,8 @@ acme_orders = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index(None, "account_id"),
     sa.Index(None, "replaces"),
+    # Certificate download and revocation find the order by serial (acme_0003).
+    sa.Index(None, "certificate_serial"),
 )
 
 #: RFC 8555 §7.1.4. Valid ones are reused for the same account and identifier until expiry.
