@@ -1,17 +1,17 @@
 """Configuration: one TOML file -> frozen dataclasses, validated completely at start-up.
 
 Every error is a :class:`gateway.errors.ConfigError` naming the file, the key path and the
-reason. Secrets are never inlined: a secret-bearing key takes ``env:NAME`` or ``file:PATH``.
+reason: tables are read through :class:`gateway.toml_reader.Table` (re-exported here with
+:func:`parse_seconds` for the front-ends' and connectors' own tables). Secrets are never
+inlined: a secret-bearing key takes ``env:NAME`` or ``file:PATH``.
 Tables for protocol front-ends (``[est]``, ``[acme]``, ``[scep]``, ``[wstep]``) are kept raw here
 and validated by their packages when the composition root mounts them.
 """
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,27 +21,28 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.toml_reader import Table, parse_seconds
+
+__all__ = [
+    "DEFAULTS",
+    "PROTOCOL_SECTIONS",
+    "Config",
+    "ConnectorConfig",
+    "PollerConfig",
+    "ServerConfig",
+    "Table",
+    "TestingConfig",
+    "default_config_path",
+    "derived_url",
+    "load_config",
+    "parse_config",
+    "parse_seconds",
+    "resolve_secret",
+]
 
 PROTOCOL_SECTIONS = ("est", "acme", "scep", "wstep")
 #: ``Config.file`` when no file was read.
 DEFAULTS = "<defaults>"
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-
-
-def parse_seconds(value: object, file: str, key: str) -> int:
-    """Parse a duration such as ``"90d"``, ``"6w"``, ``"30s"`` (or a bare int of seconds)."""
-    if isinstance(value, bool):
-        raise ConfigError(file, key, "expected a duration like '30s', '5m', '90d'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(file, key, "duration must not be negative")
-        return value
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return int(m.group(1)) * _UNITS[m.group(2)]
-    raise ConfigError(file, key, f"expected a duration like '30s', '5m', '90d', got {value!r}")
 
 
 def resolve_secret(reference: object, file: str, key: str) -> str:
@@ -66,91 +67,6 @@ def resolve_secret(reference: object, file: str, key: str) -> str:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
         raise ConfigError(file, key, f"cannot read secret file {path}: {exc.strerror}") from None
-
-
-class Table:
-    """A TOML table being read: remembers its key path and which keys were consumed, so that
-    unknown keys (typos) are reported instead of silently ignored."""
-
-    def __init__(
-        self, data: Mapping[builtins.str, Any], file: builtins.str, path: builtins.str = ""
-    ) -> None:
-        if not isinstance(data, Mapping):
-            raise ConfigError(file, path, "expected a table")
-        self.data = data
-        self.file = file
-        self.path = path
-        self._seen: set[builtins.str] = set()
-
-    def key(self, name: builtins.str) -> builtins.str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def _get(
-        self, name: builtins.str, kind: type | tuple[type, ...], default: Any, what: builtins.str
-    ) -> Any:
-        self._seen.add(name)
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        if isinstance(value, builtins.bool) and builtins.bool not in _as_tuple(kind):
-            raise ConfigError(self.file, self.key(name), f"expected {what}, got a boolean")
-        if not isinstance(value, kind):
-            raise ConfigError(
-                self.file, self.key(name), f"expected {what}, got {type(value).__name__}"
-            )
-        return value
-
-    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
-        value = self._get(name, builtins.str, default, "a string")
-        if value is None:
-            raise ConfigError(self.file, self.key(name), "is required")
-        return builtins.str(value)
-
-    def opt_str(self, name: builtins.str) -> builtins.str | None:
-        value = self._get(name, builtins.str, None, "a string")
-        return None if value is None else str(value)
-
-    def int(
-        self, name: builtins.str, default: builtins.int, *, minimum: builtins.int | None = None
-    ) -> builtins.int:
-        value = builtins.int(self._get(name, builtins.int, default, "an integer"))
-        if minimum is not None and value < minimum:
-            raise ConfigError(self.file, self.key(name), f"must be at least {minimum}")
-        return value
-
-    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
-        return builtins.bool(self._get(name, builtins.bool, default, "true or false"))
-
-    def seconds(self, name: builtins.str, default: builtins.str) -> builtins.int:
-        self._seen.add(name)
-        return parse_seconds(self.data.get(name, default), self.file, self.key(name))
-
-    def str_list(
-        self, name: builtins.str, default: tuple[builtins.str, ...] = ()
-    ) -> tuple[builtins.str, ...]:
-        value = self._get(name, list, list(default), "a list of strings")
-        for i, item in enumerate(value):
-            if not isinstance(item, builtins.str):
-                raise ConfigError(self.file, f"{self.key(name)}[{i}]", "expected a string")
-        return tuple(value)
-
-    def table(self, name: builtins.str) -> Table:
-        value = self._get(name, dict, {}, "a table")
-        return Table(value, self.file, self.key(name))
-
-    def raw(self, name: builtins.str) -> Any:
-        self._seen.add(name)
-        return self.data.get(name)
-
-    def finish(self) -> None:
-        """Raise for the first key that no reader asked for."""
-        for name in self.data:
-            if name not in self._seen:
-                raise ConfigError(self.file, self.key(name), "unknown key")
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
 
 
 @dataclass(frozen=True)
@@ -253,14 +169,12 @@ def parse_config(
     server_t = root.table("server")
     server = ServerConfig(
         host=server_t.str("host", "127.0.0.1"),
-        port=server_t.int("port", 8080, minimum=0),
+        port=server_t.int("port", 8080, minimum=0, maximum=65535),
         external_url=server_t.str("external_url", ""),
         max_body_bytes=server_t.int("max_body_bytes", 256 * 1024, minimum=1024),
         shutdown_timeout=server_t.seconds("shutdown_timeout", "10s"),
         access_log=server_t.bool("access_log", True),
     )
-    if server.port > 65535:
-        raise ConfigError(file, "server.port", "must be at most 65535")
     if server.external_url:
         server = dataclasses.replace(server, external_url_configured=True)
     else:

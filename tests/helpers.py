@@ -1,4 +1,5 @@
-"""Shared test helpers: CSRs built with cryptography, configs written to tmp dirs, peers."""
+"""Shared test helpers: CSRs built with cryptography, configs written to tmp dirs, peers.
+Certificates and keys come from :mod:`tests.pki_helpers`."""
 
 from __future__ import annotations
 
@@ -20,15 +21,12 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.pki_helpers import ec_key
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "conf" / "templates"
-
-
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
 
 
 def make_csr(

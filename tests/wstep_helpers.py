@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 import subprocess
@@ -13,13 +12,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from gateway.wstep_messages import (
     ACTION_RST,
@@ -32,6 +25,7 @@ from gateway.wstep_messages import (
 )
 from gateway.xcep_messages import ACTION_GET_POLICIES, build_get_policies_body
 from tests.helpers import REPO, certgate, http_ok, stop_process, wait_until_up, write_config
+from tests.pki_helpers import self_signed, write_cert, write_key
 
 VECTORS = REPO / "tests" / "vectors" / "ms"
 PASSWORD = "correct horse battery"
@@ -39,37 +33,9 @@ PASSWORD = "correct horse battery"
 
 def tls_files(directory: Path) -> tuple[Path, Path]:
     """A self-signed TLS server certificate for 127.0.0.1/localhost (it is its own trust root)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ces.test")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = self_signed("ces.test", ca=True, sans=("localhost", "127.0.0.1"))
     directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    return write_cert(directory / "tls.crt", cert), write_key(directory / "tls.key", key)
 
 
 def gateway_b_config(tmp: Path, *, port: int, tls_port: int, templates: Path | None = None) -> Path:

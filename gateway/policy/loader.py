@@ -31,7 +31,6 @@ from gateway.policy.template import (
     SanPolicy,
     SubjectPolicy,
 )
-from gateway.policy.toml_reader import Table
 from gateway.policy.vocabulary import (
     CA_ONLY_USAGES,
     CURVES,
@@ -43,6 +42,7 @@ from gateway.policy.vocabulary import (
     SubjectSource,
     parse_oid,
 )
+from gateway.toml_reader import Table
 
 TOP_KEYS = frozenset(
     {
@@ -149,38 +149,38 @@ def load_template(path: str | Path) -> CertificateTemplate:
 
 def parse_template(data: Mapping[str, object], file: str) -> CertificateTemplate:
     """Validate a decoded template table; ``file`` is only used in error messages."""
-    top = Table(data, "", file, TOP_KEYS)
-    name = top.string("name")
+    top = Table(data, file, "", TOP_KEYS)
+    name = top.str("name")
     if not TEMPLATE_NAME.fullmatch(name) or len(name) > 64:
         top.fail("name", "must match [a-z0-9][a-z0-9-]* and be at most 64 characters")
-    oid = top.string("oid")
+    oid = top.str("oid")
     try:
         parse_oid(oid)
     except ValueError as exc:
         top.fail("oid", str(exc))
-    display_name = top.string("display_name", name)
+    display_name = top.str("display_name", name)
     if not display_name.strip():
         top.fail("display_name", "must not be blank")
-    schema_version = top.integer("schema_version", 2, low=1, high=4)
-    major = top.integer("major_version", 100, low=1, high=2**32 - 1)
-    minor = top.integer("minor_version", 0, low=0, high=2**32 - 1)
+    schema_version = top.int("schema_version", 2, minimum=1, maximum=4)
+    major = top.int("major_version", 100, minimum=1, maximum=2**32 - 1)
+    minor = top.int("minor_version", 0, minimum=0, maximum=2**32 - 1)
     validity = _duration(top, "validity")
     renewal_period = _duration(top, "renewal_period")
     if renewal_period >= validity:
         top.fail("renewal_period", "must be shorter than validity")
-    supersedes = tuple(value for _, value in top.strings("supersedes", ()))
-    for key_path, value in top.strings("supersedes", ()):
+    supersedes = top.str_list("supersedes")
+    for key_path, value in top.str_items("supersedes", ()):
         if value == name:
             top.fail(key_path, "a template cannot supersede itself")
         if not TEMPLATE_NAME.fullmatch(value):
             top.fail(key_path, f"{value!r} is not a template name")
     if len(set(supersedes)) != len(supersedes):
         top.fail("supersedes", "lists a template twice")
-    connector = top.string("connector", "local")
+    connector = top.str("connector", "local")
     if not connector:
         top.fail("connector", "must not be empty")
-    params = top.table("connector_params", None)
-    connector_params = {key: params.string(key) for key in params.keys()}
+    params = top.table("connector_params")
+    connector_params = {key: params.str(key) for key in params.keys()}
     key_usage = _key_usage(top.table("key_usage", KEY_USAGE_KEYS))
     key_policy = _key_policy(top.table("key_policy", KEY_POLICY_KEYS))
     subject = _subject(top.table("subject", SUBJECT_KEYS))
@@ -212,7 +212,7 @@ def parse_template(data: Mapping[str, object], file: str) -> CertificateTemplate
 
 
 def _duration(table: Table, key: str) -> timedelta:
-    text = table.string(key)
+    text = table.str(key)
     try:
         value = parse_duration(text)
     except ValueError as exc:
@@ -222,7 +222,7 @@ def _duration(table: Table, key: str) -> timedelta:
 
 def _key_usage(table: Table) -> KeyUsagePolicy:
     usages: list[str] = []
-    for key_path, value in table.strings("usages", ("digital_signature", "key_encipherment")):
+    for key_path, value in table.str_items("usages", ("digital_signature", "key_encipherment")):
         if value not in KEY_USAGES:
             table.fail(
                 key_path, f"unknown key usage {value!r}; expected one of {', '.join(KEY_USAGES)}"
@@ -234,9 +234,9 @@ def _key_usage(table: Table) -> KeyUsagePolicy:
         table.fail("usages", "at least one key usage is required")
     if {"encipher_only", "decipher_only"} & set(usages) and "key_agreement" not in usages:
         table.fail("usages", "encipher_only/decipher_only need key_agreement (RFC 5280 §4.2.1.3)")
-    critical = table.boolean("critical", True)
+    critical = table.bool("critical", True)
     ekus: list[x509.ObjectIdentifier] = []
-    for key_path, value in table.strings("ekus", ()):
+    for key_path, value in table.str_items("ekus", ()):
         eku = EKUS.get(value)
         if eku is None:
             try:
@@ -254,13 +254,13 @@ def _key_usage(table: Table) -> KeyUsagePolicy:
 def _key_policy(table: Table) -> KeyPolicy:
     algorithms = frozenset(
         table.choice(key_path, value, KeyAlgorithm)
-        for key_path, value in table.strings("algorithms", ("rsa", "ec"))
+        for key_path, value in table.str_items("algorithms", ("rsa", "ec"))
     )
     if not algorithms:
         table.fail("algorithms", "at least one key algorithm is required")
-    min_rsa_bits = table.integer("min_rsa_bits", 2048, low=1024, high=16384)
+    min_rsa_bits = table.int("min_rsa_bits", 2048, minimum=1024, maximum=16384)
     curves: set[str] = set()
-    for key_path, value in table.strings("curves", ("secp256r1", "secp384r1")):
+    for key_path, value in table.str_items("curves", ("secp256r1", "secp384r1")):
         if value not in CURVES:
             table.fail(
                 key_path, f"unknown curve {value!r}; expected one of {', '.join(sorted(CURVES))}"
@@ -272,14 +272,14 @@ def _key_policy(table: Table) -> KeyPolicy:
         algorithms=algorithms,
         min_rsa_bits=min_rsa_bits,
         curves=frozenset(curves),
-        allow_sha1_signature=table.boolean("allow_sha1_signature", False),
-        require_same_key_renewal=table.boolean("require_same_key_renewal", False),
+        allow_sha1_signature=table.bool("allow_sha1_signature", False),
+        require_same_key_renewal=table.bool("require_same_key_renewal", False),
     )
     return policy
 
 
 def _subject(table: Table) -> SubjectPolicy:
-    source = table.choice("source", table.string("source", "request"), SubjectSource)
+    source = table.choice("source", table.str("source", "request"), SubjectSource)
     rules: list[RdnRule] = []
     for rule_table in table.tables("rdn", RDN_KEYS):
         rules.append(_rdn_rule(rule_table))
@@ -287,15 +287,15 @@ def _subject(table: Table) -> SubjectPolicy:
             rule_table.fail("type", f"a rule for {rules[-1].label} already exists")
     policy = SubjectPolicy(
         source=source,
-        allow_empty=table.boolean("allow_empty", True),
-        cn_must_be_san=table.boolean("cn_must_be_san", False),
+        allow_empty=table.bool("allow_empty", True),
+        cn_must_be_san=table.bool("cn_must_be_san", False),
         rdn=tuple(rules),
     )
     return policy
 
 
 def _rdn_rule(table: Table) -> RdnRule:
-    label = table.string("type")
+    label = table.str("type")
     oid = RDN_TYPES.get(label)
     if oid is None:
         try:
@@ -309,8 +309,8 @@ def _rdn_rule(table: Table) -> RdnRule:
         type=oid,
         label=label,
         pattern=table.regex("pattern", ".*"),
-        required=table.boolean("required", False),
-        max=table.integer("max", 1, low=1, high=64),
+        required=table.bool("required", False),
+        max=table.int("max", 1, minimum=1, maximum=64),
     )
     return rule
 
@@ -318,10 +318,10 @@ def _rdn_rule(table: Table) -> RdnRule:
 def _san(table: Table) -> SanPolicy:
     types = frozenset(
         table.choice(key_path, value, SanType)
-        for key_path, value in table.strings("types", ("dns", "ip"))
+        for key_path, value in table.str_items("types", ("dns", "ip"))
     )
     suffixes: list[str] = []
-    for key_path, value in table.strings("dns_suffixes", ()):
+    for key_path, value in table.str_items("dns_suffixes", ()):
         if not _DNS_SUFFIX.fullmatch(value) or len(value) > 253:
             table.fail(key_path, f"{value!r} is not a lower-case DNS suffix like '.example.com'")
         suffixes.append(value)
@@ -330,10 +330,10 @@ def _san(table: Table) -> SanPolicy:
         dns_suffixes=tuple(suffixes),
         dns_regex=tuple(table.regex_list("dns_regex")),
         uri_regex=tuple(table.regex_list("uri_regex")),
-        max_count=table.integer("max_count", 100, low=1, high=1000),
-        required=table.boolean("required", False),
-        require_validated=table.boolean("require_validated", False),
-        allow_wildcards=table.boolean("allow_wildcards", False),
+        max_count=table.int("max_count", 100, minimum=1, maximum=1000),
+        required=table.bool("required", False),
+        require_validated=table.bool("require_validated", False),
+        allow_wildcards=table.bool("allow_wildcards", False),
     )
     if policy.required and not types:
         table.fail("required", "SANs are required but no SAN type is allowed")
@@ -342,17 +342,17 @@ def _san(table: Table) -> SanPolicy:
 
 def _issuance(table: Table) -> IssuancePolicy:
     policy = IssuancePolicy(
-        manager_approval=table.boolean("manager_approval", False),
-        renewal_requires_prior_signature=table.boolean("renewal_requires_prior_signature", True),
-        renewal_skips_approval=table.boolean("renewal_skips_approval", True),
-        early_renewal=table.boolean("early_renewal", False),
+        manager_approval=table.bool("manager_approval", False),
+        renewal_requires_prior_signature=table.bool("renewal_requires_prior_signature", True),
+        renewal_skips_approval=table.bool("renewal_skips_approval", True),
+        early_renewal=table.bool("early_renewal", False),
     )
     return policy
 
 
 def _permissions(table: Table) -> Permissions:
     entries: list[str] = []
-    for key_path, value in table.strings("enroll", None):
+    for key_path, value in table.str_items("enroll", None):
         if not value.strip() or value == "group:":
             table.fail(key_path, "must be a principal, 'group:NAME' or '*'")
         entries.append(value)

@@ -3,21 +3,17 @@ shared by ``--workers 2``, or taken from ``[est] tls_certificate``/``tls_key``."
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import ssl
 import stat
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.est_helpers import serving, write_est_config
 from tests.helpers import certgate, free_port
+from tests.pki_helpers import self_signed, write_cert, write_key
 
 
 def _server_cert(port: int, cafile: Path) -> x509.Certificate:
@@ -58,31 +54,9 @@ def test_two_workers_share_one_issued_server_certificate(tmp_path: Path) -> None
 
 
 def test_configured_server_certificate_is_used(tmp_path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "est.example")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "est.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "est.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key, cert = self_signed("est.example", sans=("127.0.0.1",))
+    write_cert(tmp_path / "est.pem", cert)
+    write_key(tmp_path / "est.key", key)
     port = free_port()
     cfg = write_est_config(
         tmp_path, est_port=port, est='tls_certificate = "est.pem"\ntls_key = "est.key"\n'

@@ -23,14 +23,13 @@ from cryptography import x509
 from tests.est_helpers import (
     Gateway,
     curl,
-    issue_leaf,
-    make_ca,
     openssl_req,
     p7_to_pem,
     serving,
     write_est_config,
 )
 from tests.helpers import certgate, free_port, openssl, require_tool
+from tests.pki_helpers import issue_leaf, make_ca, valid
 
 pytestmark = pytest.mark.interop
 
@@ -192,7 +191,7 @@ def test_enroll_with_a_manufacturer_certificate_on_a_bootstrap_label(gw: Gateway
 
 def test_expired_manufacturer_certificate_gets_403(gw: Gateway) -> None:
     boot_key, boot_cert = gw.boot  # type: ignore[attr-defined]
-    cert, key = issue_leaf(gw.tmp, "idevid-old", boot_key, boot_cert, expired=True)
+    cert, key = issue_leaf(gw.tmp, "idevid-old", boot_key, boot_cert, **valid(-10, -1))
     csr = openssl_req(gw.tmp, "idevid-old-csr", "/CN=idevid-old")
     r = curl(gw, "/bootstrap/simpleenroll", "--cert", str(cert), "--key", str(key), *PKCS10,
              data=csr)  # fmt: skip

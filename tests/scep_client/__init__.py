@@ -10,20 +10,20 @@ import base64
 import os
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.pkix import cms
 from protocols.scep import messages as m
+from tests import pki_helpers as pki
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PrivateKey = pki.PrivateKey
 
 
 def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
@@ -39,28 +39,13 @@ def self_signed(
 ) -> x509.Certificate:
     """The transient signer certificate of RFC 8894 §2.3. ``windows=True`` imitates the Windows
     SCEP client: subject ``CN=SCEP Protocol Certificate``, SHA-1, a *critical* AKI."""
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, "SCEP Protocol Certificate" if windows else cn)]
-    )
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.KeyUsage(True, False, True, False, False, False, False, False, False),
-            critical=True,
-        )
-    )
+    key_usage = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
+    extensions: list[pki.Extension] = [(key_usage, True)]
     if windows:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),  # type: ignore[arg-type]
-            critical=True,
-        )
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())  # type: ignore[arg-type]
+        extensions.append((aki, True))
+    subject = "SCEP Protocol Certificate" if windows else cn
+    builder = pki.builder(subject, key.public_key(), extensions=extensions)
     if windows:
         assert isinstance(key, rsa.RSAPrivateKey)
         return _resign_sha1(builder.sign(key, hashes.SHA256()), key)
@@ -91,9 +76,7 @@ def make_csr(
     key_usage: x509.KeyUsage | None = None,
     digest: hashes.HashAlgorithm | None = None,
 ) -> x509.CertificateSigningRequest:
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    )
+    builder = x509.CertificateSigningRequestBuilder().subject_name(pki.cn_name(cn))
     if challenge is not None:
         builder = builder.add_attribute(
             x509.oid.AttributeOID.CHALLENGE_PASSWORD, challenge.encode()

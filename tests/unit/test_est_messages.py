@@ -138,7 +138,7 @@ def test_challenge_password_is_read_from_the_csr() -> None:
 
 
 def test_serverkeygen_multipart_has_key_then_certificate() -> None:
-    from tests.unit.test_est_render import self_signed
+    from tests.pki_helpers import self_signed
 
     key, cert = self_signed()
     pkcs8 = key.private_bytes(
@@ -176,7 +176,7 @@ def test_certs_only_is_a_degenerate_signed_data() -> None:
     from asn1crypto import cms
 
     from gateway.pkix.certsonly import certs_only_der
-    from tests.unit.test_est_render import self_signed
+    from tests.pki_helpers import self_signed
 
     certs = [self_signed("a")[1], self_signed("b")[1]]
     info = cms.ContentInfo.load(certs_only_der(certs))

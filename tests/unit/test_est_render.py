@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
 
 from gateway.errors import CAUnavailable, ErrorCode, PolicyDenied, Unauthorized
 from gateway.model import Denied, Issued, Pending, PendingReason
@@ -23,23 +18,7 @@ from protocols.est.render import (
     is_csr_rule,
     outcome_reply,
 )
-
-
-def self_signed(cn: str = "leaf") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+from tests.pki_helpers import self_signed
 
 
 @pytest.mark.parametrize("code", list(ErrorCode))

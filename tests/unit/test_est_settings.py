@@ -79,8 +79,8 @@ def test_missing_anchor_file(tmp_path: Path) -> None:
 def test_the_commented_example_in_conf_is_valid(tmp_path: Path) -> None:
     import tomllib
 
-    from tests.est_helpers import make_ca
     from tests.helpers import REPO
+    from tests.pki_helpers import make_ca
 
     text = (REPO / "conf" / "certgate.toml").read_text()
     block = text[text.index("# [est]\n") : text.index("# [scep]")]

@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from gateway.errors import BadRequest, PolicyDenied
 from gateway.model import (
@@ -29,6 +26,7 @@ from protocols.est.settings import parse_settings
 from protocols.est.state import EstState, code_hash, hash_password, verify_password
 from protocols.est.tls import parse_forwarded_certificate, transport_facts
 from protocols.est.transactions import find_transaction, transaction_key
+from tests.pki_helpers import PrivateKey, certificate, ec_key
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -168,18 +166,13 @@ def test_password_hash_is_salted_and_verifies() -> None:
 # --- client certificates ------------------------------------------------------------------
 
 
-def _cert(subject: str, issuer_key: ec.EllipticCurvePrivateKey, issuer: str, *, days: int = 30,
-          key: ec.EllipticCurvePrivateKey | None = None) -> x509.Certificate:  # fmt: skip
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=days))
-        .sign(issuer_key, hashes.SHA256())
+def _cert(subject: str, issuer_key: PrivateKey, issuer: str, *, days: int = 30,
+          key: PrivateKey | None = None) -> x509.Certificate:  # fmt: skip
+    """A certificate valid from a day before NOW for ``days`` days after it."""
+    key = key or ec_key()
+    start, end = NOW - timedelta(days=1), NOW + timedelta(days=days)
+    return certificate(
+        subject, key.public_key(), issuer_key, issuer=issuer, not_before=start, not_after=end
     )
 
 
@@ -195,13 +188,13 @@ def _inventory(cert: x509.Certificate, status: CertificateStatus) -> Certificate
 
 
 @pytest.fixture
-def own_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
+def own_ca() -> tuple[PrivateKey, x509.Certificate]:
+    key = ec_key()
     return key, _cert("Issuing CA", key, "Issuing CA", days=3650, key=key)
 
 
 async def test_own_certificate_checks(
-    own_ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    own_ca: tuple[PrivateKey, x509.Certificate],
 ) -> None:
     ca_key, ca = own_ca
     leaf = _cert("dev", ca_key, "Issuing CA")
@@ -215,7 +208,7 @@ async def test_own_certificate_checks(
         await check_own_certificate(leaf, (ca,), lookup, NOW + timedelta(days=31))
     with pytest.raises(PolicyDenied, match="not yet valid"):
         await check_own_certificate(leaf, (ca,), lookup, NOW - timedelta(days=2))
-    stranger_key = ec.generate_private_key(ec.SECP256R1())
+    stranger_key = ec_key()
     with pytest.raises(PolicyDenied, match="not issued by this CA"):
         await check_own_certificate(_cert("x", stranger_key, "Issuing CA"), (ca,), lookup, NOW)
     records[serial_hex(leaf.serial_number)] = _inventory(leaf, CertificateStatus.REVOKED)
@@ -234,7 +227,7 @@ def _settings(proxies: list[str]) -> object:
 
 
 def test_forwarded_certificate_only_from_trusted_proxies(
-    own_ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    own_ca: tuple[PrivateKey, x509.Certificate],
 ) -> None:
     from urllib.parse import quote
 

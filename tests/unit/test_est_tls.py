@@ -5,22 +5,14 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-
 from protocols.est.tls import server_context
-from tests.unit.test_est_render import self_signed
+from tests.pki_helpers import self_signed, write_cert, write_key
 
 
 def test_listener_context_is_tls12_plus_with_optional_client_certificates(tmp_path: Path) -> None:
     key, cert = self_signed("est.example")
-    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_cert(tmp_path / "c.pem", cert)
+    write_key(tmp_path / "k.pem", key)
     _, anchor = self_signed("anchor")
     ctx = server_context(tmp_path / "c.pem", tmp_path / "k.pem", (anchor,))
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2

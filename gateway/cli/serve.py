@@ -1,0 +1,32 @@
+"""``certgate serve``: run the gateway (``--workers N`` processes sharing one port)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+from gateway.cli.common import SubParsers
+from gateway.config import Config
+
+
+def register(sub: SubParsers, common: argparse.ArgumentParser) -> None:
+    """``certgate serve``."""
+    serve = sub.add_parser("serve", parents=[common], help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing one port")
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT; ``--host``/``--port`` override ``[server]``."""
+    from gateway.server.run import serve  # the server stack only for this command
+
+    if args.host or args.port is not None:
+        server = config.server.listening_on(
+            args.host or config.server.host,
+            config.server.port if args.port is None else args.port,
+        )
+        config = dataclasses.replace(config, server=server)
+    logging.getLogger().setLevel(config.log_level)
+    return serve(config, workers=args.workers)
