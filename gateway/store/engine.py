@@ -285,27 +285,7 @@ class SQLiteDatabase:
                     item = batch[0]
                     results.append((True, item.body(conn, *item.args, **item.kw)))
                 else:
-                    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                    try:
-                        for item in batch:
-                            cur.execute("SAVEPOINT certgate_item")
-                            try:
-                                value = item.body(conn, *item.args, **item.kw)
-                            except sa.exc.OperationalError as exc:
-                                if is_busy(exc):
-                                    raise  # the whole batch retries
-                                cur.execute("ROLLBACK TO certgate_item")
-                                cur.execute("RELEASE certgate_item")
-                                results.append((False, exc))
-                            except Exception as exc:
-                                cur.execute("ROLLBACK TO certgate_item")
-                                cur.execute("RELEASE certgate_item")
-                                results.append((False, exc))
-                            else:
-                                cur.execute("RELEASE certgate_item")
-                                results.append((True, value))
-                    finally:
-                        cur.close()
+                    results = self._run_batch(conn, batch)
         except sa.exc.OperationalError as exc:
             if not is_busy(exc):
                 self._settle_all(batch, exc)
@@ -341,6 +321,48 @@ class SQLiteDatabase:
                 item.future.set_result(value)
             else:
                 item.future.set_exception(value)
+
+    @staticmethod
+    def _run_batch(conn: Connection, batch: list[_Queued]) -> list[tuple[bool, Any]]:
+        """Run several bodies in the open transaction. Optimistically all under one savepoint;
+        if one fails, roll that back and run them again one savepoint each, so the failing
+        body alone is undone. Bodies may run twice: they are written to (see ``Body``)."""
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute("SAVEPOINT certgate_batch")
+            try:
+                values = [item.body(conn, *item.args, **item.kw) for item in batch]
+            except sa.exc.OperationalError as exc:
+                if is_busy(exc):
+                    raise  # the whole batch retries
+                cur.execute("ROLLBACK TO certgate_batch")
+            except Exception:
+                cur.execute("ROLLBACK TO certgate_batch")
+            else:
+                cur.execute("RELEASE certgate_batch")
+                return [(True, value) for value in values]
+            cur.execute("RELEASE certgate_batch")
+            results: list[tuple[bool, Any]] = []
+            for item in batch:
+                cur.execute("SAVEPOINT certgate_item")
+                try:
+                    value = item.body(conn, *item.args, **item.kw)
+                except sa.exc.OperationalError as exc:
+                    if is_busy(exc):
+                        raise
+                    cur.execute("ROLLBACK TO certgate_item")
+                    cur.execute("RELEASE certgate_item")
+                    results.append((False, exc))
+                except Exception as exc:
+                    cur.execute("ROLLBACK TO certgate_item")
+                    cur.execute("RELEASE certgate_item")
+                    results.append((False, exc))
+                else:
+                    cur.execute("RELEASE certgate_item")
+                    results.append((True, value))
+            return results
+        finally:
+            cur.close()
 
     @staticmethod
     def _settle_all(batch: list[_Queued], exc: BaseException) -> None:

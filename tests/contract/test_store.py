@@ -208,6 +208,34 @@ async def test_concurrent_creates_of_one_transaction_store_one_request(
     assert len({stored.id for stored, _ in results}) == 1
 
 
+async def test_one_failing_write_in_a_concurrent_batch_undoes_only_itself(
+    store: SQLStore, clock: StepClock
+) -> None:
+    """Concurrent writes share one commit on SQLite (group commit): a body that fails (here a
+    repeated transaction) must leave no row behind and must not take the others with it."""
+    first = request_record(clock, "dup-txn")
+    await store.create_request(first)
+    fresh = [request_record(clock) for _ in range(7)]
+    duplicate = dataclasses.replace(request_record(clock, "dup-txn"), state=RequestState.ISSUED)
+    batch = [*fresh[:3], duplicate, *fresh[3:]]
+    certs = [certificate_record(r) for r in batch]
+    results = await asyncio.gather(
+        *(
+            store.create_issued(dataclasses.replace(r, state=RequestState.ISSUED), c, None)
+            for r, c in zip(batch, certs, strict=True)
+        )
+    )
+    assert [created for _, created in results] == [True] * 3 + [False] + [True] * 4
+    assert results[3][0].id == first.id  # the recorded request, not the duplicate
+    assert await store.get_certificate(certs[3].serial) is None
+    assert await store.get_request(duplicate.id) is None
+    for record, cert in zip(fresh, certs[:3] + certs[4:], strict=True):
+        assert (await store.get_request(record.id)) is not None
+        assert (await store.get_certificate(cert.serial)) is not None
+        events = [e.event for e in await store.audit_events(record.id)]
+        assert events == ["request.received", "certificate.issued"]
+
+
 async def test_find_requests_by_key_matches_identity_key_and_template_newest_first(
     store: SQLStore, clock: StepClock
 ) -> None:
