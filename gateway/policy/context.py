@@ -10,7 +10,6 @@ whether that reason denies the request or sends it to a certificate manager.
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
-from gateway.model import EnrollmentRequest, RequestKind
+from gateway.model import EnrollmentRequest, RequestKind, once
 from gateway.policy.catalog import TemplateCatalog
 from gateway.policy.extensions import TemplateExtension, read_template_extension
 from gateway.policy.template import CertificateTemplate
@@ -62,17 +61,17 @@ class Facts:
     def csr(self) -> x509.CertificateSigningRequest:
         return self.request.csr
 
-    @functools.cached_property
+    @once
     def subject(self) -> x509.Name:
         """The CSR's subject, parsed once per evaluation (each ``csr.subject`` re-parses)."""
         return self.request.csr.subject
 
-    @functools.cached_property
+    @once
     def extensions(self) -> x509.Extensions:
         """The CSR's requested extensions, parsed once per evaluation."""
         return self.request.csr.extensions
 
-    @functools.cached_property
+    @once
     def public_key(self) -> CertificatePublicKeyTypes:
         """The CSR's public key, decoded once per evaluation (several rules need it).
         Raises ``ValueError``/``UnsupportedAlgorithm`` like ``csr.public_key()``."""
