@@ -4,7 +4,8 @@ Resources, one module each: ``directory`` (directory, newNonce, the terms-of-ser
 instructions page), ``account`` (newAccount, account, orders, keyChange), ``order``
 (newOrder, order), ``finalize``, ``authz`` (authorization, challenge), ``certificate`` (with
 format negotiation), ``revoke``, ``renewal_info``. Wire codecs are in ``messages`` and
-``jws``; state in ``tables``, ``state`` (nonces, accounts, EAB keys) and ``state_orders``;
+``jws``; state in ``tables``, ``records`` (the state dataclasses), ``state`` (nonces,
+accounts, EAB keys) and ``state_orders``, with their SQLite statements in ``sqlite_rows``;
 challenge validation in ``validation``, CAA (RFC 8659) in ``caa``; rate limits in
 ``ratelimit``; shared request handling (JWS authentication, the terms-of-service gate,
 nonces, responses) in ``base``.

@@ -1,20 +1,30 @@
-"""ACME state records and their transaction bodies (run by ``store.read`` / ``store.write``).
+"""ACME state transaction bodies (run by ``store.read`` / ``store.write``): nonces, accounts,
+EAB keys; the records they return live in :mod:`protocols.acme.records` (re-exported here).
 
-Bodies are synchronous SQLAlchemy Core functions ``fn(conn, ...)``: no clock, no randomness,
-no awaits (a write body may run twice when SQLite is busy), so callers pass ``now`` and ids.
+Bodies are synchronous functions ``fn(conn, ...)``: no clock, no randomness, no awaits (a
+write body may run twice when SQLite is busy), so callers pass ``now`` and ids. They use
+SQLAlchemy Core, except the per-request statements on SQLite, which go to the raw cursor
+through :mod:`protocols.acme.sqlite_rows` (same rows, same conditions; see there why).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from protocols.acme import sqlite_rows as raw
 from protocols.acme.ratelimit import Limit, OverLimit, count_hit
+
+# The records are defined apart so that sqlite_rows can build them too; re-exported here.
+from protocols.acme.records import Account as Account
+from protocols.acme.records import Authz as Authz
+from protocols.acme.records import Challenge as Challenge
+from protocols.acme.records import Order as Order
 from protocols.acme.tables import (
     acme_accounts,
     acme_eab_keys,
@@ -25,7 +35,8 @@ from protocols.acme.tables import (
 DEAD_AUTHZ = ("invalid", "deactivated", "expired", "revoked")
 
 # Hot statements are built once (SQLAlchemy then reuses their compiled form and cache key);
-# parameters travel as bind values.
+# parameters travel as bind values. On SQLite the per-request bodies below use the raw
+# cursor instead (protocols/acme/sqlite_rows.py); these serve PostgreSQL.
 _B = sa.bindparam
 _NONCE_INSERT = sa.insert(acme_nonces)
 _NONCE_TAKE = (
@@ -36,67 +47,6 @@ _NONCE_TAKE = (
 _ACCOUNT_BY_ID = sa.select(acme_accounts).where(acme_accounts.c.id == _B("id"))
 _ACCOUNT_BY_THUMB = sa.select(acme_accounts).where(acme_accounts.c.key_thumbprint == _B("t"))
 _EAB_BY_KID = sa.select(acme_eab_keys).where(acme_eab_keys.c.kid == _B("kid"))
-
-
-@dataclass(frozen=True)
-class Account:
-    id: str
-    thumbprint: str
-    jwk: dict[str, Any]
-    status: str
-    contact: list[str]
-    eab_kid: str | None
-    principal: str | None = None  # from the EAB key, when bound
-    eab_templates: tuple[str, ...] = ()
-    eab_domains: tuple[str, ...] = ()
-    tos_agreed: str | None = None  # the terms-of-service URL last agreed to (§7.3.3)
-
-
-@dataclass(frozen=True)
-class Challenge:
-    id: str
-    authz_id: str
-    type: str
-    token: str
-    status: str
-    validated_at: datetime | None
-    error: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Authz:
-    id: str
-    account_id: str
-    type: str
-    value: str
-    wildcard: bool
-    status: str
-    expires_at: datetime
-    challenges: tuple[Challenge, ...] = ()
-
-    def effective_status(self, now: datetime) -> str:
-        if self.status in ("pending", "valid") and self.expires_at <= now:
-            return "expired"
-        return self.status
-
-
-@dataclass(frozen=True)
-class Order:
-    id: str
-    account_id: str
-    status: str
-    template: str
-    profile: str | None
-    identifiers: list[dict[str, str]]
-    authz_ids: list[str]
-    not_before: datetime | None
-    not_after: datetime | None
-    expires_at: datetime
-    error: dict[str, Any] | None
-    replaces: str | None
-    finalize_attempt: int
-    request_id: str | None
-    certificate_serial: str | None
 
 
 def effective_order_status(order: Order, authzs: Sequence[Authz], now: datetime) -> str:
@@ -158,6 +108,10 @@ def _challenge(row: Any) -> Challenge:
 def issue_nonce(
     conn: Connection, value: str, expires: datetime, purge_before: datetime | None
 ) -> None:
+    """Store a fresh nonce (RFC 8555 §7.2), now and then purging expired ones."""
+    if raw.applies(conn):
+        raw.issue_nonce(conn, value, expires, purge_before)
+        return
     conn.execute(_NONCE_INSERT, {"value": value, "expires_at": expires})
     if purge_before is not None:
         conn.execute(sa.delete(acme_nonces).where(acme_nonces.c.expires_at < purge_before))
@@ -165,6 +119,8 @@ def issue_nonce(
 
 def purge_nonces(conn: Connection, now: datetime) -> int:
     """Forget nonces that expired unused."""
+    if raw.applies(conn):
+        return raw.purge_nonces(conn, now)
     return int(conn.execute(sa.delete(acme_nonces).where(acme_nonces.c.expires_at < now)).rowcount)
 
 
@@ -185,11 +141,14 @@ def with_nonce(
 ) -> tuple[bool, Any]:
     """Take ``used`` (only one DELETE can remove the row, on any instance), issue ``fresh``,
     and run ``body`` only if ``used`` was a live nonce, all in one transaction."""
-    taken = (
-        used is not None
-        and conn.execute(_NONCE_TAKE, {"used": used, "now": now}).first() is not None
-    )
-    conn.execute(_NONCE_INSERT, {"value": fresh, "expires_at": expires})
+    if raw.applies(conn):
+        taken = raw.swap_nonce(conn, used, fresh, expires, now)
+    else:
+        taken = (
+            used is not None
+            and conn.execute(_NONCE_TAKE, {"used": used, "now": now}).first() is not None
+        )
+        conn.execute(_NONCE_INSERT, {"value": fresh, "expires_at": expires})
     if not taken:
         return False, None
     return True, body(conn, *args, **kw)
@@ -199,11 +158,19 @@ def with_nonce(
 
 
 def get_account(conn: Connection, account_id: str) -> Account | None:
+    """The account at ``kid`` (RFC 8555 §6.2), with its EAB binding."""
+    if raw.applies(conn):
+        account = raw.get_account(conn, account_id)
+        return None if account is None else _with_eab(conn, account)
     row = conn.execute(_ACCOUNT_BY_ID, {"id": account_id}).first()
     return None if row is None else _with_eab(conn, _account(row))
 
 
 def account_by_thumbprint(conn: Connection, thumbprint: str) -> Account | None:
+    """The account holding the key with this RFC 7638 thumbprint, with its EAB binding."""
+    if raw.applies(conn):
+        account = raw.account_by_thumbprint(conn, thumbprint)
+        return None if account is None else _with_eab(conn, account)
     row = conn.execute(_ACCOUNT_BY_THUMB, {"t": thumbprint}).first()
     return None if row is None else _with_eab(conn, _account(row))
 
@@ -299,6 +266,9 @@ def change_key(
 
 
 def get_eab_key(conn: Connection, kid: str) -> dict[str, Any] | None:
+    """The EAB key ``kid`` (RFC 8555 §7.3.4), every column."""
+    if raw.applies(conn):
+        return raw.get_eab_key(conn, kid)
     row = conn.execute(_EAB_BY_KID, {"kid": kid}).first()
     return None if row is None else dict(row._mapping)
 

@@ -1,16 +1,23 @@
-"""ACME orders, authorizations and challenges: transaction bodies (see :mod:`state`)."""
+"""ACME orders, authorizations and challenges: transaction bodies (see :mod:`state`).
+
+On SQLite the per-request bodies run their statements on the raw cursor
+(:mod:`protocols.acme.sqlite_rows`); the Core statements below serve PostgreSQL.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from protocols.acme import sqlite_rows as raw
 from protocols.acme.ratelimit import Limit, OverLimit, count_hit
+
+# Re-exported: order.py builds these through this module.
+from protocols.acme.records import NewAuthz as NewAuthz
 from protocols.acme.state import (
     Authz,
     Challenge,
@@ -60,6 +67,8 @@ def reusable_authzs(
     conn: Connection, account_id: str, wanted: Sequence[tuple[str, str, bool]], now: datetime
 ) -> list[str | None]:
     """For each (type, value, wildcard): a valid, unexpired authorization of the account."""
+    if raw.applies(conn):
+        return raw.reusable_authzs(conn, account_id, wanted, now)
     found: list[str | None] = []
     for type_, value, wildcard in wanted:
         row = conn.execute(
@@ -76,17 +85,6 @@ def reusable_authzs(
     return found
 
 
-@dataclass(frozen=True)
-class NewAuthz:
-    id: str
-    type: str
-    value: str
-    wildcard: bool
-    status: str  # "pending", or "valid" when pre-authorized
-    expires_at: datetime
-    challenges: tuple[tuple[str, str, str], ...]  # (id, type, token)
-
-
 def create_order(
     conn: Connection,
     order: Order,
@@ -98,6 +96,9 @@ def create_order(
     ``limit`` (new orders per account, shared by all instances), writing nothing if over."""
     if limit is not None and not count_hit(conn, limit):
         return OverLimit(limit)
+    if raw.applies(conn):
+        raw.create_order(conn, order, new_authzs, now)
+        return order
     if new_authzs:
         conn.execute(
             _AUTHZ_INSERT,
@@ -157,6 +158,12 @@ def create_order(
 
 
 def get_order(conn: Connection, order_id: str) -> tuple[Order, list[Authz]] | None:
+    """The order (RFC 8555 §7.1.3) with its authorizations (without their challenges)."""
+    if raw.applies(conn):
+        found = raw.get_order(conn, order_id)
+        if found is None:
+            return None
+        return found, raw.get_authzs(conn, found.authz_ids, with_challenges=False)
     row = conn.execute(_ORDER_BY_ID, {"id": order_id}).first()
     if row is None:
         return None
@@ -165,6 +172,9 @@ def get_order(conn: Connection, order_id: str) -> tuple[Order, list[Authz]] | No
 
 
 def get_authzs(conn: Connection, ids: Sequence[str], *, with_challenges: bool) -> list[Authz]:
+    """The authorizations with these ids that exist, in the order of ``ids``."""
+    if raw.applies(conn):
+        return raw.get_authzs(conn, ids, with_challenges=with_challenges)
     if not ids:
         return []
     rows = conn.execute(_AUTHZ_BY_IDS, {"ids": list(ids)})
@@ -199,6 +209,8 @@ def orders_of(conn: Connection, account_id: str) -> list[str]:
 
 def set_order(conn: Connection, order_id: str, expect: str | None, **values: Any) -> bool:
     """Conditional order update (``expect``: the status it must still have)."""
+    if values and raw.applies(conn):
+        return raw.set_order(conn, order_id, expect, values)
     stmt = sa.update(acme_orders).where(acme_orders.c.id == order_id)
     if expect is not None:
         stmt = stmt.where(acme_orders.c.status == expect)
@@ -211,6 +223,9 @@ def order_replacing(conn: Connection, cert_id: str) -> list[Order]:
 
 
 def order_for_certificate(conn: Connection, serial: str) -> Order | None:
+    """The order that issued the certificate with this serial (download, revocation)."""
+    if raw.applies(conn):
+        return raw.order_for_certificate(conn, serial)
     row = conn.execute(
         sa.select(acme_orders).where(acme_orders.c.certificate_serial == serial).limit(1)
     ).first()
@@ -218,6 +233,13 @@ def order_for_certificate(conn: Connection, serial: str) -> Order | None:
 
 
 def get_challenge(conn: Connection, challenge_id: str) -> tuple[Challenge, Authz] | None:
+    """The challenge with its authorization (without the authorization's challenges)."""
+    if raw.applies(conn):
+        challenge = raw.get_challenge(conn, challenge_id)
+        if challenge is None:
+            return None
+        found = raw.get_authzs(conn, [challenge.authz_id], with_challenges=False)
+        return (challenge, found[0]) if found else None
     row = conn.execute(_CHALLENGE_BY_ID, {"id": challenge_id}).first()
     if row is None:
         return None
@@ -227,6 +249,8 @@ def get_challenge(conn: Connection, challenge_id: str) -> tuple[Challenge, Authz
 
 def start_challenge(conn: Connection, challenge_id: str, lease_until: datetime) -> bool:
     """pending -> processing (RFC 8555 §7.5.1); False if it was not pending."""
+    if raw.applies(conn):
+        return raw.start_challenge(conn, challenge_id, lease_until)
     return bool(
         conn.execute(_CHALLENGE_START, {"cid": challenge_id, "lease": lease_until}).rowcount
     )
@@ -275,6 +299,9 @@ def finish_challenge(
     valid_until: datetime,
 ) -> None:
     """processing -> valid|invalid, and the authorization with it if still pending."""
+    if raw.applies(conn):
+        raw.finish_challenge(conn, challenge_id, authz_id, ok, error, now, valid_until)
+        return
     done = conn.execute(
         sa.update(acme_challenges)
         .where(acme_challenges.c.id == challenge_id, acme_challenges.c.status == "processing")
