@@ -227,6 +227,8 @@ def start_certgate(tmp: Path, workers: int) -> tuple[subprocess.Popen[Any], str]
         default_template = "acme-tls"
         rate_limit_account = 0
         rate_limit_ip = 0
+        rate_limit_new_orders = 0
+        rate_limit_new_accounts = 0
         [testing]
         enabled = true
         acme_always_valid = true
