@@ -7,6 +7,7 @@ import dataclasses
 import os
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -689,5 +690,30 @@ async def test_two_processes_write_one_sqlite_file_concurrently(tmp_path: Path) 
         assert len(await store.list_requests(RequestState.ISSUED, limit=10 * n)) == 2 * n
         assert len(await store.list_certificates(limit=10 * n)) == 2 * n
         assert len(await store.audit_events(limit=10 * n)) == 4 * n
+    finally:
+        await store.close()
+
+
+async def test_sqlite_wal_is_checkpointed_in_the_background(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    """Commits on the event loop never checkpoint (the backstop is far away); the background
+    checkpointer copies the WAL into the database file within about a second."""
+    url = default_sqlite_url(tmp_path)
+    store = open_store(url)
+    try:
+        await store.migrate()
+        database = Path(sa.make_url(url).database or "")
+        await asyncio.sleep(1.2)  # the migration's own frames are checkpointed first
+        before = database.stat().st_size
+        for _ in range(150):
+            await issued(store, clock)
+        wal = database.with_name(database.name + "-wal")
+        assert wal.stat().st_size > 0
+        assert database.stat().st_size == before  # nothing copied back yet
+        deadline = time.monotonic() + 5
+        while database.stat().st_size == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert database.stat().st_size > before
     finally:
         await store.close()
