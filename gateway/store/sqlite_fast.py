@@ -113,23 +113,31 @@ class FastTable:
         return sql
 
 
+def driver_error(
+    sql: str, params: tuple[Any, ...], exc: sqlite3.Error
+) -> sa.exc.DBAPIError:
+    """``exc`` as the SQLAlchemy error Core would raise (``IntegrityError`` for constraint
+    violations, ``OperationalError`` for the rest, busy included), so callers and the busy
+    retry loop treat the raw and the Core paths alike."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return sa.exc.IntegrityError(sql, params, exc)
+    return sa.exc.OperationalError(sql, params, exc)
+
+
 def raw_cursor(conn: Connection) -> Any:
     """A cursor of the DBAPI connection under ``conn`` (same transaction)."""
     return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
 
 def execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> int:
-    """Run one statement on the raw cursor; returns the row count. Driver errors are raised
-    as SQLAlchemy's (``IntegrityError``, ``OperationalError``), as Core would, so callers
-    and the busy-retry loop treat both paths alike."""
+    """Run one statement on the raw cursor; returns the row count (driver errors as
+    :func:`driver_error`)."""
     cur = raw_cursor(conn)
     try:
         cur.execute(sql, params)
         return int(cur.rowcount)
-    except sqlite3.IntegrityError as exc:
-        raise sa.exc.IntegrityError(sql, params, exc) from exc
-    except sqlite3.OperationalError as exc:
-        raise sa.exc.OperationalError(sql, params, exc) from exc
+    except sqlite3.Error as exc:
+        raise driver_error(sql, params, exc) from exc
     finally:
         cur.close()
 
@@ -146,6 +154,7 @@ def insert(conn: Connection, table: FastTable, values: Mapping[str, Any]) -> Non
 
 
 encode_datetime = _encode_datetime
+decode_datetime = _decode_datetime
 encode_json = _encode_json
 
 
@@ -255,18 +264,15 @@ def request_from_tuple(row: tuple[Any, ...]) -> RequestRecord:
 
 
 def run_statements(conn: Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-    """Execute ``statements`` on one raw cursor (same transaction), driver errors raised as
-    SQLAlchemy's like :func:`execute`."""
+    """Execute ``statements`` on one raw cursor (same transaction); errors as :func:`execute`."""
     cur = raw_cursor(conn)
     sql: str = ""
     params: tuple[Any, ...] = ()
     try:
         for sql, params in statements:
             cur.execute(sql, params)
-    except sqlite3.IntegrityError as exc:
-        raise sa.exc.IntegrityError(sql, params, exc) from exc
-    except sqlite3.OperationalError as exc:
-        raise sa.exc.OperationalError(sql, params, exc) from exc
+    except sqlite3.Error as exc:
+        raise driver_error(sql, params, exc) from exc
     finally:
         cur.close()
 
@@ -276,19 +282,19 @@ def fetch_all(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple
     cur = raw_cursor(conn)
     try:
         return [tuple(row) for row in cur.execute(sql, params).fetchall()]
-    except sqlite3.OperationalError as exc:
-        raise sa.exc.OperationalError(sql, params, exc) from exc
+    except sqlite3.Error as exc:
+        raise driver_error(sql, params, exc) from exc
     finally:
         cur.close()
 
 
 def fetch_one(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """One row of a raw SELECT (or ``None``)."""
+    """The first row of a raw SELECT, or of a write with RETURNING (or ``None``)."""
     cur = raw_cursor(conn)
     try:
         row = cur.execute(sql, params).fetchone()
-    except sqlite3.OperationalError as exc:
-        raise sa.exc.OperationalError(sql, params, exc) from exc
+    except sqlite3.Error as exc:
+        raise driver_error(sql, params, exc) from exc
     finally:
         cur.close()
     return None if row is None else tuple(row)

@@ -34,7 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.store.sqlite_fast import (
-    _decode_datetime,
+    decode_datetime,
+    driver_error,
     encode_datetime,
     encode_json,
     execute,
@@ -85,7 +86,7 @@ def _loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
-_decode_dt = _decode_datetime
+_decode_dt = decode_datetime
 
 
 def _columns(table: sa.Table, names: Sequence[str]) -> str:
@@ -95,20 +96,6 @@ def _columns(table: sa.Table, names: Sequence[str]) -> str:
     if missing:  # pragma: no cover - a schema change must update this module
         raise AssertionError(f"{table.name} has no column(s) {missing}")
     return ", ".join(names)
-
-
-def _returning_one(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """First row of a write statement with RETURNING; errors mapped as ``execute`` maps them."""
-    cur = raw_cursor(conn)
-    try:
-        row = cur.execute(sql, params).fetchone()
-    except sqlite3.IntegrityError as exc:
-        raise sa.exc.IntegrityError(sql, params, exc) from exc
-    except sqlite3.OperationalError as exc:
-        raise sa.exc.OperationalError(sql, params, exc) from exc
-    finally:
-        cur.close()
-    return None if row is None else tuple(row)
 
 
 # --- nonces (RFC 8555 §6.5) -------------------------------------------------------------------
@@ -140,7 +127,7 @@ def swap_nonce(
 ) -> bool:
     """The nonce half of :func:`protocols.acme.state.with_nonce`: take ``used`` if it is live
     (True), and issue ``fresh`` either way."""
-    taken = used is not None and _returning_one(conn, NONCE_TAKE, (used, _dt(now))) is not None
+    taken = used is not None and fetch_one(conn, NONCE_TAKE, (used, _dt(now))) is not None
     execute(conn, NONCE_INSERT, (fresh, _dt(expires)))
     return taken
 
@@ -410,8 +397,8 @@ def reusable_authzs(
             params = (account_id, type_, value, bool(wildcard), at)
             row = cur.execute(REUSABLE_AUTHZ, params).fetchone()
             found.append(None if row is None else str(row[0]))
-    except sqlite3.OperationalError as exc:
-        raise sa.exc.OperationalError(REUSABLE_AUTHZ, params, exc) from exc
+    except sqlite3.Error as exc:
+        raise driver_error(REUSABLE_AUTHZ, params, exc) from exc
     finally:
         cur.close()
     return found
