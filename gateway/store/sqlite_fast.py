@@ -37,11 +37,16 @@ Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
 
 
+def _bind_error(exc: Exception) -> sa.exc.StatementError:
+    """A value the column type cannot bind, reported as Core's bind processing reports it."""
+    return sa.exc.StatementError(str(exc), None, None, exc)
+
+
 def _encode_datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        raise _bind_error(ValueError("naive datetime given to the store; use timezone-aware UTC"))
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -50,7 +55,10 @@ def _decode_datetime(value: str | None) -> datetime | None:
 
 
 def _encode_json(value: Any) -> str:
-    return json.dumps(value)
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise _bind_error(exc) from exc
 
 
 def _decode_json(value: str | None) -> Any:
@@ -113,9 +121,7 @@ class FastTable:
         return sql
 
 
-def driver_error(
-    sql: str, params: tuple[Any, ...], exc: sqlite3.Error
-) -> sa.exc.DBAPIError:
+def driver_error(sql: str, params: tuple[Any, ...], exc: sqlite3.Error) -> sa.exc.DBAPIError:
     """``exc`` as the SQLAlchemy error Core would raise (``IntegrityError`` for constraint
     violations, ``OperationalError`` for the rest, busy included), so callers and the busy
     retry loop treat the raw and the Core paths alike."""
@@ -145,17 +151,20 @@ def execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> int:
 def insert(conn: Connection, table: FastTable, values: Mapping[str, Any]) -> None:
     """INSERT ``values`` (a dict of column -> Python value) into ``table``."""
     keys = tuple(values)
-    sql = table.insert_sql_for(keys)
-    try:
-        params = table.encode(values, keys)
-    except (ValueError, TypeError) as exc:  # as Core reports a bind-processing failure
-        raise sa.exc.StatementError(str(exc), sql, None, exc) from exc
-    execute(conn, sql, params)
+    execute(conn, table.insert_sql_for(keys), table.encode(values, keys))
 
 
+# Public names for the raw paths elsewhere (ACME's sqlite_rows). Encoders raise
+# StatementError for values the column type cannot bind, as Core does.
 encode_datetime = _encode_datetime
 decode_datetime = _decode_datetime
 encode_json = _encode_json
+decode_json = _decode_json
+
+
+def column_encoder(column: sa.Column[Any]) -> Encoder:
+    """What ``column``'s type writes on SQLite (see the module docstring)."""
+    return _codecs(column)[0]
 
 
 # --- fixed-order rows for the per-issuance statements ---------------------------------------

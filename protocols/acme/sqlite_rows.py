@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,17 +34,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.store.sqlite_fast import (
-    decode_datetime,
+    column_encoder,
     driver_error,
-    encode_datetime,
-    encode_json,
     execute,
     fetch_all,
     fetch_one,
     raw_cursor,
     run_statements,
 )
-from gateway.store.tables import UTCDateTime
+from gateway.store.sqlite_fast import decode_datetime as _decode_dt
+from gateway.store.sqlite_fast import decode_json as _loads
+from gateway.store.sqlite_fast import encode_datetime as _dt
+from gateway.store.sqlite_fast import encode_json as _json
 from protocols.acme.records import Account, Authz, Challenge, NewAuthz, Order
 from protocols.acme.tables import (
     acme_accounts,
@@ -63,30 +64,6 @@ ENABLED = sqlite3.sqlite_version_info >= (3, 35, 0)
 def applies(conn: Connection) -> bool:
     """Whether the bodies should use this module on ``conn`` (SQLite) instead of Core."""
     return ENABLED and conn.dialect.name == "sqlite"
-
-
-# --- encoding: what the column types' bind processors do on SQLite ----------------------------
-
-
-def _dt(value: datetime | None) -> str | None:
-    try:
-        return encode_datetime(value)
-    except ValueError as exc:  # a naive datetime, refused as Core's bind processing does
-        raise sa.exc.StatementError(str(exc), None, None, exc) from exc
-
-
-def _json(value: Any) -> str:
-    try:
-        return encode_json(value)
-    except (TypeError, ValueError) as exc:
-        raise sa.exc.StatementError(str(exc), None, None, exc) from exc
-
-
-def _loads(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
-
-
-_decode_dt = decode_datetime
 
 
 def _columns(table: sa.Table, names: Sequence[str]) -> str:
@@ -239,19 +216,7 @@ def order_for_certificate(conn: Connection, serial: str) -> Order | None:
     return None if row is None else order_from_row(row)
 
 
-def _encoder(column: sa.Column[Any]) -> Callable[[Any], Any]:
-    if isinstance(column.type, UTCDateTime):
-        return _dt
-    if isinstance(column.type, sa.JSON):
-        return _json
-    return _identity
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-_ORDER_ENCODERS = {c.name: _encoder(c) for c in acme_orders.columns}
+_ORDER_ENCODERS = {c.name: column_encoder(c) for c in acme_orders.columns}
 _SET_ORDER_SQL: dict[tuple[tuple[str, ...], bool], str] = {}
 
 

@@ -616,6 +616,9 @@ async def test_naive_datetimes_are_refused(store: SQLStore, clock: StepClock) ->
     record = dataclasses.replace(request_record(clock), created_at=datetime(2030, 1, 1))
     with pytest.raises(sa.exc.StatementError, match="naive"):
         await store.create_request(record)
+    issued = dataclasses.replace(record, state=RequestState.ISSUED)
+    with pytest.raises(sa.exc.StatementError, match="naive"):
+        await store.create_issued(issued, certificate_record(request_record(clock)), None)
 
 
 # --- several processes on one SQLite file ---------------------------------------------------
