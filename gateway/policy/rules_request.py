@@ -53,58 +53,39 @@ def csr_format(facts: Facts) -> str | None:
 
 def csr_signature(facts: Facts) -> str | None:
     """The CSR must be signed by the key it carries (proof of possession, RFC 2986 §3)."""
-    if _ecdsa_valid(facts) or _signature_valid(facts.csr):
+    if _signature_valid(facts):
         return None
     return "the CSR signature does not verify with the CSR's public key"
 
 
-#: ECDSA signature algorithms of CSRs and their hashes (RFC 5758 §3.2).
+#: ECDSA signatures verified here with the key policy already decoded (RFC 5758 §3.2), and
+#: ecdsa-with-SHA1, which cryptography 48 reports as invalid: Windows clients still send
+#: SHA-1 signatures, and rule csr-signature-hash decides on SHA-1.
 _ECDSA_HASHES: dict[x509.ObjectIdentifier, type[hashes.HashAlgorithm]] = {
     SignatureAlgorithmOID.ECDSA_WITH_SHA256: hashes.SHA256,
     SignatureAlgorithmOID.ECDSA_WITH_SHA384: hashes.SHA384,
     SignatureAlgorithmOID.ECDSA_WITH_SHA512: hashes.SHA512,
+    SignatureAlgorithmOID.ECDSA_WITH_SHA1: hashes.SHA1,
 }
 
 
-def _ecdsa_valid(facts: Facts) -> bool:
-    """The common case checked with the key policy already decoded (``csr.is_signature_valid``
-    decodes the key again): an EC key and an ecdsa-with-SHA2 signature. False means "not
-    shown valid here"; :func:`_signature_valid` then gives the answer."""
-    digest = _ECDSA_HASHES.get(facts.csr.signature_algorithm_oid)
-    if digest is None:
-        return False
+def _signature_valid(facts: Facts) -> bool:
+    csr = facts.csr
     try:
-        key = facts.public_key
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            return False
-        key.verify(facts.csr.signature, facts.csr.tbs_certrequest_bytes, ec.ECDSA(digest()))
-    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _signature_valid(csr: x509.CertificateSigningRequest) -> bool:
-    try:
-        if csr.is_signature_valid:
-            return True
         algorithm = csr.signature_algorithm_oid
-        key = csr.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return False
-    # cryptography 48 reports SHA-1 CSR signatures as invalid; Windows clients still send
-    # them, so verify those ourselves and let rule csr-signature-hash decide on SHA-1.
-    try:
+        key = facts.public_key
+        ecdsa_hash = _ECDSA_HASHES.get(algorithm)
+        if ecdsa_hash is not None and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(ecdsa_hash()))
+            return True
         if algorithm == SignatureAlgorithmOID.RSA_WITH_SHA1 and isinstance(key, rsa.RSAPublicKey):
+            # reported as invalid by cryptography 48, like ecdsa-with-SHA1 (above)
             key.verify(csr.signature, csr.tbs_certrequest_bytes, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
             return True
-        if algorithm == SignatureAlgorithmOID.ECDSA_WITH_SHA1 and isinstance(
-            key, ec.EllipticCurvePublicKey
-        ):
-            key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(hashes.SHA1()))  # noqa: S303
-            return True
-    except (InvalidSignature, ValueError):
+        # everything else (RSA PKCS#1 v1.5 and PSS with SHA-2, EdDSA, mismatched key types)
+        return bool(csr.is_signature_valid)
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
         return False
-    return False
 
 
 def csr_signature_hash(facts: Facts) -> str | None:
