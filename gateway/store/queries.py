@@ -259,7 +259,7 @@ def get_request(conn: Connection, request_id: str) -> RequestRecord | None:
 def find_request(conn: Connection, protocol: str, transaction_id: str) -> RequestRecord | None:
     if _sqlite(conn):  # every enrollment asks this first: the raw cursor, no Core round
         raw = fast.fetch_one(conn, fast.SELECT_REQUEST_BY_TXN, (protocol, transaction_id))
-        return None if raw is None else fast.request_from_tuple(raw)
+        return None if raw is None else request_from_row(_FAST_REQUESTS.decode(raw))
     row = conn.execute(_SELECT_REQUEST_BY_TXN, {"p": protocol, "t": transaction_id}).first()
     return None if row is None else request_from_row(row)
 
@@ -278,7 +278,7 @@ def find_requests_by_key(
         rows = fast.fetch_all(
             conn, fast.SELECT_REQUESTS_BY_KEY, (principal, spki_sha256, template, protocol)
         )
-        return [fast.request_from_tuple(row) for row in rows]
+        return [request_from_row(_FAST_REQUESTS.decode(row)) for row in rows]
     params = {"pr": principal, "k": spki_sha256, "tp": template, "p": protocol}
     return [request_from_row(row) for row in conn.execute(_SELECT_REQUESTS_BY_KEY, params)]
 
@@ -399,7 +399,7 @@ def _record_issued_sqlite(
     _audit_issued(conn, request_id, certificate, supersedes, now)
     row = _FAST_REQUESTS.get(conn, request_id)
     assert row is not None
-    return request_from_row(row)  # type: ignore[arg-type]
+    return request_from_row(row)
 
 
 def claim_due_polls(

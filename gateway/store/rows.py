@@ -1,7 +1,10 @@
-"""Rows <-> :mod:`gateway.model` records (the only place that knows both shapes)."""
+"""Rows <-> :mod:`gateway.model` records (the only place that knows both shapes). A row is a
+Core ``Row`` or, from the raw SQLite paths, a ``SimpleNamespace`` of the same decoded columns
+(:meth:`gateway.store.sqlite_fast.FastTable.decode`)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.engine import Row
@@ -19,7 +22,7 @@ from gateway.model import (
 )
 
 
-def request_from_row(row: Row[Any]) -> RequestRecord:
+def request_from_row(row: Row[Any] | SimpleNamespace) -> RequestRecord:
     return RequestRecord(
         id=row.id,
         protocol=row.protocol,

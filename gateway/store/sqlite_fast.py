@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -25,11 +25,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.model import (
     CertificateRecord,
-    PendingReason,
-    Requester,
-    RequestKind,
     RequestRecord,
-    RequestState,
 )
 from gateway.store.tables import UTCDateTime, certificates, requests
 
@@ -107,8 +103,11 @@ class FastTable:
             row = cur.execute(self._select_by_pk, (key,)).fetchone()
         finally:
             cur.close()
-        if row is None:
-            return None
+        return None if row is None else self.decode(row)
+
+    def decode(self, row: Sequence[Any]) -> SimpleNamespace:
+        """A raw row of all columns, in table order, decoded like SQLAlchemy would, with
+        attribute access (what :mod:`gateway.store.rows` reads)."""
         return SimpleNamespace(
             **{name: dec(v) for name, dec, v in zip(self.columns, self._decoders, row, strict=True)}
         )
@@ -236,40 +235,6 @@ def certificate_row(c: CertificateRecord) -> tuple[Any, ...]:
         c.der, c.spki_sha256, c.issuer, _dt(c.revoked_at),
         None if reason is None else int(reason), c.superseded_by,
     )  # fmt: skip
-
-
-def request_from_tuple(row: tuple[Any, ...]) -> RequestRecord:
-    """A SELECT_REQUEST_BY_TXN row as a record (the decoding rows.request_from_row does)."""
-    (
-        rid, protocol, transaction_id, template, kind, requester, _principal, csr_der, spki,
-        state, pending, connector, ca_request_id, denial_code, denial_rule, denial_detail,
-        certificate_serial, prior_serial, not_before, not_after, next_poll_at, created_at,
-        updated_at,
-    ) = row  # fmt: skip
-    return RequestRecord(
-        id=rid,
-        protocol=protocol,
-        transaction_id=transaction_id,
-        template=template,
-        kind=RequestKind(kind),
-        requester=Requester.from_json(json.loads(requester)),
-        csr_der=bytes(csr_der),
-        spki_sha256=spki,
-        state=RequestState(state),
-        created_at=_decode_datetime(created_at),  # type: ignore[arg-type]
-        updated_at=_decode_datetime(updated_at),  # type: ignore[arg-type]
-        pending_reason=None if pending is None else PendingReason(pending),
-        connector=connector,
-        ca_request_id=ca_request_id,
-        denial_code=denial_code,
-        denial_rule=denial_rule,
-        denial_detail=denial_detail,
-        certificate_serial=certificate_serial,
-        prior_serial=prior_serial,
-        not_before=_decode_datetime(not_before),
-        not_after=_decode_datetime(not_after),
-        next_poll_at=_decode_datetime(next_poll_at),
-    )
 
 
 def run_statements(conn: Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
