@@ -18,12 +18,14 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
     PublicKeyTypes,
 )
+from cryptography.x509.oid import SignatureAlgorithmOID
 
+from backends.local_ca import der
 from backends.local_ca.settings import KeyAlgorithm
 
 #: The software key types a CA may use (Ed25519/Ed448 and DSA CAs are not supported).
@@ -36,6 +38,18 @@ _CURVE_HASH: dict[str, SignatureHash] = {
     "secp256r1": _SHA256,
     "secp384r1": hashes.SHA384(),
     "secp521r1": hashes.SHA512(),
+}
+
+
+_ECDSA_SIGNATURE_OIDS = {
+    "sha256": SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+    "sha384": SignatureAlgorithmOID.ECDSA_WITH_SHA384,
+    "sha512": SignatureAlgorithmOID.ECDSA_WITH_SHA512,
+}
+_RSA_SIGNATURE_OIDS = {
+    "sha256": SignatureAlgorithmOID.RSA_WITH_SHA256,
+    "sha384": SignatureAlgorithmOID.RSA_WITH_SHA384,
+    "sha512": SignatureAlgorithmOID.RSA_WITH_SHA512,
 }
 
 
@@ -55,6 +69,15 @@ class CASigner(Protocol):
     """A CA private key that signs in place (RFC 5280 §4.1.1.3, §5.1.1.3)."""
 
     def public_key(self) -> CertificateIssuerPublicKeyTypes: ...
+
+    @property
+    def signature_algorithm(self) -> bytes:
+        """The DER AlgorithmIdentifier of :meth:`sign_tbs`'s signatures."""
+        ...
+
+    def sign_tbs(self, tbs: bytes) -> bytes:
+        """The signature over an encoded TBSCertificate (the signatureValue's bits)."""
+        ...
 
     def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate: ...
 
@@ -109,6 +132,21 @@ class SoftwareSigner:
         self._hash = signature_hash(key)
         self._key: CAPrivateKey | None = key
         self._public = key.public_key()
+        # The same algorithms CertificateBuilder.sign chooses for these keys and hashes.
+        if isinstance(key, rsa.RSAPrivateKey):
+            self._scheme: tuple[object, ...] = (padding.PKCS1v15(), self._hash)
+            oid, null = _RSA_SIGNATURE_OIDS[self._hash.name], True
+        else:
+            self._scheme = (ec.ECDSA(self._hash),)
+            oid, null = _ECDSA_SIGNATURE_OIDS[self._hash.name], False
+        self._algorithm = der.algorithm_identifier(oid, null_parameters=null)
+
+    @property
+    def signature_algorithm(self) -> bytes:
+        return self._algorithm
+
+    def sign_tbs(self, tbs: bytes) -> bytes:
+        return self._private().sign(tbs, *self._scheme)  # type: ignore[arg-type]
 
     def public_key(self) -> CertificateIssuerPublicKeyTypes:
         return self._public

@@ -204,6 +204,9 @@ class SQLiteDatabase:
             cur.execute("PRAGMA busy_timeout = 0")
             cur.execute("PRAGMA synchronous = NORMAL")  # WAL: no fsync per commit, still safe
             cur.execute("PRAGMA foreign_keys = ON")
+            # A group commit's savepoint copies every page it touches to a sub-journal, which
+            # spills to a temporary file past 64 KiB: keep it in memory (~+10 % issuances/s).
+            cur.execute("PRAGMA temp_store = MEMORY")
         finally:
             cur.close()
 

@@ -347,7 +347,7 @@ async def test_ca_chain_is_issuing_ca_then_root(ca: LocalCA) -> None:
 def test_subject_key_identifier_matches_cryptography_for_every_key_type() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-    from backends.local_ca.issuer import subject_key_identifier
+    from backends.local_ca.der import key_identifier, spki
 
     keys = [
         ec.generate_private_key(ec.SECP256R1()).public_key(),
@@ -356,4 +356,5 @@ def test_subject_key_identifier_matches_cryptography_for_every_key_type() -> Non
         ed25519.Ed25519PrivateKey.generate().public_key(),
     ]
     for key in keys:
-        assert subject_key_identifier(key) == x509.SubjectKeyIdentifier.from_public_key(key)
+        expected = x509.SubjectKeyIdentifier.from_public_key(key).digest
+        assert key_identifier(spki(key)) == expected
