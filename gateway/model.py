@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -153,6 +154,11 @@ class Requester:
             "verified_facts": dict(self.verified_facts),
         }
 
+    @once
+    def json_text(self) -> str:
+        """:meth:`to_json` as JSON text, encoded once (every stored request carries it)."""
+        return json.dumps(self.to_json())
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Requester:
         return cls(
@@ -185,8 +191,9 @@ class EnrollmentRequest:
     not_before: datetime | None = None
     not_after: datetime | None = None
 
-    @property
+    @once
     def csr_der(self) -> bytes:
+        """The CSR as DER (copied out of cryptography's object once)."""
         return self.csr.public_bytes(serialization.Encoding.DER)
 
     @once

@@ -139,12 +139,22 @@ class Rule(Generic[Context]):
 def key_algorithm(key: CertificatePublicKeyTypes) -> KeyAlgorithm | None:
     """The template vocabulary name of ``key``'s type, or ``None`` for types certgate never
     certifies (DSA, X25519, X448)."""
+    kind = type(key)
+    if kind in _ALGORITHM_OF_TYPE:
+        return _ALGORITHM_OF_TYPE[kind]
+    found: KeyAlgorithm | None = None
     if isinstance(key, rsa.RSAPublicKey):
-        return KeyAlgorithm.RSA
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return KeyAlgorithm.EC
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return KeyAlgorithm.ED25519
-    if isinstance(key, ed448.Ed448PublicKey):
-        return KeyAlgorithm.ED448
-    return None
+        found = KeyAlgorithm.RSA
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        found = KeyAlgorithm.EC
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        found = KeyAlgorithm.ED25519
+    elif isinstance(key, ed448.Ed448PublicKey):
+        found = KeyAlgorithm.ED448
+    # isinstance() against these ABCs costs ~0.5 µs each and policy asks several times per
+    # request: remember the answer per concrete key class (a handful of classes exist).
+    _ALGORITHM_OF_TYPE[kind] = found
+    return found
+
+
+_ALGORITHM_OF_TYPE: dict[type, KeyAlgorithm | None] = {}

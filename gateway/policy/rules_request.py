@@ -61,11 +61,11 @@ def csr_signature(facts: Facts) -> str | None:
 #: ECDSA signatures verified here with the key policy already decoded (RFC 5758 §3.2), and
 #: ecdsa-with-SHA1, which cryptography 48 reports as invalid: Windows clients still send
 #: SHA-1 signatures, and rule csr-signature-hash decides on SHA-1.
-_ECDSA_HASHES: dict[x509.ObjectIdentifier, type[hashes.HashAlgorithm]] = {
-    SignatureAlgorithmOID.ECDSA_WITH_SHA256: hashes.SHA256,
-    SignatureAlgorithmOID.ECDSA_WITH_SHA384: hashes.SHA384,
-    SignatureAlgorithmOID.ECDSA_WITH_SHA512: hashes.SHA512,
-    SignatureAlgorithmOID.ECDSA_WITH_SHA1: hashes.SHA1,
+_ECDSA: dict[x509.ObjectIdentifier, ec.ECDSA] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: ec.ECDSA(hashes.SHA256()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA1: ec.ECDSA(hashes.SHA1()),  # noqa: S303
 }
 
 
@@ -74,9 +74,9 @@ def _signature_valid(facts: Facts) -> bool:
     try:
         algorithm = csr.signature_algorithm_oid
         key = facts.public_key
-        ecdsa_hash = _ECDSA_HASHES.get(algorithm)
-        if ecdsa_hash is not None and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(ecdsa_hash()))
+        ecdsa = _ECDSA.get(algorithm)
+        if ecdsa is not None and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(csr.signature, csr.tbs_certrequest_bytes, ecdsa)
             return True
         if algorithm == SignatureAlgorithmOID.RSA_WITH_SHA1 and isinstance(key, rsa.RSAPublicKey):
             # reported as invalid by cryptography 48, like ecdsa-with-SHA1 (above)

@@ -48,7 +48,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def _run(main: Coroutine[Any, Any, T]) -> T:
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on the event loop the gateway serves on."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(main)
 
@@ -111,7 +112,7 @@ def _worker(file: str, data_dir: Path, server: ServerConfig) -> None:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
-    _run(_serve_async(config, reuse_port=True, announce=None))
+    run_loop(_serve_async(config, reuse_port=True, announce=None))
 
 
 def serve(config: Config, *, workers: int = 1) -> int:
@@ -122,9 +123,9 @@ def serve(config: Config, *, workers: int = 1) -> int:
     if workers > 1 and config.server.port == 0:
         print("certgate: --workers > 1 needs a fixed --port", file=sys.stderr)
         return 2
-    fp = _run(_prepare(config))
+    fp = run_loop(_prepare(config))
     if workers == 1:
-        _run(_serve_async(config, reuse_port=False, announce=fp))
+        run_loop(_serve_async(config, reuse_port=False, announce=fp))
         return 0
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = [

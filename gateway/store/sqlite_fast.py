@@ -43,7 +43,9 @@ def _encode_datetime(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise _bind_error(ValueError("naive datetime given to the store; use timezone-aware UTC"))
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 def _decode_datetime(value: str | None) -> datetime | None:
@@ -218,7 +220,7 @@ def request_row(r: RequestRecord) -> tuple[Any, ...]:
     pending = r.pending_reason
     return (
         r.id, r.protocol, r.transaction_id, r.template, r.kind.value,
-        json.dumps(r.requester.to_json()), r.requester.principal, r.csr_der, r.spki_sha256,
+        r.requester.json_text, r.requester.principal, r.csr_der, r.spki_sha256,
         r.state.value, None if pending is None else pending.value, r.connector,
         r.ca_request_id, r.denial_code, r.denial_rule, r.denial_detail, r.certificate_serial,
         r.prior_serial, _dt(r.not_before), _dt(r.not_after), _dt(r.next_poll_at),
