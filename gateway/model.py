@@ -263,6 +263,15 @@ class Issued:
 
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
+    #: ``certificate`` as DER, when the connector has the bytes at hand (saves an encoding)
+    certificate_der: bytes | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def der(self) -> bytes:
+        """The certificate as DER."""
+        if self.certificate_der is not None:
+            return self.certificate_der
+        return self.certificate.public_bytes(serialization.Encoding.DER)
 
     @property
     def full_chain(self) -> tuple[x509.Certificate, ...]:

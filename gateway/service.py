@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from gateway.clock import Clock, SystemClock
 from gateway.errors import (
@@ -203,7 +202,7 @@ class EnrollmentService:
         serial = serial_hex(result.certificate.serial_number)
         issued = dataclasses.replace(record, state=RequestState.ISSUED, certificate_serial=serial)
         cert_record = self._inventory_record(
-            issued, result.certificate, decision.plan.template_major, decision.plan
+            issued, result, decision.plan.template_major, decision.plan
         )
         stored, created = await self.store.create_issued(issued, cert_record, record.prior_serial)
         if not created:
@@ -302,7 +301,7 @@ class EnrollmentService:
         template_major: int | None = None,
     ) -> Outcome:
         if isinstance(result, Issued):
-            cert_record = self._inventory_record(stored, result.certificate, template_major)
+            cert_record = self._inventory_record(stored, result, template_major)
             await self.store.record_issued(stored.id, cert_record, supersedes=stored.prior_serial)
             return result
         if isinstance(result, ConnectorPending):
@@ -320,13 +319,15 @@ class EnrollmentService:
     def _inventory_record(
         self,
         stored: RequestRecord,
-        certificate: x509.Certificate,
+        issued: Issued,
         template_major: int | None,
         signed_plan: IssuancePlan | None = None,
     ) -> CertificateRecord:
-        """The inventory row for ``certificate``. ``signed_plan`` is the plan an in-process
-        CA signed as is (subject and SANs unchanged): its parsed names are used instead of
-        decoding them again from the certificate."""
+        """The inventory row for ``issued.certificate``. ``signed_plan`` is the plan an
+        in-process CA signed as is (subject and SANs unchanged) with the first certificate of
+        ``issued.chain``: its parsed names are used instead of decoding them again from the
+        certificate."""
+        certificate = issued.certificate
         if template_major is None:  # a certificate from a CA poll: read what the CA wrote
             ext = read_template_extension(certificate)
             template_major = (
@@ -335,9 +336,11 @@ class EnrollmentService:
         if signed_plan is not None:
             subject = signed_plan.subject.rfc4514_string()
             sans = san_strings(_plan_sans(signed_plan))
+            issuer = issued.chain[0].subject if issued.chain else certificate.issuer
         else:
             subject = certificate.subject.rfc4514_string()
             sans = san_strings(certificate)
+            issuer = certificate.issuer
         return CertificateRecord(
             serial=serial_hex(certificate.serial_number),
             request_id=stored.id,
@@ -349,10 +352,10 @@ class EnrollmentService:
             not_before=certificate.not_valid_before_utc,
             not_after=certificate.not_valid_after_utc,
             status=CertificateStatus.VALID,
-            der=certificate.public_bytes(serialization.Encoding.DER),
+            der=issued.der,
             # the CA certifies the CSR's key, whose fingerprint the request record holds
             spki_sha256=stored.spki_sha256,
-            issuer=self._issuer_name(certificate.issuer),
+            issuer=self._issuer_name(issuer),
         )
 
     def _in_process_signer(self, name: str) -> InProcessSigner | None:

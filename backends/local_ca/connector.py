@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from backends.local_ca.bootstrap import CAMaterial, open_ca
 from backends.local_ca.issuer import Issuer
@@ -94,7 +93,8 @@ class LocalCA:
         result = issuer.issue(plan, datetime.now(UTC))
         if isinstance(result, Denied):
             return result
-        return Issued(result, issuer.chain)
+        certificate, der = result
+        return Issued(certificate, issuer.chain, der)
 
     async def submit(self, plan: IssuancePlan) -> ConnectorOutcome:
         """Issue ``plan`` once per ``plan.request_id``.
@@ -109,10 +109,11 @@ class LocalCA:
         result = issuer.issue(plan, datetime.now(UTC))
         if isinstance(result, Denied):
             return result
-        der = result.public_bytes(serialization.Encoding.DER)
+        certificate, der = result
         stored = await _journaled(self._journal.put(plan.request_id, der))
-        certificate = result if stored == der else _certificate(stored, plan.request_id)
-        return Issued(certificate, issuer.chain)
+        if stored != der:
+            certificate = _certificate(stored, plan.request_id)
+        return Issued(certificate, issuer.chain, stored)
 
     async def poll(self, ca_request_id: str) -> ConnectorOutcome:
         """The local CA never puts a request under submission, so there is nothing to poll."""

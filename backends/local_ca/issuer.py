@@ -110,8 +110,9 @@ class Issuer:
                 UNAVAILABLE_RETRY_AFTER,
             )
 
-    def issue(self, plan: IssuancePlan, now: datetime) -> x509.Certificate | Denied:
-        """Sign ``plan`` (RFC 5280 §4.1), its validity clipped to the issuer's (§6.1.3 (a)(2)).
+    def issue(self, plan: IssuancePlan, now: datetime) -> tuple[x509.Certificate, bytes] | Denied:
+        """Sign ``plan`` (RFC 5280 §4.1), its validity clipped to the issuer's (§6.1.3 (a)(2));
+        the certificate and its DER.
 
         The plan's SKI/AKI are replaced by the issuer's; its CDP/AIA are kept unless the CA
         configures its own. A plan wholly outside the issuer's validity is denied.
@@ -149,7 +150,7 @@ class Issuer:
                 extensions=extensions,
             )
             signed = self._layout.certificate(tbs, self._signer.sign_tbs(tbs))
-            return x509.load_der_x509_certificate(signed)
+            return x509.load_der_x509_certificate(signed), signed
         except KeyStoreError as exc:
             raise CAUnavailable(str(exc), UNAVAILABLE_RETRY_AFTER) from None
         except (ValueError, TypeError) as exc:
