@@ -3,12 +3,12 @@
 Resources, one module each: ``directory`` (directory, newNonce, the terms-of-service
 instructions page), ``account`` (newAccount, account, orders, keyChange), ``order``
 (newOrder, order), ``finalize``, ``authz`` (authorization, challenge), ``certificate`` (with
-format negotiation), ``revoke``, ``renewal_info``. Wire codecs are in ``messages`` and
-``jws``; state in ``tables``, ``records`` (the state dataclasses), ``state`` (nonces,
-accounts, EAB keys) and ``state_orders``, with their SQLite statements in ``sqlite_rows``;
-challenge validation in ``validation``, CAA (RFC 8659) in ``caa``; rate limits in
-``ratelimit``; shared request handling (JWS authentication, the terms-of-service gate,
-nonces, responses) in ``base``.
+format negotiation), ``revoke``, ``renewal_info``. Wire codecs are in ``messages`` (its JSON
+text in ``json_text``) and ``jws``; state in ``tables``, ``records`` (the state
+dataclasses), ``state`` (nonces, accounts, EAB keys) and ``state_orders``, with their SQLite
+statements in ``sqlite_rows``; challenge validation in ``validation``, CAA (RFC 8659) in
+``caa``; rate limits in ``ratelimit``; shared request handling (JWS authentication, the
+terms-of-service gate, nonces, responses) in ``base``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from protocols.acme.json_text import indented
+
 ERROR_NS = "urn:ietf:params:acme:error:"
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -49,8 +51,15 @@ def canonical_json(obj: Any) -> bytes:
 
 def dumps(obj: Any) -> bytes:
     """JSON as Boulder writes it (Go ``MarshalIndent(v, "", "  ")``): two-space indent, one
-    member per line, ``"key": "value"``. Shell clients (acme.sh, getssl) parse this with sed."""
-    return json.dumps(obj, indent=2, ensure_ascii=False).encode()
+    member per line, ``"key": "value"``. Shell clients (acme.sh, getssl) parse this with sed.
+
+    The bytes are exactly ``json.dumps(obj, indent=2, ensure_ascii=False)``'s, written by
+    :func:`protocols.acme.json_text.indented` at half the cost (see there why); anything but
+    plain JSON types still goes to ``json.dumps``."""
+    text = indented(obj)
+    if text is None:
+        return json.dumps(obj, indent=2, ensure_ascii=False).encode()
+    return text.encode()
 
 
 def rfc3339(when: datetime) -> str:

@@ -155,3 +155,43 @@ def test_random_jwk_is_a_problem_never_another_exception(jwk: dict[str, Any]) ->
         J.thumbprint(jwk)
     except Problem:
         pass
+
+
+def test_the_key_of_a_jwk_is_built_once_and_reused() -> None:
+    jwk = jwk_of(ec.generate_private_key(ec.SECP256R1()))
+    first = J.load_jwk(jwk)
+    assert J.load_jwk(dict(jwk)) is first
+    assert J.load_jwk({**jwk, "kid": "ignored", "use": "sig"}) is first
+
+
+def test_a_refused_jwk_is_refused_every_time() -> None:
+    off_curve = {"kty": "EC", "crv": "P-256", "x": b64e(b"\x01" * 32), "y": b64e(b"\x02" * 32)}
+    for _ in range(2):
+        with pytest.raises(Problem) as exc:
+            J.load_jwk(off_curve)
+        assert exc.value.kind == "badPublicKey"
+
+
+def test_private_members_are_refused_even_for_a_known_public_key() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = jwk_of(key)
+    J.load_jwk(jwk)
+    d = b64e(key.private_numbers().private_value.to_bytes(32, "big"))
+    with pytest.raises(Problem) as exc:
+        J.load_jwk({**jwk, "d": d})
+    assert exc.value.kind == "badPublicKey"
+
+
+@pytest.mark.parametrize(
+    ("jwk", "kind"),
+    [
+        ({"kty": "EC", "crv": "P-256", "x": 1, "y": "AA"}, "malformed"),
+        ({"kty": "EC", "crv": ["P-256"], "x": "AA", "y": "AA"}, "malformed"),
+        ({"kty": "RSA", "n": None, "e": "AQAB"}, "malformed"),
+        ({"kty": ["EC"]}, "badPublicKey"),
+    ],
+)
+def test_non_string_members_are_judged_like_before(jwk: dict[str, Any], kind: str) -> None:
+    with pytest.raises(Problem) as exc:
+        J.load_jwk(jwk)
+    assert exc.value.kind == kind

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import ErrorCode
 from protocols.acme import jws as J
@@ -146,6 +151,53 @@ def test_csr_identifiers_require_cn_among_sans_and_only_dns_ip() -> None:
 def test_json_is_formatted_like_boulder() -> None:
     text = dumps({"status": "valid", "a": [1]}).decode()
     assert text == '{\n  "status": "valid",\n  "a": [\n    1\n  ]\n}'
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_json_bytes_are_exactly_the_standard_librarys(obj: Any) -> None:
+    assert dumps(obj) == json.dumps(obj, indent=2, ensure_ascii=False).encode()
+
+
+class _Kind(enum.StrEnum):
+    VALID = "valid"
+
+
+class _Count(enum.IntEnum):
+    ONE = 1
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {1: "int key", None: "null key", 2.5: "float key", False: "bool key"},
+        {"status": _Kind.VALID, "n": _Count.ONE},
+        {"nested": [{"deep": (_Kind.VALID,)}]},
+    ],
+    ids=["non-string keys", "enum values", "nested enum"],
+)
+def test_json_of_other_types_is_still_the_standard_librarys(obj: Any) -> None:
+    assert dumps(obj) == json.dumps(obj, indent=2, ensure_ascii=False).encode()
+
+
+def test_json_refuses_what_the_standard_library_refuses() -> None:
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="Circular"):
+        dumps(cycle)
+    with pytest.raises(TypeError):
+        dumps({"when": datetime(2026, 1, 1, tzinfo=UTC)})
 
 
 @pytest.mark.parametrize("code", list(ErrorCode))
