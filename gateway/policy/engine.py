@@ -28,6 +28,9 @@ from gateway.policy.template import CertificateTemplate
 
 _C = TypeVar("_C", Facts, Shaped)
 
+#: REQUEST_RULES without rule csr-signature, for :meth:`PolicyEngine.plan`'s previews.
+_REQUEST_RULES_UNSIGNED = tuple(rule for rule in REQUEST_RULES if rule.name != "csr-signature")
+
 
 @dataclass(frozen=True)
 class PolicyDecision:
@@ -75,10 +78,13 @@ class PolicyEngine:
         now: datetime,
         issuer_not_after: datetime | None,
         approved: bool = False,
+        check_possession: bool = True,
     ) -> PolicyDecision:
         """Judge ``request`` at ``now`` (timezone-aware) for an issuer valid until
         ``issuer_not_after``. ``approved`` is true when a certificate manager already approved
-        the request (re-evaluation after approval).
+        the request (re-evaluation after approval). ``check_possession=False`` skips rule
+        csr-signature: only for a preview whose probe CSR the caller signed itself (ACME's
+        newOrder dry run), never for a request that may be issued.
 
         Raises :class:`gateway.errors.PolicyDenied` (``rule``, ``reason``) or
         :class:`gateway.errors.UnknownTemplate`.
@@ -94,7 +100,7 @@ class PolicyEngine:
             approved=approved,
         )
         pending: list[str] = []
-        _apply(REQUEST_RULES, facts, pending)
+        _apply(REQUEST_RULES if check_possession else _REQUEST_RULES_UNSIGNED, facts, pending)
         shaped = shape(facts)
         _apply(PLAN_RULES, shaped, pending)
         template = facts.template

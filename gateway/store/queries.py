@@ -449,6 +449,9 @@ def claim_due_polls(
 
 
 def get_certificate(conn: Connection, serial: str) -> CertificateRecord | None:
+    if _sqlite(conn):  # every ACME download, EST client-certificate check and outcome read
+        found = _FAST_CERTS.get(conn, serial)
+        return None if found is None else certificate_from_row(found)
     row = conn.execute(_SELECT_CERT_BY_SERIAL, {"s": serial}).first()
     return None if row is None else certificate_from_row(row)
 

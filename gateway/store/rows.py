@@ -77,7 +77,7 @@ def request_values(record: RequestRecord) -> dict[str, Any]:
     }
 
 
-def certificate_from_row(row: Row[Any]) -> CertificateRecord:
+def certificate_from_row(row: Row[Any] | SimpleNamespace) -> CertificateRecord:
     return CertificateRecord(
         serial=row.serial,
         request_id=row.request_id,

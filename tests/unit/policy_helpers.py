@@ -208,9 +208,15 @@ def plan(
     now: datetime = NOW,
     issuer_not_after: datetime | None = None,
     approved: bool = False,
+    check_possession: bool = True,
 ) -> PolicyDecision:
     return policy.plan(
-        req, request_id="req-1", now=now, issuer_not_after=issuer_not_after, approved=approved
+        req,
+        request_id="req-1",
+        now=now,
+        issuer_not_after=issuer_not_after,
+        approved=approved,
+        check_possession=check_possession,
     )
 
 

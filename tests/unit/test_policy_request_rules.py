@@ -107,6 +107,14 @@ def test_broken_csr_signature_is_denied() -> None:
     assert denial(engine(), request(broken_signature(_csr()))).rule == "csr-signature"
 
 
+def test_a_preview_without_possession_check_skips_only_the_signature() -> None:
+    broken = broken_signature(_csr())
+    assert plan(engine(), request(broken), check_possession=False).plan.csr is broken
+    # every other check still runs in a preview
+    sha1 = broken_signature(sha1_csr(cn("host.example.com"), dns("host.example.com")))
+    assert denial(engine(), request(sha1), check_possession=False).rule == "csr-signature-hash"
+
+
 def test_sha1_csr_is_denied_by_default() -> None:
     csr = sha1_csr(cn("host.example.com"), dns("host.example.com"))
     err = denial(engine(), request(csr))
