@@ -210,10 +210,27 @@ class EnrollmentRequest:
 
 def spki_fingerprint(public_key: Any) -> str:
     """Hex SHA-256 of the DER SubjectPublicKeyInfo; used to match retries (EST) and renewals."""
-    der = public_key.public_bytes(
+    return hashlib.sha256(spki_der(public_key)).hexdigest()
+
+
+def spki_der(public_key: Any) -> bytes:
+    """The key's DER SubjectPublicKeyInfo. The request's fingerprint and, for an in-process
+    CA, the certificate's subjectPublicKeyInfo and SKI all need it for the same key object,
+    so the encodings of the most recent key objects are kept (by identity; the entry holds
+    the key, so its id cannot be reused while cached)."""
+    entry = _SPKI_CACHE.get(id(public_key))
+    if entry is not None and entry[0] is public_key:
+        return entry[1]
+    der: bytes = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(der).hexdigest()
+    if len(_SPKI_CACHE) >= 256:
+        _SPKI_CACHE.clear()
+    _SPKI_CACHE[id(public_key)] = (public_key, der)
+    return der
+
+
+_SPKI_CACHE: dict[int, tuple[Any, bytes]] = {}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.model import spki_der
 
 _SEQUENCE = 0x30
 _INTEGER = 0x02
@@ -85,8 +86,9 @@ def _base128(value: int) -> bytes:
 
 
 def spki(key: CertificateIssuerPublicKeyTypes) -> bytes:
-    """The key's SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) as DER."""
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    """The key's SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) as DER (the request's fingerprint
+    usually encoded it already: :func:`gateway.model.spki_der`)."""
+    return spki_der(key)
 
 
 def key_identifier(spki_der: bytes) -> bytes:

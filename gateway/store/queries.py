@@ -88,6 +88,7 @@ _SELECT_JOURNAL = sa.select(ca_journal.c.certificate_der).where(
 # The per-issuance writes on SQLite bypass Core (see gateway/store/sqlite_fast.py).
 _FAST_REQUESTS = fast.FastTable(requests)
 _FAST_CERTS = fast.FastTable(certificates)
+_FAST_INSERT_TWO_AUDITS = fast.INSERT_AUDIT + ", (?, ?, ?, ?, ?, ?)"
 _FAST_AUDIT = fast.FastTable(audit_events)
 _FAST_JOURNAL = fast.FastTable(ca_journal)
 _FAST_ISSUE = (
@@ -187,17 +188,9 @@ def create_issued(
         _create_issued_sqlite(conn, record, certificate, supersedes, now)
         return record
     create_request(conn, record, now)
-    insert = (
-        (lambda v: fast.insert(conn, _FAST_CERTS, v))
-        if _sqlite(conn)
-        else (lambda v: conn.execute(_INSERT_CERT, v))
-    )
-    insert(certificate_values(certificate))
+    conn.execute(_INSERT_CERT, certificate_values(certificate))
     if supersedes is not None:
-        if _sqlite(conn):
-            fast.execute(conn, _FAST_SUPERSEDE, (certificate.serial, supersedes))
-        else:
-            conn.execute(_MARK_SUPERSEDED, {"old": supersedes, "new": certificate.serial})
+        conn.execute(_MARK_SUPERSEDED, {"old": supersedes, "new": certificate.serial})
     _audit_issued(conn, record.id, certificate, supersedes, now)
     return record
 
@@ -214,19 +207,17 @@ def _create_issued_sqlite(
     at = fast.encode_datetime(now)
     statements: list[tuple[str, tuple[Any, ...]]] = [
         (fast.INSERT_REQUEST, fast.request_row(record)),
-        (
-            fast.INSERT_AUDIT,
-            (at, "request.received", record.requester.principal, record.id, None,
-             fast.encode_json(_received_detail(record))),
-        ),
         (fast.INSERT_CERTIFICATE, fast.certificate_row(certificate)),
-    ]  # fmt: skip
+    ]
     if supersedes is not None:
         statements.append((_FAST_SUPERSEDE, (certificate.serial, supersedes)))
+    # both events in one statement, in order (received, then issued)
     statements.append(
         (
-            fast.INSERT_AUDIT,
-            (at, "certificate.issued", SYSTEM_ACTOR, record.id, certificate.serial,
+            _FAST_INSERT_TWO_AUDITS,
+            (at, "request.received", record.requester.principal, record.id, None,
+             fast.encode_json(_received_detail(record)),
+             at, "certificate.issued", SYSTEM_ACTOR, record.id, certificate.serial,
              fast.encode_json(_issued_detail(certificate, supersedes))),
         )
     )  # fmt: skip
