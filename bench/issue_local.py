@@ -201,7 +201,7 @@ def main() -> None:
             f"(before {before[i]:.0f}, after {after[i]:.0f})"
         )
         print(f"service issuance (end to end):     {svc[i]:8.1f} issuances/s")
-        print(f"ratio service/crypto:            {svc[i] / crypto:8.2f}  (target >= 0.50)")
+        print(f"ratio service/crypto:            {svc[i] / crypto:8.3f}  (target >= 0.50)")
 
 
 if __name__ == "__main__":
