@@ -85,6 +85,15 @@ def _base128(value: int) -> bytes:
     return bytes(reversed(groups))
 
 
+_SKI_PREFIX = object_identifier(x509.ObjectIdentifier("2.5.29.14"))
+
+
+def subject_key_identifier_extension(key_id: bytes) -> bytes:
+    """The non-critical SubjectKeyIdentifier extension (RFC 5280 §4.2.1.2) for ``key_id``:
+    ``KeyIdentifier ::= OCTET STRING`` inside the extnValue OCTET STRING."""
+    return tlv(_SEQUENCE, _SKI_PREFIX + tlv(_OCTET_STRING, tlv(_OCTET_STRING, key_id)))
+
+
 def spki(key: CertificateIssuerPublicKeyTypes) -> bytes:
     """The key's SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) as DER (the request's fingerprint
     usually encoded it already: :func:`gateway.model.spki_der`)."""

@@ -138,8 +138,7 @@ class Issuer:
                 extensions.append(self._extension(ext))
             if len(oids) != len(extensions):
                 raise ValueError("the plan repeats an extension")
-            ski = x509.SubjectKeyIdentifier(der.key_identifier(spki))
-            extensions.append(der.extension(x509.Extension(ski.oid, False, ski)))
+            extensions.append(der.subject_key_identifier_extension(der.key_identifier(spki)))
             extensions.extend(self._bound)
             tbs = self._layout.tbs(
                 serial=new_serial(),

@@ -13,6 +13,7 @@ both paths and compares the rows. PostgreSQL always uses Core.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,13 @@ def _encode_datetime(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise _bind_error(ValueError("naive datetime given to the store; use timezone-aware UTC"))
+    return _iso_utc(value)
+
+
+@functools.lru_cache(maxsize=128)
+def _iso_utc(value: datetime) -> str:
+    """``value`` in UTC as ISO 8601 with microseconds. Cached: an issuance stores its
+    validity (shared by all issuances within a second) and its timestamps several times."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(timespec="microseconds")

@@ -211,6 +211,13 @@ def test_object_identifier_with_large_arcs() -> None:
     )
 
 
+def test_subject_key_identifier_extension_matches_cryptography() -> None:
+    for key in _SUBJECT_KEYS:
+        ski = x509.SubjectKeyIdentifier.from_public_key(key)
+        expected = der.extension(x509.Extension(ski.oid, False, ski))
+        assert der.subject_key_identifier_extension(der.key_identifier(der.spki(key))) == expected
+
+
 def test_key_identifier_refuses_a_spki_without_a_bit_string() -> None:
     with pytest.raises(ValueError, match="BIT STRING"):
         der.key_identifier(bytes.fromhex("300430000400"))
