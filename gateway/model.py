@@ -55,6 +55,31 @@ class once(Generic[_T]):
         return value
 
 
+_K = TypeVar("_K")
+
+
+class IdentityMemo(Generic[_K, _T]):
+    """``compute(obj)`` remembered per object *identity*, for immutable objects that are not
+    hashable cheaply (cryptography keys, extensions) and are asked about several times while
+    they live. An entry holds its object, so the object's id cannot be reused while cached;
+    past ``limit`` entries the memo starts over."""
+
+    def __init__(self, compute: Callable[[_K], _T], limit: int) -> None:
+        self._compute = compute
+        self._limit = limit
+        self._entries: dict[int, tuple[_K, _T]] = {}
+
+    def __call__(self, obj: _K) -> _T:
+        entry = self._entries.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        value = self._compute(obj)
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[id(obj)] = (obj, value)
+        return value
+
+
 class RequestKind(enum.StrEnum):
     """Why a certificate is requested (AD CS: new enrollment, renewal, re-enrollment)."""
 
@@ -213,24 +238,16 @@ def spki_fingerprint(public_key: Any) -> str:
     return hashlib.sha256(spki_der(public_key)).hexdigest()
 
 
-def spki_der(public_key: Any) -> bytes:
-    """The key's DER SubjectPublicKeyInfo. The request's fingerprint and, for an in-process
-    CA, the certificate's subjectPublicKeyInfo and SKI all need it for the same key object,
-    so the encodings of the most recent key objects are kept (by identity; the entry holds
-    the key, so its id cannot be reused while cached)."""
-    entry = _SPKI_CACHE.get(id(public_key))
-    if entry is not None and entry[0] is public_key:
-        return entry[1]
+def _encode_spki(public_key: Any) -> bytes:
     der: bytes = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    if len(_SPKI_CACHE) >= 256:
-        _SPKI_CACHE.clear()
-    _SPKI_CACHE[id(public_key)] = (public_key, der)
     return der
 
 
-_SPKI_CACHE: dict[int, tuple[Any, bytes]] = {}
+#: The key's DER SubjectPublicKeyInfo. The request's fingerprint and, for an in-process CA,
+#: the certificate's subjectPublicKeyInfo and SKI all need it for the same key object.
+spki_der: IdentityMemo[Any, bytes] = IdentityMemo(_encode_spki, 256)
 
 
 @dataclass(frozen=True)

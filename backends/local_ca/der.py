@@ -19,9 +19,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-
-from gateway.model import spki_der
 
 _SEQUENCE = 0x30
 _INTEGER = 0x02
@@ -92,12 +89,6 @@ def subject_key_identifier_extension(key_id: bytes) -> bytes:
     """The non-critical SubjectKeyIdentifier extension (RFC 5280 §4.2.1.2) for ``key_id``:
     ``KeyIdentifier ::= OCTET STRING`` inside the extnValue OCTET STRING."""
     return tlv(_SEQUENCE, _SKI_PREFIX + tlv(_OCTET_STRING, tlv(_OCTET_STRING, key_id)))
-
-
-def spki(key: CertificateIssuerPublicKeyTypes) -> bytes:
-    """The key's SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) as DER (the request's fingerprint
-    usually encoded it already: :func:`gateway.model.spki_der`)."""
-    return spki_der(key)
 
 
 def key_identifier(spki_der: bytes) -> bytes:

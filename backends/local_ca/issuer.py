@@ -25,8 +25,10 @@ from gateway.model import (
     CertificateRecord,
     CertificateStatus,
     Denied,
+    IdentityMemo,
     IssuancePlan,
     RevocationReason,
+    spki_der,
 )
 
 #: Retry hint while the CA cannot sign (expired or not yet valid issuing CA, closed key).
@@ -94,7 +96,9 @@ class Issuer:
         self._owned = frozenset(owned)
         self._layout = der.CertificateLayout(signer.signature_algorithm, certificate.subject)
         #: the plan's template-derived extensions are shared objects: encoded once each
-        self._encoded: dict[int, tuple[x509.Extension[x509.ExtensionType], bytes]] = {}
+        self._encoded: IdentityMemo[x509.Extension[x509.ExtensionType], bytes] = IdentityMemo(
+            der.extension, _ENCODED_LIMIT
+        )
 
     def check(self, now: datetime) -> None:
         """Raise :class:`CAUnavailable` unless the issuing CA is within its validity."""
@@ -128,7 +132,7 @@ class Issuer:
                 "ca",
             )
         try:
-            spki = der.spki(plan.public_key)
+            spki = spki_der(plan.public_key)
             oids = set()
             extensions = []
             for ext in plan.extensions:
@@ -161,14 +165,7 @@ class Issuer:
         SubjectAltName, new with every request, is encoded every time)."""
         if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
             return der.extension(ext)
-        cached = self._encoded.get(id(ext))
-        if cached is not None and cached[0] is ext:
-            return cached[1]
-        encoded = der.extension(ext)
-        if len(self._encoded) >= _ENCODED_LIMIT:
-            self._encoded.clear()
-        self._encoded[id(ext)] = (ext, encoded)  # the reference keeps id(ext) from reuse
-        return encoded
+        return self._encoded(ext)
 
     def crl(self, records: Sequence[CertificateRecord], now: datetime) -> bytes:
         """A full CRL (RFC 5280 §5) of the revoked ``records`` this CA issued, as DER.

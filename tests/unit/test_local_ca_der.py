@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from backends.local_ca import der
 from backends.local_ca.keystore import SoftwareSigner
+from gateway.model import spki_der
 
 _CA_KEYS = {
     "p256": ec.generate_private_key(ec.SECP256R1()),
@@ -155,7 +156,7 @@ def test_tbs_matches_cryptography_builder(case: dict[str, object]) -> None:
         not_before=case["not_before"],  # type: ignore[arg-type]
         not_after=case["not_after"],  # type: ignore[arg-type]
         subject=case["subject"],  # type: ignore[arg-type]
-        spki_der=der.spki(case["key"]),  # type: ignore[arg-type]
+        spki_der=spki_der(case["key"]),  # type: ignore[arg-type]
         extensions=[der.extension(e) for e in extensions],
     )
     assert tbs == reference.tbs_certificate_bytes
@@ -215,7 +216,7 @@ def test_subject_key_identifier_extension_matches_cryptography() -> None:
     for key in _SUBJECT_KEYS:
         ski = x509.SubjectKeyIdentifier.from_public_key(key)
         expected = der.extension(x509.Extension(ski.oid, False, ski))
-        assert der.subject_key_identifier_extension(der.key_identifier(der.spki(key))) == expected
+        assert der.subject_key_identifier_extension(der.key_identifier(spki_der(key))) == expected
 
 
 def test_key_identifier_refuses_a_spki_without_a_bit_string() -> None:

@@ -347,7 +347,8 @@ async def test_ca_chain_is_issuing_ca_then_root(ca: LocalCA) -> None:
 def test_subject_key_identifier_matches_cryptography_for_every_key_type() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-    from backends.local_ca.der import key_identifier, spki
+    from backends.local_ca.der import key_identifier
+    from gateway.model import spki_der
 
     keys = [
         ec.generate_private_key(ec.SECP256R1()).public_key(),
@@ -357,4 +358,4 @@ def test_subject_key_identifier_matches_cryptography_for_every_key_type() -> Non
     ]
     for key in keys:
         expected = x509.SubjectKeyIdentifier.from_public_key(key).digest
-        assert key_identifier(spki(key)) == expected
+        assert key_identifier(spki_der(key)) == expected
