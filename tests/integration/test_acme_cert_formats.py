@@ -23,6 +23,17 @@ async def _issued(c: Client) -> str:
     return str(fin.json["certificate"])
 
 
+def _openssl_pkcs7_certs(openssl: str, der: bytes) -> list[x509.Certificate]:
+    """The certificates ``openssl pkcs7 -print_certs`` reads from a DER PKCS#7 body."""
+    out = subprocess.run(
+        [openssl, "pkcs7", "-inform", "DER", "-print_certs"],
+        input=der,
+        capture_output=True,
+        check=True,
+    ).stdout
+    return x509.load_pem_x509_certificates(out)
+
+
 def _pem_chain(r: Reply) -> list[x509.Certificate]:
     assert r.status == 200 and r.headers["Content-Type"].startswith(PEM), (r.status, r.body)
     return x509.load_pem_x509_certificates(r.body)
@@ -54,14 +65,8 @@ async def test_pkcs7_is_the_chain_as_certs_only_der(client: Client) -> None:
     assert r.status == 200 and r.headers["Content-Type"] == "application/pkcs7-mime", r.body
     assert r.body[:1] == b"\x30"  # DER, not PEM or base64
     assert "Replay-Nonce" in r.headers and "Accept" in r.headers.get("Vary", "")
-    out = subprocess.run(
-        [openssl, "pkcs7", "-inform", "DER", "-print_certs"],
-        input=r.body,
-        capture_output=True,
-        check=True,
-    ).stdout
     # a SET OF in DER: the same certificates, in DER sort order rather than chain order
-    certs = x509.load_pem_x509_certificates(out)
+    certs = _openssl_pkcs7_certs(openssl, r.body)
     assert len(certs) == len(pem) and set(certs) == set(pem)
     links = r.headers.getall("Link")
     assert any('rel="alternate"' in link for link in links)  # the other chain, as for PEM
@@ -72,13 +77,7 @@ async def test_pkcs7_of_the_alternate_chain_carries_the_root(client: Client) -> 
     url = await _issued(client)
     alternate = _pem_chain(await client.post(url + "/1"))
     r = await client.post(url + "/1", accept="application/pkcs7-mime")
-    out = subprocess.run(
-        [openssl, "pkcs7", "-inform", "DER", "-print_certs"],
-        input=r.body,
-        capture_output=True,
-        check=True,
-    ).stdout
-    certs = x509.load_pem_x509_certificates(out)
+    certs = _openssl_pkcs7_certs(openssl, r.body)
     assert len(certs) == len(alternate) and set(certs) == set(alternate)
     assert any(c.subject == c.issuer for c in certs)  # the root, as in the PEM alternate
 
