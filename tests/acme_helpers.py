@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -255,6 +256,15 @@ class Client:
             assert r.status == 200, r.body
         fin = await self.finalize(order.json)
         return order.json | {"url": order.headers["Location"]}, fin
+
+    async def wait_authz(self, url: str, attempts: int) -> dict[str, Any]:
+        """The authorization once it has left ``pending``, polled every 50 ms."""
+        for _ in range(attempts):
+            authz: dict[str, Any] = (await self.post(url)).json
+            if authz["status"] != "pending":
+                return authz
+            await asyncio.sleep(0.05)
+        raise AssertionError("authorization stayed pending")
 
 
 # --- real processes: certgate serve, pebble-challtestsrv ---------------------------------------

@@ -6,7 +6,6 @@ silence)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,15 +36,6 @@ async def _client(make: Callable[..., Any], port: int, extra: str = "") -> Clien
     return c
 
 
-async def _wait(c: Client, url: str) -> dict[str, Any]:
-    for _ in range(200):
-        authz = (await c.post(url)).json
-        if authz["status"] != "pending":
-            return authz
-        await asyncio.sleep(0.05)
-    raise AssertionError("authorization stayed pending")
-
-
 async def _validate(c: Client, name: str, publish: Callable[[str, str], None]) -> dict[str, Any]:
     """Order ``name``, answer dns-01 (``publish(host, value)``), return the finished authz
     with the order's URL and body under ``"order"``."""
@@ -57,7 +47,7 @@ async def _validate(c: Client, name: str, publish: Callable[[str, str], None]) -
     key_auth = key_authorization(ch["token"], J.thumbprint(jwk_of(c.key)))
     publish(f"_acme-challenge.{name.removeprefix('*.')}", dns01_value(key_auth))
     assert (await c.post(ch["url"], {})).status == 200
-    done = await _wait(c, url)
+    done = await c.wait_authz(url, 200)
     done["order"] = order.json | {"url": order.headers["Location"]}
     return done
 

@@ -29,15 +29,6 @@ from tests.acme_helpers import Client, challtestsrv, jwk_of
 from tests.helpers import free_port
 
 
-async def _wait_authz(c: Client, url: str) -> dict[str, Any]:
-    for _ in range(100):
-        authz = (await c.post(url)).json
-        if authz["status"] != "pending":
-            return authz
-        await asyncio.sleep(0.05)
-    raise AssertionError("authorization stayed pending")
-
-
 def _key_auth(c: Client, token: str) -> str:
     return key_authorization(token, J.thumbprint(jwk_of(c.key)))
 
@@ -83,7 +74,7 @@ async def test_http01_valid_then_order_ready(
     assert r.json["status"] in ("processing", "valid")
     if r.json["status"] == "processing":
         assert r.headers["Retry-After"] == "1"
-    done = await _wait_authz(c, authz["url"])
+    done = await c.wait_authz(authz["url"], 100)
     assert done["status"] == "valid" and done["challenges"][0]["status"] == "valid"
     assert "validated" in done["challenges"][0]
     assert (await c.post(order["url"])).json["status"] == "ready"
@@ -100,7 +91,7 @@ async def test_http01_wrong_answer_makes_challenge_authz_and_order_invalid(
     order, authz, ch = await _challenge(c, "127.0.0.1", "http-01")
     tokens[ch["token"]] = "wrong"
     await c.post(ch["url"], {})
-    done = await _wait_authz(c, authz["url"])
+    done = await c.wait_authz(authz["url"], 100)
     assert done["status"] == "invalid"
     failed = next(x for x in done["challenges"] if x["type"] == "http-01")
     assert failed["error"]["type"] == "urn:ietf:params:acme:error:incorrectResponse"
@@ -114,7 +105,7 @@ async def test_http01_connection_refused_is_a_connection_error(
     await c.register()
     _, authz, ch = await _challenge(c, "127.0.0.1", "http-01")
     await c.post(ch["url"], {})
-    done = await _wait_authz(c, authz["url"])
+    done = await c.wait_authz(authz["url"], 100)
     err = next(x for x in done["challenges"] if x["type"] == "http-01")["error"]
     assert err["type"].endswith(":connection")
 
@@ -194,7 +185,7 @@ async def test_tls_alpn01(
     server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=sctx)
     try:
         await c.post(ch["url"], {})
-        done = await _wait_authz(c, authz["url"])
+        done = await c.wait_authz(authz["url"], 100)
     finally:
         server.close()
     assert done["status"] == expected, done
@@ -211,10 +202,10 @@ async def test_dns01_through_a_real_dns_server(make_client: Callable[..., Any]) 
         _, authz, ch = await _challenge(c, "*.dns.example.test", "dns-01")
         dns.set_txt("_acme-challenge.dns.example.test", dns01_value(_key_auth(c, ch["token"])))
         await c.post(ch["url"], {})
-        assert (await _wait_authz(c, authz["url"]))["status"] == "valid"
+        assert (await c.wait_authz(authz["url"], 100))["status"] == "valid"
         _, authz2, ch2 = await _challenge(c, "nodns.example.test", "dns-01")
         await c.post(ch2["url"], {})
-        done = await _wait_authz(c, authz2["url"])
+        done = await c.wait_authz(authz2["url"], 100)
         assert done["status"] == "invalid"
         assert next(x for x in done["challenges"] if x["type"] == "dns-01")["error"][
             "type"
@@ -237,7 +228,7 @@ async def test_a_challenge_left_processing_is_revalidated_by_the_sweeper(
     stop = asyncio.Event()
     task = asyncio.create_task(sweep(acme, stop))
     try:
-        assert (await _wait_authz(c, authz["url"]))["status"] == "valid"
+        assert (await c.wait_authz(authz["url"], 100))["status"] == "valid"
     finally:
         stop.set()
         await task
