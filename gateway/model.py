@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
+from gateway.pkix import der
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -74,10 +76,15 @@ class IdentityMemo(Generic[_K, _T]):
         if entry is not None and entry[0] is obj:
             return entry[1]
         value = self._compute(obj)
+        self.seed(obj, value)
+        return value
+
+    def seed(self, obj: _K, value: _T) -> None:
+        """Remember ``value`` for ``obj`` without computing it (the caller knows it equals
+        ``compute(obj)``)."""
         if len(self._entries) >= self._limit:
             self._entries.clear()
         self._entries[id(obj)] = (obj, value)
-        return value
 
 
 class RequestKind(enum.StrEnum):
@@ -219,18 +226,18 @@ class EnrollmentRequest:
     @once
     def csr_der(self) -> bytes:
         """The CSR as DER (copied out of cryptography's object once)."""
-        return self.csr.public_bytes(serialization.Encoding.DER)
+        return csr_der(self.csr)
 
     @once
     def public_key(self) -> Any:
         """The CSR's public key, decoded once per request (policy and the fingerprint both
         need it). Raises ``ValueError``/``UnsupportedAlgorithm`` like ``csr.public_key()``."""
-        return self.csr.public_key()
+        return csr_public_key(self.csr)
 
     @once
     def spki_sha256(self) -> str:
         """Hex SHA-256 of the CSR's SubjectPublicKeyInfo (computed once)."""
-        return spki_fingerprint(self.public_key)
+        return csr_spki_sha256(self.csr)
 
 
 def spki_fingerprint(public_key: Any) -> str:
@@ -248,6 +255,41 @@ def _encode_spki(public_key: Any) -> bytes:
 #: The key's DER SubjectPublicKeyInfo. The request's fingerprint and, for an in-process CA,
 #: the certificate's subjectPublicKeyInfo and SKI all need it for the same key object.
 spki_der: IdentityMemo[Any, bytes] = IdentityMemo(_encode_spki, 256)
+
+
+def _csr_der(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def _csr_public_key(csr: x509.CertificateSigningRequest) -> Any:
+    return csr.public_key()
+
+
+def _csr_spki_sha256(csr: x509.CertificateSigningRequest) -> str:
+    """The fingerprint of the CSR's key. When the CSR's own SubjectPublicKeyInfo has a single
+    DER form (EC on a named curve with an uncompressed point, Ed25519, Ed448) its bytes are
+    what cryptography would encode for the decoded key, so they are hashed as they are and
+    remembered as that key's :data:`spki_der` (re-encoding costs more than the hash);
+    otherwise the decoded key is encoded. Decoding the key also validates it (the point is
+    on the curve): raises ``ValueError``/``UnsupportedAlgorithm`` like ``csr.public_key()``."""
+    key = csr_public_key(csr)
+    raw = der.csr_spki(csr_der(csr))
+    if der.is_canonical_spki(raw):
+        spki_der.seed(key, raw)
+    else:
+        raw = spki_der(key)
+    return hashlib.sha256(raw).hexdigest()
+
+
+#: Per CSR object: its DER, its decoded key and its key's fingerprint. A front-end that looks
+#: up a transaction by key (EST) and the service that stores the request ask for the same CSR.
+csr_der: IdentityMemo[x509.CertificateSigningRequest, bytes] = IdentityMemo(_csr_der, 256)
+csr_public_key: IdentityMemo[x509.CertificateSigningRequest, Any] = IdentityMemo(
+    _csr_public_key, 256
+)
+csr_spki_sha256: IdentityMemo[x509.CertificateSigningRequest, str] = IdentityMemo(
+    _csr_spki_sha256, 256
+)
 
 
 @dataclass(frozen=True)

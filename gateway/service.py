@@ -139,37 +139,18 @@ class EnrollmentService:
         template = self.policy.template(request.template)  # UnknownTemplate first
         if not request.transaction_id:
             raise BadRequest("a transaction id is required")
+        request_id = new_request_id()
         now = self.clock.now()
-        record = RequestRecord(
-            id=new_request_id(),
-            protocol=request.requester.protocol,
-            transaction_id=request.transaction_id,
-            template=request.template,
-            kind=request.kind,
-            requester=request.requester,
-            csr_der=request.csr_der,
-            spki_sha256=request.spki_sha256,
-            state=RequestState.RECEIVED,
-            created_at=now,
-            updated_at=now,
-            prior_serial=(
-                serial_hex(request.prior_certificate.serial_number)
-                if request.prior_certificate is not None
-                else None
-            ),
-            not_before=request.not_before,
-            not_after=request.not_after,
-        )
         signer = self._in_process_signer(template.connector)
         if signer is not None:
-            return await self._enroll_atomic(record, request, signer)
-        stored, created = await self.store.create_request(record)
+            return await self._enroll_atomic(request_id, now, request, signer)
+        stored, created = await self.store.create_request(_request_record(request_id, now, request))
         if not created:
             return await self._resume(stored, request)
         return await self._decide(stored, request, approved=False)
 
     async def _enroll_atomic(
-        self, record: RequestRecord, request: EnrollmentRequest, signer: InProcessSigner
+        self, request_id: str, now: datetime, request: EnrollmentRequest, signer: InProcessSigner
     ) -> Outcome:
         """The in-process CA path: judge, sign in memory, then store request + certificate +
         audit in one transaction (see :class:`gateway.ports.InProcessSigner`).
@@ -180,14 +161,18 @@ class EnrollmentService:
         client gets the recorded outcome -- a wasted signature on a retry instead of an extra
         query on every new enrollment."""
         try:
-            decision = await self._plan(request, record.id, approved=False)
+            decision = await self._plan(request, request_id, approved=False)
         except PolicyDenied as denial:
-            log.info("request %s denied by rule %s: %s", record.id, denial.rule, denial.reason)
+            log.info("request %s denied by rule %s: %s", request_id, denial.rule, denial.reason)
             return await self._store_denied(
-                record, request, Denied(ErrorCode.POLICY_DENIED.value, denial.reason, denial.rule)
+                _request_record(request_id, now, request),
+                request,
+                Denied(ErrorCode.POLICY_DENIED.value, denial.reason, denial.rule),
             )
         if decision.needs_approval:
-            stored, created = await self.store.create_request(record)
+            stored, created = await self.store.create_request(
+                _request_record(request_id, now, request)
+            )
             if not created:
                 return await self._resume(stored, request)
             await self.store.set_pending(stored.id, PendingReason.APPROVAL)
@@ -195,16 +180,18 @@ class EnrollmentService:
         result = signer.sign(decision.plan)
         if isinstance(result, Denied):
             return await self._store_denied(
-                record, request, Denied(ErrorCode.CA_DENIED.value, result.detail, "ca")
+                _request_record(request_id, now, request),
+                request,
+                Denied(ErrorCode.CA_DENIED.value, result.detail, "ca"),
             )
         if "crash_after_ca_submit" in self._faults:
             os._exit(70)  # [testing]: die after signing, before anything is stored
         serial = serial_hex(result.certificate.serial_number)
-        issued = dataclasses.replace(record, state=RequestState.ISSUED, certificate_serial=serial)
+        issued = _request_record(request_id, now, request, RequestState.ISSUED, serial)
         cert_record = self._inventory_record(
             issued, result, decision.plan.template_major, decision.plan
         )
-        stored, created = await self.store.create_issued(issued, cert_record, record.prior_serial)
+        stored, created = await self.store.create_issued(issued, cert_record, issued.prior_serial)
         if not created:
             # A concurrent duplicate of this transaction was stored first: ours is discarded
             # unseen and the client gets the recorded outcome, never a second certificate.
@@ -540,6 +527,38 @@ class EnrollmentService:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except TimeoutError:
                 pass
+
+
+def _request_record(
+    request_id: str,
+    now: datetime,
+    request: EnrollmentRequest,
+    state: RequestState = RequestState.RECEIVED,
+    certificate_serial: str | None = None,
+) -> RequestRecord:
+    """The stored form of ``request``, received at ``now``; an in-process CA's issuance is
+    recorded already issued (one transaction stores it with its certificate)."""
+    return RequestRecord(
+        id=request_id,
+        protocol=request.requester.protocol,
+        transaction_id=request.transaction_id,
+        template=request.template,
+        kind=request.kind,
+        requester=request.requester,
+        csr_der=request.csr_der,
+        spki_sha256=request.spki_sha256,
+        state=state,
+        created_at=now,
+        updated_at=now,
+        prior_serial=(
+            serial_hex(request.prior_certificate.serial_number)
+            if request.prior_certificate is not None
+            else None
+        ),
+        not_before=request.not_before,
+        not_after=request.not_after,
+        certificate_serial=certificate_serial,
+    )
 
 
 def _plan_sans(plan: IssuancePlan) -> tuple[x509.GeneralName, ...]:

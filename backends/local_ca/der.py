@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
+from gateway.pkix.der import element_length, header_length, integer, oid, tlv
+
 _SEQUENCE = 0x30
 _INTEGER = 0x02
 _OCTET_STRING = 0x04
@@ -31,21 +33,6 @@ _EXPLICIT_3 = 0xA3  # TBSCertificate.extensions
 
 #: ``version [0] EXPLICIT Version DEFAULT v1`` with the value v3 (2).
 VERSION_3 = bytes((_EXPLICIT_0, 3, _INTEGER, 1, 2))
-_CRITICAL = bytes((0x01, 0x01, 0xFF))  # BOOLEAN TRUE; FALSE is the DEFAULT and omitted
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    """One DER element: tag, definite length (X.690 §8.1.3), content."""
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + content
-
-
-def integer(value: int) -> bytes:
-    """A DER INTEGER (X.690 §8.3): minimal two's complement."""
-    return tlv(_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
 
 
 @functools.lru_cache(maxsize=64)  # issuances within one second share their validity
@@ -58,31 +45,7 @@ def time(moment: datetime) -> bytes:
     return tlv(_GENERALIZED_TIME, moment.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
 
 
-def extension(ext: x509.Extension[x509.ExtensionType]) -> bytes:
-    """``Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }``."""
-    body = object_identifier(ext.oid) + (_CRITICAL if ext.critical else b"")
-    return tlv(_SEQUENCE, body + tlv(_OCTET_STRING, ext.value.public_bytes()))
-
-
-@functools.lru_cache(maxsize=256)
-def object_identifier(oid: x509.ObjectIdentifier) -> bytes:
-    """A DER OBJECT IDENTIFIER (X.690 §8.19): the first two arcs as 40 * X + Y, then each
-    arc in base 128, high bit set on all but the last octet."""
-    arcs = [int(a) for a in oid.dotted_string.split(".")]
-    body = _base128(40 * arcs[0] + arcs[1]) + b"".join(_base128(a) for a in arcs[2:])
-    return tlv(0x06, body)
-
-
-def _base128(value: int) -> bytes:
-    groups = [value & 0x7F]
-    value >>= 7
-    while value:
-        groups.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(groups))
-
-
-_SKI_PREFIX = object_identifier(x509.ObjectIdentifier("2.5.29.14"))
+_SKI_PREFIX = oid("2.5.29.14")
 
 
 def subject_key_identifier_extension(key_id: bytes) -> bytes:
@@ -96,31 +59,18 @@ def key_identifier(spki_der: bytes) -> bytes:
     (without tag, length and unused-bits octet) -- what ``SubjectKeyIdentifier.from_public_key``
     computes, here from the SubjectPublicKeyInfo already encoded."""
     # SPKI ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
-    offset = _header_length(spki_der, 0)
-    offset += _element_length(spki_der, offset)  # skip AlgorithmIdentifier
+    offset = header_length(spki_der, 0)
+    offset += element_length(spki_der, offset)  # skip AlgorithmIdentifier
     if spki_der[offset] != _BIT_STRING:
         raise ValueError("SubjectPublicKeyInfo without a BIT STRING key")
-    start = offset + _header_length(spki_der, offset) + 1  # + unused-bits octet
+    start = offset + header_length(spki_der, offset) + 1  # + unused-bits octet
     return hashlib.sha1(spki_der[start:]).digest()  # noqa: S324 (identifier, not security)
 
 
-def _header_length(der: bytes, offset: int) -> int:
-    first = der[offset + 1]
-    return 2 if first < 0x80 else 2 + (first & 0x7F)
-
-
-def _element_length(der: bytes, offset: int) -> int:
-    first = der[offset + 1]
-    if first < 0x80:
-        return 2 + first
-    count = first & 0x7F
-    return 2 + count + int.from_bytes(der[offset + 2 : offset + 2 + count], "big")
-
-
-def algorithm_identifier(oid: x509.ObjectIdentifier, *, null_parameters: bool) -> bytes:
+def algorithm_identifier(algorithm: x509.ObjectIdentifier, *, null_parameters: bool) -> bytes:
     """``AlgorithmIdentifier ::= SEQUENCE { algorithm, parameters ANY OPTIONAL }``: NULL
     parameters for RSA PKCS#1 v1.5 (RFC 4055 §5), absent for ECDSA (RFC 5758 §3.2)."""
-    return tlv(_SEQUENCE, object_identifier(oid) + (b"\x05\x00" if null_parameters else b""))
+    return tlv(_SEQUENCE, oid(algorithm.dotted_string) + (b"\x05\x00" if null_parameters else b""))
 
 
 class CertificateLayout:

@@ -30,6 +30,7 @@ from gateway.model import (
     RevocationReason,
     spki_der,
 )
+from gateway.pkix.der import extension as encode_extension
 
 #: Retry hint while the CA cannot sign (expired or not yet valid issuing CA, closed key).
 UNAVAILABLE_RETRY_AFTER = 3600
@@ -92,12 +93,12 @@ class Issuer:
             )
             owned.add(ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
         # All issuer-bound extensions are non-critical.
-        self._bound = tuple(der.extension(x509.Extension(v.oid, False, v)) for v in bound)
+        self._bound = tuple(encode_extension(x509.Extension(v.oid, False, v)) for v in bound)
         self._owned = frozenset(owned)
         self._layout = der.CertificateLayout(signer.signature_algorithm, certificate.subject)
         #: the plan's template-derived extensions are shared objects: encoded once each
         self._encoded: IdentityMemo[x509.Extension[x509.ExtensionType], bytes] = IdentityMemo(
-            der.extension, _ENCODED_LIMIT
+            encode_extension, _ENCODED_LIMIT
         )
 
     def check(self, now: datetime) -> None:
@@ -164,7 +165,7 @@ class Issuer:
         """``ext`` encoded; the template's shared extension objects only once each (the
         SubjectAltName, new with every request, is encoded every time)."""
         if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
-            return der.extension(ext)
+            return encode_extension(ext)
         return self._encoded(ext)
 
     def crl(self, records: Sequence[CertificateRecord], now: datetime) -> bytes:

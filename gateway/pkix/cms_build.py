@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from asn1crypto import core
 from cryptography import x509
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from gateway.pkix.cms import CIPHERS, UnsupportedAlgorithm, cipher_for, hash_for
+from gateway.pkix.der import integer, oid, tlv
 
 _DIGEST_OIDS = {
     "md5": "1.2.840.113549.2.5",
@@ -57,27 +57,6 @@ _SIGNING_TIME = "1.2.840.113549.1.9.5"
 _NULL = b"\x05\x00"
 
 
-def tlv(tag: int, content: bytes) -> bytes:
-    """One DER element (X.690 §8.1) with a definite length."""
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + content
-
-
-@lru_cache(maxsize=128)
-def oid(dotted: str) -> bytes:
-    """DER OBJECT IDENTIFIER."""
-    der: bytes = core.ObjectIdentifier(dotted).dump()
-    return der
-
-
-def _integer(value: int) -> bytes:
-    der: bytes = core.Integer(value).dump()
-    return der
-
-
 def _algorithm(dotted: str, params: bytes | None = None) -> bytes:
     return tlv(0x30, oid(dotted) + (params or b""))
 
@@ -90,7 +69,7 @@ def _digest_algorithm(name: str) -> bytes:
 
 
 def _issuer_and_serial(cert: x509.Certificate) -> bytes:
-    return tlv(0x30, cert.issuer.public_bytes() + _integer(cert.serial_number))
+    return tlv(0x30, cert.issuer.public_bytes() + integer(cert.serial_number))
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -136,13 +115,13 @@ def envelope(
         kea = _algorithm(RSA_ENCRYPTION, _NULL)
     ktri = tlv(
         0x30,
-        _integer(0) + _issuer_and_serial(recipient) + kea + tlv(0x04, public.encrypt(cek, pad)),
+        integer(0) + _issuer_and_serial(recipient) + kea + tlv(0x04, public.encrypt(cek, pad)),
     )
     eci = tlv(
         0x30,
         oid(_ID_DATA) + _algorithm(_CIPHER_OIDS[cipher], tlv(0x04, iv)) + tlv(0x80, ciphertext),
     )
-    enveloped = tlv(0x30, _integer(0) + tlv(0x31, ktri) + eci)
+    enveloped = tlv(0x30, integer(0) + tlv(0x31, ktri) + eci)
     return _content_info(_ID_ENVELOPED_DATA, enveloped)
 
 
@@ -183,7 +162,7 @@ def sign(
         sig_alg = _algorithm(_ECDSA_OIDS[digest])
     signer_info = tlv(
         0x30,
-        _integer(1)
+        integer(1)
         + _issuer_and_serial(signer)
         + _digest_algorithm(digest)
         + tlv(0xA0, signed_attrs)
@@ -194,7 +173,7 @@ def sign(
     encap = oid(_ID_DATA) + (tlv(0xA0, tlv(0x04, content)) if content is not None else b"")
     signed = tlv(
         0x30,
-        _integer(1)
+        integer(1)
         + tlv(0x31, _digest_algorithm(digest))
         + tlv(0x30, encap)
         + tlv(0xA0, b"".join(_der(c) for c in certs))
@@ -206,7 +185,7 @@ def sign(
 def certs_only(certificates: Sequence[x509.Certificate], crls: Sequence[bytes] = ()) -> bytes:
     """A degenerate certificates-only SignedData (RFC 5652 §5.2; RFC 8894 §3.4): version 1, no
     digest algorithms, id-data without content, no signers; CRLs (DER) in ``crls``."""
-    body = _integer(1) + tlv(0x31, b"") + tlv(0x30, oid(_ID_DATA))
+    body = integer(1) + tlv(0x31, b"") + tlv(0x30, oid(_ID_DATA))
     if certificates:
         body += tlv(0xA0, b"".join(_der(c) for c in certificates))
     if crls:

@@ -121,6 +121,11 @@ class Shaped:
     extensions: tuple[x509.Extension[x509.ExtensionType], ...]
     notes: tuple[str, ...] = ()
 
+    @once
+    def dns_names(self) -> tuple[str, ...]:
+        """The dNSName SANs (several SAN rules read them)."""
+        return tuple(san.value for san in self.sans if isinstance(san, x509.DNSName))
+
 
 Context = TypeVar("Context", Facts, Shaped)
 

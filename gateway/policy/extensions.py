@@ -143,7 +143,7 @@ def _usage_extensions(
 def end_entity_extensions(
     template: CertificateTemplate,
     algorithm: KeyAlgorithm,
-    sans: tuple[x509.GeneralName, ...],
+    san: x509.SubjectAlternativeName | None,
     subject_empty: bool,
 ) -> tuple[x509.Extension[x509.ExtensionType], ...]:
     """The extensions policy chooses, in a stable order: BasicConstraints (critical, cA false),
@@ -151,13 +151,7 @@ def end_entity_extensions(
     RFC 5280 §4.2.1.6), the template extension. Issuer-bound extensions (SKI, AKI, CDP, AIA)
     are the connector's."""
     extensions = list(_usage_extensions(template.key_usage, algorithm))
-    if sans:
-        extensions.append(
-            x509.Extension(
-                x509.OID_SUBJECT_ALTERNATIVE_NAME,
-                subject_empty,
-                x509.SubjectAlternativeName(list(sans)),
-            )
-        )
+    if san is not None:
+        extensions.append(x509.Extension(x509.OID_SUBJECT_ALTERNATIVE_NAME, subject_empty, san))
     extensions.append(template_extension(template))
     return tuple(extensions)

@@ -32,10 +32,6 @@ _OTHER_KINDS: dict[type, str] = {
 }
 
 
-def _dns_names(shaped: Shaped) -> list[str]:
-    return [san.value for san in shaped.sans if isinstance(san, x509.DNSName)]
-
-
 def san_count(shaped: Shaped) -> str | None:
     """At most ``san.max_count`` SANs."""
     limit = shaped.facts.template.san.max_count
@@ -75,7 +71,7 @@ def san_wildcard(shaped: Shaped) -> str | None:
     """Wildcard DNS names need ``san.allow_wildcards``."""
     if shaped.facts.template.san.allow_wildcards:
         return None
-    for name in _dns_names(shaped):
+    for name in shaped.dns_names:
         if "*" in name:
             return (
                 f"wildcard DNS name {name!r} is not allowed by template "
@@ -87,7 +83,7 @@ def san_wildcard(shaped: Shaped) -> str | None:
 def san_dns_syntax(shaped: Shaped) -> str | None:
     """DNS names use the preferred name syntax (RFC 5280 §4.2.1.6, RFC 1034 §3.5, A-labels);
     a wildcard is only a whole leftmost label above at least two labels."""
-    for name in _dns_names(shaped):
+    for name in shaped.dns_names:
         reason = _dns_syntax_problem(name)
         if reason:
             return f"DNS name {name!r} {reason}"
@@ -126,7 +122,7 @@ def dns_name_allowed(name: str, policy: SanPolicy) -> bool:
 def san_dns_allow_list(shaped: Shaped) -> str | None:
     """Every DNS name must match ``san.dns_suffixes`` or ``san.dns_regex``."""
     policy = shaped.facts.template.san
-    for name in _dns_names(shaped):
+    for name in shaped.dns_names:
         if not dns_name_allowed(name, policy):
             return (
                 f"DNS name {name!r} is outside template {shaped.facts.template.name!r}'s allow-list"

@@ -86,7 +86,7 @@ def cn_in_sans(shaped: Shaped) -> str | None:
     iPAddress SAN (CA/Browser Forum Baseline Requirements §7.1.4.3)."""
     if not shaped.facts.template.subject.cn_must_be_san:
         return None
-    names = {san.value for san in shaped.sans if isinstance(san, x509.DNSName)}
+    names = set(shaped.dns_names)
     addresses = {san.value for san in shaped.sans if isinstance(san, x509.IPAddress)}
     for attribute in shaped.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         value = attribute.value

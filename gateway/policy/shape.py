@@ -45,7 +45,7 @@ def shape(facts: Facts) -> Shaped:
     if algorithm is None:  # pragma: no cover
         raise AssertionError("shape() called before rule key-algorithm passed")
     subject = build_subject(facts)
-    sans, san_notes = requested_sans(facts.extensions)
+    san, san_notes = requested_sans(facts.extensions)
     not_before, not_after, validity_notes = validity_window(facts)
     dropped = facts.template.key_usage.usages & UNSUPPORTED_USAGES[algorithm]
     usage_notes = [
@@ -57,10 +57,10 @@ def shape(facts: Facts) -> Shaped:
         algorithm=algorithm,
         public_key=public_key,
         subject=subject,
-        sans=sans,
+        sans=() if san is None else tuple(san),
         not_before=not_before,
         not_after=not_after,
-        extensions=end_entity_extensions(facts.template, algorithm, sans, len(subject) == 0),
+        extensions=end_entity_extensions(facts.template, algorithm, san, not subject.rdns),
         notes=(*validity_notes, *san_notes, *usage_notes),
     )
 
@@ -102,21 +102,31 @@ def build_subject(facts: Facts) -> x509.Name:
 
 def requested_sans(
     extensions: x509.Extensions,
-) -> tuple[tuple[x509.GeneralName, ...], list[str]]:
+) -> tuple[x509.SubjectAlternativeName | None, list[str]]:
     """The CSR's SubjectAltName entries (extensionRequest, RFC 2985 §5.4.2), DNS names
-    lower-cased (RFC 4343), exact duplicates merged."""
+    lower-cased (RFC 4343), exact duplicates merged; ``None`` without any. When nothing
+    changes, the CSR's own parsed extension value is returned (the certificate carries it)."""
     try:
-        names = list(extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        requested = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return (), []
+        return None, []
     sans: list[x509.GeneralName] = []
-    for name in names:
-        if isinstance(name, x509.DNSName):
-            name = x509.DNSName(name.value.lower())
-        if name not in sans:
-            sans.append(name)
-    notes = [f"{len(names) - len(sans)} duplicate SAN(s) merged"] if len(sans) < len(names) else []
-    return tuple(sans), notes
+    changed = False
+    for name in requested:
+        if isinstance(name, x509.DNSName) and not name.value.islower():
+            lowered = name.value.lower()
+            if lowered != name.value:
+                name = x509.DNSName(lowered)
+                changed = True
+        if name in sans:
+            changed = True
+            continue
+        sans.append(name)
+    if not changed:
+        return (requested if sans else None), []
+    merged = len(requested) - len(sans)
+    notes = [f"{merged} duplicate SAN(s) merged"] if merged else []
+    return (x509.SubjectAlternativeName(sans) if sans else None), notes
 
 
 def validity_window(facts: Facts) -> tuple[datetime, datetime, list[str]]:

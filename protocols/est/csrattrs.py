@@ -18,8 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurveOID
 from cryptography.x509.oid import ExtensionOID
 
+from gateway.pkix.der import extension, integer, oid, tlv
 from gateway.policy import CertificateTemplate, KeyAlgorithm
-from protocols.est.messages import CsrAttr, der_extension, der_integer, der_oid, der_tlv
+from protocols.est.messages import CsrAttr
 
 CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7"  # noqa: S105 - an OID
 EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
@@ -45,9 +46,9 @@ def template_csrattrs(template: CertificateTemplate, *, pop_link: bool) -> tuple
     algorithms = template.key_policy.algorithms
     if KeyAlgorithm.EC in algorithms:
         curves = sorted(filter(None, (curve_oid(c) for c in template.key_policy.curves)))
-        items.append(CsrAttr(EC_PUBLIC_KEY, tuple(der_oid(c) for c in curves)))
+        items.append(CsrAttr(EC_PUBLIC_KEY, tuple(oid(c) for c in curves)))
     if KeyAlgorithm.RSA in algorithms:
-        items.append(CsrAttr(RSA_ENCRYPTION, (der_integer(template.key_policy.min_rsa_bits),)))
+        items.append(CsrAttr(RSA_ENCRYPTION, (integer(template.key_policy.min_rsa_bits),)))
     if KeyAlgorithm.ED25519 in algorithms:
         items.append(CsrAttr(ED25519))
     if KeyAlgorithm.ED448 in algorithms:
@@ -62,7 +63,7 @@ def template_csrattrs(template: CertificateTemplate, *, pop_link: bool) -> tuple
             False,
             x509.ExtendedKeyUsage(list(template.key_usage.ekus)),
         )
-        extensions = der_tlv(0x30, der_extension(eku))
+        extensions = tlv(0x30, extension(eku))
         items.append(CsrAttr(EXTENSION_REQUEST, (extensions,)))
     if template.san.required:
         items.append(CsrAttr(ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string))

@@ -18,6 +18,7 @@ from cryptography.x509.oid import AttributeOID
 from gateway.errors import BadCSR, BadRequest
 from gateway.pkix import load_csr
 from gateway.pkix.certsonly import certs_only_der
+from gateway.pkix.der import oid, tlv
 
 #: The operations of RFC 7030 §3.2.2 (a CA label must not equal one of them).
 OPERATIONS = frozenset({"cacerts", "simpleenroll", "simplereenroll", "fullcmc", "serverkeygen"})
@@ -138,49 +139,9 @@ def encode_csrattrs(items: Iterable[CsrAttr]) -> bytes:
     ``SEQUENCE { type OBJECT IDENTIFIER, values SET OF ANY }`` (RFC 8951 §4)."""
     body = b""
     for item in items:
-        oid = der_oid(item.oid)
+        encoded = oid(item.oid)
         if item.values is None:
-            body += oid
+            body += encoded
         else:
-            body += der_tlv(0x30, oid + der_tlv(0x31, b"".join(sorted(item.values))))
-    return der_tlv(0x30, body)
-
-
-def der_oid(dotted: str) -> bytes:
-    """DER OBJECT IDENTIFIER (X.690 §8.19)."""
-    arcs = [int(a) for a in dotted.split(".")]
-    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40):
-        raise ValueError(f"not an OID: {dotted}")
-    content = b""
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        content += bytes(reversed(chunk))
-    return der_tlv(0x06, content)
-
-
-def der_integer(value: int) -> bytes:
-    """DER INTEGER (X.690 §8.3), non-negative values."""
-    length = value.bit_length() // 8 + 1
-    return der_tlv(0x02, value.to_bytes(length, "big"))
-
-
-def der_extension(extension: x509.Extension[x509.ExtensionType]) -> bytes:
-    """``Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }``
-    (RFC 5280 §4.1)."""
-    critical = der_tlv(0x01, b"\xff") if extension.critical else b""
-    value = der_tlv(0x04, extension.value.public_bytes())
-    return der_tlv(0x30, der_oid(extension.oid.dotted_string) + critical + value)
-
-
-def der_tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + content
+            body += tlv(0x30, encoded + tlv(0x31, b"".join(sorted(item.values))))
+    return tlv(0x30, body)

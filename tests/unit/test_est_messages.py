@@ -8,7 +8,6 @@ import email
 import email.policy
 
 import pytest
-from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,13 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import BadCSR, BadRequest
+from gateway.pkix.der import oid
 from protocols.est.csrattrs import template_csrattrs
 from protocols.est.messages import (
     CsrAttr,
     challenge_password,
     decode_base64_body,
-    der_integer,
-    der_oid,
     encode_base64,
     encode_csrattrs,
     media_type,
@@ -88,8 +86,8 @@ def test_rfc7030_csrattrs_example_encodes_byte_for_byte() -> None:
     # ecPublicKey{secp384r1}, extensionRequest{macAddress}, ecdsaWithSHA384.
     items = [
         CsrAttr("1.2.840.113549.1.9.7"),
-        CsrAttr("1.2.840.10045.2.1", (der_oid("1.3.132.0.34"),)),
-        CsrAttr("1.2.840.113549.1.9.14", (der_oid("1.3.6.1.1.1.1.22"),)),
+        CsrAttr("1.2.840.10045.2.1", (oid("1.3.132.0.34"),)),
+        CsrAttr("1.2.840.113549.1.9.14", (oid("1.3.6.1.1.1.1.22"),)),
         CsrAttr("1.2.840.10045.4.3.3"),
     ]
     expected = (
@@ -97,17 +95,6 @@ def test_rfc7030_csrattrs_example_encodes_byte_for_byte() -> None:
         "BgEBAQEWBggqhkjOPQQDAw=="
     )
     assert base64.b64encode(encode_csrattrs(items)).decode() == expected
-
-
-@given(st.lists(st.integers(min_value=0, max_value=2**70), min_size=1, max_size=6))
-def test_der_oid_matches_asn1crypto(arcs: list[int]) -> None:
-    dotted = ".".join(map(str, [1, 3, *arcs]))
-    assert der_oid(dotted) == core.ObjectIdentifier(dotted).dump()
-
-
-@given(st.integers(min_value=0, max_value=2**80))
-def test_der_integer_matches_asn1crypto(value: int) -> None:
-    assert der_integer(value) == core.Integer(value).dump()
 
 
 def test_template_csrattrs_ask_for_the_pop_link_only_when_required() -> None:

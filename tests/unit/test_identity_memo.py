@@ -23,3 +23,12 @@ def test_starts_over_past_its_limit() -> None:
         memo(o)  # the second one finds the memo full and clears it
     memo(first)
     assert calls.count(first) == 2
+
+
+def test_a_seeded_value_is_answered_without_computing() -> None:
+    calls: list[object] = []
+    memo: IdentityMemo[object, str] = IdentityMemo(lambda o: calls.append(o) or "computed", 4)
+    seeded, other = object(), object()
+    memo.seed(seeded, "seeded")
+    assert memo(seeded) == "seeded" and calls == []
+    assert memo(other) == "computed" and calls == [other]

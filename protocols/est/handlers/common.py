@@ -8,8 +8,15 @@ from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
 from gateway.errors import BadCSR, PolicyDenied, Unauthorized
-from gateway.model import EnrollmentRequest, Outcome, Pending, Requester, RequestKind, serial_hex
-from gateway.model import spki_fingerprint as _spki
+from gateway.model import (
+    EnrollmentRequest,
+    Outcome,
+    Pending,
+    Requester,
+    RequestKind,
+    csr_spki_sha256,
+    serial_hex,
+)
 from protocols.est.auth import Authenticated, authenticate
 from protocols.est.context import EstContext, Refusal
 from protocols.est.messages import (
@@ -65,8 +72,9 @@ async def read_csr(request: web.Request, est: EstContext) -> x509.CertificateSig
 
 
 def spki_of(csr: x509.CertificateSigningRequest) -> str:
+    """The CSR key's fingerprint; the service reuses it for the same CSR object."""
     try:
-        return _spki(csr.public_key())
+        return csr_spki_sha256(csr)
     except (ValueError, TypeError) as exc:
         raise BadCSR(f"the CSR public key cannot be used: {str(exc)[:120]}") from None
 
