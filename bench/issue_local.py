@@ -1,7 +1,7 @@
 """Issuances per second through the EnrollmentService with the local CA on SQLite, against the
 crypto-only rate (CSR signature verify + certificate sign) measured in the same run.
 
-    .venv/bin/python bench/issue_local.py [--n 2000] [--concurrency 1] [--cores 1]
+    .venv/bin/python bench/issue_local.py [--n 2000] [--concurrency 1] [--cores 1] [--rounds 6]
 
 The process is pinned to ``--cores`` CPUs (default one) *before* any thread starts, so the
 aiosqlite worker thread shares the core with the event loop: the ratio is for one core.
@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -101,9 +102,30 @@ def crypto_only(csrs: list, issuing_cert, issuing_key) -> tuple[float, float]:
     return clock.done(len(csrs))
 
 
-async def service_rate(
-    csrs: list, data: Path, concurrency: int
-) -> tuple[tuple[float, float], object]:
+class Tally:
+    """Operations and the wall-clock and CPU seconds they took, summed over rounds."""
+
+    def __init__(self) -> None:
+        self.ops = 0
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def add(self, ops: int, rates: tuple[float, float]) -> None:
+        self.ops += ops
+        self.wall += ops / rates[0]
+        self.cpu += ops / rates[1]
+
+    def rates(self) -> tuple[float, float]:
+        return self.ops / self.wall, self.ops / self.cpu
+
+
+async def measure(
+    crypto_csrs: list, service_csrs: list, data: Path, concurrency: int, rounds: int
+) -> tuple[Tally, Tally, list[float]]:
+    """Crypto-only and the service in ``rounds`` alternating slices, so both see the same
+    machine: this VM's speed drifts by 10-30 % within seconds, which skewed a ratio taken from
+    one long crypto-only run and one long service run. Returns both tallies and the ratio
+    (CPU time) of each round."""
     from gateway.config import load_config
     from gateway.model import EnrollmentRequest, Issued
     from gateway.server.wiring import build
@@ -116,12 +138,13 @@ async def service_rate(
         "[poller]\nenabled = false\n"
     )
     components = await build(load_config(cfg))
+    cert, key = issuing_material()
     requester = local_requester("bench")
     requests = [
         EnrollmentRequest(
             csr=c, template="tls-server", requester=requester, transaction_id=f"bench-{i}"
         )
-        for i, c in enumerate(csrs)
+        for i, c in enumerate(service_csrs)
     ]
     # warm up (first-use costs: prepared statements, imports)
     warm = make_csrs(20)
@@ -131,21 +154,28 @@ async def service_rate(
                 csr=c, template="tls-server", requester=requester, transaction_id=f"warm-{i}"
             )
         )
-    queue = iter(requests)
-    issued = 0
+    crypto_only(warm, cert, key)
+    crypto, service, per_round = Tally(), Tally(), []
+    for r in range(rounds):
+        slice_crypto = crypto_csrs[r::rounds]
+        c_rates = crypto_only(slice_crypto, cert, key)
+        crypto.add(len(slice_crypto), c_rates)
+        queue = iter(requests[r::rounds])
+        issued: list[Issued] = []
 
-    async def worker() -> None:
-        nonlocal issued
-        for req in queue:
-            outcome = await components.service.enroll(req)
-            assert isinstance(outcome, Issued), outcome
-            issued += 1
+        async def worker(queue: Iterator[EnrollmentRequest], issued: list[Issued]) -> None:
+            for req in queue:
+                outcome = await components.service.enroll(req)
+                assert isinstance(outcome, Issued), outcome
+                issued.append(outcome)
 
-    clock = Rate()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    rate = clock.done(issued)
+        clock = Rate()
+        await asyncio.gather(*(worker(queue, issued) for _ in range(concurrency)))
+        s_rates = clock.done(len(issued))
+        service.add(len(issued), s_rates)
+        per_round.append(s_rates[1] / c_rates[1])
     await components.close()
-    return rate, components
+    return crypto, service, per_round
 
 
 def issuing_material():
@@ -177,31 +207,28 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--cores", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=6, help="alternating measurement slices")
     args = parser.parse_args()
     pin(args.cores)
-    csrs = make_csrs(args.n)
+    # separate CSR objects: cryptography caches what it parsed, so the service must not
+    # inherit the crypto-only run's parsing
+    crypto_csrs, service_csrs = make_csrs(args.n), make_csrs(args.n)
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        cert, key = issuing_material()
-        # Crypto-only before and after the service run: the mean cancels slow drifts of this
-        # VM's CPU speed, and both figures are printed so a skewed run is visible.
-        before = crypto_only(csrs, cert, key)
         # on the event loop `certgate serve` runs on (uvloop unless CERTGATE_EVENT_LOOP=asyncio)
         from gateway.server.run import run_loop
 
-        svc, _ = run_loop(service_rate(csrs, data, args.concurrency))
-        after = crypto_only(csrs, cert, key)
-    setup = f"cores={args.cores} n={args.n} concurrency={args.concurrency}"
-    print(f"{setup} store=sqlite ca=local(ec-p256)")
-    for i, label in enumerate(("wall-clock", "CPU time")):
-        crypto = (before[i] + after[i]) / 2
-        print(f"-- per {label} second")
-        print(
-            f"crypto-only (CSR verify + sign):   {crypto:8.1f} ops/s  "
-            f"(before {before[i]:.0f}, after {after[i]:.0f})"
+        crypto, service, per_round = run_loop(
+            measure(crypto_csrs, service_csrs, Path(tmp), args.concurrency, args.rounds)
         )
-        print(f"service issuance (end to end):     {svc[i]:8.1f} issuances/s")
-        print(f"ratio service/crypto:            {svc[i] / crypto:8.3f}  (target >= 0.50)")
+    setup = f"cores={args.cores} n={args.n} concurrency={args.concurrency} rounds={args.rounds}"
+    print(f"{setup} store=sqlite ca=local(ec-p256)")
+    c_rates, s_rates = crypto.rates(), service.rates()
+    for i, label in enumerate(("wall-clock", "CPU time")):
+        print(f"-- per {label} second")
+        print(f"crypto-only (CSR verify + sign):   {c_rates[i]:8.1f} ops/s")
+        print(f"service issuance (end to end):     {s_rates[i]:8.1f} issuances/s")
+        print(f"ratio service/crypto:            {s_rates[i] / c_rates[i]:8.3f}  (target >= 0.50)")
+    print(f"per-round ratios (CPU time): {' '.join(f'{r:.3f}' for r in per_round)}")
 
 
 if __name__ == "__main__":
