@@ -41,8 +41,10 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise BadCSR(f"not a valid PKCS#10 certificate request: {_short(exc)}") from None
     # The key is decoded lazily; every front-end fingerprints it before policy runs, so a key
     # of an algorithm cryptography does not know must be refused here, not deep inside.
+    from gateway.model import csr_public_key  # gateway.model imports gateway.pkix.der
+
     try:
-        csr.public_key()
+        csr_public_key(csr)  # remembered for policy and the key fingerprint
     except UnsupportedAlgorithm as exc:
         raise BadCSR(f"the CSR's public key algorithm is not supported: {_short(exc)}") from None
     except ValueError as exc:
