@@ -170,24 +170,31 @@ def main() -> None:
     from cryptography.hazmat.primitives import serialization
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    csrs = make_csrs(args.n + 100)
     cert, key = issuing_material()
-    crypto, _ = crypto_only(csrs[: min(len(csrs), 2000)], cert, key)  # wall-clock rate
-    print(f"crypto-only, one core (CSR verify + sign): {crypto:8.1f} ops/s")
+    crypto_csrs = make_csrs(min(args.n, 2000))
+    before, _ = crypto_only(crypto_csrs, cert, key)  # wall-clock rate
     results = {}
     for workers in args.workers:
         # Fresh CSRs per run: each is a new key, so every request is a new enrollment.
         csrs = make_csrs(args.n + 100)
         bodies = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)) for c in csrs]
-        rate, p50, p99 = run(workers, bodies, args.concurrency)
-        results[workers] = rate
+        results[workers] = run(workers, bodies, args.concurrency)
+    # crypto-only again after the runs (fresh CSR objects): the mean cancels slow drifts of
+    # this VM's speed, and both figures are printed so a skewed run shows
+    after, _ = crypto_only(make_csrs(len(crypto_csrs)), cert, key)
+    crypto = (before + after) / 2
+    print(
+        f"crypto-only, one core (CSR verify + sign): {crypto:8.1f} ops/s  "
+        f"(before {before:.0f}, after {after:.0f})"
+    )
+    for workers, (rate, p50, p99) in results.items():
         print(
             f"workers={workers} n={args.n} concurrency={args.concurrency}: "
             f"{rate:8.1f} enrollments/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
             f"ratio to crypto-only {rate / crypto:5.2f}"
         )
     if 1 in results:
-        verdict = "met" if results[1] / crypto >= 0.4 else "NOT met"
+        verdict = "met" if results[1][0] / crypto >= 0.4 else "NOT met"
         print(f"target (workers=1 >= 0.40 x crypto-only): {verdict}")
 
 
