@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -64,8 +66,11 @@ class Rate:
         )
 
 
-def crypto_only(csrs: list, issuing_cert, issuing_key) -> tuple[float, float]:
-    """CSR verify + sign a comparable end-entity certificate; returns (wall, cpu) ops/s."""
+def crypto_only(
+    csrs: list, issuing_cert, issuing_key, collect: bool = False
+) -> tuple[float, float]:
+    """CSR verify + sign a comparable end-entity certificate; returns (wall, cpu) ops/s.
+    ``collect``: collect the garbage it left inside the timing (see :func:`measure`)."""
     import secrets
 
     from cryptography import x509
@@ -99,6 +104,8 @@ def crypto_only(csrs: list, issuing_cert, issuing_key) -> tuple[float, float]:
             .add_extension(aki, critical=False)
             .sign(issuing_key, hashes.SHA256())
         )
+    if collect:
+        gc.collect()
     return clock.done(len(csrs))
 
 
@@ -130,6 +137,7 @@ async def measure(
     from gateway.model import EnrollmentRequest, Issued
     from gateway.server.wiring import build
     from gateway.service import local_requester
+    from gateway.store import DEFAULT_DB_NAME
 
     cfg = data / "certgate.toml"
     templates = Path(__file__).resolve().parent.parent / "conf" / "templates"
@@ -155,10 +163,16 @@ async def measure(
             )
         )
     crypto_only(warm, cert, key)
+    # The thousands of prepared CSRs and requests are the driver's, not the service's: keep
+    # the collector from scanning them (a server holds no such heap). Each phase then pays for
+    # collecting its own garbage at its end, inside its timing, so neither pays for the other.
+    gc.collect()
+    gc.freeze()
+    checkpoint = sqlite3.connect(data / "d" / DEFAULT_DB_NAME, isolation_level=None)
     crypto, service, per_round = Tally(), Tally(), []
     for r in range(rounds):
         slice_crypto = crypto_csrs[r::rounds]
-        c_rates = crypto_only(slice_crypto, cert, key)
+        c_rates = crypto_only(slice_crypto, cert, key, collect=True)
         crypto.add(len(slice_crypto), c_rates)
         queue = iter(requests[r::rounds])
         issued: list[Issued] = []
@@ -171,9 +185,15 @@ async def measure(
 
         clock = Rate()
         await asyncio.gather(*(worker(queue, issued) for _ in range(concurrency)))
+        # The WAL checkpoint that moves this round's writes into the database file belongs
+        # to the service: run it inside the round, or the store's background checkpointer
+        # (same process, same CPU clock) would do it during the next crypto-only round.
+        checkpoint.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        gc.collect()  # likewise the garbage it left
         s_rates = clock.done(len(issued))
         service.add(len(issued), s_rates)
         per_round.append(s_rates[1] / c_rates[1])
+    checkpoint.close()
     await components.close()
     return crypto, service, per_round
 
