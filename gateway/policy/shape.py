@@ -113,11 +113,9 @@ def requested_sans(
     sans: list[x509.GeneralName] = []
     changed = False
     for name in requested:
-        if isinstance(name, x509.DNSName) and not name.value.islower():
-            lowered = name.value.lower()
-            if lowered != name.value:
-                name = x509.DNSName(lowered)
-                changed = True
+        if isinstance(name, x509.DNSName) and name.value != (lowered := name.value.lower()):
+            name = x509.DNSName(lowered)
+            changed = True
         if name in sans:
             changed = True
             continue

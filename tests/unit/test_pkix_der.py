@@ -14,13 +14,14 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.model import EnrollmentRequest, csr_spki_sha256, spki_der, spki_fingerprint
 from gateway.pkix import der
 from gateway.service import local_requester
+from tests.unit.policy_helpers import build_csr, cn
 
 
 @given(st.integers(min_value=-(2**130), max_value=2**130))
@@ -95,19 +96,9 @@ _KEYS = {
 _SINGLE_FORM = {"p256", "p384", "p521", "ed25519", "ed448"}
 
 
-def _csr(key: object) -> x509.CertificateSigningRequest:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "spki.example.test")])
-    algorithm = (
-        None
-        if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
-        else (hashes.SHA256())
-    )
-    return x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, algorithm)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("kind", sorted(_KEYS))
 def test_csr_spki_is_the_encoded_key_and_single_form_keys_are_recognised(kind: str) -> None:
-    csr = _csr(_KEYS[kind]())
+    csr = build_csr(_KEYS[kind](), cn("spki.example.test"))
     raw = der.csr_spki(csr.public_bytes(serialization.Encoding.DER))
     encoded = csr.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -125,7 +116,9 @@ def test_compressed_point_is_fingerprinted_as_cryptography_encodes_the_key() -> 
     """A P-256 CSR whose key is a compressed point (SEC 1 §2.3.3): its SPKI bytes differ from
     the uncompressed re-encoding, so the fast path must not hash them as they are."""
     key = ec.generate_private_key(ec.SECP256R1())
-    request = asn1_csr.CertificationRequest.load(_csr(key).public_bytes(serialization.Encoding.DER))
+    request = asn1_csr.CertificationRequest.load(
+        build_csr(key, cn("spki.example.test")).public_bytes(serialization.Encoding.DER)
+    )
     info = request["certification_request_info"]
     compressed = key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
