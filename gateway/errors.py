@@ -85,6 +85,19 @@ class CAUnavailable(CertgateError):
         self.retry_after = retry_after
 
 
+class StoreUnavailable(CAUnavailable):
+    """The gateway's own database cannot be used right now (outage, vanished file).
+
+    A subclass of :class:`CAUnavailable` on purpose: to a client both mean "the gateway cannot
+    serve this now, try again after ``retry_after`` seconds" (EST 503 + Retry-After, ACME
+    serverInternal + Retry-After, SCEP HTTP 503, CES a retryable fault), never a permanent
+    refusal and never a 500. ``detail`` stays generic; the cause goes to the log.
+    """
+
+    def __init__(self, detail: str = "the gateway's database is unavailable", retry_after: int = 10) -> None:
+        super().__init__(detail, retry_after)
+
+
 class ConnectorError(CertgateError):
     """Permanent connector failure (misconfiguration, protocol violation by the CA)."""
 
