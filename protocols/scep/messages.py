@@ -221,7 +221,12 @@ def cert_rep(
     extra_certs: tuple[x509.Certificate, ...] = (),
 ) -> bytes:
     """Build a signed CertRep pkiMessage (RFC 8894 §3.3.2). SUCCESS envelopes its content;
-    FAILURE and PENDING omit the pkcsPKIEnvelope (§3.3.2.2, §3.3.2.3)."""
+    FAILURE and PENDING omit the pkcsPKIEnvelope (§3.3.2.2, §3.3.2.3).
+
+    Omitting the envelope leaves the id-data eContent an *empty* OCTET STRING, not an absent
+    one (§3.2 keeps the encapsulated content type id-data): OpenSSL's PKCS7_verify, which
+    certmonger and sscep use, refuses a SignedData without content ("no content") before it
+    reads a single attribute, and clients then report the CA as unreachable."""
     attrs = [
         cms.attribute(OID_MESSAGE_TYPE, core.PrintableString(str(int(MessageType.CERT_REP)))),
         cms.attribute(OID_PKI_STATUS, core.PrintableString(str(int(reply.status)))),
@@ -234,7 +239,7 @@ def cert_rep(
         attrs.append(cms.attribute(OID_FAIL_INFO, core.PrintableString(str(int(info)))))
         if reply.fail_text:
             attrs.append(cms.attribute(OID_FAIL_INFO_TEXT, core.UTF8String(reply.fail_text)))
-    content = None
+    content = b""
     if reply.status is PKIStatus.SUCCESS:
         if reply.content is None or reply.recipient is None:
             raise ValueError("a SUCCESS CertRep needs content and a recipient")
