@@ -94,7 +94,9 @@ class StoreUnavailable(CAUnavailable):
     refusal and never a 500. ``detail`` stays generic; the cause goes to the log.
     """
 
-    def __init__(self, detail: str = "the gateway's database is unavailable", retry_after: int = 10) -> None:
+    def __init__(
+        self, detail: str = "the gateway's database is unavailable", retry_after: int = 10
+    ) -> None:
         super().__init__(detail, retry_after)
 
 
