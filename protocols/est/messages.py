@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from cryptography import x509
 from cryptography.x509.oid import AttributeOID
 
 from gateway.errors import BadCSR, BadRequest
+from gateway.model import csr_der
 from gateway.pkix import load_csr
 from gateway.pkix.certsonly import certs_only_der
-from gateway.pkix.der import oid, tlv
+from gateway.pkix.der import element_length, header_length, oid, tlv
 
 #: The operations of RFC 7030 §3.2.2 (a CA label must not equal one of them).
 OPERATIONS = frozenset({"cacerts", "simpleenroll", "simplereenroll", "fullcmc", "serverkeygen"})
@@ -87,6 +89,36 @@ def challenge_password(csr: x509.CertificateSigningRequest) -> bytes | None:
         return None
     except ValueError as exc:
         raise BadCSR(f"the CSR attributes cannot be decoded: {str(exc)[:120]}") from None
+
+
+def request_fingerprint(csr: x509.CertificateSigningRequest) -> str:
+    """Hex SHA-256 of what a CSR asks for: its CertificationRequestInfo (RFC 2986 §4.1:
+    version, subject, key, attributes) without the challengePassword attribute. Two CSRs with
+    the same fingerprint are the same EST request (RFC 7030 §4.2.3) even when the client
+    re-signed it or re-created it with the tls-unique of a new TLS session in the
+    challengePassword (§3.5, §4.2.3: "the CSR will need to be recreated"). Reads the DER the
+    CSR was parsed from (no second decode)."""
+    der = csr_der(csr)
+    password = oid(AttributeOID.CHALLENGE_PASSWORD.dotted_string)
+    try:
+        info = header_length(der, 0)
+        end = info + element_length(der, info)
+        start = offset = info + header_length(der, info)
+        for _ in range(3):  # version, subject, subjectPKInfo
+            offset += element_length(der, offset)
+        digest = hashlib.sha256(der[start:offset])
+        if offset < end and der[offset] == 0xA0:  # attributes [0] IMPLICIT SET OF Attribute
+            offset += header_length(der, offset)
+            while offset < end:
+                size = element_length(der, offset)
+                attribute = der[offset : offset + size]
+                kind = header_length(attribute, 0)
+                if attribute[kind : kind + element_length(attribute, kind)] != password:
+                    digest.update(attribute)
+                offset += size
+    except IndexError:
+        raise BadCSR("the CSR is truncated") from None
+    return digest.hexdigest()
 
 
 def tls_unique_matches(password: bytes, tls_unique: bytes) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from gateway.errors import BadRequest, PolicyDenied
+from gateway.errors import BadRequest, Conflict, PolicyDenied
 from gateway.model import (
     CertificateRecord,
     CertificateStatus,
@@ -82,6 +82,7 @@ async def _txn(store: SQLStore, state: EstState, **kw: object) -> object:
         "spki": "ab" * 32,
         "kind": RequestKind.NEW,
         "prior": None,
+        "request": CSR_A,
         "retry_window": 300,
         "now": state.clock(),
     }
@@ -90,6 +91,9 @@ async def _txn(store: SQLStore, state: EstState, **kw: object) -> object:
 
 
 KEY = transaction_key("", "device", "alice", "ab" * 32, RequestKind.NEW, None)
+#: Request fingerprints of two different CSRs (protocols.est.messages.request_fingerprint).
+CSR_A, CSR_B = "a1" * 32, "b2" * 32
+A = f"{KEY}.{CSR_A[:32]}"
 
 
 async def test_a_202_stays_open_until_its_answer_is_picked_up_plus_window(
@@ -98,20 +102,20 @@ async def test_a_202_stays_open_until_its_answer_is_picked_up_plus_window(
     clock = Clock()
     state = EstState(store, clock)
     first = await _txn(store, state)
-    assert (first.transaction_id, first.retry) == (f"{KEY}.0", False)  # type: ignore[attr-defined]
-    stored, _ = await store.create_request(_record(f"{KEY}.0"))
-    await state.mark_pending(f"{KEY}.0")
+    assert (first.transaction_id, first.retry) == (f"{A}.0", False)  # type: ignore[attr-defined]
+    stored, _ = await store.create_request(_record(f"{A}.0"))
+    await state.mark_pending(f"{A}.0")
     retry = await _txn(store, state)
-    assert (retry.transaction_id, retry.retry) == (f"{KEY}.0", True)  # type: ignore[attr-defined]
+    assert (retry.transaction_id, retry.retry) == (f"{A}.0", True)  # type: ignore[attr-defined]
     await store.set_denied(stored.id, "policy-denied", "no", "manager")  # decided, not picked up
     clock.at += timedelta(days=3)
     assert (await _txn(store, state, now=clock.at)).retry  # type: ignore[attr-defined]
-    await state.mark_delivered(f"{KEY}.0")
+    await state.mark_delivered(f"{A}.0")
     clock.at += timedelta(seconds=299)
     assert (await _txn(store, state, now=clock.at)).retry  # type: ignore[attr-defined]
     clock.at += timedelta(seconds=2)
     later = await _txn(store, state, now=clock.at)
-    assert (later.transaction_id, later.retry) == (f"{KEY}.1", False)  # type: ignore[attr-defined]
+    assert (later.transaction_id, later.retry) == (f"{A}.1", False)  # type: ignore[attr-defined]
 
 
 async def test_an_answer_given_at_once_is_repeated_only_within_the_window(
@@ -119,7 +123,7 @@ async def test_an_answer_given_at_once_is_repeated_only_within_the_window(
 ) -> None:
     clock = Clock()
     state = EstState(store, clock)
-    stored, _ = await store.create_request(_record(f"{KEY}.0"))
+    stored, _ = await store.create_request(_record(f"{A}.0"))
     await store.set_denied(stored.id, "policy-denied", "no", "subject-rdn")
     clock.at += timedelta(seconds=10)
     assert (await _txn(store, state, now=clock.at)).retry  # type: ignore[attr-defined]
@@ -130,11 +134,38 @@ async def test_an_answer_given_at_once_is_repeated_only_within_the_window(
 async def test_renewal_of_another_certificate_is_another_transaction(store: SQLStore) -> None:
     state = EstState(store, Clock())
     key = transaction_key("", "device", "alice", "ab" * 32, RequestKind.RENEWAL, "01")
-    await store.create_request(_record(f"{key}.0", kind=RequestKind.RENEWAL))
+    await store.create_request(_record(f"{key}.{CSR_A[:32]}.0", kind=RequestKind.RENEWAL))
     assert (await _txn(store, state, kind=RequestKind.RENEWAL, prior="01")).retry  # type: ignore[attr-defined]
     other = await _txn(store, state, kind=RequestKind.RENEWAL, prior="02")
     assert not other.retry  # type: ignore[attr-defined]
     assert not (await _txn(store, state)).retry  # type: ignore[attr-defined]
+
+
+async def test_another_csr_with_the_same_key_is_another_transaction(store: SQLStore) -> None:
+    clock = Clock()
+    state = EstState(store, clock)
+    stored, _ = await store.create_request(_record(f"{A}.0"))
+    await store.set_denied(stored.id, "policy-denied", "no", "subject-rdn")
+    assert (await _txn(store, state)).retry  # type: ignore[attr-defined]
+    other = await _txn(store, state, request=CSR_B)
+    assert (other.transaction_id, other.retry) == (f"{KEY}.{CSR_B[:32]}.0", False)  # type: ignore[attr-defined]
+
+
+async def test_another_csr_while_one_is_pending_is_a_conflict(store: SQLStore) -> None:
+    state = EstState(store, Clock())
+    stored, _ = await store.create_request(_record(f"{A}.0"))
+    with pytest.raises(Conflict, match=stored.id):
+        await _txn(store, state, request=CSR_B)
+    assert (await _txn(store, state)).retry  # type: ignore[attr-defined]
+
+
+async def test_a_transaction_without_a_fingerprint_is_never_replayed(store: SQLStore) -> None:
+    """Ids written before the CSR fingerprint was part of them (``key.generation``)."""
+    state = EstState(store, Clock())
+    stored, _ = await store.create_request(_record(f"{KEY}.0"))
+    await store.set_denied(stored.id, "policy-denied", "no", "subject-rdn")
+    fresh = await _txn(store, state)
+    assert (fresh.transaction_id, fresh.retry) == (f"{A}.0", False)  # type: ignore[attr-defined]
 
 
 async def test_code_is_bound_once(store: SQLStore) -> None:

@@ -7,8 +7,9 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
-from gateway.errors import BadCSR, PolicyDenied, Unauthorized
+from gateway.errors import BadCSR, Conflict, ErrorCode, PolicyDenied, Unauthorized
 from gateway.model import (
+    Denied,
     EnrollmentRequest,
     Outcome,
     Pending,
@@ -17,6 +18,8 @@ from gateway.model import (
     csr_spki_sha256,
     serial_hex,
 )
+from gateway.policy.context import Facts
+from gateway.policy.rules_request import csr_signature
 from protocols.est.auth import Authenticated, authenticate
 from protocols.est.context import EstContext, Refusal
 from protocols.est.messages import (
@@ -24,9 +27,10 @@ from protocols.est.messages import (
     challenge_password,
     media_type,
     parse_csr_body,
+    request_fingerprint,
     tls_unique_matches,
 )
-from protocols.est.render import text
+from protocols.est.render import denied_reply, text
 from protocols.est.settings import LabelSettings
 from protocols.est.tls import TransportFacts
 from protocols.est.transactions import Transaction, find_transaction
@@ -138,39 +142,71 @@ async def submit(
     """Enroll with the derived EST transaction (:mod:`protocols.est.transactions`), enforce
     one-time codes, and record the delivery of a final answer."""
     spki = spki_of(csr)
-    txn = await find_transaction(
-        est.store,
-        est.state,
-        label=label.label,
-        template=label.template,
-        principal=requester.principal,
-        spki=spki,
-        kind=kind,
-        prior=serial_hex(prior.serial_number) if prior is not None else None,
-        retry_window=est.settings.retry_window,
-        now=est.now(),
-    )
-    if superseded_by and not txn.retry:
-        raise PolicyDenied(
-            "est-client-certificate",
-            f"the client certificate was already renewed (superseded by serial {superseded_by})",
-        )
-    await _spend_code(est, auth, spki, txn)
-    outcome = await est.service.enroll(
-        EnrollmentRequest(
-            csr=csr,
+    try:
+        txn = await find_transaction(
+            est.store,
+            est.state,
+            label=label.label,
             template=label.template,
-            requester=requester,
-            transaction_id=txn.transaction_id,
+            principal=requester.principal,
+            spki=spki,
             kind=kind,
-            prior_certificate=prior,
+            prior=serial_hex(prior.serial_number) if prior is not None else None,
+            request=request_fingerprint(csr),
+            retry_window=est.settings.retry_window,
+            now=est.now(),
         )
+    except Conflict as conflict:
+        await _refused(est, requester, "est-pending-request", conflict.detail)
+        raise
+    request = EnrollmentRequest(
+        csr=csr,
+        template=label.template,
+        requester=requester,
+        transaction_id=txn.transaction_id,
+        kind=kind,
+        prior_certificate=prior,
     )
+    if txn.retry:
+        # A retry is answered with the recorded outcome only if this CSR, too, proves
+        # possession of the key (issue #12: a broken signature must not fetch a certificate).
+        reason = csr_signature(
+            Facts(
+                request,
+                est.policy.template(label.template),
+                est.policy.catalog,
+                est.now(),
+                None,
+                approved=False,
+            )
+        )
+        if reason is not None:
+            await _refused(est, requester, "csr-signature", reason, txn.transaction_id)
+            raise Refusal(
+                denied_reply(
+                    Denied(ErrorCode.POLICY_DENIED.value, reason, "csr-signature"),
+                    realm=est.settings.realm,
+                )
+            )
+    await _spend_code(est, auth, spki, txn)
+    outcome = await est.service.enroll(request)
     if isinstance(outcome, Pending):
         await est.state.mark_pending(txn.transaction_id)
     elif txn.retry:
         await est.state.mark_delivered(txn.transaction_id)
     return outcome
+
+
+async def _refused(
+    est: EstContext,
+    requester: Requester,
+    rule: str,
+    reason: str,
+    transaction_id: str | None = None,
+) -> None:
+    """Audit a refusal decided here, before the service records a request."""
+    detail = {"rule": rule, "reason": reason, "transaction_id": transaction_id}
+    await est.store.audit("est.request.refused", requester.principal, detail=detail)
 
 
 async def _spend_code(est: EstContext, auth: Authenticated, spki: str, txn: Transaction) -> None:
