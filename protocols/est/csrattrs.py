@@ -10,6 +10,10 @@ Emitted (the legacy AttrOrOID form; RFC 9908's CertificationRequestInfoTemplate 
 * exactly one ``extensionRequest`` attribute with one ``Extensions`` value carrying the template's
   extended key usages (RFC 9908: exactly one such attribute, no duplicate extnIDs);
 * ``subjectAltName`` as a bare OID when the template requires a SAN.
+
+Order: every Attribute first, then the bare OIDs, so that the sequence ends with a bare OID.
+RFC 7030 leaves the order free, and libest's client (its csrattrs walker) only stops after
+a bare OID: a list ending with an Attribute makes it loop forever.
 """
 
 from __future__ import annotations
@@ -67,4 +71,5 @@ def template_csrattrs(template: CertificateTemplate, *, pop_link: bool) -> tuple
         items.append(CsrAttr(EXTENSION_REQUEST, (extensions,)))
     if template.san.required:
         items.append(CsrAttr(ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string))
-    return tuple(items)
+    attributes = [item for item in items if item.values is not None]
+    return (*attributes, *(item for item in items if item.values is None))

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import BadCSR, BadRequest
 from gateway.pkix.der import oid
+from gateway.policy.loader import load_templates
 from protocols.est.csrattrs import template_csrattrs
 from protocols.est.messages import (
     CsrAttr,
@@ -27,10 +28,11 @@ from protocols.est.messages import (
     encode_csrattrs,
     media_type,
     parse_csr_body,
+    request_fingerprint,
     serverkeygen_body,
     tls_unique_matches,
 )
-from tests.helpers import make_csr
+from tests.helpers import TEMPLATES, make_csr
 from tests.unit.policy_helpers import make_template
 
 
@@ -102,7 +104,7 @@ def test_template_csrattrs_ask_for_the_pop_link_only_when_required() -> None:
     oids = [item.oid for item in template_csrattrs(template, pop_link=False)]
     assert "1.2.840.113549.1.9.7" not in oids
     linked = [item.oid for item in template_csrattrs(template, pop_link=True)]
-    assert linked[0] == "1.2.840.113549.1.9.7"
+    assert "1.2.840.113549.1.9.7" in linked
     assert len([o for o in linked if o == "1.2.840.113549.1.9.14"]) <= 1
 
 
@@ -174,3 +176,61 @@ def test_certs_only_is_a_degenerate_signed_data() -> None:
     assert len(signed["signer_infos"]) == 0 and len(signed["certificates"]) == 2
     with pytest.raises(ValueError):
         certs_only_der([])
+
+
+def _signed(
+    key: ec.EllipticCurvePrivateKey,
+    cn: str,
+    *,
+    password: bytes | None = None,
+    dns: str | None = None,
+    other: bool = False,
+) -> x509.CertificateSigningRequest:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    )
+    if password is not None:
+        builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, password)
+    if other:
+        builder = builder.add_attribute(AttributeOID.UNSTRUCTURED_NAME, b"router-7")
+    if dns is not None:
+        san = x509.SubjectAlternativeName([x509.DNSName(dns)])
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def test_request_fingerprint_ignores_the_signature_and_the_pop_link() -> None:
+    """RFC 7030 §4.2.3: a retry may re-create the CSR with a new session's tls-unique."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    first = _signed(key, "dev", password=b"bGluaw==", dns="a.example", other=True)
+    again = _signed(key, "dev", password=b"b3RoZXI=", dns="a.example", other=True)
+    assert _der(first) != _der(again)
+    assert request_fingerprint(first) == request_fingerprint(again)
+    unlinked = _signed(key, "dev", dns="a.example", other=True)
+    assert request_fingerprint(unlinked) == request_fingerprint(first)
+
+
+def test_request_fingerprint_differs_for_anything_the_csr_asks_for() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    base = request_fingerprint(_signed(key, "dev", dns="a.example"))
+    assert request_fingerprint(_signed(key, "other", dns="a.example")) != base
+    assert request_fingerprint(_signed(key, "dev", dns="b.example")) != base
+    assert request_fingerprint(_signed(key, "dev", dns="a.example", other=True)) != base
+    assert request_fingerprint(_signed(key, "dev")) != base
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    assert request_fingerprint(_signed(other_key, "dev", dns="a.example")) != base
+
+
+def test_template_csrattrs_end_with_a_bare_oid() -> None:
+    """libest's csrattrs walker only stops after a bare OID: every template's list ends so
+    (shipped templates, and key policies whose key-type entries are all bare OIDs)."""
+    templates = [
+        *load_templates(TEMPLATES).values(),
+        make_template("ed", key_policy={"algorithms": ["ed25519", "ed448"]}),
+        make_template("rsa", key_policy={"algorithms": ["rsa"]}, san={"required": True}),
+    ]
+    for template in templates:
+        for pop_link in (False, True):
+            items = template_csrattrs(template, pop_link=pop_link)
+            assert items, template.name
+            assert items[-1].values is None, (template.name, items[-1])
