@@ -20,42 +20,26 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+from gateway.pkix.cms_algorithms import (
+    CIPHERS,
+    CMSError,
+    UnsupportedAlgorithm,
+    cipher_for,
+    hash_for,
+)
 from gateway.pkix.cms_ber import primitive_encrypted_content
+
+# The builders live in cms_build (raw DER assembly); re-exported so callers need one module.
+from gateway.pkix.cms_build import attribute, certs_only, envelope, sign
 
 ID_DATA = "1.2.840.113549.1.7.1"
 ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 ID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
-
-#: Content-encryption algorithms by asn1crypto name -> (key bytes, block bytes).
-CIPHERS: Mapping[str, tuple[int, int]] = {
-    "aes128_cbc": (16, 16),
-    "aes192_cbc": (24, 16),
-    "aes256_cbc": (32, 16),
-    "tripledes_3key": (24, 8),  # 1.2.840.113549.3.7 des-ede3-cbc
-    "des": (8, 8),  # 1.3.14.3.2.7 desCBC: legacy only, callers decide
-}
-_HASHES: Mapping[str, type[hashes.HashAlgorithm]] = {
-    "md5": hashes.MD5,
-    "sha1": hashes.SHA1,
-    "sha224": hashes.SHA224,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
-
-
-class CMSError(Exception):
-    """The CMS structure is malformed or unusable."""
-
-
-class UnsupportedAlgorithm(CMSError):
-    """An algorithm the caller does not (or may not) implement (SCEP failInfo badAlg)."""
 
 
 class SignatureError(CMSError):
@@ -167,14 +151,6 @@ def _find_signer(sid: Any, certs: Sequence[asn1_x509.Certificate]) -> asn1_x509.
         elif sid.name == "subject_key_identifier" and cert.key_identifier == sid.chosen.native:
             return cert
     raise CMSError("the signer's certificate is not in the SignedData")
-
-
-def hash_for(name: str) -> hashes.HashAlgorithm:
-    """The ``cryptography`` hash for an asn1crypto digest name; UnsupportedAlgorithm else."""
-    try:
-        return _HASHES[name]()
-    except KeyError:
-        raise UnsupportedAlgorithm(f"digest algorithm {name!r} is not supported") from None
 
 
 def verify_signed(message: SignedMessage) -> None:
@@ -308,15 +284,6 @@ def _oaep_padding(params: Any) -> asym_padding.OAEP:
     )
 
 
-def cipher_for(name: str, cek: bytes) -> Any:
-    """The ``cryptography`` block cipher for a content-encryption algorithm name."""
-    if name.startswith("aes"):
-        return algorithms.AES(cek)
-    if len(cek) == 8:  # single DES (legacy mode only) is 3DES with K1 = K2 = K3
-        cek = cek * 3
-    return TripleDES(cek)
-
-
 def _ski(cert: x509.Certificate) -> bytes | None:
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
@@ -338,9 +305,6 @@ def read_certs_only(der: bytes) -> tuple[tuple[x509.Certificate, ...], tuple[byt
         raise CMSError(f"malformed SignedData: {str(exc)[:120]}") from None
     return certs, crls
 
-
-# The builders live in cms_build (raw DER assembly); re-exported so callers need one module.
-from gateway.pkix.cms_build import attribute, certs_only, envelope, sign  # noqa: E402
 
 __all__ = [
     "CIPHERS",

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
-from gateway.pkix.cms import CIPHERS, UnsupportedAlgorithm, cipher_for, hash_for
+from gateway.pkix.cms_algorithms import CIPHERS, UnsupportedAlgorithm, cipher_for, hash_for
 from gateway.pkix.der import integer, oid, tlv
 
 _DIGEST_OIDS = {
