@@ -144,7 +144,9 @@ class EnrollmentService:
         signer = self._in_process_signer(template.connector)
         if signer is not None:
             return await self._enroll_atomic(request_id, now, request, signer)
-        stored, created = await self.store.create_request(_request_record(request_id, now, request))
+        stored, created = await self.store.create_request(
+            _request_record(request_id, now, request, connector=template.connector)
+        )
         if not created:
             return await self._resume(stored, request)
         return await self._decide(stored, request, approved=False)
@@ -171,7 +173,7 @@ class EnrollmentService:
             )
         if decision.needs_approval:
             stored, created = await self.store.create_request(
-                _request_record(request_id, now, request)
+                _request_record(request_id, now, request, connector=decision.plan.connector)
             )
             if not created:
                 return await self._resume(stored, request)
@@ -187,7 +189,9 @@ class EnrollmentService:
         if "crash_after_ca_submit" in self._faults:
             os._exit(70)  # [testing]: die after signing, before anything is stored
         serial = serial_hex(result.certificate.serial_number)
-        issued = _request_record(request_id, now, request, RequestState.ISSUED, serial)
+        issued = _request_record(
+            request_id, now, request, RequestState.ISSUED, serial, decision.plan.connector
+        )
         cert_record = self._inventory_record(
             issued, result, decision.plan.template_major, decision.plan
         )
@@ -444,8 +448,7 @@ class EnrollmentService:
         if record.status is CertificateStatus.REVOKED:
             raise Conflict(f"certificate {serial} is already revoked")
         now = self.clock.now()
-        template = self.policy.templates.get(record.template)
-        connector = self._connector(template.connector if template else next(iter(self.connectors)))
+        connector = self._connector(await self._issuing_connector(record))
         await connector.revoke(int(record.serial, 16), reason, now)
         revoked = await self.store.revoke_certificate(record.serial, reason, now)
         await self.store.audit(
@@ -455,6 +458,23 @@ class EnrollmentService:
             detail={"reason": reason.name.lower()},
         )
         return revoked
+
+    async def _issuing_connector(self, record: CertificateRecord) -> str:
+        """The connector that issued ``record``: the one its request recorded; for a request
+        stored before requests recorded it, the template's; a guess never (with several
+        connectors, the first one is not the issuer more often than any other)."""
+        request = await self.store.get_request(record.request_id) if record.request_id else None
+        if request is not None and request.connector:
+            return request.connector
+        template = self.policy.templates.get(record.template)
+        if template is not None:
+            return template.connector
+        if len(self.connectors) == 1:
+            return next(iter(self.connectors))
+        raise ConnectorError(
+            f"cannot tell which connector issued certificate {record.serial}: its template "
+            f"{record.template!r} is gone and its request recorded no connector"
+        )
 
     # -- renewal ---------------------------------------------------------------------------
 
@@ -535,9 +555,12 @@ def _request_record(
     request: EnrollmentRequest,
     state: RequestState = RequestState.RECEIVED,
     certificate_serial: str | None = None,
+    connector: str | None = None,
 ) -> RequestRecord:
     """The stored form of ``request``, received at ``now``; an in-process CA's issuance is
-    recorded already issued (one transaction stores it with its certificate)."""
+    recorded already issued (one transaction stores it with its certificate). ``connector``
+    is recorded so that revocation reaches the CA that issued, whatever happens to the
+    template later."""
     return RequestRecord(
         id=request_id,
         protocol=request.requester.protocol,
@@ -558,6 +581,7 @@ def _request_record(
         not_before=request.not_before,
         not_after=request.not_after,
         certificate_serial=certificate_serial,
+        connector=connector,
     )
 
 
