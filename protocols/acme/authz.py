@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from aiohttp import web
 from protocols.acme import state, state_orders
 from protocols.acme.base import Acme, Signed, handler
 from protocols.acme.messages import Problem, rfc3339
-from protocols.acme.validation import RETRY_AFTER, validate_in_background
+from protocols.acme.validation import ANSWER_BUDGET, RETRY_AFTER, validate_in_background
 
 
 def challenge_json(acme: Acme, ch: state.Challenge) -> dict[str, Any]:
@@ -80,6 +81,19 @@ async def authorization(acme: Acme, request: web.Request) -> web.Response:
     return await acme.reply(request, authz_json(acme, authz, status), headers=_retry(authz))
 
 
+async def _answer_when_quick(
+    acme: Acme, ch: state.Challenge, task: asyncio.Future[None]
+) -> state.Challenge:
+    """Wait up to :data:`ANSWER_BUDGET` for the validation (it keeps running if slower), then
+    the challenge as stored: RFC 8555 §7.5.1 lets the POST answer ``valid``/``invalid`` when
+    validation is done, and clients that sleep a fixed 5 s before polling finish at once."""
+    await asyncio.wait({task}, timeout=ANSWER_BUDGET)
+    if not task.done():
+        return ch
+    found = await acme.store.read(state_orders.get_challenge, ch.id)
+    return ch if found is None else found[0]
+
+
 @handler
 async def challenge(acme: Acme, request: web.Request) -> web.Response:
     """``{}`` starts validation (pending -> processing); anything else only reads (§7.5.1)."""
@@ -105,7 +119,8 @@ async def challenge(acme: Acme, request: web.Request) -> web.Response:
                 lease = now + timedelta(seconds=acme.settings.validation_timeout * 3)
                 if await acme.write(request, state_orders.start_challenge, ch.id, lease):
                     ch = replace(ch, status="processing")
-                    acme.spawn(validate_in_background(acme, ch.id, me))
+                    task = acme.spawn(validate_in_background(acme, ch.id, me))
+                    ch = await _answer_when_quick(acme, ch, task)
     headers = {"Retry-After": str(RETRY_AFTER)} if ch.status == "processing" else {}
     up = f'<{acme.url("authz", authz.id)}>;rel="up"'
     return await acme.reply(request, challenge_json(acme, ch), headers=headers, links=[up])

@@ -81,10 +81,12 @@ class Acme:
     def now(self) -> datetime:
         return self.service.clock.now()
 
-    def spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
+        """Run ``coro`` in the background (kept referenced until done)."""
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     # -- nonces (RFC 8555 §6.5) ----------------------------------------------------------------
 

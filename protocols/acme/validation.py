@@ -28,6 +28,7 @@ from cryptography import x509
 
 from protocols.acme import caa, state, state_orders
 from protocols.acme import jws as J
+from protocols.acme.challenge_errors import Failed, connection_failed, dns_failed, endpoint
 from protocols.acme.messages import (
     ACME_IDENTIFIER_OID,
     Problem,
@@ -44,14 +45,17 @@ log = logging.getLogger("certgate.acme.validation")
 #: Seconds clients are told to wait before polling a processing challenge/authz (§8.2).
 RETRY_AFTER = 1
 SWEEP_INTERVAL = 2.0
+#: How long the challenge POST waits for a validation to finish, so that it can answer the
+#: final status: two widely used clients sleep a fixed 5 s after the POST whatever
+#: Retry-After says, and a local validation usually takes milliseconds.
+ANSWER_BUDGET = 0.5
 
 
-class Failed(Exception):
-    """A validation failure, carrying the challenge ``error`` problem."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.problem = Problem(kind, detail, 400)
+def resolver_name(acme: Acme) -> str:
+    """Who answers our DNS queries, for error details."""
+    if acme.settings.dns_resolver is None:
+        return "system resolver"
+    return endpoint(*acme.settings.dns_resolver)
 
 
 def dns_resolver(acme: Acme) -> dns.asyncresolver.Resolver:
@@ -72,28 +76,47 @@ async def resolve(acme: Acme, name: str) -> list[str]:
     except ValueError:
         pass
     if acme.settings.dns_resolver is None:
-        infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        except OSError as exc:  # socket.gaierror: NXDOMAIN, SERVFAIL, no address
+            reason = exc.strerror or type(exc).__name__
+            raise Failed("dns", f"looking up {name}: {reason} (system resolver)") from None
         return [str(info[4][0]) for info in infos]
     resolver = dns_resolver(acme)
+    last: dns.exception.DNSException | None = None
     for rdtype in ("A", "AAAA"):
         try:
             answer = await resolver.resolve(name, rdtype)
             return [r.to_text() for r in answer]
-        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+        except dns.resolver.NXDOMAIN as exc:
+            raise dns_failed(exc, name, "A/AAAA", resolver_name(acme)) from None
+        except dns.resolver.NoAnswer as exc:
+            last = exc
             continue
         except dns.exception.DNSException as exc:
-            raise Failed("dns", f"DNS lookup of {name} failed: {type(exc).__name__}") from None
-    raise Failed("dns", f"no A/AAAA records for {name}")
+            raise dns_failed(exc, name, rdtype, resolver_name(acme)) from None
+    assert last is not None
+    raise dns_failed(last, name, "A/AAAA", resolver_name(acme))
 
 
 class _Resolver(AbstractResolver):
     """aiohttp resolver through :func:`resolve` (so redirects use the same DNS)."""
 
-    def __init__(self, acme: Acme) -> None:
+    def __init__(self, acme: Acme, host: str, port: int) -> None:
         self.acme = acme
+        #: What each host name resolved to, and the last host and port aiohttp connected to
+        #: (IP literals are never resolved): for error details.
+        self.seen: dict[str, list[str]] = {}
+        self.last = (host, port)
+
+    def addresses(self, host: str) -> list[str]:
+        return self.seen.get(host) or [host.strip("[]")]
 
     async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[ResolveResult]:
+        self.last = (host, port)
         addresses = await resolve(self.acme, host)
+        self.seen[host] = addresses
         return [
             ResolveResult(
                 hostname=host,
@@ -114,9 +137,12 @@ async def http01(acme: Acme, ident: state.Authz, token: str, key_auth: str) -> N
     """RFC 8555 §8.3: GET http://<name>:<port>/.well-known/acme-challenge/<token>; redirects
     followed; the body, trailing whitespace ignored, must equal the key authorization."""
     host = f"[{ident.value}]" if ident.type == "ip" and ":" in ident.value else ident.value
-    url = f"http://{host}:{acme.settings.http01_port}/.well-known/acme-challenge/{token}"
+    port = acme.settings.http01_port
+    url = f"http://{host}:{port}/.well-known/acme-challenge/{token}"
     timeout = aiohttp.ClientTimeout(total=acme.settings.validation_timeout)
-    connector = aiohttp.TCPConnector(resolver=_Resolver(acme), force_close=True)
+    resolver = _Resolver(acme, ident.value, port)
+    connector = aiohttp.TCPConnector(resolver=resolver, force_close=True)
+    what = f"fetching {url}"
     try:
         async with (
             aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
@@ -126,12 +152,28 @@ async def http01(acme: Acme, ident: state.Authz, token: str, key_auth: str) -> N
             status = response.status
     except Failed:
         raise
+    except aiohttp.ClientSSLError as exc:  # a redirect to https
+        where = endpoint(exc.host, exc.port)
+        raise Failed("tls", f"TLS error from {where} ({what}): {exc.os_error}") from None
+    except aiohttp.ClientConnectorError as exc:
+        addresses = resolver.addresses(exc.host)
+        raise connection_failed(exc.os_error, addresses, exc.port, what) from None
+    except aiohttp.TooManyRedirects:
+        raise Failed("connection", f"too many redirects ({what})") from None
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise Failed("connection", f"fetching {url}: {type(exc).__name__}") from None
+        last_host, last_port = resolver.last
+        if not isinstance(exc, TimeoutError | OSError):
+            exc = OSError(f"{type(exc).__name__}: {exc}".rstrip(": "))
+        raise connection_failed(exc, resolver.addresses(last_host), last_port, what) from None
+    where = ", ".join(endpoint(a, resolver.last[1]) for a in resolver.addresses(resolver.last[0]))
     if status != 200:
-        raise Failed("unauthorized", f"fetching {url}: HTTP {status}")
-    if body.decode("utf-8", "replace").rstrip() != key_auth:
-        raise Failed("incorrectResponse", f"the response from {url} is not the key authorization")
+        raise Failed("incorrectResponse", f"HTTP {status} from {where} ({what})")
+    text = body.decode("utf-8", "replace").rstrip()
+    if text != key_auth:
+        raise Failed(
+            "incorrectResponse",
+            f"the response from {where} ({what}) is not the key authorization: {text[:64]!r}",
+        )
 
 
 async def dns01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
@@ -140,13 +182,16 @@ async def dns01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
     expected = dns01_value(key_auth)
     try:
         answer = await dns_resolver(acme).resolve(name, "TXT")
-    except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
-        raise Failed("dns", f"no TXT record at {name}") from None
+    except dns.resolver.NXDOMAIN:
+        raise Failed("dns", f"no TXT record at {name} (NXDOMAIN)") from None
     except dns.exception.DNSException as exc:
-        raise Failed("dns", f"TXT lookup of {name} failed: {type(exc).__name__}") from None
+        raise dns_failed(exc, name, "TXT", resolver_name(acme)) from None
     values = [b"".join(r.strings).decode("ascii", "replace") for r in answer]
     if expected not in values:
-        raise Failed("incorrectResponse", f"no TXT record at {name} matches the key authorization")
+        raise Failed(
+            "incorrectResponse",
+            f"none of the {len(values)} TXT record(s) at {name} matches the key authorization",
+        )
 
 
 async def tls_alpn01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
@@ -155,6 +200,8 @@ async def tls_alpn01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
     identifier, and a critical acmeIdentifier extension holding SHA-256(keyAuthorization)."""
     sni = reverse_dns_name(ident.value) if ident.type == "ip" else ident.value
     address = (await resolve(acme, ident.value))[0]
+    port = acme.settings.tls_alpn01_port
+    where = endpoint(address, port)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the certificate is self-signed by design
@@ -162,13 +209,14 @@ async def tls_alpn01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
     ctx.set_alpn_protocols(["acme-tls/1"])
     try:
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                address, acme.settings.tls_alpn01_port, ssl=ctx, server_hostname=sni
-            ),
+            asyncio.open_connection(address, port, ssl=ctx, server_hostname=sni),
             acme.settings.validation_timeout,
         )
-    except (OSError, TimeoutError, ssl.SSLError) as exc:
-        raise Failed("tls", f"TLS connection to {ident.value}: {type(exc).__name__}") from None
+    except ssl.SSLError as exc:
+        reason = exc.reason or exc.strerror or type(exc).__name__
+        raise Failed("tls", f"TLS handshake with {where} (SNI {sni}) failed: {reason}") from None
+    except (OSError, TimeoutError) as exc:
+        raise connection_failed(exc, [address], port, f"tls-alpn-01 for {ident.value}") from None
     try:
         tls: Any = writer.get_extra_info("ssl_object")
         alpn = tls.selected_alpn_protocol()
@@ -176,30 +224,46 @@ async def tls_alpn01(acme: Acme, ident: state.Authz, key_auth: str) -> None:
     finally:
         writer.close()
     if alpn != "acme-tls/1":
-        raise Failed("tls", f"the server negotiated ALPN {alpn!r}, not acme-tls/1")
-    check_alpn_certificate(der, ident, key_auth)
+        raise Failed("tls", f"{where} negotiated ALPN {alpn!r}, not acme-tls/1")
+    check_alpn_certificate(der, ident, key_auth, where)
 
 
-def check_alpn_certificate(der: bytes | None, ident: state.Authz, key_auth: str) -> None:
-    """The RFC 8737 §3 certificate checks (pure; unit-tested on crafted certificates)."""
+def check_alpn_certificate(
+    der: bytes | None, ident: state.Authz, key_auth: str, where: str = "the server"
+) -> None:
+    """The RFC 8737 §3 certificate checks (pure); a certificate that fails them is an
+    ``incorrectResponse`` (RFC 8555 §6.7) naming ``where`` it came from."""
     try:
         cert = x509.load_der_x509_certificate(der or b"")
         sans = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
         ext = cert.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
-    except (ValueError, x509.ExtensionNotFound):
-        raise Failed("unauthorized", "the certificate lacks a SAN or acmeIdentifier") from None
+    except (ValueError, x509.InvalidVersion, x509.ExtensionNotFound):
+        raise Failed(
+            "incorrectResponse",
+            f"the certificate from {where} is unreadable or lacks a SAN or acmeIdentifier",
+        ) from None
     want = (
         x509.IPAddress(ipaddress.ip_address(ident.value))
         if ident.type == "ip"
         else x509.DNSName(ident.value)
     )
     if len(sans) != 1 or sans[0] != want:
-        raise Failed("unauthorized", "the certificate must have exactly one SAN, the identifier")
+        raise Failed(
+            "incorrectResponse",
+            f"the certificate from {where} must have exactly one SAN, {ident.value}",
+        )
     if not ext.critical:
-        raise Failed("unauthorized", "the acmeIdentifier extension must be critical")
+        raise Failed(
+            "incorrectResponse",
+            f"the acmeIdentifier extension of the certificate from {where} must be critical",
+        )
     value = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else b""
     if value != tls_alpn01_expected(key_auth):
-        raise Failed("incorrectResponse", "acmeIdentifier does not match the key authorization")
+        raise Failed(
+            "incorrectResponse",
+            f"the acmeIdentifier of the certificate from {where} does not match the key "
+            "authorization",
+        )
 
 
 async def validate(
@@ -237,7 +301,9 @@ async def validate_in_background(
         except Failed as failure:
             ok, error = False, failure.problem.document()
         except TimeoutError:
-            ok, error = False, Problem("connection", "validation timed out").document()
+            limit = acme.settings.validation_timeout + 1
+            detail = f"{ch.type} validation of {authz.value} timed out after {limit:g} s"
+            ok, error = False, Problem("connection", detail).document()
         if ok and authz.type == "dns" and acme.settings.caa_identities:
             error = await check_caa(acme, authz, ch.type, account.id)
             ok = error is None

@@ -101,13 +101,103 @@ async def test_http01_wrong_answer_makes_challenge_authz_and_order_invalid(
 async def test_http01_connection_refused_is_a_connection_error(
     make_client: Callable[..., Any],
 ) -> None:
-    c = await make_client(f"http01_port = {free_port()}\n", testing="")
+    port = free_port()
+    c = await make_client(f"http01_port = {port}\n", testing="")
     await c.register()
     _, authz, ch = await _challenge(c, "127.0.0.1", "http-01")
     await c.post(ch["url"], {})
     done = await c.wait_authz(authz["url"], 100)
     err = next(x for x in done["challenges"] if x["type"] == "http-01")["error"]
     assert err["type"].endswith(":connection")
+    assert f"connection refused 127.0.0.1:{port}" in err["detail"], err
+
+
+async def test_challenge_post_answers_the_final_status_when_validation_is_quick(
+    make_client: Callable[..., Any], responder: Any
+) -> None:
+    """Clients that sleep a fixed 5 s after the challenge POST finish at once: a validation
+    done within the budget is answered in the POST itself."""
+    port, tokens = responder
+    c = await make_client(f"http01_port = {port}\n", testing="")
+    await c.register()
+    _, _, ch = await _challenge(c, "127.0.0.1", "http-01")
+    tokens[ch["token"]] = _key_auth(c, ch["token"])
+    r = await asyncio.wait_for(c.post(ch["url"], {}), 10)
+    assert r.status == 200 and r.json["status"] == "valid", r.body
+    assert "validated" in r.json and "Retry-After" not in r.headers
+
+
+async def test_challenge_post_answers_invalid_with_the_error_when_validation_fails_fast(
+    make_client: Callable[..., Any],
+) -> None:
+    port = free_port()
+    c = await make_client(f"http01_port = {port}\n", testing="")
+    await c.register()
+    _, _, ch = await _challenge(c, "127.0.0.1", "http-01")
+    r = await asyncio.wait_for(c.post(ch["url"], {}), 10)
+    assert r.json["status"] == "invalid", r.body
+    assert r.json["error"]["type"].endswith(":connection")
+    assert f"127.0.0.1:{port}" in r.json["error"]["detail"]
+
+
+async def test_a_slow_validation_is_answered_processing_within_the_budget(
+    make_client: Callable[..., Any],
+) -> None:
+    """A responder that takes 3 s: the POST does not wait for it (processing +
+    Retry-After after about half a second), and the validation still completes."""
+    tokens: dict[str, str] = {}
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.Response(text=tokens.get(request.match_info["token"], ""))
+
+    app = web.Application()
+    app.router.add_get("/.well-known/acme-challenge/{token}", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        c = await make_client(f"http01_port = {port}\n", testing="")
+        await c.register()
+        _, authz, ch = await _challenge(c, "127.0.0.1", "http-01")
+        tokens[ch["token"]] = _key_auth(c, ch["token"])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        r = await asyncio.wait_for(c.post(ch["url"], {}), 10)
+        assert loop.time() - started < 2.5
+        assert r.json["status"] == "processing" and r.headers["Retry-After"] == "1"
+        assert (await c.wait_authz(authz["url"], 120))["status"] == "valid"
+    finally:
+        await runner.cleanup()
+
+
+async def test_http01_error_status_is_an_incorrect_response_naming_the_status(
+    make_client: Callable[..., Any], responder: Any
+) -> None:
+    port, _ = responder  # the responder knows no token: 404
+    c = await make_client(f"http01_port = {port}\n", testing="")
+    await c.register()
+    _, authz, ch = await _challenge(c, "127.0.0.1", "http-01")
+    await c.post(ch["url"], {})
+    done = await c.wait_authz(authz["url"], 100)
+    err = next(x for x in done["challenges"] if x["type"] == "http-01")["error"]
+    assert err["type"].endswith(":incorrectResponse"), err
+    assert "HTTP 404" in err["detail"] and f"127.0.0.1:{port}" in err["detail"]
+
+
+async def test_tls_alpn01_connection_refused_is_a_connection_error_naming_the_address(
+    make_client: Callable[..., Any],
+) -> None:
+    port = free_port()
+    c = await make_client(f"tls_alpn01_port = {port}\n", testing="")
+    await c.register()
+    _, authz, ch = await _challenge(c, "127.0.0.1", "tls-alpn-01")
+    await c.post(ch["url"], {})
+    done = await c.wait_authz(authz["url"], 100)
+    err = next(x for x in done["challenges"] if x["type"] == "tls-alpn-01")["error"]
+    assert err["type"].endswith(":connection"), err
+    assert f"connection refused 127.0.0.1:{port}" in err["detail"]
 
 
 def _alpn_cert(
@@ -191,8 +281,11 @@ async def test_tls_alpn01(
     assert done["status"] == expected, done
     if case != "good":
         error = next(x for x in done["challenges"] if x["type"] == "tls-alpn-01")["error"]
-        kinds = {"wrong-alpn": "tls", "wrong-digest": "incorrectResponse"}
-        assert error["type"].rsplit(":", 1)[1] == kinds.get(case, "unauthorized")
+        # RFC 8555 §6.7: a certificate that does not meet RFC 8737 §3 is a response that
+        # "didn't match the challenge's requirements"; no acme-tls/1 is a TLS failure.
+        kind = "tls" if case == "wrong-alpn" else "incorrectResponse"
+        assert error["type"].rsplit(":", 1)[1] == kind, error
+        assert "127.0.0.1" in error["detail"], error
 
 
 async def test_dns01_through_a_real_dns_server(make_client: Callable[..., Any]) -> None:
@@ -207,9 +300,15 @@ async def test_dns01_through_a_real_dns_server(make_client: Callable[..., Any]) 
         await c.post(ch2["url"], {})
         done = await c.wait_authz(authz2["url"], 100)
         assert done["status"] == "invalid"
-        assert next(x for x in done["challenges"] if x["type"] == "dns-01")["error"][
-            "type"
-        ].endswith(":dns")
+        err = next(x for x in done["challenges"] if x["type"] == "dns-01")["error"]
+        assert err["type"].endswith(":dns") and "no TXT record" in err["detail"], err
+        dns.set_servfail("_acme-challenge.broken.example.test.")
+        _, authz3, ch3 = await _challenge(c, "broken.example.test", "dns-01")
+        await c.post(ch3["url"], {})
+        done = await c.wait_authz(authz3["url"], 100)
+        err = next(x for x in done["challenges"] if x["type"] == "dns-01")["error"]
+        assert err["type"].endswith(":dns") and "SERVFAIL" in err["detail"], err
+        assert f"127.0.0.1:{dns.dns_port}" in err["detail"], err
 
 
 async def test_a_challenge_left_processing_is_revalidated_by_the_sweeper(
