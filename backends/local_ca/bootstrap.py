@@ -126,7 +126,7 @@ def _create(settings: LocalCASettings, directory: Path) -> bool:
         if passphrase is None:
             passphrase = secrets.token_urlsafe(32).encode("ascii")
             write_private_file(staging / PASSPHRASE_FILE, passphrase)
-        store = FileKeyStore(staging, passphrase)
+        store = FileKeyStore(staging, passphrase, generated=settings.passphrase is None)
         chain = _adopt(settings, store) if settings.import_source else _generate(settings, store)
         write_file(staging / ISSUING_PEM, _pem(chain[:1]), 0o644)
         write_file(staging / ROOT_PEM, _pem(chain[-1:]), 0o644)
@@ -261,9 +261,12 @@ def _load(settings: LocalCASettings, directory: Path, created: bool) -> CAMateri
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "no PEM certificates"
         raise _broken(settings, f"cannot read {chain_path}: {reason}") from None
-    store = FileKeyStore(directory, passphrase)
+    store = FileKeyStore(directory, passphrase, generated=settings.passphrase is None)
     try:
         signer = store.load("issuing")
+        # The root key is never loaded for signing: bring a legacy-KDF file up to date here.
+        if settings.passphrase is not None and store.path("root").exists():
+            store.upgrade("root")
     except KeyDecryptionError as exc:
         raise WrongCAPassphrase(settings, exc.location) from None
     except KeyStoreError as exc:

@@ -2,8 +2,9 @@
 
 Everything above this module holds a :class:`CASigner`: it can sign a certificate or CRL
 builder and tell its public key, but it never hands out key material. Today's implementation,
-:class:`FileKeyStore`, keeps each key as an encrypted PKCS#8 PEM file (RFC 5958 §3,
-``BestAvailableEncryption``: PBES2) with mode 0600 and holds the decrypted key only in memory.
+:class:`FileKeyStore`, keeps each key as an encrypted PKCS#8 PEM file (RFC 5958 §3, PBES2
+with scrypt, see :mod:`gateway.pkix.keyfile`) with mode 0600 and holds the decrypted key only
+in memory.
 A PKCS#11 store (SoftHSM in tests) will implement the same two protocols: it encodes the
 builder's TBSCertificate/TBSCertList (e.g. signing with a throwaway key of the same algorithm
 and keeping its ``tbs_*_bytes``), has the token sign those bytes, and assembles the result, so
@@ -27,6 +28,7 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 
 from backends.local_ca import der
 from backends.local_ca.settings import KeyAlgorithm
+from gateway.pkix import keyfile
 
 #: The software key types a CA may use (Ed25519/Ed448 and DSA CAs are not supported).
 CAPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -172,13 +174,19 @@ class FileKeyStore:
     """Encrypted PKCS#8 PEM files ``<directory>/<label>.key.pem`` (mode 0600).
 
     Keys are written once (``O_EXCL``) and never unencrypted; ``passphrase`` decrypts them.
+    ``generated``: the passphrase is certgate's own random one (no slow KDF needed, see
+    :data:`gateway.pkix.keyfile.SCRYPT_RANDOM_PASSPHRASE`). A key file found with a legacy
+    KDF (PBKDF2 at 2,048 iterations, what certgate wrote before) under a chosen passphrase is
+    re-encrypted in place when it is loaded (or by :meth:`upgrade`).
     """
 
-    def __init__(self, directory: Path, passphrase: bytes) -> None:
+    def __init__(self, directory: Path, passphrase: bytes, *, generated: bool = False) -> None:
         if not passphrase:
             raise KeyStoreError("a key store passphrase must not be empty")
         self._directory = directory
         self._passphrase = passphrase
+        self._kdf = keyfile.SCRYPT_RANDOM_PASSPHRASE if generated else keyfile.SCRYPT
+        self._generated = generated
 
     def path(self, label: str) -> Path:
         return self._directory / f"{label}.key.pem"
@@ -191,20 +199,45 @@ class FileKeyStore:
 
     def put(self, label: str, key: CAPrivateKey) -> SoftwareSigner:
         signer = SoftwareSigner(ca_private_key(key))
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(self._passphrase),
-        )
-        write_private_file(self.path(label), pem)
+        write_private_file(self.path(label), self._encrypt(key))
         return signer
 
+    def _encrypt(self, key: CAPrivateKey) -> bytes:
+        return keyfile.encrypt_private_key(key, self._passphrase, self._kdf)
+
     def load(self, label: str) -> SoftwareSigner:
+        signer, _ = self._load(label)
+        return signer
+
+    def upgrade(self, label: str) -> bool:
+        """Re-encrypt ``label``'s file with the current KDF if it has a legacy one (keys
+        that are never loaded for signing, like the root, are upgraded through this); True if
+        it was rewritten."""
+        path = self.path(label)
+        try:
+            legacy = keyfile.has_legacy_kdf(path.read_bytes())
+        except OSError as exc:
+            raise KeyStoreError(f"cannot read {path}: {exc.strerror}") from None
+        if self._generated or not legacy:
+            return False  # decrypting costs the full KDF: only when there is work to do
+        signer, upgraded = self._load(label)
+        signer.close()
+        return upgraded
+
+    def _load(self, label: str) -> tuple[SoftwareSigner, bool]:
         path = self.path(label)
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise KeyStoreError(f"cannot read {path}: {exc.strerror}") from None
+        key = self._decrypt(path, data)
+        upgraded = False
+        if not self._generated and keyfile.has_legacy_kdf(data):
+            replace_private_file(path, self._encrypt(key))
+            upgraded = True
+        return SoftwareSigner(key), upgraded
+
+    def _decrypt(self, path: Path, data: bytes) -> CAPrivateKey:
         try:
             key = serialization.load_pem_private_key(data, self._passphrase)
         except TypeError:
@@ -214,7 +247,7 @@ class FileKeyStore:
             if b"ENCRYPTED PRIVATE KEY" in data:
                 raise KeyDecryptionError(str(path)) from None
             raise KeyStoreError(f"{path} is not an encrypted PKCS#8 PEM key") from None
-        return SoftwareSigner(ca_private_key(key))
+        return ca_private_key(key)
 
 
 def spki_der(key: PublicKeyTypes) -> bytes:
@@ -237,6 +270,20 @@ def generate_key(algorithm: KeyAlgorithm) -> CAPrivateKey:
 def write_private_file(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600 (never an existing file) and flush it to disk."""
     write_file(path, data, 0o600)
+
+
+def replace_private_file(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data`` (mode 0600): write a temporary file beside
+    it, fsync, rename over, fsync the directory; a crash leaves the old or the new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    write_private_file(tmp, data)
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_file(path: Path, data: bytes, mode: int) -> None:

@@ -7,7 +7,7 @@ reuses) the key and enrolls it through the enrollment service under the internal
 ``scep-ra``, so the issuance is recorded and audited like any other (plus an
 ``scep.ra-certificate`` audit event).
 
-Files in ``<data dir>/scep/``: ``ra.key`` (PKCS#8, encrypted with ``BestAvailableEncryption``,
+Files in ``<data dir>/scep/``: ``ra.key`` (PKCS#8, encrypted by :mod:`gateway.pkix.keyfile`,
 mode 0600), ``ra.crt`` (PEM), and ``passphrase`` only when none is configured and
 ``$CERTGATE_CA_PASSPHRASE`` is unset. Several worker processes start at once, so the whole
 bootstrap runs under an exclusive file lock.
@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.errors import ConfigError, InternalError
 from gateway.model import EnrollmentRequest, Issued, Requester, spki_fingerprint
+from gateway.pkix import keyfile
 from gateway.policy import renewal_window
 from gateway.ports import Store
 from gateway.service import EnrollmentService
@@ -70,11 +71,14 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _load_or_create_key(directory: Path, passphrase: bytes, config_file: str) -> rsa.RSAPrivateKey:
+def _load_or_create_key(
+    directory: Path, passphrase: bytes, config_file: str, kdf: keyfile.ScryptParams
+) -> rsa.RSAPrivateKey:
     path = directory / "ra.key"
     if path.exists():
+        data = path.read_bytes()
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), passphrase)
+            key = serialization.load_pem_private_key(data, passphrase)
         except (ValueError, TypeError):
             raise ConfigError(
                 config_file,
@@ -83,14 +87,11 @@ def _load_or_create_key(directory: Path, passphrase: bytes, config_file: str) ->
             ) from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ConfigError(config_file, "scep", f"{path} is not an RSA key")
+        if kdf is keyfile.SCRYPT and keyfile.has_legacy_kdf(data):
+            _write_private(path, keyfile.encrypt_private_key(key, passphrase, kdf))
         return key
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
-    )
-    _write_private(path, pem)
+    _write_private(path, keyfile.encrypt_private_key(key, passphrase, kdf))
     return key
 
 
@@ -133,7 +134,9 @@ async def load_or_issue(
     try:
         await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
         passphrase = _passphrase(directory, configured_passphrase)
-        key = _load_or_create_key(directory, passphrase, config_file)
+        chosen = configured_passphrase is not None or bool(os.environ.get(PASSPHRASE_ENV))
+        kdf = keyfile.SCRYPT if chosen else keyfile.SCRYPT_RANDOM_PASSPHRASE
+        key = _load_or_create_key(directory, passphrase, config_file, kdf)
         template = service.policy.template(template_name)
         chain = await service.ca_chain(template.connector)
         cert_path = directory / "ra.crt"
