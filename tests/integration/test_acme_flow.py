@@ -334,8 +334,10 @@ async def test_renewal_info_window_and_errors(client: Client) -> None:
     start = datetime.fromisoformat(window["start"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(window["end"].replace("Z", "+00:00"))
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    assert end > start and abs(end - cert.not_valid_after_utc) < timedelta(seconds=1)
-    assert abs((end - start) - min(lifetime / 5, timedelta(days=30))) < timedelta(seconds=2)
+    overlap = min(lifetime / 5, timedelta(days=30))  # acme-tls: the template's renewal rule
+    assert abs(start - (cert.not_valid_after_utc - overlap)) < timedelta(seconds=1)
+    # the window ends a third of the overlap before expiry, not at notAfter (daily clients)
+    assert abs(end - (cert.not_valid_after_utc - overlap / 3)) < timedelta(seconds=1)
     assert (
         await client.http.get("/acme/renewal-info/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE")
     ).status == 404
@@ -345,6 +347,30 @@ async def test_renewal_info_window_and_errors(client: Client) -> None:
     after = await (await client.http.get(f"/acme/renewal-info/{cid}")).json()
     end2 = datetime.fromisoformat(after["suggestedWindow"]["end"].replace("Z", "+00:00"))
     assert end2 <= datetime.now(UTC)
+
+
+async def test_renewal_info_window_of_a_week_long_certificate_is_a_day_before_expiry(
+    client: Client,
+) -> None:
+    """A short certificate (7 days, client-requested notAfter): the window opens at the
+    template rule (20 % = 33.6 h before expiry) and lasts one day, ending 9.6 h before."""
+    from datetime import UTC, datetime, timedelta
+
+    soon = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    order = await client.new_order("week.example.com", notAfter=soon.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert order.status == 201, order.body
+    authz = (await client.post(order.json["authorizations"][0])).json
+    await client.post(authz["challenges"][0]["url"], {})
+    fin = await client.finalize(order.json)
+    cert = x509.load_pem_x509_certificates((await client.post(fin.json["certificate"])).body)[0]
+    r = await client.http.get(f"/acme/renewal-info/{certificate_cert_id(cert)}")
+    window = (await r.json())["suggestedWindow"]
+    start = datetime.fromisoformat(window["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(window["end"].replace("Z", "+00:00"))
+    overlap = (cert.not_valid_after_utc - cert.not_valid_before_utc) / 5
+    assert abs(start - (soon - overlap)) < timedelta(seconds=1)
+    assert end - start >= timedelta(days=1) - timedelta(seconds=1)
+    assert soon - end >= timedelta(hours=9)
 
 
 async def test_replaces_is_echoed_and_a_second_replacement_is_already_replaced(
