@@ -18,6 +18,8 @@ capabilities = ["AES", "DES3", ...]
 legacy_des = false
 renewal = true
 resync = "issue" | "resend"
+ra_mode = "combined" | "ndes-pair"             # NDES-style RA signature + encryption certs
+signer = "request-key" | "any"                   # default "any" with ndes-pair
 ```
 """
 
@@ -55,6 +57,8 @@ DEFAULT_CAPS = (
     "SHA-512",
 )
 CHALLENGE_MODES = ("static", "otp", "webhook", "none")
+RA_MODES = ("combined", "ndes-pair")
+SIGNERS = ("request-key", "any")
 KU_KEYS = ("signature", "encryption", "both")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -74,6 +78,12 @@ class Endpoint:
     legacy_des: bool = False
     renewal: bool = True
     resync: str = "issue"
+    #: "combined": one RA certificate signs and decrypts; "ndes-pair": NDES's two RA
+    #: certificates, one to sign CertReps, one (keyEncipherment) to decrypt requests.
+    ra_mode: str = "combined"
+    #: "request-key": a PKCSReq's signer must hold the CSR's key (RFC 8894 §2.3); "any": a
+    #: throw-away signer is accepted (NDES clients), the CSR's signature proves possession.
+    signer: str = "request-key"
 
     @property
     def ciphers(self) -> frozenset[str]:
@@ -96,6 +106,8 @@ class Endpoint:
 class ScepSettings:
     endpoints: Mapping[str, Endpoint]
     ra_template: str = "scep-ra"
+    ra_signature_template: str = "scep-ra-signature"
+    ra_encryption_template: str = "scep-ra-encryption"
     ra_key_passphrase: str | None = None
     ndes_alias: str | None = None
     next_ca_pem: bytes | None = None
@@ -139,6 +151,17 @@ def parse_settings(
     endpoints_table.finish()
     if not endpoints:
         raise ConfigError(file, "scep.endpoints", "define at least one [scep.endpoints.<name>]")
+    pair_templates = (
+        table.str("ra_signature_template", "scep-ra-signature"),
+        table.str("ra_encryption_template", "scep-ra-encryption"),
+    )
+    if any(e.ra_mode == "ndes-pair" for e in endpoints.values()):
+        keys = ("ra_signature_template", "ra_encryption_template")
+        for key, name in zip(keys, pair_templates, strict=True):
+            if name not in templates:
+                raise ConfigError(
+                    file, f"scep.{key}", f"template {name!r} not found (ship {name}.toml)"
+                )
     alias = table.opt_str("ndes_alias")
     if alias is not None and alias not in endpoints:
         raise ConfigError(file, "scep.ndes_alias", f"no endpoint {alias!r}")
@@ -146,6 +169,8 @@ def parse_settings(
     return ScepSettings(
         endpoints=endpoints,
         ra_template=ra_template,
+        ra_signature_template=pair_templates[0],
+        ra_encryption_template=pair_templates[1],
         ra_key_passphrase=passphrase,
         ndes_alias=alias if alias is not None else next(iter(endpoints)),
         next_ca_pem=next_pem,
@@ -211,6 +236,12 @@ def _endpoint(
     resync = t.str("resync", "issue")
     if resync not in ("issue", "resend"):
         raise ConfigError(file, t.key("resync"), "must be 'issue' or 'resend'")
+    ra_mode = t.str("ra_mode", "combined")
+    if ra_mode not in RA_MODES:
+        raise ConfigError(file, t.key("ra_mode"), f"must be one of {list(RA_MODES)}")
+    signer = t.str("signer", "any" if ra_mode == "ndes-pair" else "request-key")
+    if signer not in SIGNERS:
+        raise ConfigError(file, t.key("signer"), f"must be one of {list(SIGNERS)}")
     endpoint = Endpoint(
         name=name,
         template=template,
@@ -223,6 +254,8 @@ def _endpoint(
         legacy_des=t.bool("legacy_des", False),
         renewal=renewal,
         resync=resync,
+        ra_mode=ra_mode,
+        signer=signer,
     )
     t.finish()
     return endpoint

@@ -3,29 +3,39 @@
 Authentication, in order:
 
 1. a transactionID already recorded with the same public key is a client retry (RFC 8894
-   §3.2.1.1): the recorded outcome is returned and nothing is issued twice;
+   §3.2.1.1): the recorded outcome is returned and nothing is issued twice -- unless that
+   outcome was a FAILURE and the CSR changed, then the message is judged afresh as a new
+   attempt of the transaction (:mod:`protocols.scep.transactions`);
 2. a message signed by a valid, unrevoked certificate of this CA (RenewalReq always, PKCSReq
    too: macOS renews that way) is a renewal authenticated by that certificate when the endpoint
-   allows renewal (RFC 8894 §2.4, §3.3.1.2);
+   allows renewal (RFC 8894 §2.4, §3.3.1.2) -- but a certificate may only renew *itself*: the
+   CSR must carry the same subject and the same subjectAltName set (the rule RFC 7030 §4.2.2
+   sets for EST re-enrollment). Other names need the endpoint's normal authorization;
 3. otherwise the signer must be self-signed with the CSR's key (proof of possession, RFC 8894
-   §2.3) and the challenge must satisfy the endpoint's mode (:mod:`protocols.scep.auth`).
+   §2.3), or, on an endpoint with ``signer = "any"`` (NDES clients sign with a throw-away key),
+   any signer: the CSR's own signature proves possession and the CertRep is encrypted to the
+   signer. The challenge must then satisfy the endpoint's mode (:mod:`protocols.scep.auth`).
+   A self-signed signer is never a renewal authority.
 """
 
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.errors import BadCSR
 from gateway.model import (
     CertificateStatus,
     EnrollmentRequest,
     Outcome,
+    Requester,
     RequestKind,
     RequestState,
     serial_hex,
     spki_fingerprint,
 )
 from gateway.pkix import load_csr
+from protocols.scep import transactions
 from protocols.scep.config import Endpoint
 from protocols.scep.messages import FailInfo, MessageError, MessageType, PKIMessage
 from protocols.scep.state import Scep
@@ -74,6 +84,37 @@ async def issued_by_us(scep: Scep, certificate: x509.Certificate) -> bool:
     )
 
 
+def _sans(extensions: x509.Extensions) -> frozenset[x509.GeneralName]:
+    try:
+        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    # The policy lower-cases DNS names when it shapes a certificate.
+    return frozenset(
+        x509.DNSName(n.value.lower()) if isinstance(n, x509.DNSName) else n for n in names
+    )
+
+
+def renewal_names_problem(
+    csr: x509.CertificateSigningRequest, certificate: x509.Certificate
+) -> str | None:
+    """Why ``csr`` is not a renewal of ``certificate`` (None if it is): a certificate may only
+    renew itself, with the same subject and the same subjectAltName set (RFC 7030 §4.2.2's
+    re-enrollment rule, applied to RFC 8894 §3.3.1.2 renewal)."""
+    try:
+        subject, sans = csr.subject, _sans(csr.extensions)
+    except ValueError as exc:
+        return f"the CSR cannot be decoded: {exc}"
+    if subject != certificate.subject:
+        return (
+            f"the CSR subject {subject.rfc4514_string()!r} differs from the signing "
+            f"certificate's {certificate.subject.rfc4514_string()!r}"
+        )
+    if sans != _sans(certificate.extensions):
+        return "the CSR subjectAltName differs from the signing certificate's"
+    return None
+
+
 async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: bytes) -> Outcome:
     """Serve a PKCSReq or RenewalReq; raises MessageError / CertgateError for FAILURE."""
     try:
@@ -81,7 +122,7 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
     except BadCSR as exc:
         raise MessageError(FailInfo.BAD_REQUEST, exc.detail) from None
     spki = spki_fingerprint(csr.public_key())
-    txn = message.transaction_id
+    transactions.check_client_id(message.transaction_id)
     renewal_req = message.message_type == MessageType.RENEWAL_REQ
     template = resolve_template(endpoint, csr)
     signed_by_ours = await issued_by_us(scep, message.signer)
@@ -92,35 +133,77 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
             FailInfo.BAD_REQUEST,
             "a RenewalReq must be signed by a valid, unrevoked certificate from this CA",
         )
-    renewing = signed_by_ours and endpoint.renewal
-    if not renewing and spki_fingerprint(message.signer.public_key()) != spki:
+    names_problem = renewal_names_problem(csr, message.signer) if signed_by_ours else None
+    renewing = signed_by_ours and endpoint.renewal and names_problem is None
+    if (
+        not renewing
+        and endpoint.signer != "any"
+        and spki_fingerprint(message.signer.public_key()) != spki
+    ):
         raise MessageError(
             FailInfo.BAD_MESSAGE_CHECK, "the signer's key is not the key of the request"
         )
 
+    base = message.transaction_id
     if renewing:
-        txn = renewal_transaction(txn, message.signer)
-    stored = await scep.store.find_request("scep", txn)
+        base = renewal_transaction(base, message.signer)
+    txn = base
+    stored, attempt = await transactions.latest(scep.store, base)
     if stored is not None:
         if stored.spki_sha256 != spki:
             raise MessageError(FailInfo.BAD_REQUEST, "the transactionID was used with another key")
-        if stored.state is not RequestState.RECEIVED:
-            return await scep.service.outcome_of(stored)
-        requester, kind = stored.requester, stored.kind
-    elif renewing:
+        if stored.state is RequestState.RECEIVED:
+            return await _submit(
+                scep,
+                csr,
+                template,
+                stored.requester,
+                stored.transaction_id,
+                stored.kind,
+                message.signer,
+            )
+        if stored.state not in transactions.REFUSED or stored.csr_der == csr_der(csr):
+            return await scep.service.outcome_of(stored)  # a retry: the recorded outcome
+        txn = transactions.next_attempt(base, attempt)  # a changed CSR: judged afresh
+    if renewing:
         record = await scep.store.get_certificate(serial_hex(message.signer.serial_number))
         assert record is not None
         requester = scep.authorizer.requester(endpoint, "certificate", record.requester)
-        kind = RequestKind.RENEWAL
-    else:
-        kind = RequestKind.NEW
-        requester = await scep.authorizer.authorize(
-            endpoint, csr, txn, "RenewalReq" if renewal_req else "PKCSReq"
+        return await _submit(
+            scep, csr, template, requester, txn, RequestKind.RENEWAL, message.signer
         )
-        if endpoint.resync == "resend":
-            resent = await _resend(scep, requester.principal, spki, template, csr)
-            if resent is not None:
-                return resent
+    try:
+        requester = await scep.authorizer.authorize(
+            endpoint, csr, base, "RenewalReq" if renewal_req else "PKCSReq"
+        )
+    except MessageError as exc:
+        if names_problem is None:
+            raise
+        raise MessageError(
+            exc.fail_info,
+            f"a certificate may only renew itself: {names_problem}; other names need the "
+            f"endpoint's authorization ({exc.detail})",
+        ) from None
+    if endpoint.resync == "resend":
+        resent = await _resend(scep, requester.principal, spki, template, csr)
+        if resent is not None:
+            return resent
+    return await _submit(scep, csr, template, requester, txn, RequestKind.NEW, None)
+
+
+def csr_der(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+async def _submit(
+    scep: Scep,
+    csr: x509.CertificateSigningRequest,
+    template: str,
+    requester: Requester,
+    txn: str,
+    kind: RequestKind,
+    signer: x509.Certificate | None,
+) -> Outcome:
     return await scep.service.enroll(
         EnrollmentRequest(
             csr=csr,
@@ -128,7 +211,7 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
             requester=requester,
             transaction_id=txn,
             kind=kind,
-            prior_certificate=message.signer if kind is RequestKind.RENEWAL else None,
+            prior_certificate=signer if kind is RequestKind.RENEWAL else None,
         )
     )
 

@@ -2,7 +2,11 @@
 
 CertPoll is keyed on the transactionID (RFC 8894 §3.3.3 recommends it over the names in
 IssuerAndSubject) and only answers the key that made the request (or the certificate a renewal
-was signed with), so nobody else can collect a PENDING request's result.
+was signed with), so nobody else can collect a PENDING request's result -- except on an
+endpoint with ``signer = "any"``, whose NDES clients poll with a throw-away signer: there the
+transactionID alone finds the request (the answer is a certificate, which is public, encrypted
+to whoever asks). A refused transaction that was judged afresh is answered from its newest
+attempt (:mod:`protocols.scep.transactions`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from cryptography import x509
 
 from gateway.errors import NotFound
 from gateway.model import Outcome, serial_hex, spki_fingerprint
-from protocols.scep import enrollment
+from protocols.scep import enrollment, transactions
+from protocols.scep.config import Endpoint
 from protocols.scep.messages import (
     FailInfo,
     MessageError,
@@ -22,15 +27,16 @@ from protocols.scep.messages import (
 from protocols.scep.state import Scep
 
 
-async def cert_poll(scep: Scep, message: PKIMessage, content: bytes) -> Outcome:
+async def cert_poll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: bytes) -> Outcome:
     """The recorded outcome of the transaction; badCertId when there is none (RFC 8894 §4.4)."""
     parse_issuer_and_subject(content)
+    transactions.check_client_id(message.transaction_id)
     stored = None
     if await enrollment.issued_by_us(scep, message.signer):
         renewal_txn = enrollment.renewal_transaction(message.transaction_id, message.signer)
-        stored = await scep.store.find_request("scep", renewal_txn)
+        stored, _ = await transactions.latest(scep.store, renewal_txn)
     if stored is None:
-        stored = await scep.store.find_request("scep", message.transaction_id)
+        stored, _ = await transactions.latest(scep.store, message.transaction_id)
     if stored is None:
         raise MessageError(FailInfo.BAD_CERT_ID, "no request with this transactionID")
     signer = message.signer
@@ -38,7 +44,7 @@ async def cert_poll(scep: Scep, message: PKIMessage, content: bytes) -> Outcome:
     same_prior = stored.prior_serial is not None and stored.prior_serial == serial_hex(
         signer.serial_number
     )
-    if not (same_key or same_prior):
+    if not (same_key or same_prior or endpoint.signer == "any"):
         raise MessageError(FailInfo.BAD_CERT_ID, "no request with this transactionID")
     return await scep.service.outcome_of(stored)
 

@@ -57,8 +57,10 @@ async def pki_operation(scep: Scep, endpoint: Endpoint, der: bytes) -> bytes:
     digest = message.digest if message.digest in _REPLY_DIGESTS else "sha256"
     if message.digest == "md5" and endpoint.legacy_des:
         digest = "md5"  # legacy Cisco IOS: mirror, it may know nothing better
+    refused = True  # a refusal the service did not record (it audits its own denials)
     try:
         reply = await _serve(scep, endpoint, message, digest)
+        refused = False
     except MessageError as exc:
         reply = _failure(message, digest, exc.fail_info, exc.detail)
     except CertgateError as exc:
@@ -66,6 +68,8 @@ async def pki_operation(scep: Scep, endpoint: Endpoint, der: bytes) -> bytes:
     except Exception:  # the last resort: still a signed SCEP answer, never a 500
         log.exception("scep: transaction %r failed", message.transaction_id)
         reply = _failure(message, digest, FailInfo.BAD_REQUEST, "internal error")
+    if refused and message.message_type in _ENROLL_TYPES:
+        await _audit_refusal(scep, endpoint, message, reply)
     if reply.status is PKIStatus.FAILURE:
         log.info(
             "scep %s: transaction %r failed: failInfo %s (%s)",
@@ -75,6 +79,31 @@ async def pki_operation(scep: Scep, endpoint: Endpoint, der: bytes) -> bytes:
             reply.fail_text,
         )
     return cert_rep(reply, scep.ra.certificate, scep.ra.key)
+
+
+_ENROLL_TYPES = frozenset({int(MessageType.PKCS_REQ), int(MessageType.RENEWAL_REQ)})
+
+
+async def _audit_refusal(scep: Scep, endpoint: Endpoint, message: PKIMessage, reply: Reply) -> None:
+    """Every refused enrollment is an audit event: ``scep.refused`` for those refused before
+    the service judged them (challenge, signer, renewal authority, algorithms). The failInfo
+    text never names a secret (RFC 8894 §7.3)."""
+    try:
+        await scep.store.audit(
+            "scep.refused",
+            f"scep:{endpoint.name}",
+            detail={
+                "endpoint": endpoint.name,
+                "transaction_id": message.transaction_id,
+                "message_type": message.message_type,
+                "fail_info": reply.fail_info.name if reply.fail_info is not None else None,
+                "reason": reply.fail_text,
+                "signer_subject": message.signer.subject.rfc4514_string(),
+                "signer_serial": format(message.signer.serial_number, "x"),
+            },
+        )
+    except Exception:  # the refusal stands; the missing audit line is logged loudly
+        log.exception("scep: cannot audit the refusal of transaction %r", message.transaction_id)
 
 
 def _failure(message: PKIMessage, digest: str, info: FailInfo, text: str) -> Reply:
@@ -136,7 +165,7 @@ async def _serve(scep: Scep, endpoint: Endpoint, message: PKIMessage, digest: st
         outcome = await enrollment.enroll(scep, endpoint, request.message, request.content)
         return _render(request, digest, outcome)
     if kind is MessageType.CERT_POLL:
-        outcome = await lookup.cert_poll(scep, request.message, request.content)
+        outcome = await lookup.cert_poll(scep, endpoint, request.message, request.content)
         return _render(request, digest, outcome)
     if kind is MessageType.GET_CERT:
         certificate = await lookup.get_cert(scep, request.content)

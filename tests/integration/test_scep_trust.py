@@ -1,0 +1,201 @@
+"""SCEP trust (issue #12): a certificate may only renew itself (same subject and SAN set);
+anything else needs the endpoint's challenge; a renewal records its prior certificate, which
+is superseded and audited; a refused transaction is judged afresh when the client fixes its
+CSR, while an identical repeat replays the stored FAILURE."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from gateway.config import load_config
+from gateway.model import serial_hex
+from gateway.pkix import cms
+from gateway.server.app import components_of, create_app
+from protocols.scep.messages import FailInfo, PKIStatus
+from tests import scep_client as sc
+from tests.scep_helpers import SID_URI, STATIC_PASSWORD, scep_config
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+Client = Callable[[Any], Awaitable[Any]]
+
+TOML = """
+[scep.endpoints.devices]
+template = "scep-device"
+challenge = "static"
+challenge_password = "file:static.txt"
+
+[scep.endpoints.approval]
+template = "scep-approval"
+challenge = "none"
+"""
+
+
+class H:
+    def __init__(self, client: Any, app: Any, ra: x509.Certificate, ca: x509.Certificate):
+        self.client, self.app, self.ra, self.ca = client, app, ra, ca
+
+    @property
+    def store(self) -> Any:
+        return components_of(self.app).store
+
+    async def rep(self, c: sc.Client, der: bytes, endpoint: str = "devices") -> sc.CertRep:
+        r = await self.client.post(f"/scep/{endpoint}?operation=PKIOperation", data=der)
+        assert r.status == 200
+        return c.read(await r.read())
+
+    async def enroll(
+        self, cn: str = "dev", uris: tuple[str, ...] = ()
+    ) -> tuple[sc.Client, x509.Certificate]:
+        c = sc.Client(self.ra)
+        csr = sc.make_csr(c.key, cn, challenge=STATIC_PASSWORD, uris=uris)
+        rep = await self.rep(c, c.pkcs_req(csr))
+        assert rep.status == PKIStatus.SUCCESS, rep.fail_text
+        return c, rep.certificates[0]
+
+    async def serials(self) -> set[str]:
+        return {r.serial for r in await self.store.list_certificates()}
+
+
+@pytest.fixture
+async def h(tmp_path: Path, aiohttp_client: Client) -> H:
+    app = await create_app(load_config(scep_config(tmp_path, TOML)))
+    client = await aiohttp_client(app)
+    body = await (await client.get("/scep/devices?operation=GetCACert")).read()
+    certs = cms.read_certs_only(body)[0]
+    return H(client, app, certs[0], certs[1])
+
+
+# --- item 1: a certificate may only renew itself -------------------------------------------
+
+
+@pytest.mark.parametrize("renewal_req", [False, True], ids=["PKCSReq", "RenewalReq"])
+async def test_certificate_cannot_renew_into_another_subject_without_the_challenge(
+    h: H, renewal_req: bool
+) -> None:
+    c, first = await h.enroll("dev-a")
+    before = await h.serials()
+    renewer = sc.Client(h.ra, c.key, first)
+    csr = sc.make_csr(c.key, "dev-b")
+    rep = await h.rep(renewer, renewer.pkcs_req(csr, renewal=renewal_req, transaction_id="t-b"))
+    assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert "may only renew itself" in (rep.fail_text or "")
+    assert await h.serials() == before
+    refusals = [e for e in await h.store.audit_events() if e.event == "scep.refused"]
+    assert [(e.detail["transaction_id"], e.detail["signer_serial"]) for e in refusals] == [
+        ("t-b", serial_hex(first.serial_number))
+    ]
+
+
+async def test_certificate_cannot_renew_with_an_added_subject_alt_name(h: H) -> None:
+    c, first = await h.enroll("dev-a")
+    before = await h.serials()
+    renewer = sc.Client(h.ra, c.key, first)
+    csr = sc.make_csr(c.key, "dev-a", uris=(SID_URI,))
+    rep = await h.rep(renewer, renewer.pkcs_req(csr, renewal=True))
+    assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert await h.serials() == before
+
+
+async def test_certificate_cannot_renew_with_a_dropped_subject_alt_name(h: H) -> None:
+    c, first = await h.enroll("dev-a", uris=(SID_URI,))
+    renewer = sc.Client(h.ra, c.key, first)
+    rep = await h.rep(renewer, renewer.pkcs_req(sc.make_csr(c.key, "dev-a"), renewal=True))
+    assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+async def test_other_names_with_a_valid_challenge_are_a_new_enrollment_not_a_renewal(
+    h: H,
+) -> None:
+    c, first = await h.enroll("dev-a")
+    signer = sc.Client(h.ra, c.key, first)
+    csr = sc.make_csr(c.key, "dev-b", challenge=STATIC_PASSWORD)
+    rep = await h.rep(signer, signer.pkcs_req(csr, transaction_id="other-names"))
+    assert rep.status == PKIStatus.SUCCESS, rep.fail_text
+    assert rep.certificates[0].subject == csr.subject
+    stored = await h.store.find_request("scep", "other-names")
+    assert stored is not None and stored.kind.value == "new" and stored.prior_serial is None
+    assert stored.requester.auth_method == "challenge"
+    old = await h.store.get_certificate(serial_hex(first.serial_number))
+    assert old.superseded_by is None
+
+
+async def test_self_renewal_records_prior_supersedes_it_and_audits(h: H) -> None:
+    c, first = await h.enroll("dev-a", uris=(SID_URI,))
+    renewer = sc.Client(h.ra, c.key, first)
+    csr = sc.make_csr(c.key, "dev-a", uris=(SID_URI,))
+    rep = await h.rep(renewer, renewer.pkcs_req(csr, renewal=True, transaction_id="self"))
+    assert rep.status == PKIStatus.SUCCESS, rep.fail_text
+    new = rep.certificates[0]
+    old_serial, new_serial = serial_hex(first.serial_number), serial_hex(new.serial_number)
+    stored = await h.store.find_request("scep", f"self/renewal/{old_serial}")
+    assert stored.kind.value == "renewal" and stored.prior_serial == old_serial
+    assert (await h.store.get_certificate(old_serial)).superseded_by == new_serial
+    events = {e.event: e for e in await h.store.audit_events(stored.id)}
+    assert events["request.received"].detail["kind"] == "renewal"
+    assert events["request.received"].detail["auth_method"] == "certificate"
+    assert events["certificate.issued"].detail["supersedes"] == old_serial
+
+
+# --- item 6: a refused transaction is judged afresh when the CSR changes --------------------
+
+
+async def test_fixed_csr_with_the_same_key_after_a_refusal_is_judged_afresh(h: H) -> None:
+    c = sc.Client(h.ra)
+    bad = sc.make_csr(c.key, "not a valid name!", challenge=STATIC_PASSWORD)
+    refused = await h.rep(c, c.pkcs_req(bad, transaction_id="txn-fix"))
+    assert (refused.status, refused.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+    fixed = sc.make_csr(c.key, "good-name", challenge=STATIC_PASSWORD)
+    rep = await h.rep(c, c.pkcs_req(fixed, transaction_id="txn-fix"))
+    assert rep.status == PKIStatus.SUCCESS, rep.fail_text
+    assert rep.certificates[0].subject == fixed.subject
+    # A retry of the fixed message gets the same certificate, not another one.
+    again = await h.rep(c, c.pkcs_req(fixed, transaction_id="txn-fix"))
+    assert again.certificates[0] == rep.certificates[0]
+
+
+async def test_identical_repeat_after_a_refusal_replays_without_judging_again(h: H) -> None:
+    c = sc.Client(h.ra)
+    bad = sc.make_csr(c.key, "not a valid name!", challenge=STATIC_PASSWORD)
+    first = await h.rep(c, c.pkcs_req(bad, transaction_id="txn-same"))
+    events_before = len(await h.store.audit_events())
+    again = await h.rep(c, c.pkcs_req(bad, transaction_id="txn-same"))
+    assert (again.status, again.fail_info, again.fail_text) == (
+        first.status,
+        first.fail_info,
+        first.fail_text,
+    )
+    assert len(await h.store.audit_events()) == events_before  # nothing new was judged
+
+
+async def test_other_key_still_cannot_reuse_a_refused_transaction(h: H) -> None:
+    c = sc.Client(h.ra)
+    bad = sc.make_csr(c.key, "not a valid name!", challenge=STATIC_PASSWORD)
+    await h.rep(c, c.pkcs_req(bad, transaction_id="txn-key"))
+    other = sc.Client(h.ra)
+    csr = sc.make_csr(other.key, "good-name", challenge=STATIC_PASSWORD)
+    rep = await h.rep(other, other.pkcs_req(csr, transaction_id="txn-key"))
+    assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+async def test_certpoll_follows_the_attempt_judged_after_a_refusal(h: H) -> None:
+    c = sc.Client(h.ra)
+    bad = sc.make_csr(c.key, "not a valid name!")
+    refused = await h.rep(c, c.pkcs_req(bad, transaction_id="txn-poll"), "approval")
+    assert refused.status == PKIStatus.FAILURE
+    fixed = sc.make_csr(c.key, "good-name")
+    pending = await h.rep(c, c.pkcs_req(fixed, transaction_id="txn-poll"), "approval")
+    assert pending.status == PKIStatus.PENDING, pending.fail_text
+    poll = c.cert_poll(h.ca.subject, fixed.subject, transaction_id="txn-poll")
+    assert (await h.rep(c, poll, "approval")).status == PKIStatus.PENDING
+    waiting = [r for r in await h.store.list_requests() if r.state.value == "pending"]
+    assert len(waiting) == 1
+    await components_of(h.app).service.approve(waiting[0].id, "admin")
+    poll = c.cert_poll(h.ca.subject, fixed.subject, transaction_id="txn-poll")
+    done = await h.rep(c, poll, "approval")
+    assert done.status == PKIStatus.SUCCESS, done.fail_text
+    assert done.certificates[0].subject == fixed.subject
