@@ -93,7 +93,7 @@ def _load_content_info(der: bytes, expected: str) -> Any:
 def _to_crypto_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(cert.dump())
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise CMSError(f"unparseable certificate in SignedData: {str(exc)[:120]}") from None
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from gateway.config import load_config
 from gateway.pkix import cms
@@ -74,4 +75,33 @@ async def test_random_and_mutated_messages_never_get_a_500(
             cms.verify_signed(signed)
             assert signed.signer == ra
     assert statuses.get(200, 0) > 0 and statuses.get(400, 0) > 0
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_signer_certificate_with_an_invalid_x509_version_is_a_400_not_a_500(
+    tmp_path: Path, aiohttp_client: Callable[[Any], Awaitable[Any]]
+) -> None:
+    # Found by fuzzing (issue #12 item 14): cryptography raises InvalidVersion, which is not a
+    # ValueError, for a certificate whose version is not v1..v3 (RFC 5280 §4.1.2.1).
+    app = await create_app(load_config(scep_config(tmp_path, DEFAULT_ENDPOINTS)))
+    client = await aiohttp_client(app)
+    certs, _ = cms.read_certs_only(
+        await (await client.get("/scep/devices?operation=GetCACert")).read()
+    )
+    c = sc.Client(certs[0])
+    valid = c.pkcs_req(sc.make_csr(c.key, "fuzz", challenge=STATIC_PASSWORD))
+    assert c.signer is not None
+    signer_der = c.signer.public_bytes(serialization.Encoding.DER)
+    v3 = b"\xa0\x03\x02\x01\x02"  # tbsCertificate.version [0] EXPLICIT INTEGER 2 (v3)
+    assert signer_der.count(v3) == 1 and valid.count(signer_der) == 1
+    for bad_version in (b"\x03", b"\x05", b"\x7f"):
+        bad = valid.replace(signer_der, signer_der.replace(v3, v3[:-1] + bad_version))
+        for send in ("post", "get"):
+            if send == "post":
+                r = await client.post("/scep/devices?operation=PKIOperation", data=bad)
+            else:
+                query = "message=" + urllib.parse.quote(base64.b64encode(bad).decode(), safe="")
+                r = await client.get(f"/scep/devices?operation=PKIOperation&{query}")
+            assert r.status == 400, (bad_version, send, r.status)
+            assert "certificate" in (await r.text())
     assert (await client.get("/healthz")).status == 200
