@@ -26,6 +26,10 @@ ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "ES384", "ES512", "EdD
 #: MAC algorithms accepted on external account bindings only (RFC 8555 §7.3.4).
 MAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 MIN_RSA_BITS = 2048
+#: Deepest JSON nesting accepted in a JWS, its protected header or its payload. ACME's own
+#: documents nest three levels at most (newOrder identifiers, a jwk in a header); a limit
+#: keeps a hostile document from reaching code that walks it (RFC 8555 §6.7 ``malformed``).
+MAX_JSON_DEPTH = 32
 
 _CURVES: dict[str, tuple[ec.EllipticCurve, int, str]] = {
     "P-256": (ec.SECP256R1(), 32, "ES256"),
@@ -80,13 +84,43 @@ class JWS:
 
     def payload_json(self) -> dict[str, Any]:
         """The payload as a JSON object; ``malformed`` otherwise."""
-        try:
-            value = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError):
-            raise Problem.malformed("payload is not JSON") from None
+        value = loads(self.payload, "payload is not JSON")
         if not isinstance(value, dict):
             raise Problem.malformed("payload must be a JSON object")
         return value
+
+
+def loads(text: bytes | str, not_json: str) -> Any:
+    """JSON from a client: ``malformed`` with ``not_json`` when it is not JSON, and
+    ``malformed`` when it nests deeper than :data:`MAX_JSON_DEPTH` (the parser's own recursion
+    limit included, which would otherwise escape as ``RecursionError``)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+    except (ValueError, UnicodeDecodeError):
+        raise Problem.malformed(not_json) from None
+    else:
+        if _within_depth(value):
+            return value
+    raise Problem.malformed(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+def _within_depth(value: Any) -> bool:
+    """Iteratively (a recursive walk would hit the recursion limit itself)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def parse_jws(body: bytes | str | dict[str, Any]) -> JWS:
@@ -96,10 +130,7 @@ def parse_jws(body: bytes | str | dict[str, Any]) -> JWS:
     if isinstance(body, dict):
         obj: Any = body
     else:
-        try:
-            obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise Problem.malformed("request body is not JSON") from None
+        obj = loads(body, "request body is not JSON")
     if not isinstance(obj, dict):
         raise Problem.malformed("JWS must be a JSON object (flattened serialization)")
     if "signatures" in obj:
@@ -117,9 +148,10 @@ def parse_jws(body: bytes | str | dict[str, Any]) -> JWS:
     assert isinstance(protected_b64, str) and isinstance(payload_b64, str)
     assert isinstance(sig_b64, str)
     try:
-        protected = json.loads(b64d(protected_b64))
-    except (ValueError, UnicodeDecodeError):
+        protected_json = b64d(protected_b64)
+    except ValueError:
         raise Problem.malformed("JWS protected header is not base64url JSON") from None
+    protected = loads(protected_json, "JWS protected header is not base64url JSON")
     if not isinstance(protected, dict):
         raise Problem.malformed("JWS protected header must be a JSON object")
     if protected.get("b64", True) is not True or "crit" in protected:

@@ -37,6 +37,10 @@ async def revoke_cert(acme: Acme, request: web.Request) -> web.Response:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
         raise Problem.malformed("certificate is not a DER X.509 certificate") from None
+    except x509.InvalidVersion as exc:  # not a ValueError in cryptography
+        raise Problem.malformed(
+            f"certificate has an invalid X.509 version ({exc.parsed_version}; RFC 5280 §4.1.2.1)"
+        ) from None
     record = await acme.service.store.get_certificate(serial_hex(cert.serial_number))
     if record is None or record.der != der:
         raise Problem.malformed("the certificate was not issued by this server", 404)
