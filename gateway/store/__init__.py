@@ -15,11 +15,20 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from gateway.store.engine import open_database
+from gateway.store.engine import DatabaseUnavailable, open_database, private_directory
 from gateway.store.sql import SQLJournal, SQLStore
 from gateway.store.tables import metadata
 
-__all__ = ["SQLJournal", "SQLStore", "default_sqlite_url", "metadata", "open_store"]
+__all__ = [
+    "DatabaseUnavailable",
+    "SQLJournal",
+    "SQLStore",
+    "default_sqlite_url",
+    "metadata",
+    "open_store",
+    "private_directory",
+    "sqlite_file",
+]
 
 DEFAULT_DB_NAME = "certgate.db"
 
@@ -30,6 +39,15 @@ def default_sqlite_url(data_dir: Path) -> str:
     return sa.URL.create("sqlite+aiosqlite", database=str(path)).render_as_string()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (``None`` for PostgreSQL, in-memory and ``file:`` URIs)."""
+    parsed = sa.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if database.startswith("file:") else Path(database).absolute()
+
+
 def open_store(
     url: str,
     *,
@@ -37,14 +55,21 @@ def open_store(
     busy_timeout: float = 10.0,
     pool_size: int = 10,
     max_overflow: int = 10,
+    create: bool = True,
 ) -> SQLStore:
     """A store for ``url`` (``sqlite+aiosqlite:///path``, ``postgresql+asyncpg://...``).
 
     Nothing connects until the first call; call :meth:`SQLStore.migrate` at start-up.
     ``busy_timeout`` (seconds) bounds how long an SQLite writer waits for another process;
-    ``pool_size``/``max_overflow`` size the PostgreSQL pool per process.
+    ``pool_size``/``max_overflow`` size the PostgreSQL pool per process. ``create=False``:
+    never create the SQLite file (it must exist). A new SQLite file is created with mode 0600
+    (its -wal/-shm follow) in a directory created 0700.
     """
     database = open_database(
-        url, busy_timeout=busy_timeout, pool_size=pool_size, max_overflow=max_overflow
+        url,
+        busy_timeout=busy_timeout,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        create=create,
     )
     return SQLStore(database, clock=clock)

@@ -23,12 +23,22 @@ run in exactly one transaction by a :class:`Database`:
   (:class:`_Checkpointer`, ``PRAGMA wal_checkpoint(PASSIVE)`` twice a second while there are
   writes), never in a commit on the event loop; the loop's connection keeps a large
   ``wal_autocheckpoint`` only as a backstop should that thread fall behind.
+
+Outages (issue #12): a failure to reach the database (connection refused or dropped, SQLite
+I/O errors, a lock held past ``busy_timeout``) is raised as :class:`DatabaseUnavailable`, a
+:class:`~gateway.errors.StoreUnavailable` that every protocol renders as its retryable answer;
+the cause is logged once per outage at ERROR (driver message only, never SQL parameters, which
+may hold secrets) and recovery once at WARNING. An SQLite file deleted or replaced under a
+running gateway is detected (:meth:`SQLiteDatabase.check_file`): from then on every call
+raises, and the file is never silently created again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import logging
+import os
 import random
 import sqlite3
 import threading
@@ -36,14 +46,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.errors import InternalError
+from gateway.errors import StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,6 +63,67 @@ T = TypeVar("T")
 Body = Callable[Concatenate[Connection, P], T]
 
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+#: Primary SQLite result codes that mean "the database file cannot be used", not a bad
+#: statement: the store is unavailable (https://sqlite.org/rescode.html).
+_UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+#: Seconds between two checks that the SQLite files are still the ones opened (reads; every
+#: write batch checks the database file itself).
+FILE_CHECK_INTERVAL = 1.0
+
+log = logging.getLogger("certgate.store")
+
+
+class DatabaseUnavailable(StoreUnavailable):
+    """The database cannot be reached or used; ``cause`` (for logs and the operator's start-up
+    message, never for clients) is the driver's message without SQL or parameters."""
+
+    def __init__(self, cause: str, retry_after: int = 10) -> None:
+        super().__init__(retry_after=retry_after)
+        self.cause = cause
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` for a log line: the driver's own exception, never SQLAlchemy's text (which
+    carries the statement and its parameters)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc.cause
+    inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    text = str(inner).splitlines()[0] if str(inner) else ""
+    return f"{type(inner).__name__}: {text}"[:300]
+
+
+class _Health:
+    """Logs the transitions between available and unavailable, once each."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.up: bool | None = None  # unknown until the first call
+
+    def failed(self, exc: BaseException, retry_after: int = 10) -> DatabaseUnavailable:
+        cause = describe(exc)
+        if self.up is not False:
+            # The first failure of all (start-up) is reported by the caller, in one line.
+            if self.up is True:
+                log.error("database %s unavailable: %s", self.what, cause)
+            self.up = False
+        return DatabaseUnavailable(cause, retry_after)
+
+    def ok(self) -> None:
+        if self.up is not True:
+            if self.up is False:
+                log.warning("database %s is available again", self.what)
+            self.up = True
 
 
 class Mode(enum.Enum):
@@ -72,6 +143,11 @@ class Database(Protocol):
 
     async def run(self, mode: Mode, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T: ...
 
+    def check(self) -> None:
+        """Raise :class:`DatabaseUnavailable` if the database is known to be unusable without
+        asking it (SQLite: the file was deleted or replaced); readiness calls this."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -81,12 +157,14 @@ def open_database(
     busy_timeout: float = 10.0,
     pool_size: int = 10,
     max_overflow: int = 10,
+    create: bool = True,
 ) -> Database:
-    """Pick the engine for ``url``. Unknown backends are refused rather than half-supported."""
+    """Pick the engine for ``url``. Unknown backends are refused rather than half-supported.
+    ``create=False``: an SQLite file that does not exist is not created."""
     parsed = sa.make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return SQLiteDatabase(parsed, busy_timeout=busy_timeout)
+        return SQLiteDatabase(parsed, busy_timeout=busy_timeout, create=create)
     if backend == "postgresql":
         return AsyncDatabase(parsed, pool_size=pool_size, max_overflow=max_overflow)
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
@@ -101,6 +179,51 @@ def is_busy(exc: sa.exc.DBAPIError) -> bool:
     if isinstance(code, int):
         return (code & 0xFF) in _BUSY_CODES
     return "database is locked" in str(exc.orig)
+
+
+def sqlite_unavailable(exc: BaseException) -> bool:
+    """True for SQLite errors that mean the file cannot be used (I/O, full disk, cannot open,
+    corrupt, read-only), as opposed to a statement's own error."""
+    inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    code = getattr(inner, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _UNAVAILABLE_CODES
+
+
+def private_directory(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700 whatever the umask; an existing directory
+    is left as it is."""
+    if path.is_dir():
+        return
+    private_directory(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)
+
+
+def _private_files(database: Path) -> None:
+    """Create the database file with mode 0600 before SQLite first opens it (SQLite gives
+    the -wal and -shm files the database file's mode), and bring an existing database and
+    its -wal/-shm down to 0600: they hold CSRs, which may carry a SCEP challenge password."""
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.fchmod(fd, 0o600)  # the umask cannot widen 0600, but make the mode explicit
+        os.close(fd)
+    for path in (database, *_companions(database)):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.chmod(path, 0o600)
+
+
+def _companions(database: Path) -> tuple[Path, Path]:
+    return database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")
 
 
 @dataclass
@@ -136,7 +259,16 @@ class _Checkpointer:
         self._dirty.set()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            # mode=rw: never create the file (it may have been deleted under us).
+            conn = sqlite3.connect(
+                Path(self._path).absolute().as_uri() + "?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error:
+            return
         try:
             conn.execute("PRAGMA busy_timeout = 1000")
             while not self._stop.wait(self._interval):
@@ -176,10 +308,17 @@ class SQLiteDatabase:
 
     dialect_name = "sqlite"
 
-    def __init__(self, url: sa.URL, *, busy_timeout: float = 10.0) -> None:
+    def __init__(self, url: sa.URL, *, busy_timeout: float = 10.0, create: bool = True) -> None:
         self._busy_timeout = busy_timeout
+        self._path: Path | None = None
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            self._path = Path(url.database).absolute()
+        self._create = create
+        #: (st_dev, st_ino) of the database, -wal and -shm files as opened.
+        self._opened: dict[Path, tuple[int, int]] = {}
+        self._vanished: str | None = None
+        self._next_check = 0.0
+        self._health = _Health(str(self._path) if self._path else "sqlite")
         self._engine = sa.create_engine(
             url.set(drivername="sqlite+pysqlite"),
             connect_args={"check_same_thread": False},
@@ -210,8 +349,70 @@ class SQLiteDatabase:
         finally:
             cur.close()
 
+    def _prepare_file(self) -> None:
+        """Before each (re)connect: never create a database that existed (deleted under us)
+        or that the caller forbade creating; create a new one 0600 in a 0700 directory."""
+        path = self._path
+        if path is None:
+            return
+        if self._opened or not self._create:
+            if not path.exists():
+                raise DatabaseUnavailable(f"{path} does not exist")
+        else:
+            private_directory(path.parent)
+        _private_files(path)
+
+    def _record_files(self) -> None:
+        assert self._path is not None
+        for path in (self._path, *_companions(self._path)):
+            if path not in self._opened:
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                self._opened[path] = (st.st_dev, st.st_ino)
+
+    def check_file(self, *, full: bool = True) -> None:
+        """Raise :class:`DatabaseUnavailable` if the database file (``full``: or its -wal or
+        -shm) was deleted or replaced since it was opened: the open connection would go on
+        writing into a file nobody else can see, and a new process would start an empty one.
+        One ``stat`` per file; the vanished state is permanent for this process."""
+        if self._vanished is not None:
+            raise DatabaseUnavailable(self._vanished)
+        if not self._opened:
+            return
+        if full:
+            self._next_check = time.monotonic() + FILE_CHECK_INTERVAL
+        for path, opened in self._opened.items():
+            if not full and path != self._path:
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                self._file_vanished(f"{path} was deleted while the gateway had it open")
+            if (st.st_dev, st.st_ino) != opened:
+                self._file_vanished(f"{path} was replaced while the gateway had it open")
+        if full and len(self._opened) < 3:
+            self._record_files()  # -wal/-shm appear with the first WAL transaction
+
+    def check(self) -> None:
+        self.check_file()
+
+    def _file_vanished(self, reason: str) -> NoReturn:
+        self._vanished = reason
+        log.error(
+            "database file gone: %s; refusing every store operation until restarted "
+            "(restore the database from a backup; it is not created again)",
+            reason,
+        )
+        self._health.up = False
+        raise DatabaseUnavailable(reason)
+
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
+            if self._vanished is not None:
+                raise DatabaseUnavailable(self._vanished)
+            self._prepare_file()
             conn = self._engine.connect()
             try:
                 # WAL is a property of the file; switching takes an exclusive lock for which
@@ -229,6 +430,10 @@ class SQLiteDatabase:
                 conn.close()
                 raise
             self._conn = conn
+            if self._path is not None:
+                if self._opened:
+                    self.check_file()  # a reconnect must find the file it had open
+                self._record_files()
         return self._conn
 
     async def run(self, mode: Mode, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T:
@@ -238,20 +443,28 @@ class SQLiteDatabase:
         delay = 0.0005
         while True:
             try:
+                if self._vanished is not None or time.monotonic() >= self._next_check:
+                    self.check_file()
                 conn = self._connection()
                 with conn.begin():
                     result = body(conn, *args, **kw)
                 if self._checkpointer is not None:
                     self._checkpointer.poke()
+                if self._health.up is not True:
+                    self._health.ok()
                 return result
-            except sa.exc.OperationalError as exc:
-                if not is_busy(exc):
+            except DatabaseUnavailable:
+                raise
+            except (sa.exc.OperationalError, sqlite3.Error) as exc:
+                if sqlite_unavailable(exc):
+                    raise self._health.failed(exc) from None
+                if not isinstance(exc, sa.exc.OperationalError) or not is_busy(exc):
                     raise
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self._busy_timeout
                 elif now >= deadline:
-                    raise InternalError("database is busy; try again later") from exc
+                    raise self._busy_failure() from None
             # Jittered exponential back-off so competing processes do not retry in lockstep.
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, _MAX_BUSY_DELAY)
@@ -281,6 +494,9 @@ class SQLiteDatabase:
             return
         results: list[tuple[bool, Any]] = []
         try:
+            # One stat of the database file per batch (all three files once a second): a
+            # write never goes into a file that was deleted since the last batch.
+            self.check_file(full=self._vanished is not None or time.monotonic() >= self._next_check)
             conn = self._connection()
             with conn.begin():
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -289,15 +505,21 @@ class SQLiteDatabase:
                     results.append((True, item.body(conn, *item.args, **item.kw)))
                 else:
                     results = self._run_batch(conn, batch)
-        except sa.exc.OperationalError as exc:
-            if not is_busy(exc):
+        except DatabaseUnavailable as exc:
+            self._settle_all(batch, exc)
+            return
+        except (sa.exc.OperationalError, sqlite3.Error) as exc:
+            if sqlite_unavailable(exc):
+                self._settle_all(batch, self._health.failed(exc))
+                return
+            if not isinstance(exc, sa.exc.OperationalError) or not is_busy(exc):
                 self._settle_all(batch, exc)
                 return
             now = time.monotonic()
             expired = [i for i in batch if now - i.started >= self._busy_timeout]
             for item in expired:
                 if not item.future.done():
-                    item.future.set_exception(InternalError("database is busy; try again later"))
+                    item.future.set_exception(self._busy_failure())
             retry = [i for i in batch if i not in expired]
             if retry:
                 # Put the batch back in front and try again after a jittered back-off.
@@ -317,13 +539,24 @@ class SQLiteDatabase:
             return
         if self._checkpointer is not None:
             self._checkpointer.poke()
+        if self._health.up is not True:
+            self._health.ok()
         for item, (ok, value) in zip(batch, results, strict=True):
             if item.future.done():
                 continue
             if ok:
                 item.future.set_result(value)
             else:
+                if sqlite_unavailable(value):
+                    value = self._health.failed(value)
                 item.future.set_exception(value)
+
+    def _busy_failure(self) -> DatabaseUnavailable:
+        """Another process held the write lock past ``busy_timeout``: retryable, logged like
+        an outage."""
+        return self._health.failed(
+            sqlite3.OperationalError(f"database locked for more than {self._busy_timeout:g} s")
+        )
 
     @staticmethod
     def _run_batch(conn: Connection, batch: list[_Queued]) -> list[tuple[bool, Any]]:
@@ -386,8 +619,31 @@ class SQLiteDatabase:
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 
+#: SQLSTATE classes that mean the server cannot serve now (PostgreSQL Appendix A): 08
+#: connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+#: terminated backend, cannot connect now).
+_PG_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
+def pg_unavailable(exc: BaseException) -> bool:
+    """True for a dropped connection or a server that cannot serve now (not a bad statement)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith(_PG_UNAVAILABLE_CLASSES)
+    return isinstance(exc, OSError | TimeoutError | sa.exc.TimeoutError)
+
+
 class AsyncDatabase:
-    """SQLAlchemy's asyncio engine (asyncpg); bodies run via ``AsyncConnection.run_sync``."""
+    """SQLAlchemy's asyncio engine (asyncpg); bodies run via ``AsyncConnection.run_sync``.
+
+    ``pool_pre_ping``: a pooled connection is tested (one ``SELECT 1`` round trip, about
+    0.1 ms on a local server) before each checkout and silently replaced when the server
+    dropped it (restart, failover, idle timeout, ``pg_terminate_backend``), so a database
+    restart costs no failed request. Failing to connect at all, or losing the connection
+    mid-transaction, raises :class:`DatabaseUnavailable`.
+    """
 
     def __init__(self, url: sa.URL, *, pool_size: int = 10, max_overflow: int = 10) -> None:
         if url.drivername == "postgresql":
@@ -397,19 +653,42 @@ class AsyncDatabase:
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=30,
-            # Server-side idle timeouts and failovers: recycle rather than ping per checkout
-            # (a ping is one more round trip on every transaction).
+            pool_pre_ping=True,
             pool_recycle=1800,
         )
         self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         self.dialect_name = self._engine.dialect.name
+        self._health = _Health(url.render_as_string(hide_password=True))
 
     async def run(self, mode: Mode, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T:
-        if mode is Mode.AUTOCOMMIT:
-            async with self._autocommit.connect() as conn:
-                return await conn.run_sync(body, *args, **kw)
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(body, *args, **kw)
+        engine = self._autocommit if mode is Mode.AUTOCOMMIT else self._engine
+        try:
+            conn = await engine.connect()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # anything on the way to a connection: refused, DNS, auth
+            raise self._health.failed(exc) from None
+        try:
+            if mode is Mode.AUTOCOMMIT:
+                result = await conn.run_sync(body, *args, **kw)
+            else:
+                async with conn.begin():
+                    result = await conn.run_sync(body, *args, **kw)
+        except Exception as exc:
+            if pg_unavailable(exc):
+                raise self._health.failed(exc) from None
+            raise
+        finally:
+            try:
+                await conn.close()
+            except Exception as exc:  # closing a connection the server already dropped
+                log.debug("closing a database connection failed: %s", describe(exc))
+        if self._health.up is not True:
+            self._health.ok()
+        return result
+
+    def check(self) -> None:
+        """Nothing to check without a round trip (``run`` reports an outage)."""
 
     async def close(self) -> None:
         await self._engine.dispose()

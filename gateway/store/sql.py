@@ -115,6 +115,8 @@ class SQLStore:
         await self._db.close()
 
     async def ping(self) -> None:
+        """Readiness: the database answers (and, on SQLite, is still the file opened)."""
+        self._db.check()
         await self._db.run(Mode.AUTOCOMMIT, _select_one)
 
     # -- requests -----------------------------------------------------------------------------
