@@ -83,7 +83,7 @@ async def _dispatch(request: web.Request, scep: Scep, endpoint: Endpoint) -> web
     if operation == "GetCACaps":
         return web.Response(text=caps_text(endpoint.capabilities), content_type="text/plain")
     if operation == "GetCACert":
-        return _ca_cert(scep)
+        return _ca_cert(scep, endpoint)
     if operation == "GetNextCACert" and "GetNextCACert" in endpoint.capabilities:
         return _next_ca_cert(scep)
     return _text(400, f"unsupported SCEP operation {operation!r}")
@@ -97,10 +97,10 @@ async def _pki_operation(scep: Scep, endpoint: Endpoint, body: bytes) -> web.Res
     return web.Response(body=reply, content_type=PKI_MESSAGE)
 
 
-def _ca_cert(scep: Scep) -> web.Response:
+def _ca_cert(scep: Scep, endpoint: Endpoint) -> web.Response:
     """GetCACert (RFC 8894 §4.2.1): one DER certificate, or a degenerate certs-only SignedData
-    with the RA certificate and the CA chain (``x-x509-ca-ra-cert``)."""
-    certs = scep.published
+    with the endpoint's RA certificate(s) and the CA chain (``x-x509-ca-ra-cert``)."""
+    certs = scep.published_for(endpoint)
     if len(certs) == 1:
         return web.Response(
             body=certs[0].public_bytes(serialization.Encoding.DER),

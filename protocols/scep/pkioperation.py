@@ -78,7 +78,8 @@ async def pki_operation(scep: Scep, endpoint: Endpoint, der: bytes) -> bytes:
             reply.fail_info.name if reply.fail_info is not None else "-",
             reply.fail_text,
         )
-    return cert_rep(reply, scep.ra.certificate, scep.ra.key)
+    signer = scep.signing(endpoint)
+    return cert_rep(reply, signer.certificate, signer.key)
 
 
 _ENROLL_TYPES = frozenset({int(MessageType.PKCS_REQ), int(MessageType.RENEWAL_REQ)})
@@ -117,6 +118,24 @@ def _failure(message: PKIMessage, digest: str, info: FailInfo, text: str) -> Rep
     )
 
 
+def _decrypt(scep: Scep, endpoint: Endpoint, envelope: bytes) -> cms.Decrypted:
+    """Open the pkcsPKIEnvelope (RFC 8894 §3.2.2) with the first RA key it is encrypted to."""
+    for certificate, key in scep.decrypting(endpoint):
+        try:
+            return cms.decrypt_enveloped(
+                envelope, certificate, key, allowed_ciphers=endpoint.ciphers
+            )
+        except cms.UnsupportedAlgorithm as exc:
+            raise MessageError(FailInfo.BAD_ALG, str(exc)) from None
+        except cms.NotForUs:
+            continue
+        except cms.CMSError as exc:
+            raise MessageError(FailInfo.BAD_MESSAGE_CHECK, f"cannot decrypt: {exc}") from None
+    raise MessageError(
+        FailInfo.BAD_MESSAGE_CHECK, "the envelope is not encrypted to this RA certificate"
+    )
+
+
 def _check_signing_time(message: PKIMessage, now: datetime) -> None:
     der = message.signed.attributes.get(_SIGNING_TIME)
     if der is None:
@@ -144,18 +163,7 @@ async def _serve(scep: Scep, endpoint: Endpoint, message: PKIMessage, digest: st
         raise MessageError(FailInfo.BAD_REQUEST, f"messageType {message.message_type} is unknown")
     if message.envelope is None:
         raise MessageError(FailInfo.BAD_REQUEST, "the pkcsPKIEnvelope is missing")
-    try:
-        decrypted = cms.decrypt_enveloped(
-            message.envelope, scep.ra.certificate, scep.ra.key, allowed_ciphers=endpoint.ciphers
-        )
-    except cms.UnsupportedAlgorithm as exc:
-        raise MessageError(FailInfo.BAD_ALG, str(exc)) from None
-    except cms.NotForUs:
-        raise MessageError(
-            FailInfo.BAD_MESSAGE_CHECK, "the envelope is not encrypted to this RA certificate"
-        ) from None
-    except cms.CMSError as exc:
-        raise MessageError(FailInfo.BAD_MESSAGE_CHECK, f"cannot decrypt: {exc}") from None
+    decrypted = _decrypt(scep, endpoint, message.envelope)
     if not isinstance(message.signer.public_key(), rsa.RSAPublicKey):
         # A CertRep is encrypted to the signer's key by key transport, which needs RSA:
         # refuse before anything is issued (protocols.md 1.7, EC client keys).

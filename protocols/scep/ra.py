@@ -11,6 +11,12 @@ Files in ``<data dir>/scep/``: ``ra.key`` (PKCS#8, encrypted by :mod:`gateway.pk
 mode 0600), ``ra.crt`` (PEM), and ``passphrase`` only when none is configured and
 ``$CERTGATE_CA_PASSPHRASE`` is unset. Several worker processes start at once, so the whole
 bootstrap runs under an exclusive file lock.
+
+Endpoints with ``ra_mode = "ndes-pair"`` publish NDES's two RA certificates instead
+(protocols.md 1.6 item 34): ``ra-signature.{key,crt}`` (KU digitalSignature, signs CertReps,
+template ``scep-ra-signature``) and ``ra-encryption.{key,crt}`` (KU keyEncipherment, decrypts
+requests, template ``scep-ra-encryption``), each with its own RSA key, bootstrapped the same
+way by :func:`load_or_issue` with another ``stem``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,15 @@ class RegistrationAuthority:
     ca_chain: tuple[x509.Certificate, ...]
 
 
+@dataclass(frozen=True)
+class NdesPair:
+    """NDES's RA pair (RFC 8894 §2.1.2; protocols.md 1.6 item 34): ``signing`` signs CertReps
+    (KU digitalSignature), ``encryption`` decrypts pkcsPKIEnvelopes (KU keyEncipherment)."""
+
+    signing: RegistrationAuthority
+    encryption: RegistrationAuthority
+
+
 def _passphrase(directory: Path, configured: str | None) -> bytes:
     if configured is not None:
         return configured.encode("utf-8")
@@ -72,9 +87,8 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _load_or_create_key(
-    directory: Path, passphrase: bytes, config_file: str, kdf: keyfile.ScryptParams
+    path: Path, passphrase: bytes, config_file: str, kdf: keyfile.ScryptParams
 ) -> rsa.RSAPrivateKey:
-    path = directory / "ra.key"
     if path.exists():
         data = path.read_bytes()
         try:
@@ -126,8 +140,12 @@ async def load_or_issue(
     template_name: str,
     configured_passphrase: str | None,
     config_file: str,
+    *,
+    stem: str = "ra",
+    common_name: str = "certgate SCEP RA",
 ) -> RegistrationAuthority:
-    """The RA identity, issuing its certificate first if there is none or it is due."""
+    """The RA identity in ``<stem>.key``/``<stem>.crt``, issuing its certificate under
+    ``template_name`` first if there is none or it is due."""
     directory = data_dir / "scep"
     directory.mkdir(parents=True, exist_ok=True)
     lock_fd = os.open(directory / "ra.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -136,16 +154,16 @@ async def load_or_issue(
         passphrase = _passphrase(directory, configured_passphrase)
         chosen = configured_passphrase is not None or bool(os.environ.get(PASSPHRASE_ENV))
         kdf = keyfile.SCRYPT if chosen else keyfile.SCRYPT_RANDOM_PASSPHRASE
-        key = _load_or_create_key(directory, passphrase, config_file, kdf)
+        key = _load_or_create_key(directory / f"{stem}.key", passphrase, config_file, kdf)
         template = service.policy.template(template_name)
         chain = await service.ca_chain(template.connector)
-        cert_path = directory / "ra.crt"
+        cert_path = directory / f"{stem}.crt"
         if cert_path.exists():
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             major = _template_major(cert)
             if _usable(cert, key, chain, major, service, template_name, service.clock.now()):
                 return RegistrationAuthority(cert, key, chain)
-        cert = await _issue(service, store, key, template_name)
+        cert = await _issue(service, store, key, template_name, common_name)
         _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return RegistrationAuthority(cert, key, chain)
     finally:
@@ -163,11 +181,15 @@ def _template_major(cert: x509.Certificate) -> int:
 
 
 async def _issue(
-    service: EnrollmentService, store: Store, key: rsa.RSAPrivateKey, template_name: str
+    service: EnrollmentService,
+    store: Store,
+    key: rsa.RSAPrivateKey,
+    template_name: str,
+    common_name: str,
 ) -> x509.Certificate:
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certgate SCEP RA")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .sign(key, hashes.SHA256())
     )
     requester = Requester(protocol="scep", principal=RA_PRINCIPAL, auth_method="local")

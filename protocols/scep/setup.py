@@ -13,7 +13,7 @@ from gateway.plugin import Listener, ProtocolContext
 from gateway.store import SQLStore
 from protocols.scep import ra
 from protocols.scep.auth import Authorizer
-from protocols.scep.config import parse_settings
+from protocols.scep.config import ScepSettings, parse_settings
 from protocols.scep.http import add_routes
 from protocols.scep.state import Scep
 
@@ -48,8 +48,11 @@ class ScepFrontEnd:
             settings.ra_key_passphrase,
             context.config_file,
         )
+        pair = None
+        if any(e.ra_mode == "ndes-pair" for e in settings.endpoints.values()):
+            pair = await _ndes_pair(context, settings)
         authorizer = Authorizer(context.store, context.service.clock)
-        scep = Scep(settings, identity, context.service, context.store, authorizer, next_ca)
+        scep = Scep(settings, identity, context.service, context.store, authorizer, next_ca, pair)
         assert isinstance(app, web.Application)
         add_routes(app, scep)
 
@@ -59,3 +62,29 @@ class ScepFrontEnd:
 
         app.cleanup_ctx.append(close_authorizer)
         return []
+
+
+async def _ndes_pair(context: ProtocolContext, settings: ScepSettings) -> ra.NdesPair:
+    """NDES's RA signature and encryption certificates (protocols.md 1.6 item 34)."""
+    common = (
+        context.service,
+        context.store,
+        context.data_dir,
+    )
+    signing = await ra.load_or_issue(
+        *common,
+        settings.ra_signature_template,
+        settings.ra_key_passphrase,
+        context.config_file,
+        stem="ra-signature",
+        common_name="certgate SCEP RA signature",
+    )
+    encryption = await ra.load_or_issue(
+        *common,
+        settings.ra_encryption_template,
+        settings.ra_key_passphrase,
+        context.config_file,
+        stem="ra-encryption",
+        common_name="certgate SCEP RA encryption",
+    )
+    return ra.NdesPair(signing, encryption)
