@@ -281,7 +281,10 @@ def verify(jws: JWS, key: PublicKey) -> None:
             key.verify(jws.signature, jws.signing_input, padding.PKCS1v15(), hashes.SHA256())
             return
         if isinstance(key, rsa.RSAPublicKey) and alg == "PS256":
-            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+            # RFC 7518 §3.5 says the salt is as long as the hash, but josepy (certbot's
+            # ``acme``) signs with the longest salt; PSS is sound with any salt length
+            # (RFC 8017 §9.1), so the verifier recovers it instead of refusing such clients.
+            pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
             key.verify(jws.signature, jws.signing_input, pss, hashes.SHA256())
             return
         if isinstance(key, ec.EllipticCurvePublicKey) and alg.startswith("ES"):
