@@ -7,15 +7,27 @@ on the gateway host goes through exactly the policy and CA path a protocol reque
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
+
+import sqlalchemy as sa
 
 from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreUnavailable
 from gateway.policy import PolicyEngine, load_templates
 from gateway.ports import CAConnector, ConnectorContext, ConnectorFactory
 from gateway.service import EnrollmentService
-from gateway.store import SQLStore, default_sqlite_url, open_store
+from gateway.store import (
+    DatabaseUnavailable,
+    SQLStore,
+    default_sqlite_url,
+    open_store,
+    private_directory,
+    sqlite_file,
+)
 
 log = logging.getLogger("certgate")
 
@@ -37,6 +49,47 @@ class Components:
             except Exception:
                 log.exception("closing connector %s failed", connector.name)
         await self.store.close()
+
+
+def _data_directory(path: Path) -> None:
+    """The data directory holds the database (CSRs with SCEP challenges) and the CA keys:
+    create it 0700 whatever the umask, and bring an existing one of ours down to 0700."""
+    private_directory(path)
+    st = path.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077 and st.st_uid == os.geteuid():
+        os.chmod(path, mode & 0o700)
+        log.info("data directory %s had mode %o; changed to %o", path, mode, mode & 0o700)
+
+
+def ca_directories(data_dir: Path) -> list[str]:
+    """The local CAs kept in ``data_dir`` (``ca/`` or ``ca-<name>/`` with a ``chain.pem``, the
+    file a CA directory is complete with: see backends/local_ca/bootstrap.py)."""
+    found = [data_dir / "ca", *sorted(data_dir.glob("ca-*"))]
+    return [p.name for p in found if (p / "chain.pem").is_file()]
+
+
+def _refuse_new_database_beside_a_ca(data_dir: Path, db_file: Path) -> None:
+    """Issue #12: a CA whose database is missing must not get a new, empty one (its issued
+    certificates, journal and revocations would silently be forgotten)."""
+    cas = ca_directories(data_dir)
+    if cas:
+        raise ConfigError(
+            str(data_dir),
+            "",
+            f"the data directory holds a CA ({', '.join(c + '/' for c in cas)}) but no "
+            f"database {db_file}: refusing to create a new, empty one beside it (restore "
+            f"{db_file.name} with its -wal file from a backup, or set [store] url to this "
+            "CA's database)",
+        )
+
+
+def _unreachable(config: Config, url: str, exc: StoreUnavailable) -> StoreUnavailable:
+    """One line for the operator naming ``[store] url`` (password hidden) and the cause."""
+    shown = sa.make_url(url).render_as_string(hide_password=True)
+    where = "[store] url" if config.store_url else "[store] url (default)"
+    cause = exc.cause if isinstance(exc, DatabaseUnavailable) else exc.detail
+    return StoreUnavailable(f"cannot use the database {where} = {shown} in {config.file}: {cause}")
 
 
 def connector_factory(kind: str, config: Config, key: str) -> ConnectorFactory:
@@ -65,11 +118,19 @@ async def build(config: Config, *, start_service: bool = True) -> Components:
                 "connector",
                 f"no connector {template.connector!r} in {config.file} [connectors]",
             )
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.store_url or default_sqlite_url(config.data_dir))
+    _data_directory(config.data_dir)
+    url = config.store_url or default_sqlite_url(config.data_dir)
+    db_file = sqlite_file(url)
+    exists = db_file is not None and db_file.exists()
+    if db_file is not None and not exists:
+        _refuse_new_database_beside_a_ca(config.data_dir, db_file)
+    store = open_store(url, create=not exists)
     connectors: dict[str, CAConnector] = {}
     try:
-        await store.migrate()
+        try:
+            await store.migrate()
+        except StoreUnavailable as exc:
+            raise _unreachable(config, url, exc) from None
         for name, conn_config in config.connectors.items():
             factory = connector_factory(conn_config.type, config, f"connectors.{name}.type")
             connector = factory(
