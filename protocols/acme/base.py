@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import CertgateError
+from gateway.errors import CertgateError, StoreUnavailable
 from gateway.plugin import ProtocolContext
 from protocols.acme import jws as J
 from protocols.acme import state
@@ -95,7 +95,14 @@ class Acme:
         now = self.now()
         purge = now if secrets.randbelow(100) == 0 else None
         expires = now + timedelta(seconds=self.settings.nonce_lifetime)
-        await self.store.write(state.issue_nonce, value, expires, purge)
+        try:
+            await self.store.write(state.issue_nonce, value, expires, purge)
+        except StoreUnavailable:
+            # Database down (issue #12): answer newNonce and errors with a nonce anyway. It is
+            # not recorded, so it is never accepted (only recorded nonces are, §6.5): a POST
+            # with it gets serverInternal + Retry-After during the outage, badNonce after it
+            # (which clients retry with the fresh nonce that answer carries).
+            pass
         return value
 
     # -- authentication ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.errors import CAUnavailable, CertgateError, ErrorCode, PolicyDenied
+from gateway.errors import CAUnavailable, CertgateError, ErrorCode, PolicyDenied, StoreUnavailable
 from protocols.acme.messages import Problem
 
 #: Policy rules about the CSR itself: a denial by one of them is ``badCSR`` and leaves the
@@ -48,8 +48,14 @@ def problem_for(code: ErrorCode, detail: str, rule: str | None = None) -> Proble
 
 
 def problem_from(exc: CertgateError) -> Problem:
-    """Render a raised core error (Retry-After for CAUnavailable)."""
-    problem = problem_for(exc.code, exc.detail, exc.rule if isinstance(exc, PolicyDenied) else None)
+    """Render a raised core error (Retry-After for CAUnavailable). The gateway's own database
+    outage is serverInternal 503 + Retry-After too, worded as what it is (not "the CA")."""
+    if isinstance(exc, StoreUnavailable):
+        problem = Problem.server_internal(exc.detail, 503)
+    else:
+        problem = problem_for(
+            exc.code, exc.detail, exc.rule if isinstance(exc, PolicyDenied) else None
+        )
     if isinstance(exc, CAUnavailable):
         problem.headers["Retry-After"] = str(exc.retry_after)
     return problem

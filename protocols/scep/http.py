@@ -5,8 +5,9 @@ The path after the endpoint is ignored (RFC 8894 §4.1: clients append ``pkiclie
 ``cgi-bin/pkiclient.exe``). PKIOperation answers are always 200 ``application/x-pki-message``;
 HTTP errors are used only for transport problems: unknown endpoint (404), unknown operation or
 a body that is not a pkiMessage that could be answered (400), a method other than GET/POST
-(405). Over-long GET URLs are refused by the HTTP server with 414/400 before reaching here:
-such clients must use POST (advertised as POSTPKIOperation).
+(405), and the gateway's own database outage (503 + Retry-After, never a CertRep FAILURE,
+which would be final). Over-long GET URLs are refused by the HTTP server with 414/400
+before reaching here: such clients must use POST (advertised as POSTPKIOperation).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
+from gateway.errors import StoreUnavailable
 from gateway.pkix import cms
 from protocols.scep.config import Endpoint
 from protocols.scep.messages import TransportError, caps_text, decode_get_message
@@ -94,6 +96,12 @@ async def _pki_operation(scep: Scep, endpoint: Endpoint, body: bytes) -> web.Res
         reply = await pki_operation(scep, endpoint, body)
     except TransportError as exc:
         return _text(400, str(exc))
+    except StoreUnavailable as exc:
+        # Not a CertRep FAILURE (final for the client): an HTTP error, which SCEP clients
+        # (certmonger, sscep, micromdm) treat as "CA unreachable" and retry later.
+        response = _text(503, exc.detail)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     return web.Response(body=reply, content_type=PKI_MESSAGE)
 
 

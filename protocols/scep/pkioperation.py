@@ -14,7 +14,7 @@ from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.errors import CertgateError, ErrorCode
+from gateway.errors import CertgateError, ErrorCode, StoreUnavailable
 from gateway.model import Denied, Issued, Outcome, Pending
 from gateway.pkix import cms
 from protocols.scep import enrollment, lookup
@@ -52,7 +52,9 @@ class Request:
 
 
 async def pki_operation(scep: Scep, endpoint: Endpoint, der: bytes) -> bytes:
-    """Answer one pkiMessage with a DER CertRep (raises TransportError if none is possible)."""
+    """Answer one pkiMessage with a DER CertRep (raises TransportError if none is possible,
+    StoreUnavailable when the gateway's database is down: a CertRep FAILURE would tell the
+    client its request is refused for good)."""
     message = parse_pki_message(der)
     digest = message.digest if message.digest in _REPLY_DIGESTS else "sha256"
     if message.digest == "md5" and endpoint.legacy_des:
@@ -63,6 +65,8 @@ async def pki_operation(scep: Scep, endpoint: Endpoint, der: bytes) -> bytes:
         refused = False
     except MessageError as exc:
         reply = _failure(message, digest, exc.fail_info, exc.detail)
+    except StoreUnavailable:
+        raise  # the gateway's own outage is no answer about the request: HTTP 503 (http.py)
     except CertgateError as exc:
         reply = _failure(message, digest, fail_info(exc.code), fail_text(exc.code, exc.detail))
     except Exception:  # the last resort: still a signed SCEP answer, never a 500
