@@ -424,6 +424,29 @@ class EnrollmentService:
         await self.store.set_denied(request_id, ErrorCode.POLICY_DENIED.value, detail, "manager")
         return Denied(ErrorCode.POLICY_DENIED.value, detail, "manager")
 
+    async def withdraw(self, request_id: str, actor: str, superseded_by: str) -> Outcome:
+        """The requester gave up on a request awaiting approval and asked again
+        (``superseded_by`` names the newer request): it leaves the approval queue, recorded as
+        denied with rule ``withdrawn`` and audited as ``request.withdrawn`` by ``actor``.
+        ``Conflict`` unless it is still awaiting approval: an approved, issued or denied
+        request, or one waiting for the CA, is never touched."""
+        stored = await self.store.get_request(request_id)
+        if stored is None:
+            raise NotFound(f"no request {request_id}")
+        if not (
+            stored.state is RequestState.PENDING and stored.pending_reason is PendingReason.APPROVAL
+        ):
+            raise Conflict(f"request {request_id} is {stored.state.value}, not awaiting approval")
+        detail = f"withdrawn by the requester ({actor}): superseded by {superseded_by}"
+        await self.store.set_denied(request_id, ErrorCode.CONFLICT.value, detail, "withdrawn")
+        await self.store.audit(
+            "request.withdrawn",
+            actor,
+            request_id=request_id,
+            detail={"superseded_by": superseded_by},
+        )
+        return Denied(ErrorCode.CONFLICT.value, detail, "withdrawn")
+
     async def _rebuild(self, stored: RequestRecord) -> EnrollmentRequest:
         prior = None
         if stored.prior_serial:

@@ -44,6 +44,7 @@ from protocols.acme.messages import (
     parse_cert_id,
 )
 from protocols.acme.order_view import load_order, order_json
+from protocols.acme.supersede import supersede_older
 from protocols.acme.validation import check_caa
 
 
@@ -150,6 +151,8 @@ async def finalize(acme: Acme, request: web.Request) -> web.Response:
         await _fail(acme, order, exc)
         raise
     order, status, retry = await apply_outcome(acme, order, outcome)
+    if status in ("valid", "processing"):
+        await supersede_older(acme, order)
     headers = {"Location": acme.url("order", order.id)}
     if retry is not None:
         headers["Retry-After"] = str(retry)

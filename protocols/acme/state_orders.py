@@ -217,6 +217,25 @@ def set_order(conn: Connection, order_id: str, expect: str | None, **values: Any
     return bool(conn.execute(stmt.values(**values)).rowcount)
 
 
+def older_awaiting_core(conn: Connection, order: Order) -> list[Order]:
+    """The account's orders for the same template created before ``order`` that are still
+    ``processing`` with a core request (pending approval or at the CA)."""
+    created = (
+        sa.select(acme_orders.c.created_at).where(acme_orders.c.id == order.id).scalar_subquery()
+    )
+    rows = conn.execute(
+        sa.select(acme_orders).where(
+            acme_orders.c.account_id == order.account_id,
+            acme_orders.c.template == order.template,
+            acme_orders.c.status == "processing",
+            acme_orders.c.request_id.is_not(None),
+            acme_orders.c.id != order.id,
+            acme_orders.c.created_at < created,
+        )
+    )
+    return [_order(r) for r in rows]
+
+
 def order_replacing(conn: Connection, cert_id: str) -> list[Order]:
     rows = conn.execute(sa.select(acme_orders).where(acme_orders.c.replaces == cert_id))
     return [_order(r) for r in rows]

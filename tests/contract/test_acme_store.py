@@ -197,6 +197,38 @@ async def test_only_valid_unexpired_authorizations_are_reused(
     assert await store.read(reuse, "acct-1", wanted, t0 + timedelta(days=31)) == [None] * 3
 
 
+async def test_older_awaiting_core_lists_only_older_processing_orders_of_the_account_and_template(
+    store: SQLStore, clock: StepClock
+) -> None:
+    """Candidates for supersession (protocols.acme.supersede): older, same account and
+    template, ``processing`` with a core request; never the order itself or a newer one."""
+    t0 = clock.now()
+    await seed(store, t0)
+    made: dict[str, state.Order] = {}
+    for i, (oid, account, template) in enumerate(
+        [
+            ("o-old", "acct-1", "tls-server"),
+            ("o-other-template", "acct-1", "approval"),
+            ("o-other-account", "acct-2", "tls-server"),
+            ("o-not-processing", "acct-1", "tls-server"),
+            ("o-new", "acct-1", "tls-server"),
+            ("o-newest", "acct-1", "tls-server"),
+        ]
+    ):
+        at = t0 + timedelta(seconds=i)
+        made[oid] = order_of(oid, account, [], at, template=template)
+        await store.write(state_orders.create_order, made[oid], [], at)
+        if oid != "o-not-processing":
+            await store.write(
+                state_orders.set_order, oid, "pending", status="processing", request_id=f"r-{oid}"
+            )
+    older = await store.read(state_orders.older_awaiting_core, made["o-new"])
+    assert [o.id for o in older] == ["o-old"] and older[0].request_id == "r-o-old"
+    assert await store.read(state_orders.older_awaiting_core, made["o-old"]) == []
+    newest = await store.read(state_orders.older_awaiting_core, made["o-newest"])
+    assert sorted(o.id for o in newest) == ["o-new", "o-old"]
+
+
 async def test_naive_datetimes_are_refused_by_the_acme_bodies(store: SQLStore) -> None:
     with pytest.raises(sa.exc.StatementError, match="naive"):
         await store.write(state.issue_nonce, "n-naive", datetime(2030, 1, 1), None)
