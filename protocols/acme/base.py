@@ -264,6 +264,8 @@ class Acme:
                         response = await self.problem(request, bad)
                 else:
                     request[_FRESH] = await self.new_nonce()
+        except StoreUnavailable:  # logged once per outage by the store; no traceback per request
+            return response
         except Exception:  # the store is down: still answer, without a nonce
             log.exception("could not issue a nonce (request id %s)", request.get("request_id"))
             return response

@@ -14,6 +14,7 @@ the running gateway (item 3), through the real app factory and aiohttp's test cl
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,7 +92,9 @@ async def test_est_answers_503_with_retry_after(tmp_path: Path, aiohttp_client: 
 
 async def test_acme_answers_server_internal_with_retry_after_and_new_nonce_still_answers(
     client: AcmeClient,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     nonce = await client.nonce()
     delete_database(_data_dir(client))
     r = await client.new_order("outage.example")
@@ -106,6 +109,10 @@ async def test_acme_answers_server_internal_with_retry_after_and_new_nonce_still
     r = await client.post(client.directory["newOrder"], {"identifiers": []}, nonce=fresh)
     assert r.status == 503 and r.problem == "serverInternal"
     await assert_not_ready(client.http)
+    # One clear line for the outage, no traceback per request.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "deleted" in errors[0].getMessage(), errors
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def _data_dir(acme: AcmeClient) -> Path:
