@@ -157,6 +157,10 @@ def load_config(path: Path | None, *, data_dir: Path | None = None) -> Config:
         raise ConfigError(file, "", f"cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text (TOML 1.0 "Spec")
+        raise ConfigError(
+            file, "", f"not a TOML file: not UTF-8 text (byte {exc.start} is invalid)"
+        ) from None
     return parse_config(data, file, path.resolve().parent, data_dir=data_dir)
 
 

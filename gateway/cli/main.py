@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gateway.cli import ca, certs, enroll, requests, serve, templates
+from gateway.cli import ca, certs, enroll, init, requests, serve, templates
 from gateway.cli.common import EXIT_ERROR, EXIT_USAGE, Command
+from gateway.cli.datadir import DataDirError, prepare_data_dir
 from gateway.config import Config, default_config_path, load_config
 from gateway.errors import CertgateError, ConfigError
 from gateway.server.wiring import build
@@ -25,7 +26,10 @@ from gateway.server.wiring import build
 CLI_GROUP = "certgate.cli"
 
 #: The built-in command groups, in the order ``certgate --help`` lists them.
-BUILTIN_GROUPS = (serve, templates, enroll, requests, certs, ca)
+BUILTIN_GROUPS = (init, serve, templates, enroll, requests, certs, ca)
+
+#: The common options' values when given nowhere.
+COMMON_DEFAULTS = {"config": None, "data": None, "json": False}
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -55,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="certgate", parents=[common], description="certificate enrollment gateway"
     )
-    parser.set_defaults(config=None, data=None, json=False)
+    # No set_defaults for the common options here: every parser shares the same option
+    # objects (``parents``), so a default set on one becomes every sub-parser's default, and
+    # each sub-parser then overwrote a value given before its word. main() fills them in.
     sub = parser.add_subparsers(dest="command", required=True)
     for group in BUILTIN_GROUPS:
         group.register(sub, common)
@@ -77,20 +83,35 @@ async def _run_command(config: Config, func: Command, args: argparse.Namespace) 
         await components.close()
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, with ``--config``/``--data``/``--json`` taken from wherever they
+    were given: before the command group, between its words, or after them."""
+    args = build_parser().parse_args(argv)
+    for name, default in COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.command != "serve" else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         config = load_config(args.config or default_config_path(), data_dir=args.data)
+        # Only init and serve may create a data directory, database and CA; everything else
+        # acts on an existing one, so a mistyped --data never yields a fresh, empty gateway.
+        prepare_data_dir(config, args, create=getattr(args, "creates", False))
         if args.command == "serve":
             return serve.run(config, args)
         return asyncio.run(_run_command(config, args.func, args))
     except ConfigError as exc:
         print(f"certgate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DataDirError as exc:
+        print(f"certgate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CertgateError as exc:
         print(f"certgate: {exc.code.value}: {exc.detail}", file=sys.stderr)

@@ -16,6 +16,7 @@ def register(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1, help="processes sharing one port")
+    serve.set_defaults(creates=True)  # serving a new data directory creates its gateway
 
 
 def run(config: Config, args: argparse.Namespace) -> int:

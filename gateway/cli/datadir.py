@@ -1,0 +1,69 @@
+"""The data directory a CLI call acts on, and whether the call may create it.
+
+Only ``certgate init`` and ``certgate serve`` create a data directory (and with it the database
+and the local CA). Every other command acts on an existing gateway: run against a directory
+that holds none -- a mistyped ``--data``, a forgotten ``--config`` -- it stops with one line
+naming the directory and where that name came from, instead of approving, revoking or adding
+users in a brand-new gateway with a CA nobody trusts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from gateway.config import DEFAULTS, Config
+from gateway.store import DEFAULT_DB_NAME
+
+
+class DataDirError(Exception):
+    """The data directory is missing, holds no gateway, or cannot be created."""
+
+
+def data_dir_source(config: Config, args: argparse.Namespace) -> str:
+    """Where the data directory's name came from, for the operator to fix it there."""
+    if getattr(args, "data", None) is not None:
+        return "--data"
+    if os.environ.get("CERTGATE_DATA"):
+        return "$CERTGATE_DATA"
+    if config.file != DEFAULTS and config.data_dir != Path(".certgate").absolute():
+        return f"[data] dir in {config.file}"
+    return "the default ./.certgate"
+
+
+def sqlite_file(config: Config) -> Path | None:
+    """The SQLite database file the store opens, or None for a database server."""
+    if config.store_url is None:
+        return config.data_dir / DEFAULT_DB_NAME
+    url = sa.engine.make_url(config.store_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database)
+
+
+def prepare_data_dir(config: Config, args: argparse.Namespace, *, create: bool) -> None:
+    """Create the data directory (``create``) or insist that it holds a gateway already."""
+    directory = config.data_dir
+    where = f"{directory} ({data_dir_source(config, args)})"
+    if directory.exists() and not directory.is_dir():
+        raise DataDirError(f"{where}: the data directory is a file, not a directory")
+    if create:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataDirError(
+                f"{where}: cannot create the data directory: {exc.strerror or exc}"
+            ) from None
+        return
+    if not directory.is_dir():
+        raise DataDirError(
+            f"{where}: no such data directory; `certgate init` creates a gateway there"
+        )
+    database = sqlite_file(config)
+    if database is not None and not database.is_file():
+        raise DataDirError(
+            f"{where}: no certgate database ({database}); `certgate init` creates a gateway there"
+        )
