@@ -3,6 +3,7 @@ Certificates and keys come from :mod:`tests.pki_helpers`."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import shutil
@@ -101,6 +102,21 @@ def certgate(
     if check and proc.returncode != 0:
         raise AssertionError(f"certgate {args} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+def init_gateway(cfg: Path, env: dict[str, str] | None = None) -> None:
+    """``certgate init``: create the data directory, database and CA that operator commands
+    act on (they never create one themselves). In-process unless ``env`` is needed or an
+    event loop is running; then as a real CLI process."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        if env is None:
+            from gateway.cli import main
+
+            assert main(["init", "-c", str(cfg)]) == 0, f"certgate init -c {cfg} failed"
+            return
+    certgate("init", "-c", str(cfg), env=env, check=True)
 
 
 def require_tool(name: str) -> str:

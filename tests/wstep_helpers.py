@@ -24,7 +24,15 @@ from gateway.wstep_messages import (
     build_request_body,
 )
 from gateway.xcep_messages import ACTION_GET_POLICIES, build_get_policies_body
-from tests.helpers import REPO, certgate, http_ok, stop_process, wait_until_up, write_config
+from tests.helpers import (
+    REPO,
+    certgate,
+    http_ok,
+    init_gateway,
+    stop_process,
+    wait_until_up,
+    write_config,
+)
 from tests.pki_helpers import self_signed, write_cert, write_key
 
 VECTORS = REPO / "tests" / "vectors" / "ms"
@@ -39,7 +47,8 @@ def tls_files(directory: Path) -> tuple[Path, Path]:
 
 
 def gateway_b_config(tmp: Path, *, port: int, tls_port: int, templates: Path | None = None) -> Path:
-    """Gateway B: local CA + the wstep front-end on HTTP and on a TLS listener."""
+    """Gateway B: local CA + the wstep front-end on HTTP and on a TLS listener, initialized
+    (``certgate init``) so that operator commands can act on it before it serves."""
     cert, key = tls_files(tmp / "tls")
     cfg = write_config(
         tmp,
@@ -56,6 +65,7 @@ def gateway_b_config(tmp: Path, *, port: int, tls_port: int, templates: Path | N
     )
     if templates is not None:
         cfg.write_text(cfg.read_text().replace(str(REPO / "conf" / "templates"), str(templates)))
+    init_gateway(cfg)
     return cfg
 
 

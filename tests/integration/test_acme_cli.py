@@ -7,11 +7,12 @@ import sqlite3
 from pathlib import Path
 
 from tests.acme_helpers import acme_config
-from tests.helpers import certgate
+from tests.helpers import certgate, init_gateway
 
 
 def test_eab_create_prints_the_key_once_and_stores_it_encrypted(tmp_path: Path) -> None:
     cfg = acme_config(tmp_path)
+    init_gateway(cfg)
     made = certgate(
         "acme",
         "eab",

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from tests.est_helpers import Gateway, curl, openssl_req, p7_to_pem, write_est_config
 from tests.est_helpers import serving as est_serving
-from tests.helpers import TEMPLATES, certgate, free_port, require_tool
+from tests.helpers import TEMPLATES, certgate, free_port, init_gateway, require_tool
 from tests.wstep_helpers import PASSWORD, add_user, gateway_b_config, serving
 
 PKCS10 = ("-H", "Content-Type: application/pkcs10")
@@ -89,6 +89,7 @@ class Setup:
             _a_template("tls-server", "ces-denied", "2.25.773",
                         **{"cn_must_be_san = true": "cn_must_be_san = false"})
         )  # fmt: skip
+        init_gateway(self.a_cfg)
         certgate("est", "user", "add", "alice", "--password-env", "PW", "-c", str(self.a_cfg),
                  env={"PW": "correct horse"}, check=True)  # fmt: skip
 

@@ -22,7 +22,15 @@ from gateway.model import Issued
 from gateway.policy import load_template, load_templates
 from gateway.ports import ConnectorContext
 from gateway.wstep_messages import EnrollmentFault, TokenResponse, parse_reply
-from tests.helpers import TEMPLATES, certgate, ec_key, free_port, make_csr, write_config
+from tests.helpers import (
+    TEMPLATES,
+    certgate,
+    ec_key,
+    free_port,
+    init_gateway,
+    make_csr,
+    write_config,
+)
 from tests.wstep_helpers import (
     PASSWORD,
     SOAP_HEADERS,
@@ -63,6 +71,7 @@ def test_templates_import_round_trips_b_templates(tmp_path: Path) -> None:
     env = {"CES_PASSWORD": PASSWORD}
     url = f"https://127.0.0.1:{b_tls}/wstep/CEP"
     with serving(b_cfg, b_port):
+        init_gateway(a_cfg, env=env)
         args = ("templates", "import", "--xcep", url, "--connector", "ces", "--out", str(out))
         proc = certgate(*args, "-c", str(a_cfg), "--json", env=env)
         assert proc.returncode == 0, proc.stderr

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import certgate, openssl, write_config
+from tests.helpers import certgate, init_gateway, openssl, write_config
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Path:
-    return write_config(tmp_path)
+    cfg = write_config(tmp_path)
+    init_gateway(cfg)
+    return cfg
 
 
 def openssl_csr(
@@ -237,6 +239,7 @@ def test_major_version_bump_makes_issued_certificates_due(tmp_path: Path) -> Non
             str(Path(__file__).resolve().parents[2] / "conf" / "templates"), str(templates)
         )
     )
+    init_gateway(cfg)
     csr = openssl_csr(tmp_path, "web")
     issued = json.loads(
         certgate(

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from tests.fake_connectors import register_entry_points
-from tests.helpers import REPO, certgate, csr_pem, make_csr, write_config
+from tests.helpers import REPO, certgate, csr_pem, init_gateway, make_csr, write_config
 
 CRASHING = """
 [testing]
@@ -48,6 +48,7 @@ def _setup(tmp_path: Path, connector_type: str) -> tuple[Path, Path, list[str], 
     ]
     eps = register_entry_points(tmp_path / "eps")
     env = {"PYTHONPATH": os.pathsep.join([str(eps), str(REPO)])}
+    init_gateway(normal, env=env)
     return crashing, normal, args, env
 
 

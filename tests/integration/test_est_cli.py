@@ -7,11 +7,12 @@ import sqlite3
 from pathlib import Path
 
 from tests.est_helpers import write_est_config
-from tests.helpers import certgate, free_port
+from tests.helpers import certgate, free_port, init_gateway
 
 
 def test_user_add_list_delete(tmp_path: Path) -> None:
     cfg = write_est_config(tmp_path, est_port=free_port())
+    init_gateway(cfg)
     (tmp_path / "pw").write_text("s3cret-pass\n")
     certgate("est", "user", "add", "carol", "--group", "ops", "--password-file",
              str(tmp_path / "pw"), "-c", str(cfg), check=True)  # fmt: skip
@@ -34,6 +35,7 @@ def test_code_is_printed_once_and_stored_hashed(tmp_path: Path) -> None:
     cfg = write_est_config(
         tmp_path, est_port=free_port(), est='[est.labels.iot]\ntemplate = "device"\n'
     )
+    init_gateway(cfg)
     out = certgate("est", "code", "create", "--label", "iot", "--identity", "dev-1", "--ttl",
                    "30m", "-c", str(cfg), check=True).stdout  # fmt: skip
     code = out.splitlines()[0]

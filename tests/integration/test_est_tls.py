@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.est_helpers import Gateway, serving, write_est_config
-from tests.helpers import certgate, free_port
+from tests.helpers import certgate, free_port, init_gateway
 
 AUTH = "Basic " + base64.b64encode(b"bob:hunter22").decode()
 
@@ -53,6 +53,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         template = "est-fleet"
         """,
     )
+    init_gateway(cfg)
     certgate(
         "est", "user", "add", "bob", "--password-env", "PW", "-c", str(cfg),
         env={"PW": "hunter22"}, check=True,

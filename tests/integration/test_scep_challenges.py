@@ -21,7 +21,7 @@ from gateway.server.app import components_of, create_app
 from protocols.scep import otp
 from protocols.scep.messages import FailInfo, PKIStatus
 from tests import scep_client as sc
-from tests.helpers import certgate
+from tests.helpers import certgate, init_gateway
 from tests.scep_helpers import scep_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -147,6 +147,7 @@ def test_otp_create_cli_prints_the_password_once_and_refuses_other_modes(tmp_pat
         OTP_TOML + '\n[scep.endpoints.static]\ntemplate = "device"\n'
         'challenge = "static"\nchallenge_password = "file:static.txt"\n',
     )
+    init_gateway(cfg)
     out = certgate("scep", "otp", "create", "--endpoint", "otp", "--ttl", "30m", "-c", str(cfg))
     assert out.returncode == 0, out.stderr
     password = out.stdout.splitlines()[0]

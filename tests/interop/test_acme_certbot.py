@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 
 from tests.acme_helpers import acme_config, challtestsrv, serving
-from tests.helpers import TEMPLATES, certgate, free_port, require_tool
+from tests.helpers import TEMPLATES, certgate, free_port, init_gateway, require_tool
 
 pytestmark = pytest.mark.interop
 
@@ -154,6 +154,7 @@ def _get(port: int, path: str) -> bytes:
 def test_certbot_with_external_account_binding(env: Env) -> None:
     text = env.cfg.read_text().replace("[acme]\n", "[acme]\nexternal_account_required = true\n", 1)
     env.cfg.write_text(text)
+    init_gateway(env.cfg, env={"CERTGATE_TESTING": "1"})
     created = env.cli("acme", "eab", "create", "--principal", "team-web", "--json")
     assert created.returncode == 0, created.stderr
     eab = json.loads(created.stdout)

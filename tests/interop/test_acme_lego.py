@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 
 from tests.acme_helpers import ChallTestSrv, acme_config, challtestsrv, serving
-from tests.helpers import certgate, free_port, require_tool
+from tests.helpers import certgate, free_port, init_gateway, require_tool
 
 pytestmark = pytest.mark.interop
 
@@ -123,6 +123,7 @@ def test_lego_registers_with_external_account_binding(env: Env) -> None:
     env.cfg.write_text(
         env.cfg.read_text().replace("[acme]\n", "[acme]\nexternal_account_required = true\n", 1)
     )
+    init_gateway(env.cfg, env={"CERTGATE_TESTING": "1"})
     eab = json.loads(env.cli("acme", "eab", "create", "--principal", "k8s", "--json").stdout)
     http = ["--http", "--http.port", f"127.0.0.1:{env.http01}"]
     with serving(env.cfg, env.port):

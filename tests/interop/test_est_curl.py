@@ -28,7 +28,7 @@ from tests.est_helpers import (
     serving,
     write_est_config,
 )
-from tests.helpers import certgate, free_port, openssl, require_tool
+from tests.helpers import certgate, free_port, init_gateway, openssl, require_tool
 from tests.pki_helpers import issue_leaf, make_ca, valid
 
 pytestmark = pytest.mark.interop
@@ -69,6 +69,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         csrattrs = false
         """,
     )
+    init_gateway(cfg)
     certgate(
         "est", "user", "add", "alice", "--password-env", "PW", "-c", str(cfg),
         env={"PW": "correct horse"}, check=True,
