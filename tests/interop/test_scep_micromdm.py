@@ -143,6 +143,27 @@ def test_scepclient_renews_with_its_existing_certificate(gateway: Gateway) -> No
     assert second.subject == first.subject
 
 
+def test_scepclient_cannot_renew_its_certificate_into_another_name(gateway: Gateway) -> None:
+    # Issue #12 item 1: a certificate may only renew itself (same subject and SANs).
+    proc, cert_path = gateway.client("renew2", "legacy", challenge=STATIC_PASSWORD)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first = _cert(cert_path)
+    (gateway.work / "renew2" / "csr.pem").unlink()  # scepclient reuses its CSR file
+    # RenewalReq signed by the certificate, CSR for another CN, no challenge: not a renewal.
+    # scepclient derives the transactionID from its key, so certgate answers with what that
+    # transaction already issued: the client's own certificate, nothing new.
+    gateway.client("renew2", "legacy", cn="someone-else")
+    assert _cert(cert_path) == first
+    listed = certgate("certs", "list", "--json", "-c", str(gateway.cfg), check=True)
+    assert not [c for c in json.loads(listed.stdout) if "someone-else" in c["subject"]]
+    requests = certgate("requests", "list", "--json", "-c", str(gateway.cfg), check=True)
+    assert not [
+        r
+        for r in json.loads(requests.stdout)
+        if r["kind"] == "renewal" and r["prior_serial"] == format(first.serial_number, "x")
+    ]
+
+
 def test_scepclient_is_refused_with_a_wrong_challenge(gateway: Gateway) -> None:
     proc, cert_path = gateway.client("wrong1", "legacy", challenge="not-the-password")
     assert proc.returncode != 0
