@@ -159,6 +159,11 @@ async def submit(
     except Conflict as conflict:
         await _refused(est, requester, "est-pending-request", conflict.detail)
         raise
+    if superseded_by and not txn.retry:
+        raise PolicyDenied(
+            "est-client-certificate",
+            f"the client certificate was already renewed (superseded by serial {superseded_by})",
+        )
     request = EnrollmentRequest(
         csr=csr,
         template=label.template,
