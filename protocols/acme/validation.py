@@ -153,11 +153,11 @@ async def http01(acme: Acme, ident: state.Authz, token: str, key_auth: str) -> N
     except Failed:
         raise
     except aiohttp.ClientSSLError as exc:  # a redirect to https
-        where = endpoint(exc.host, exc.port)
+        where = endpoint(exc.host, exc.port or 443)
         raise Failed("tls", f"TLS error from {where} ({what}): {exc.os_error}") from None
     except aiohttp.ClientConnectorError as exc:
         addresses = resolver.addresses(exc.host)
-        raise connection_failed(exc.os_error, addresses, exc.port, what) from None
+        raise connection_failed(exc.os_error, addresses, exc.port or port, what) from None
     except aiohttp.TooManyRedirects:
         raise Failed("connection", f"too many redirects ({what})") from None
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
