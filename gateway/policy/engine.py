@@ -25,6 +25,7 @@ from gateway.policy.renewal import certificate_is_due
 from gateway.policy.rules import PLAN_RULES, REQUEST_RULES
 from gateway.policy.shape import as_utc, shape
 from gateway.policy.template import CertificateTemplate
+from gateway.policy.weak_keys import warm_up
 
 _C = TypeVar("_C", Facts, Shaped)
 
@@ -46,10 +47,23 @@ class PolicyDecision:
 class PolicyEngine:
     """Evaluates enrollment requests against a consistent set of certificate templates."""
 
-    def __init__(self, templates: Mapping[str, CertificateTemplate]) -> None:
+    def __init__(
+        self,
+        templates: Mapping[str, CertificateTemplate],
+        *,
+        weak_key_checks: bool = True,
+    ) -> None:
         """Raises ``ValueError`` if ``templates`` is inconsistent (see
-        :func:`gateway.policy.catalog.catalog_problems`)."""
+        :func:`gateway.policy.catalog.catalog_problems`).
+
+        ``weak_key_checks=False`` leaves out rule key-weak: only for measuring what the rule
+        costs (bench/issue_local.py). Neither configuration nor a template can reach it.
+        """
         self._catalog = TemplateCatalog.of(templates)
+        self._request_rules = _without(REQUEST_RULES, weak_key_checks)
+        self._preview_rules = _without(_REQUEST_RULES_UNSIGNED, weak_key_checks)
+        if weak_key_checks:
+            warm_up()
 
     @property
     def catalog(self) -> TemplateCatalog:
@@ -100,7 +114,7 @@ class PolicyEngine:
             approved=approved,
         )
         pending: list[str] = []
-        _apply(REQUEST_RULES if check_possession else _REQUEST_RULES_UNSIGNED, facts, pending)
+        _apply(self._request_rules if check_possession else self._preview_rules, facts, pending)
         shaped = shape(facts)
         _apply(PLAN_RULES, shaped, pending)
         template = facts.template
@@ -142,6 +156,10 @@ class PolicyEngine:
             as_utc(now),
             superseded=self._catalog.is_superseded(template),
         )
+
+
+def _without(rules: tuple[Rule[Facts], ...], weak_key_checks: bool) -> tuple[Rule[Facts], ...]:
+    return rules if weak_key_checks else tuple(r for r in rules if r.name != "key-weak")
 
 
 def _apply(rules: tuple[Rule[_C], ...], context: _C, pending: list[str]) -> None:

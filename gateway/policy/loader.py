@@ -67,7 +67,14 @@ TOP_KEYS = frozenset(
 )
 KEY_USAGE_KEYS = frozenset({"usages", "critical", "ekus"})
 KEY_POLICY_KEYS = frozenset(
-    {"algorithms", "min_rsa_bits", "curves", "allow_sha1_signature", "require_same_key_renewal"}
+    {
+        "algorithms",
+        "min_rsa_bits",
+        "curves",
+        "allow_sha1_signature",
+        "require_same_key_renewal",
+        "relax_key_hygiene",
+    }
 )
 SUBJECT_KEYS = frozenset({"source", "allow_empty", "cn_must_be_san", "rdn"})
 RDN_KEYS = frozenset({"type", "pattern", "required", "max"})
@@ -274,6 +281,7 @@ def _key_policy(table: Table) -> KeyPolicy:
         curves=frozenset(curves),
         allow_sha1_signature=table.bool("allow_sha1_signature", False),
         require_same_key_renewal=table.bool("require_same_key_renewal", False),
+        relax_key_hygiene=table.bool("relax_key_hygiene", False),
     )
     return policy
 

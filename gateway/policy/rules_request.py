@@ -16,6 +16,7 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 from gateway.model import RequestKind
 from gateway.policy.context import Facts, Rule, Stage, key_algorithm
 from gateway.policy.extensions import applicable_usages
+from gateway.policy.weak_keys import weak_key_problems
 
 
 def enroll_permission(facts: Facts) -> str | None:
@@ -131,6 +132,16 @@ def rsa_key_size(facts: Facts) -> str | None:
     return None
 
 
+def key_weak(facts: Facts) -> str | None:
+    """Known-weak keys are refused on every template (CA/B Forum BR §6.1.1.3, §6.1.6; see
+    :mod:`gateway.policy.weak_keys`); ``key_policy.relax_key_hygiene`` relaxes only the
+    recommended exponent upper bound, never a weakness."""
+    problems = weak_key_problems(
+        facts.public_key, relax_key_hygiene=facts.template.key_policy.relax_key_hygiene
+    )
+    return "; ".join(problems) if problems else None
+
+
 def ec_curve(facts: Facts) -> str | None:
     """EC keys must be on one of ``key_policy.curves``."""
     key = facts.public_key
@@ -172,6 +183,7 @@ CHECK_RULES: tuple[Rule[Facts], ...] = (
     Rule("csr-signature-hash", Stage.CHECK, "no MD5; SHA-1 only if allowed", csr_signature_hash),
     Rule("key-algorithm", Stage.CHECK, "key type allowed", key_algorithm_allowed),
     Rule("rsa-key-size", Stage.CHECK, "RSA modulus large enough", rsa_key_size),
+    Rule("key-weak", Stage.CHECK, "no known-weak key (BR 6.1.1.3)", key_weak),
     Rule("ec-curve", Stage.CHECK, "EC curve allowed", ec_curve),
     Rule("key-usage", Stage.CHECK, "template key usage fits the key type", key_usage_applicable),
 )

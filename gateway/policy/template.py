@@ -57,13 +57,16 @@ class KeyUsagePolicy:
 @dataclass(frozen=True)
 class KeyPolicy:
     """Which public keys a CSR may carry (``msPKI-Minimal-Key-Size``, v4 algorithm list,
-    ``msPKI-Private-Key-Flag`` REQUIRE_SAME_KEY_RENEWAL 0x80)."""
+    ``msPKI-Private-Key-Flag`` REQUIRE_SAME_KEY_RENEWAL 0x80). Known-weak keys are refused
+    whatever the policy says (rule ``key-weak``); ``relax_key_hygiene`` only lifts the
+    non-security recommendation e <= 2^256 - 1 (BR §6.1.6)."""
 
     algorithms: frozenset[KeyAlgorithm] = frozenset({KeyAlgorithm.RSA, KeyAlgorithm.EC})
     min_rsa_bits: int = 2048
     curves: frozenset[str] = frozenset({"secp256r1", "secp384r1"})
     allow_sha1_signature: bool = False
     require_same_key_renewal: bool = False
+    relax_key_hygiene: bool = False
 
 
 @dataclass(frozen=True)
