@@ -199,3 +199,13 @@ async def test_certpoll_follows_the_attempt_judged_after_a_refusal(h: H) -> None
     done = await h.rep(c, poll, "approval")
     assert done.status == PKIStatus.SUCCESS, done.fail_text
     assert done.certificates[0].subject == fixed.subject
+
+
+async def test_transaction_id_with_the_attempt_separator_is_refused(h: H) -> None:
+    # '#' (not in PrintableString) separates a transaction's attempts in the store; a client
+    # using it could otherwise pre-empt another transaction's later attempt.
+    c = sc.Client(h.ra)
+    csr = sc.make_csr(c.key, "good-name", challenge=STATIC_PASSWORD)
+    rep = await h.rep(c, c.pkcs_req(csr, transaction_id="victim#2"))
+    assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert await h.store.find_request("scep", "victim#2") is None
