@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.config import load_config
@@ -25,6 +25,7 @@ from gateway.server.app import components_of, create_app
 from protocols.scep.config import parse_settings
 from protocols.scep.messages import FailInfo, PKIStatus
 from tests import scep_client as sc
+from tests.helpers import openssl
 from tests.scep_helpers import STATIC_PASSWORD, scep_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -137,6 +138,45 @@ async def test_pkcsreq_signed_by_a_throwaway_key_is_issued_and_encrypted_to_that
     assert rep.signer == h.signing  # CertRep signed by the signature certificate
     issued = rep.certificates[0]  # decrypted with the throw-away key: encrypted to the signer
     assert issued.public_key() == device.public_key() and issued.subject == csr.subject
+
+
+async def test_openssl_verifies_the_pair_certrep_and_decrypts_it_with_the_throwaway_key(
+    h: H, tmp_path: Path
+) -> None:
+    """An independent CMS implementation: the CertRep verifies under the CA with the RA
+    signature certificate, and only the throw-away signer's key opens its envelope."""
+    key, signer = h.throwaway()
+    c = sc.Client(h.encryption, key, signer)
+    csr = sc.make_csr(sc.rsa_key(), "ndes-openssl", challenge=STATIC_PASSWORD)
+    r = await h.client.post(f"{NDES}?operation=PKIOperation", data=c.pkcs_req(csr))
+    files = {
+        "rep.der": await r.read(),
+        "me.pem": signer.public_bytes(serialization.Encoding.PEM),
+        "key.pem": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        "ca.pem": h.ca.public_bytes(serialization.Encoding.PEM),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    verified = openssl(
+        "cms", "-verify", "-inform", "DER", "-in", str(tmp_path / "rep.der"),
+        "-CAfile", str(tmp_path / "ca.pem"), "-partial_chain", "-purpose", "any",
+        "-signer", str(tmp_path / "signer.pem"), "-out", str(tmp_path / "env.der"),
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    used = x509.load_pem_x509_certificate((tmp_path / "signer.pem").read_bytes())
+    assert used == h.signing
+    decrypted = openssl(
+        "cms", "-decrypt", "-inform", "DER", "-in", str(tmp_path / "env.der"),
+        "-recip", str(tmp_path / "me.pem"), "-inkey", str(tmp_path / "key.pem"),
+        "-out", str(tmp_path / "certs.der"),
+    )  # fmt: skip
+    assert decrypted.returncode == 0, decrypted.stderr
+    printed = openssl("pkcs7", "-inform", "DER", "-in", str(tmp_path / "certs.der"), "-print_certs")
+    assert b"subject=CN = ndes-openssl" in printed.stdout
 
 
 async def test_strict_endpoint_still_refuses_a_signer_that_is_not_the_csr_key(h: H) -> None:
