@@ -15,13 +15,15 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
-from gateway.toml_reader import Table, parse_seconds
+from gateway.policy.durations import parse_duration
+from gateway.toml_reader import Table, describe, parse_seconds
 
 __all__ = [
     "DEFAULTS",
@@ -100,8 +102,18 @@ class ConnectorConfig:
     settings: Mapping[str, Any]
 
 
+#: A poller round at most once a second: "0s" would make it spin.
+POLLER_MIN_INTERVAL = timedelta(seconds=1)
+#: A claimed request's lease: with none, every instance would re-submit a request another one
+#: is submitting. Production leases should outlast the slowest CA call (60s by default).
+POLLER_MIN_LEASE = timedelta(seconds=2)
+
+
 @dataclass(frozen=True)
 class PollerConfig:
+    """``[poller]``: seconds between rounds and the claim lease (durations in the template
+    grammar, :func:`gateway.policy.durations.parse_duration`)."""
+
     enabled: bool = True
     interval: int = 5
     lease: int = 60
@@ -131,6 +143,20 @@ class Config:
     testing: TestingConfig
     log_level: str = "INFO"
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def _duration(table: Table, key: str, default: str, minimum: timedelta) -> int:
+    """``key`` as whole seconds: a string in the template duration grammar, at least
+    ``minimum``."""
+    value = table.raw(key)
+    if value is None:
+        value = default
+    if not isinstance(value, str):
+        table.fail(key, f"expected a duration like '{default}', got {describe(value)}")
+    try:
+        return int(parse_duration(value, minimum).total_seconds())
+    except ValueError as exc:
+        table.fail(key, str(exc))
 
 
 def default_config_path() -> Path | None:
@@ -246,8 +272,8 @@ def parse_config(
     poller_t = root.table("poller")
     poller = PollerConfig(
         enabled=poller_t.bool("enabled", True),
-        interval=poller_t.seconds("interval", "5s"),
-        lease=poller_t.seconds("lease", "60s"),
+        interval=_duration(poller_t, "interval", "5s", POLLER_MIN_INTERVAL),
+        lease=_duration(poller_t, "lease", "60s", POLLER_MIN_LEASE),
     )
     poller_t.finish()
 

@@ -26,11 +26,13 @@ MAX_DURATION = timedelta(days=100 * 365)
 _DURATION = re.compile(r"([1-9][0-9]{0,9})([smhdwy])")
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, minimum: timedelta | None = None) -> timedelta:
     """Parse ``"<positive integer><unit>"`` (unit ``s m h d w y``; ``y`` = 365 days).
 
-    Raises ``ValueError`` with a human reason for anything else, including zero, signs,
-    spaces, fractions and durations longer than :data:`MAX_DURATION`.
+    The one duration grammar of templates and of the gateway configuration's own durations
+    (``[poller]``). Raises ``ValueError`` with a human reason for anything else, including
+    zero, signs, spaces, fractions, durations longer than :data:`MAX_DURATION` and, when
+    ``minimum`` is given, durations shorter than it.
     """
     match = _DURATION.fullmatch(text)
     if match is None:
@@ -41,6 +43,10 @@ def parse_duration(text: str) -> timedelta:
     seconds = int(match.group(1)) * UNITS[match.group(2)]
     if seconds > MAX_DURATION.total_seconds():
         raise ValueError(f"duration {text!r} is longer than 100 years")
+    if minimum is not None and seconds < minimum.total_seconds():
+        raise ValueError(
+            f"duration {text!r} is too short: must be at least {format_duration(minimum)}"
+        )
     return timedelta(seconds=seconds)
 
 
