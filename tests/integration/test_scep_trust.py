@@ -6,6 +6,7 @@ CSR, while an identical repeat replays the stored FAILURE."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from gateway.config import load_config
 from gateway.model import serial_hex
 from gateway.pkix import cms
 from gateway.server.app import components_of, create_app
+from protocols.scep import otp
 from protocols.scep.messages import FailInfo, PKIStatus
 from tests import scep_client as sc
 from tests.scep_helpers import SID_URI, STATIC_PASSWORD, scep_config
@@ -32,6 +34,10 @@ challenge_password = "file:static.txt"
 [scep.endpoints.approval]
 template = "scep-approval"
 challenge = "none"
+
+[scep.endpoints.otp]
+template = "scep-device"
+challenge = "otp"
 """
 
 
@@ -209,3 +215,24 @@ async def test_transaction_id_with_the_attempt_separator_is_refused(h: H) -> Non
     rep = await h.rep(c, c.pkcs_req(csr, transaction_id="victim#2"))
     assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
     assert await h.store.find_request("scep", "victim#2") is None
+
+
+async def test_one_time_password_of_a_refused_attempt_serves_the_fixed_csr_of_that_transaction(
+    h: H,
+) -> None:
+    # The password was consumed by this transaction's refused attempt: the same device (same
+    # key, same transactionID) may present it again with its fixed CSR; nobody else may.
+    components = components_of(h.app)
+    now = components.service.clock.now()
+    made = await otp.create(h.store, "otp", None, timedelta(hours=1), "test", now)
+    c = sc.Client(h.ra)
+    bad = sc.make_csr(c.key, "not a valid name!", challenge=made.password)
+    refused = await h.rep(c, c.pkcs_req(bad, transaction_id="otp-fix"), "otp")
+    assert refused.status == PKIStatus.FAILURE
+    fixed = sc.make_csr(c.key, "good-name", challenge=made.password)
+    rep = await h.rep(c, c.pkcs_req(fixed, transaction_id="otp-fix"), "otp")
+    assert rep.status == PKIStatus.SUCCESS, rep.fail_text
+    other = sc.Client(h.ra)
+    stolen = sc.make_csr(other.key, "good-name", challenge=made.password)
+    again = await h.rep(other, other.pkcs_req(stolen, transaction_id="otp-other"), "otp")
+    assert (again.status, again.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
