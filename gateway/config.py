@@ -78,6 +78,10 @@ class ServerConfig:
     external_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 256 * 1024
     shutdown_timeout: int = 10
+    #: seconds for a complete request head, from connect or a kept-alive request's first byte
+    header_timeout: int = 10
+    #: seconds for a complete request body, once its head is in
+    body_timeout: int = 30
     access_log: bool = True
     #: False when external_url was derived from host and port (so --host/--port re-derive it)
     external_url_configured: bool = False
@@ -203,6 +207,8 @@ def parse_config(
         external_url=server_t.str("external_url", ""),
         max_body_bytes=server_t.int("max_body_bytes", 256 * 1024, minimum=1024),
         shutdown_timeout=server_t.seconds("shutdown_timeout", "10s"),
+        header_timeout=server_t.seconds("header_timeout", "10s") or 1,
+        body_timeout=server_t.seconds("body_timeout", "30s") or 1,
         access_log=server_t.bool("access_log", True),
     )
     if server.external_url:

@@ -101,11 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = load_config(args.config or default_config_path(), data_dir=args.data)
+        if args.command == "serve":  # it binds its port before creating the data directory
+            return serve.run(config, args, lambda: prepare_data_dir(config, args, create=True))
         # Only init and serve may create a data directory, database and CA; everything else
         # acts on an existing one, so a mistyped --data never yields a fresh, empty gateway.
         prepare_data_dir(config, args, create=getattr(args, "creates", False))
-        if args.command == "serve":
-            return serve.run(config, args)
         return asyncio.run(_run_command(config, args.func, args))
     except ConfigError as exc:
         print(f"certgate: configuration error: {exc}", file=sys.stderr)

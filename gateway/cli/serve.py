@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from gateway.cli.common import SubParsers
 from gateway.config import Config
@@ -19,8 +20,9 @@ def register(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     serve.set_defaults(creates=True)  # serving a new data directory creates its gateway
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
-    """Serve until SIGTERM/SIGINT; ``--host``/``--port`` override ``[server]``."""
+def run(config: Config, args: argparse.Namespace, once_bound: Callable[[], None]) -> int:
+    """Serve until SIGTERM/SIGINT; ``--host``/``--port`` override ``[server]``.
+    ``once_bound`` prepares the data directory after the port is bound."""
     from gateway.server.run import serve  # the server stack only for this command
 
     if args.host or args.port is not None:
@@ -30,4 +32,4 @@ def run(config: Config, args: argparse.Namespace) -> int:
         )
         config = dataclasses.replace(config, server=server)
     logging.getLogger().setLevel(config.log_level)
-    return serve(config, workers=args.workers)
+    return serve(config, workers=args.workers, once_bound=once_bound)

@@ -1,8 +1,9 @@
 """aiohttp application factory: health, CA publication and the protocol sub-apps.
 
-Middleware order (outermost first): request id -> access log -> error shield. The error shield
-turns anything unexpected into a terse 500 without a traceback (the traceback goes to the log
-with the request id), and aiohttp's body-limit error into 413.
+Middleware order (outermost first): read timeouts (:mod:`gateway.server.listen`) -> request
+id -> access log -> error shield. The error shield turns anything unexpected into a terse 500
+without a traceback (the traceback goes to the log with the request id), and aiohttp's
+body-limit error into 413.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway.config import Config
 from gateway.errors import CAUnavailable, CertgateError, ConfigError, NotFound
 from gateway.pkix import pem_chain
 from gateway.plugin import FrontEnd, Listener, ProtocolContext
+from gateway.server.listen import read_timeout_middleware
 from gateway.server.wiring import Components, build
 
 log = logging.getLogger("certgate.server")
@@ -190,7 +192,12 @@ async def create_app(config: Config, components: Components | None = None) -> we
     built = components if components is not None else await build(config)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[request_id_middleware, access_log_middleware, error_middleware],
+        middlewares=[
+            read_timeout_middleware,
+            request_id_middleware,
+            access_log_middleware,
+            error_middleware,
+        ],
     )
     app[ACCESS_LOG] = config.server.access_log
     app[HOLDER] = Holder()

@@ -1,8 +1,11 @@
 """``certgate serve``: one process, or N worker processes sharing one port (SO_REUSEPORT).
 
-The parent prepares shared state once (migrations, CA creation) so workers never race on
-first start, prints the URL and the CA fingerprint, then either serves itself (N = 1) or
-supervises N workers, forwarding SIGTERM/SIGINT for a graceful shutdown.
+The parent binds the main listener first -- a port in use ends the start-up in one line before
+a data directory, database or CA is created -- then prepares shared state once (migrations, CA
+creation) so workers never race on first start, prints the URL and the CA fingerprint, then
+either serves itself (N = 1) or supervises N workers, forwarding SIGTERM/SIGINT for a graceful
+shutdown. Every listener is served through :mod:`gateway.server.listen` (read timeouts, quiet
+bad-request log).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
@@ -24,6 +28,14 @@ from aiohttp import web
 from gateway.config import DEFAULTS, Config, ServerConfig, load_config
 from gateway.pkix import fingerprint
 from gateway.server.app import LISTENERS, create_app
+from gateway.server.listen import (
+    HANDLER_ARGS,
+    GuardedSite,
+    ListenError,
+    ReadTimeouts,
+    bind,
+    install_bad_request_log,
+)
 from gateway.server.wiring import build
 
 log = logging.getLogger("certgate.server")
@@ -63,33 +75,74 @@ async def _prepare(config: Config) -> str:
         await components.close()
 
 
-async def _serve_async(config: Config, *, reuse_port: bool, announce: str | None) -> None:
-    app = await create_app(config)
+MAIN_LISTENER_KEY = "[server] host/port"
+
+
+def bind_main(config: Config, *, reuse_port: bool) -> list[socket.socket]:
+    """The main listener's sockets (:class:`ListenError` names ``[server] host/port``)."""
+    return bind(
+        config.server.host, config.server.port, key=MAIN_LISTENER_KEY, reuse_port=reuse_port
+    )
+
+
+async def start_listeners(
+    app: web.Application, config: Config, sockets: list[socket.socket], *, reuse_port: bool
+) -> web.AppRunner:
+    """Serve ``app`` on the main listener's ``sockets`` and on every front-end listener, all
+    with the ``[server]`` read timeouts. :class:`ListenError` if a listener cannot bind."""
+    install_bad_request_log()
+    timeouts = ReadTimeouts(
+        header=float(config.server.header_timeout), body=float(config.server.body_timeout)
+    )
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log=None,
         shutdown_timeout=float(config.server.shutdown_timeout),
+        **HANDLER_ARGS,
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, reuse_port=reuse_port)
-    await site.start()
-    for listener in app[LISTENERS]:
-        extra = web.TCPSite(
-            runner,
-            listener.host,
-            listener.port,
-            ssl_context=listener.ssl_context,
-            reuse_port=reuse_port,
-        )
-        await extra.start()
-        scheme = "https" if listener.ssl_context else "http"
-        if announce is not None:
-            print(f"  {listener.name:15} {scheme}://{listener.host}:{listener.port}", flush=True)
+    pending = list(sockets)
+    try:
+        while pending:
+            await GuardedSite(runner, pending.pop(0), timeouts=timeouts).start()
+        for listener in app[LISTENERS]:
+            key = f"[{listener.name.replace('-', '.')}] listener"
+            pending = bind(listener.host, listener.port, key=key, reuse_port=reuse_port)
+            while pending:
+                await GuardedSite(
+                    runner, pending.pop(0), timeouts=timeouts, ssl_context=listener.ssl_context
+                ).start()
+    except BaseException:
+        for sock in pending:
+            sock.close()
+        await runner.cleanup()
+        raise
+    return runner
+
+
+async def _serve_async(
+    config: Config,
+    *,
+    reuse_port: bool,
+    announce: str | None,
+    sockets: list[socket.socket] | None = None,
+) -> int:
+    try:
+        main_sockets = sockets if sockets is not None else bind_main(config, reuse_port=reuse_port)
+    except ListenError as exc:
+        print(f"certgate: {exc}", file=sys.stderr, flush=True)
+        return 2
+    app = await create_app(config)
+    try:
+        runner = await start_listeners(app, config, main_sockets, reuse_port=reuse_port)
+    except ListenError as exc:
+        print(f"certgate: {exc}", file=sys.stderr, flush=True)
+        return 2
     if announce is not None:
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        port = sockets[0].getsockname()[1] if sockets else config.server.port
+        for listener in app[LISTENERS]:
+            scheme = "https" if listener.ssl_context else "http"
+            print(f"  {listener.name:15} {scheme}://{listener.host}:{listener.port}", flush=True)
+        port = main_sockets[0].getsockname()[1]
         host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
         print(f"certgate listening on http://{host}:{port}", flush=True)
         print(f"  external URL    {config.server.external_url}", flush=True)
@@ -102,6 +155,7 @@ async def _serve_async(config: Config, *, reuse_port: bool, announce: str | None
     await stop.wait()
     log.info("shutting down")
     await runner.cleanup()
+    return 0
 
 
 def _worker(file: str, data_dir: Path, server: ServerConfig) -> None:
@@ -112,21 +166,39 @@ def _worker(file: str, data_dir: Path, server: ServerConfig) -> None:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
-    run_loop(_serve_async(config, reuse_port=True, announce=None))
+    code = run_loop(_serve_async(config, reuse_port=True, announce=None))
+    if code:
+        sys.exit(code)
 
 
-def serve(config: Config, *, workers: int = 1) -> int:
-    """Run the gateway until SIGTERM/SIGINT. Returns the process exit code."""
+def serve(config: Config, *, workers: int = 1, once_bound: Callable[[], None] | None = None) -> int:
+    """Run the gateway until SIGTERM/SIGINT. Returns the process exit code.
+
+    The main listener is bound first; ``once_bound`` (the CLI's data directory check) runs
+    after that and before anything is created."""
     if workers < 1:
         print("certgate: --workers must be at least 1", file=sys.stderr)
         return 2
     if workers > 1 and config.server.port == 0:
         print("certgate: --workers > 1 needs a fixed --port", file=sys.stderr)
         return 2
-    fp = run_loop(_prepare(config))
+    try:
+        sockets = bind_main(config, reuse_port=workers > 1)
+    except ListenError as exc:
+        print(f"certgate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if once_bound is not None:
+            once_bound()
+        fp = run_loop(_prepare(config))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     if workers == 1:
-        run_loop(_serve_async(config, reuse_port=False, announce=fp))
-        return 0
+        return run_loop(_serve_async(config, reuse_port=False, announce=fp, sockets=sockets))
+    for sock in sockets:  # each worker binds its own socket to the port (SO_REUSEPORT)
+        sock.close()
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = [
         ctx.Process(
