@@ -95,24 +95,48 @@ def _sans(extensions: x509.Extensions) -> frozenset[x509.GeneralName]:
     )
 
 
-def renewal_names_problem(
-    csr: x509.CertificateSigningRequest, certificate: x509.Certificate
+def _names_differ(
+    csr: x509.CertificateSigningRequest, subject: x509.Name, extensions: x509.Extensions
+) -> str | None:
+    try:
+        csr_subject, csr_sans = csr.subject, _sans(csr.extensions)
+    except ValueError as exc:
+        return f"the CSR cannot be decoded: {exc}"
+    if csr_subject != subject:
+        return (
+            f"the CSR subject {csr_subject.rfc4514_string()!r} differs from the signing "
+            f"certificate's {subject.rfc4514_string()!r}"
+        )
+    if csr_sans != _sans(extensions):
+        return "the CSR subjectAltName differs from the signing certificate's"
+    return None
+
+
+async def renewal_names_problem(
+    scep: Scep, csr: x509.CertificateSigningRequest, certificate: x509.Certificate
 ) -> str | None:
     """Why ``csr`` is not a renewal of ``certificate`` (None if it is): a certificate may only
     renew itself, with the same subject and the same subjectAltName set (RFC 7030 §4.2.2's
-    re-enrollment rule, applied to RFC 8894 §3.3.1.2 renewal)."""
+    re-enrollment rule, applied to RFC 8894 §3.3.1.2 renewal) -- those of the certificate, or
+    those of the CSR it was issued for (a template that builds the subject from the requester
+    shapes a certificate whose names no CSR carries; repeating the authorized request is
+    renewing itself too)."""
+    problem = _names_differ(csr, certificate.subject, certificate.extensions)
+    if problem is None:
+        return None
+    record = await scep.store.get_certificate(serial_hex(certificate.serial_number))
+    original = None
+    if record is not None and record.request_id is not None:
+        original = await scep.store.get_request(record.request_id)
+    if original is None:
+        return problem
     try:
-        subject, sans = csr.subject, _sans(csr.extensions)
-    except ValueError as exc:
-        return f"the CSR cannot be decoded: {exc}"
-    if subject != certificate.subject:
-        return (
-            f"the CSR subject {subject.rfc4514_string()!r} differs from the signing "
-            f"certificate's {certificate.subject.rfc4514_string()!r}"
-        )
-    if sans != _sans(certificate.extensions):
-        return "the CSR subjectAltName differs from the signing certificate's"
-    return None
+        first = x509.load_der_x509_csr(original.csr_der)
+        if _names_differ(csr, first.subject, first.extensions) is None:
+            return None
+    except ValueError:
+        pass
+    return problem
 
 
 async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: bytes) -> Outcome:
@@ -133,7 +157,9 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
             FailInfo.BAD_REQUEST,
             "a RenewalReq must be signed by a valid, unrevoked certificate from this CA",
         )
-    names_problem = renewal_names_problem(csr, message.signer) if signed_by_ours else None
+    names_problem = None
+    if signed_by_ours:
+        names_problem = await renewal_names_problem(scep, csr, message.signer)
     renewing = signed_by_ours and endpoint.renewal and names_problem is None
     if (
         not renewing

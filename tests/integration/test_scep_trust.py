@@ -5,6 +5,8 @@ CSR, while an identical repeat replays the stored FAILURE."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from gateway.config import load_config
 from gateway.model import serial_hex
@@ -38,6 +41,11 @@ challenge = "none"
 [scep.endpoints.otp]
 template = "scep-device"
 challenge = "otp"
+
+[scep.endpoints.requester]
+template = "scep-requester"
+challenge = "static"
+challenge_password = "file:static.txt"
 """
 
 
@@ -69,7 +77,16 @@ class H:
 
 @pytest.fixture
 async def h(tmp_path: Path, aiohttp_client: Client) -> H:
-    app = await create_app(load_config(scep_config(tmp_path, TOML)))
+    cfg = scep_config(tmp_path, TOML)
+    # A template that builds the subject from the requester: the certificate's names are not
+    # the CSR's, so a renewal repeats the names of the CSR the certificate was issued for.
+    text = (tmp_path / "templates" / "device.toml").read_text()
+    text = text.replace('name = "device"', 'name = "scep-requester"', 1)
+    text = re.sub(r'^oid = ".*"$', f'oid = "2.25.{uuid.uuid4().int}"', text, count=1, flags=re.M)
+    text = text.replace('source = "request"', 'source = "requester"', 1)
+    text = text.replace("early_renewal = false", "early_renewal = true", 1)
+    (tmp_path / "templates" / "scep-requester.toml").write_text(text)
+    app = await create_app(load_config(cfg))
     client = await aiohttp_client(app)
     body = await (await client.get("/scep/devices?operation=GetCACert")).read()
     certs = cms.read_certs_only(body)[0]
@@ -145,6 +162,31 @@ async def test_self_renewal_records_prior_supersedes_it_and_audits(h: H) -> None
     assert events["request.received"].detail["kind"] == "renewal"
     assert events["request.received"].detail["auth_method"] == "certificate"
     assert events["certificate.issued"].detail["supersedes"] == old_serial
+
+
+async def test_renewal_may_repeat_the_names_of_the_request_the_certificate_was_issued_for(
+    h: H,
+) -> None:
+    c = sc.Client(h.ra)
+    empty = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    enroll_csr = empty.add_attribute(
+        x509.oid.AttributeOID.CHALLENGE_PASSWORD, STATIC_PASSWORD.encode()
+    ).sign(c.key, hashes.SHA256())
+    first = await h.rep(c, c.pkcs_req(enroll_csr), "requester")
+    assert first.status == PKIStatus.SUCCESS, first.fail_text
+    cert = first.certificates[0]
+    assert cert.subject.rfc4514_string() == "CN=scep:requester"
+    renewer = sc.Client(h.ra, c.key, cert)
+    renew_csr = empty.sign(c.key, hashes.SHA256())
+    rep = await h.rep(renewer, renewer.pkcs_req(renew_csr, renewal=True), "requester")
+    assert rep.status == PKIStatus.SUCCESS, rep.fail_text
+    assert rep.certificates[0].subject == cert.subject
+    old = await h.store.get_certificate(serial_hex(cert.serial_number))
+    assert old.superseded_by == serial_hex(rep.certificates[0].serial_number)
+    # Names that are neither the certificate's nor its request's still need the challenge.
+    named = sc.make_csr(c.key, "someone-else")
+    other = await h.rep(renewer, renewer.pkcs_req(named, renewal=True), "requester")
+    assert (other.status, other.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
 
 
 # --- item 6: a refused transaction is judged afresh when the CSR changes --------------------
