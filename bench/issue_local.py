@@ -2,6 +2,7 @@
 crypto-only rate (CSR signature verify + certificate sign) measured in the same run.
 
     .venv/bin/python bench/issue_local.py [--n 3000] [--concurrency 16] [--cores 1] [--rounds 6]
+        [--key ec-p256|rsa-2048] [--weak-key-checks on|off]
 
 The process is pinned to ``--cores`` CPUs (default one) *before* any thread starts, so every
 thread of the store shares the core with the event loop: the ratio is for one core.
@@ -9,6 +10,12 @@ Target (issue #2): service rate >= 0.5 x crypto-only rate, judged at concurrency
 gateway serves many clients at once, and its SQLite group commit makes one durable commit
 for the requests that arrived together. ``--concurrency 1`` gives the sequential figure
 (one commit per issuance), which is lower.
+
+Policy rule key-weak (gateway.policy.weak_keys) costs nothing for EC keys and runs badkeys'
+factoring checks on every RSA key: ``--key rsa-2048`` measures with RSA CSRs (keys drawn from a
+pool of 64, since generating thousands of RSA keys takes minutes; no check remembers a key), and
+``--weak-key-checks off`` builds the service on ``PolicyEngine(weak_key_checks=False)``, the one
+seam that leaves the rule out, to compare. The rule's own cost per CSR is printed as well.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ def pin(cores: int) -> None:
         os.sched_setaffinity(0, set(available[:cores]))
 
 
-def make_csrs(n: int) -> list:
+def make_csrs(n: int, key_kind: str = "ec-p256") -> list:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -42,7 +49,7 @@ def make_csrs(n: int) -> list:
 
     csrs = []
     for i in range(n):
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = ec.generate_private_key(ec.SECP256R1()) if key_kind == "ec-p256" else rsa_key(i)
         name = f"host{i}.bench.example.test"
         csrs.append(
             x509.CertificateSigningRequestBuilder()
@@ -51,6 +58,37 @@ def make_csrs(n: int) -> list:
             .sign(key, hashes.SHA256())
         )
     return csrs
+
+
+_RSA_POOL: list = []
+
+
+def rsa_key(i: int):
+    """The ``i % 64``-th of a pool of RSA-2048 keys (made on first use)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    while len(_RSA_POOL) < 64:
+        _RSA_POOL.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    return _RSA_POOL[i % 64]
+
+
+def weak_key_rule_cost(csrs: list) -> float:
+    """Microseconds per CSR that rule key-weak's checks take on these CSRs' keys."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from gateway.policy.weak_keys import warm_up, weak_key_problems
+
+    warm_up()
+    # fresh key objects, as each request decodes its own CSR
+    keys = [
+        x509.load_der_x509_csr(c.public_bytes(serialization.Encoding.DER)).public_key()
+        for c in csrs
+    ]
+    start = time.process_time()
+    for key in keys:
+        assert weak_key_problems(key) == ()
+    return (time.process_time() - start) / len(keys) * 1e6
 
 
 class Rate:
@@ -130,7 +168,13 @@ class Tally:
 
 
 async def measure(
-    crypto_csrs: list, service_csrs: list, data: Path, concurrency: int, rounds: int
+    crypto_csrs: list,
+    service_csrs: list,
+    data: Path,
+    concurrency: int,
+    rounds: int,
+    key_kind: str = "ec-p256",
+    weak_key_checks: bool = True,
 ) -> tuple[Tally, Tally, list[float]]:
     """Crypto-only and the service in ``rounds`` alternating slices, so both see the same
     machine: this VM's speed drifts by 10-30 % within seconds, which skewed a ratio taken from
@@ -138,8 +182,9 @@ async def measure(
     (CPU time) of each round."""
     from gateway.config import load_config
     from gateway.model import EnrollmentRequest, Issued
+    from gateway.policy import PolicyEngine
     from gateway.server.wiring import build
-    from gateway.service import local_requester
+    from gateway.service import EnrollmentService, local_requester
     from gateway.store import DEFAULT_DB_NAME
 
     cfg = data / "certgate.toml"
@@ -149,6 +194,12 @@ async def measure(
         "[poller]\nenabled = false\n"
     )
     components = await build(load_config(cfg))
+    enroller = components.service
+    if not weak_key_checks:
+        # the production wiring except for the one seam that leaves rule key-weak out
+        policy = PolicyEngine(components.policy.templates, weak_key_checks=False)
+        enroller = EnrollmentService(components.store, policy, components.connectors)
+        await enroller.start()
     cert, key = issuing_material()
     requester = local_requester("bench")
     requests = [
@@ -158,9 +209,9 @@ async def measure(
         for i, c in enumerate(service_csrs)
     ]
     # warm up (first-use costs: prepared statements, imports)
-    warm = make_csrs(20)
+    warm = make_csrs(20, key_kind)
     for i, c in enumerate(warm):
-        await components.service.enroll(
+        await enroller.enroll(
             EnrollmentRequest(
                 csr=c, template="tls-server", requester=requester, transaction_id=f"warm-{i}"
             )
@@ -182,7 +233,7 @@ async def measure(
 
         async def worker(queue: Iterator[EnrollmentRequest], issued: list[Issued]) -> None:
             for req in queue:
-                outcome = await components.service.enroll(req)
+                outcome = await enroller.enroll(req)
                 assert isinstance(outcome, Issued), outcome
                 issued.append(outcome)
 
@@ -231,20 +282,38 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--cores", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=6, help="alternating measurement slices")
+    parser.add_argument("--key", choices=("ec-p256", "rsa-2048"), default="ec-p256")
+    parser.add_argument(
+        "--weak-key-checks",
+        choices=("on", "off"),
+        default="on",
+        help="off: the service without rule key-weak (PolicyEngine(weak_key_checks=False))",
+    )
     args = parser.parse_args()
     pin(args.cores)
     # separate CSR objects: cryptography caches what it parsed, so the service must not
     # inherit the crypto-only run's parsing
-    crypto_csrs, service_csrs = make_csrs(args.n), make_csrs(args.n)
+    crypto_csrs, service_csrs = make_csrs(args.n, args.key), make_csrs(args.n, args.key)
     with tempfile.TemporaryDirectory() as tmp:
         # on the event loop `certgate serve` runs on (uvloop unless CERTGATE_EVENT_LOOP=asyncio)
         from gateway.server.run import run_loop
 
         crypto, service, per_round = run_loop(
-            measure(crypto_csrs, service_csrs, Path(tmp), args.concurrency, args.rounds)
+            measure(
+                crypto_csrs,
+                service_csrs,
+                Path(tmp),
+                args.concurrency,
+                args.rounds,
+                args.key,
+                args.weak_key_checks == "on",
+            )
         )
     setup = f"cores={args.cores} n={args.n} concurrency={args.concurrency} rounds={args.rounds}"
-    print(f"{setup} store=sqlite ca=local(ec-p256)")
+    print(
+        f"{setup} store=sqlite ca=local(ec-p256) csr-keys={args.key} "
+        f"weak-key-checks={args.weak_key_checks}"
+    )
     c_rates, s_rates = crypto.rates(), service.rates()
     for i, label in enumerate(("wall-clock", "CPU time")):
         print(f"-- per {label} second")
@@ -252,6 +321,12 @@ def main() -> None:
         print(f"service issuance (end to end):     {s_rates[i]:8.1f} issuances/s")
         print(f"ratio service/crypto:            {s_rates[i] / c_rates[i]:8.3f}  (target >= 0.50)")
     print(f"per-round ratios (CPU time): {' '.join(f'{r:.3f}' for r in per_round)}")
+    rule_us = weak_key_rule_cost(service_csrs[:500])
+    per_issuance_us = 1e6 / s_rates[1]
+    print(
+        f"rule key-weak alone: {rule_us:8.1f} us CPU per CSR "
+        f"({rule_us / per_issuance_us:.1%} of one issuance's CPU here)"
+    )
 
 
 if __name__ == "__main__":
