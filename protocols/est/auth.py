@@ -4,8 +4,12 @@ template enrollment permissions are checked against.
 
 * A client certificate counts for a label only if it was issued directly by one of the label's
   trust anchors (the gateway's own CA, ``"certgate"``, and/or configured bootstrap or
-  manufacturer CAs) and is inside its validity period; one from the gateway's CA must also be
-  in the inventory and not revoked.
+  manufacturer CAs; :mod:`protocols.est.client_trust`) and is inside its validity period; one
+  from the gateway's CA must also be in the inventory and not revoked. The TLS handshake
+  accepts any certificate (:mod:`protocols.est.tls_request`): this is the only check.
+* A certificate that does not count is logged and ignored where the label accepts Basic
+  (Basic is used if sent, else 401 asks for it); a certificate-only label answers 403 naming
+  the label and its trust anchors.
 * Basic: ``user:password`` of an ``est_users`` account; otherwise the password is tried as a
   one-time enrollment code of this label (the user name may be empty or the code's identity).
 * Missing or wrong credentials: 401 with ``WWW-Authenticate`` when the label accepts Basic.
@@ -14,6 +18,7 @@ template enrollment permissions are checked against.
 from __future__ import annotations
 
 import binascii
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,9 +30,17 @@ from cryptography.x509.oid import NameOID
 
 from gateway.errors import PolicyDenied, Unauthorized
 from gateway.model import CertificateRecord, CertificateStatus, Requester, serial_hex
+from protocols.est.client_trust import (
+    UntrustedCertificate,
+    anchor_names,
+    client_purpose_problem,
+    verify_client_certificate,
+)
 from protocols.est.settings import LabelSettings
 from protocols.est.state import Code, EstState
 from protocols.est.tls import TransportFacts, directly_issued_by
+
+log = logging.getLogger("certgate.est")
 
 CertLookup = Callable[[str], Awaitable[CertificateRecord | None]]
 
@@ -76,6 +89,9 @@ async def check_own_certificate(
             "est-client-certificate", "the client certificate was not issued by this CA"
         )
     _check_time(cert, now)
+    problem = client_purpose_problem(cert)
+    if problem is not None:
+        raise PolicyDenied("est-client-certificate", f"the client certificate: {problem}")
     record = await lookup(serial_hex(cert.serial_number))
     if record is None:
         raise PolicyDenied(
@@ -110,12 +126,31 @@ async def authenticate(
     cert_result: Authenticated | None = None
     cert_problem: PolicyDenied | None = None
     cert = transport.client_certificate
+    accepts_basic = "basic" in label.auth
     if cert is not None and "tls-client-cert" in label.auth:
         try:
             cert_result = await _by_certificate(cert, label, own_chain, lookup, now, transport)
         except PolicyDenied as exc:
             cert_problem = exc
-    credentials = _basic(authorization) if "basic" in label.auth else None
+            log.warning(
+                "EST label %s: TLS client certificate subject=%r issuer=%r serial=%s not "
+                "accepted (%s); %s",
+                _name(label),
+                cert.subject.rfc4514_string(),
+                cert.issuer.rfc4514_string(),
+                serial_hex(cert.serial_number),
+                exc.reason,
+                "ignored, HTTP Basic decides" if accepts_basic else "refused (403)",
+            )
+    elif transport.client_certificate_problem and "tls-client-cert" in label.auth:
+        cert_problem = PolicyDenied("est-client-certificate", transport.client_certificate_problem)
+        log.warning(
+            "EST label %s: %s; %s",
+            _name(label),
+            transport.client_certificate_problem,
+            "ignored, HTTP Basic decides" if accepts_basic else "refused (403)",
+        )
+    credentials = _basic(authorization) if accepts_basic else None
     if credentials is not None:
         basic = await _by_basic(credentials, label, state, now)
         facts = {**(cert_result.facts if cert_result else {}), **basic.facts}
@@ -134,14 +169,21 @@ async def authenticate(
         )
     if cert_result is not None:
         return cert_result
+    if accepts_basic:
+        unaccepted = f"{cert_problem.reason}; " if cert_problem is not None else ""
+        raise Unauthorized(
+            f"{unaccepted}authentication required (HTTP Basic or a TLS client certificate)"
+        )
     if cert_problem is not None:
         raise cert_problem
-    if "basic" in label.auth:
-        raise Unauthorized("authentication required (HTTP Basic or a TLS client certificate)")
     raise PolicyDenied(
         "est-client-certificate",
-        f"label {label.label or '(default)'} requires a TLS client certificate",
+        f"label {_name(label)} requires a TLS client certificate",
     )
+
+
+def _name(label: LabelSettings) -> str:
+    return label.label or "(default)"
 
 
 async def _by_certificate(
@@ -158,14 +200,17 @@ async def _by_certificate(
         record = await check_own_certificate(cert, own_chain, lookup, now)
         anchor = own_chain[0]
     else:
-        anchor = next((a for a in label.anchors if directly_issued_by(cert, a)), None)
-        if anchor is None:
+        _check_time(cert, now)
+        anchors = (*(own_chain[:1] if label.own_ca else ()), *label.anchors)
+        try:
+            anchor = verify_client_certificate(cert, label.anchors, now)
+        except UntrustedCertificate as exc:
             raise PolicyDenied(
                 "est-client-certificate",
-                f"the client certificate is not issued by a trust anchor of label "
-                f"{label.label or '(default)'}",
-            )
-        _check_time(cert, now)
+                f"the client certificate (subject {cert.subject.rfc4514_string()!r}, issuer "
+                f"{cert.issuer.rfc4514_string()!r}) is not accepted by label {_name(label)}: "
+                f"{exc.reason}; its trust anchors are: {anchor_names(anchors)}",
+            ) from None
     facts = {
         "tls_client_subject": cert.subject.rfc4514_string(),
         "tls_client_serial": serial_hex(cert.serial_number),

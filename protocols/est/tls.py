@@ -7,10 +7,14 @@ gateway's own CA (through the enrollment service, template ``[est] server_templa
 names change or less than a third of its lifetime is left. Workers serialise this with a file
 lock so that ``--workers N`` issues one certificate.
 
-Client certificates are requested, not required (``CERT_OPTIONAL``), against the union of every
-label's trust anchors. OpenSSL checks the chain and the key possession during the handshake; the
-*time* check is switched off there (``X509_V_FLAG_NO_CHECK_TIME``) and done by the handler, so
-that an expired certificate gets a 403 with a reason instead of a bare TLS alert.
+Client certificates are requested, not required, and the handshake completes whoever issued
+them (:mod:`protocols.est.tls_request`): OpenSSL checks only that the client holds the
+certificate's key. Which anchors count depends on the label in the URL, so the handler verifies
+the certificate against that label's anchors (:mod:`protocols.est.client_trust`), and an
+untrusted, expired or forged certificate gets a 403 with a reason, or HTTP Basic where the
+label accepts it, instead of a bare TLS alert. Should the verify callback not be installable,
+the listener falls back to OpenSSL verifying against the union of every label's anchors (time
+check off, ``X509_V_FLAG_NO_CHECK_TIME``), and says so in the log.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import asyncio
 import base64
 import fcntl
 import ipaddress
+import logging
 import os
 import ssl
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +43,9 @@ from gateway.model import EnrollmentRequest, Issued, Requester
 from gateway.pkix import pem_chain
 from gateway.plugin import ProtocolContext
 from protocols.est.settings import EstSettings
+from protocols.est.tls_request import request_client_certificates
+
+log = logging.getLogger("certgate.est")
 
 #: OpenSSL X509_V_FLAG_NO_CHECK_TIME (not exported by the ssl module).
 _NO_CHECK_TIME = 0x200000
@@ -133,7 +142,9 @@ async def _issue(
 def server_context(
     cert_path: Path, key_path: Path, anchors: tuple[x509.Certificate, ...]
 ) -> ssl.SSLContext:
-    """TLS 1.2 and 1.3, client certificates optional and verified against ``anchors``."""
+    """TLS 1.2 and 1.3, client certificates requested; whoever issued one, the handshake
+    completes and the handler judges it per label (``anchors``, the union of all labels',
+    are OpenSSL's only where that cannot be arranged)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_path, key_path)
@@ -142,6 +153,12 @@ def server_context(
     # tls-unique must stay the handshake's: no renegotiation (RFC 7030 §3.5).
     ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     ctx.load_verify_locations(cadata=pem_chain(anchors).decode())
+    if not request_client_certificates(ctx):
+        log.warning(
+            "EST listener: cannot take over TLS client certificate verification in this Python "
+            "(%s); client certificates from issuers no label trusts will fail the handshake",
+            sys.version.split()[0],
+        )
     return ctx
 
 
@@ -155,6 +172,8 @@ class TransportFacts:
     client_certificate: x509.Certificate | None = None
     tls_version: str | None = None
     tls_unique: bytes | None = None
+    #: why a client certificate presented in the handshake cannot be used (None: none or fine)
+    client_certificate_problem: str | None = None
 
 
 def transport_facts(
@@ -167,14 +186,20 @@ def transport_facts(
     from ``[est] trusted_proxies``; tls-unique is ``None`` on TLS 1.3 (RFC 8446 App. C.5)."""
     if ssl_object is not None:
         der = ssl_object.getpeercert(binary_form=True)
-        cert = x509.load_der_x509_certificate(der) if der else None
-        if cert is None and forwarded_cert and settings.trusts_proxy(peer):
+        cert, problem = None, None
+        try:
+            cert = x509.load_der_x509_certificate(der) if der else None
+        except ValueError as exc:
+            # The handshake takes any certificate (protocols.est.tls_request): one OpenSSL
+            # parsed but cryptography refuses is a client error, never a 500.
+            problem = f"the TLS client certificate cannot be decoded: {str(exc)[:120]}"
+        if der is None and forwarded_cert and settings.trusts_proxy(peer):
             return TransportFacts("proxy", peer, parse_forwarded_certificate(forwarded_cert))
         version = ssl_object.version()
         # tls-unique is undefined for TLS 1.3 (RFC 8446 App. C.5; RFC 9266), whatever OpenSSL
         # hands back for it there.
         binding = ssl_object.get_channel_binding("tls-unique") if version in _TLS_UNIQUE else None
-        return TransportFacts("tls", peer, cert, version, binding)
+        return TransportFacts("tls", peer, cert, version, binding, problem)
     if settings.trusts_proxy(peer):
         cert = parse_forwarded_certificate(forwarded_cert) if forwarded_cert else None
         return TransportFacts("proxy", peer, cert)

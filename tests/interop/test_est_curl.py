@@ -199,6 +199,31 @@ def test_expired_manufacturer_certificate_gets_403(gw: Gateway) -> None:
     assert r.status == 403 and b"expired" in r.body
 
 
+def test_untrusted_issuer_completes_the_handshake_and_gets_403_naming_the_anchors(
+    gw: Gateway,
+) -> None:
+    """Issue #12 item 11: a certificate no label trusts used to fail the TLS handshake."""
+    _, rogue_key, rogue_cert = make_ca(gw.tmp, "rogue-ca")
+    cert, key = issue_leaf(gw.tmp, "rogue-device", rogue_key, rogue_cert)
+    csr = openssl_req(gw.tmp, "rogue-device-csr", "/CN=rogue-device")
+    r = curl(gw, "/bootstrap/simpleenroll", "--cert", str(cert), "--key", str(key), *PKCS10,
+             data=csr)  # fmt: skip
+    assert r.status == 403, r.body
+    assert b"label bootstrap" in r.body and b"CN=manufacturer-ca" in r.body
+
+
+def test_untrusted_factory_certificate_falls_back_to_basic(gw: Gateway) -> None:
+    """A device that always presents its factory certificate, on a label accepting Basic."""
+    _, rogue_key, rogue_cert = make_ca(gw.tmp, "other-factory-ca")
+    cert, key = issue_leaf(gw.tmp, "factory-dev", rogue_key, rogue_cert)
+    csr = openssl_req(gw.tmp, "factory-dev-csr", "/CN=factory-dev")
+    tls = ("--cert", str(cert), "--key", str(key))
+    r = curl(gw, "/simpleenroll", *tls, *PKCS10, data=csr)
+    assert r.status == 401 and r.header("WWW-Authenticate"), r.body
+    r = curl(gw, "/simpleenroll", *tls, *ALICE, *PKCS10, data=csr)
+    assert r.status == 200, r.body
+
+
 def test_certificate_only_label_refuses_basic_credentials(gw: Gateway) -> None:
     csr = openssl_req(gw.tmp, "boot-basic", "/CN=boot-basic")
     r = curl(gw, "/bootstrap/simpleenroll", *ALICE, *PKCS10, data=csr)

@@ -44,6 +44,8 @@ async def simplereenroll(
     request: web.Request, est: EstContext, label: LabelSettings, transport: TransportFacts
 ) -> EstReply:
     cert = transport.client_certificate
+    if cert is None and transport.client_certificate_problem:
+        raise PolicyDenied("est-client-certificate", transport.client_certificate_problem)
     if cert is None:
         raise PolicyDenied(
             "est-client-certificate",
