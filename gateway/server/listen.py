@@ -29,6 +29,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -196,7 +197,7 @@ class GuardedRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         """aiohttp's error answer, without echoing the bytes it could not parse."""
         if isinstance(exc, HttpProcessingError):
-            message = f"{status} Bad Request: {bad_request_reason(exc)}\n"
+            message = f"{status} {HTTPStatus(status).phrase}: {bad_request_reason(exc)}\n"
         return super().handle_error(request, status, exc, message)
 
     def request_started(self, request: web.BaseRequest) -> None:
