@@ -234,3 +234,18 @@ def test_template_csrattrs_end_with_a_bare_oid() -> None:
             items = template_csrattrs(template, pop_link=pop_link)
             assert items, template.name
             assert items[-1].values is None, (template.name, items[-1])
+
+
+_SAMPLE = _der(_signed(ec.generate_private_key(ec.SECP256R1()), "dev", password=b"x", other=True))
+
+
+@given(st.integers(0, len(_SAMPLE) - 1), st.integers(1, 255))
+def test_request_fingerprint_of_any_parsable_csr_is_a_digest_or_a_bad_csr(
+    at: int, flip: int
+) -> None:
+    mutated = _SAMPLE[:at] + bytes([_SAMPLE[at] ^ flip]) + _SAMPLE[at + 1 :]
+    try:
+        csr = parse_csr_body(base64.b64encode(mutated))
+        assert len(request_fingerprint(csr)) == 64
+    except (BadCSR, BadRequest):
+        pass
