@@ -27,7 +27,7 @@ from aiohttp import web
 
 from gateway.config import DEFAULTS, Config, ServerConfig, load_config
 from gateway.pkix import fingerprint
-from gateway.server.app import LISTENERS, create_app
+from gateway.server.app import BANNER, LISTENERS, create_app
 from gateway.server.listen import (
     HANDLER_ARGS,
     GuardedSite,
@@ -66,13 +66,23 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-async def _prepare(config: Config) -> str:
+async def _prepare(config: Config, *, front_ends: bool) -> tuple[str, list[tuple[str, str]]]:
+    """The root CA fingerprint, and with ``front_ends`` the front-ends' banner lines: the
+    parent of ``--workers`` starts them once (not served) so that what they create on a first
+    start, such as the SCEP RA certificate, exists before the banner names it."""
     components = await build(config)
     try:
         chain = await components.service.ca_chain()
-        return fingerprint(chain[-1]) if chain else "(no CA chain)"
+        root = fingerprint(chain[-1]) if chain else "(no CA chain)"
+        banner = (await create_app(config, components))[BANNER] if front_ends else []
+        return root, banner
     finally:
         await components.close()
+
+
+def _print_banner(lines: list[tuple[str, str]]) -> None:
+    for label, value in lines:
+        print(f"  {label:15} {value}", flush=True)
 
 
 MAIN_LISTENER_KEY = "[server] host/port"
@@ -147,6 +157,7 @@ async def _serve_async(
         print(f"certgate listening on http://{host}:{port}", flush=True)
         print(f"  external URL    {config.server.external_url}", flush=True)
         print(f"  root CA SHA-256 {announce}", flush=True)
+        _print_banner(app[BANNER])
         print(f"  data directory  {config.data_dir}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -183,14 +194,16 @@ def serve(config: Config, *, workers: int = 1, once_bound: Callable[[], None] | 
         print("certgate: --workers > 1 needs a fixed --port", file=sys.stderr)
         return 2
     try:
-        sockets = bind_main(config, reuse_port=workers > 1)
+        # Without SO_REUSEPORT even for workers: another gateway already serving the port
+        # (with it) must be refused, not silently joined.
+        sockets = bind_main(config, reuse_port=False)
     except ListenError as exc:
         print(f"certgate: {exc}", file=sys.stderr)
         return 2
     try:
         if once_bound is not None:
             once_bound()
-        fp = run_loop(_prepare(config))
+        fp, banner = run_loop(_prepare(config, front_ends=workers > 1))
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -217,6 +230,7 @@ def serve(config: Config, *, workers: int = 1, once_bound: Callable[[], None] | 
     )
     print(f"  external URL    {config.server.external_url}", flush=True)
     print(f"  root CA SHA-256 {fp}", flush=True)
+    _print_banner(banner)
     print(f"  data directory  {config.data_dir}", flush=True)
 
     def forward(signum: int, _frame: object) -> None:

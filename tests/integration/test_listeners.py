@@ -21,7 +21,7 @@ from gateway.config import Config, load_config
 from gateway.server.app import create_app
 from gateway.server.run import bind_main, start_listeners
 from tests.est_helpers import write_est_config
-from tests.helpers import free_port, write_config
+from tests.helpers import certgate, free_port, write_config
 
 TIMEOUTS = 'access_log = false\nheader_timeout = "1s"\nbody_timeout = "1s"'
 SECRET = "c2VjcmV0LXVzZXI6aHVudGVyMg=="  # base64 "secret-user:hunter2"
@@ -163,4 +163,20 @@ def test_port_in_use_is_one_line_before_anything_is_created(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert "[server] host/port" in err and f"127.0.0.1:{port}" in err and "in use" in err, err
+    assert not (tmp_path / "data").exists()
+
+
+def test_port_served_by_another_gateway_is_refused_for_workers_too(tmp_path: Path) -> None:
+    # A real process: were the port joined, it would go on serving with two workers (the
+    # timeout bounds that failure).
+    cfg = write_config(tmp_path)
+    with socket.socket() as other:  # another gateway's worker: it shares with SO_REUSEPORT
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = certgate("serve", "-c", str(cfg), "--port", str(port), "--workers", "2", timeout=60)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert "[server] host/port" in err and "in use" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "data").exists()
