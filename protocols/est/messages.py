@@ -98,7 +98,12 @@ def request_fingerprint(csr: x509.CertificateSigningRequest) -> str:
     re-signed it or re-created it with the tls-unique of a new TLS session in the
     challengePassword (§3.5, §4.2.3: "the CSR will need to be recreated"). Reads the DER the
     CSR was parsed from (no second decode)."""
-    der = csr_der(csr)
+    return request_fingerprint_der(csr_der(csr))
+
+
+def request_fingerprint_der(der: bytes) -> str:
+    """:func:`request_fingerprint` of a DER PKCS#10 request (e.g. one stored with a request
+    record). :class:`BadCSR` if it does not have the shape of one."""
     password = oid(AttributeOID.CHALLENGE_PASSWORD.dotted_string)
     try:
         info = header_length(der, 0)
@@ -106,6 +111,8 @@ def request_fingerprint(csr: x509.CertificateSigningRequest) -> str:
         start = offset = info + header_length(der, info)
         for _ in range(3):  # version, subject, subjectPKInfo
             offset += element_length(der, offset)
+        if offset > end or end > len(der):
+            raise IndexError
         digest = hashlib.sha256(der[start:offset])
         if offset < end and der[offset] == 0xA0:  # attributes [0] IMPLICIT SET OF Attribute
             offset += header_length(der, offset)

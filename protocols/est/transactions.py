@@ -36,9 +36,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.errors import Conflict
+from gateway.errors import BadCSR, Conflict
 from gateway.model import PendingReason, RequestKind, RequestRecord, RequestState
 from gateway.ports import Store
+from protocols.est.messages import request_fingerprint_der
 from protocols.est.state import EstState
 
 
@@ -82,6 +83,8 @@ async def find_transaction(
         if not record.transaction_id.startswith(key + "."):
             continue
         recorded, generation = _parse(record.transaction_id[len(key) + 1 :])
+        if recorded is None:
+            recorded = _stored_fingerprint(record)
         if recorded == content:
             same.append((generation, record))
         elif record.state in _WAITING:
@@ -129,11 +132,19 @@ def _waiting_for(record: RequestRecord) -> str:
 
 
 def _parse(tail: str) -> tuple[str | None, int]:
-    """(request fingerprint, generation) from what follows the key in a transaction id. Ids
-    written before the fingerprint was part of them (``key.generation``) have none: they
-    match no CSR, so such a request is never replayed to a CSR it may not be."""
+    """(request fingerprint, generation) from what follows the key in a transaction id; ids
+    written before the fingerprint was part of them (``key.generation``) have none."""
     content, _, generation = tail.rpartition(".")
     try:
         return (content or None), int(generation)
     except ValueError:
         return (content or None), 0
+
+
+def _stored_fingerprint(record: RequestRecord) -> str | None:
+    """The request fingerprint of an id without one, from the CSR stored with the request
+    (requests received before this version); None if that CSR is not usable."""
+    try:
+        return request_fingerprint_der(record.csr_der)[:_CONTENT_CHARS]
+    except BadCSR:
+        return None

@@ -4,11 +4,14 @@ one-time codes, password hashes; and the checks on client certificates."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 from gateway.errors import BadRequest, Conflict, PolicyDenied
 from gateway.model import (
@@ -22,6 +25,7 @@ from gateway.model import (
 )
 from gateway.store import SQLStore, default_sqlite_url, open_store
 from protocols.est.auth import check_own_certificate, principal_of
+from protocols.est.messages import request_fingerprint_der
 from protocols.est.settings import parse_settings
 from protocols.est.state import EstState, code_hash, hash_password, verify_password
 from protocols.est.tls import parse_forwarded_certificate, transport_facts
@@ -159,13 +163,32 @@ async def test_another_csr_while_one_is_pending_is_a_conflict(store: SQLStore) -
     assert (await _txn(store, state)).retry  # type: ignore[attr-defined]
 
 
-async def test_a_transaction_without_a_fingerprint_is_never_replayed(store: SQLStore) -> None:
-    """Ids written before the CSR fingerprint was part of them (``key.generation``)."""
+async def test_a_request_from_before_fingerprinted_ids_is_found_by_its_stored_csr(
+    store: SQLStore,
+) -> None:
+    """Ids written before the CSR fingerprint was part of them (``key.generation``): the CSR
+    stored with the request decides, so a request pending across the upgrade is still found
+    by the same CSR and a different CSR is not answered with it."""
     state = EstState(store, Clock())
-    stored, _ = await store.create_request(_record(f"{KEY}.0"))
+    key = ec_key()
+    same = _csr_der(key, "dev")
+    legacy = replace(_record(f"{KEY}.0"), csr_der=same)
+    stored, _ = await store.create_request(legacy)
+    found = await _txn(store, state, request=request_fingerprint_der(_csr_der(key, "dev")))
+    assert (found.transaction_id, found.retry) == (f"{KEY}.0", True)  # type: ignore[attr-defined]
+    other = request_fingerprint_der(_csr_der(key, "other"))
+    with pytest.raises(Conflict, match=stored.id):  # still pending
+        await _txn(store, state, request=other)
     await store.set_denied(stored.id, "policy-denied", "no", "subject-rdn")
-    fresh = await _txn(store, state)
-    assert (fresh.transaction_id, fresh.retry) == (f"{A}.0", False)  # type: ignore[attr-defined]
+    fresh = await _txn(store, state, request=other)
+    assert (fresh.transaction_id, fresh.retry) == (f"{KEY}.{other[:32]}.0", False)  # type: ignore[attr-defined]
+
+
+def _csr_der(key: PrivateKey, cn: str) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)  # type: ignore[arg-type]
 
 
 async def test_code_is_bound_once(store: SQLStore) -> None:
