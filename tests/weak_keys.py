@@ -10,7 +10,9 @@ here (not gmpy2, so the generator shares no code with the checks it feeds):
 * :func:`roca_key` -- both primes of the form ``k * M + 65537^a mod M`` like the Infineon
   RSALib primes of CVE-2017-15361 (Nemec et al., CCS 2017), M the product of the first 126
   primes;
-* :func:`large_exponent_key` -- a sound modulus with an exponent above 2^256 - 1.
+* :func:`large_exponent_key` -- a sound modulus with an exponent above 2^256 - 1;
+* :func:`small_order_eddsa_csr` -- a CSR for the neutral point as Ed25519/Ed448 key, with a
+  signature that verifies.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ import functools
 import math
 import secrets
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from asn1crypto import csr as asn1_csr
+from asn1crypto import keys as asn1_keys
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 _SMALL_PRIMES = [p for p in range(3, 2000) if all(p % d for d in range(2, math.isqrt(p) + 1))]
 
@@ -118,3 +125,40 @@ def roca_key() -> rsa.RSAPrivateKey:
         p, q = roca_prime(1024), roca_prime(1024)
         if (p * q).bit_length() == 2048:
             return private_key(p, q, 65537)
+
+
+def small_order_eddsa_csr(kind: str) -> x509.CertificateSigningRequest:
+    """A CSR for host.example.com whose EdDSA key (``"ed25519"`` or ``"ed448"``) is the neutral
+    point, y = 1, with the signature R = neutral point, S = 0: [S]B = R + [k]A holds for every
+    message, so OpenSSL verifies it (RFC 8032 §5.1.7, §5.2.7)."""
+    key: ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey = (
+        ed25519.Ed25519PrivateKey.generate()
+        if kind == "ed25519"
+        else ed448.Ed448PrivateKey.generate()
+    )
+    size = 32 if kind == "ed25519" else 57
+    neutral = (1).to_bytes(size, "little")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "host.example.com")])
+    template = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("host.example.com")]), critical=False
+        )
+        .sign(key, None)
+    )
+    request = asn1_csr.CertificationRequest.load(template.public_bytes(serialization.Encoding.DER))
+    info = request["certification_request_info"]
+    info["subject_pk_info"] = asn1_keys.PublicKeyInfo(
+        {"algorithm": {"algorithm": kind}, "public_key": neutral}
+    )
+    der = asn1_csr.CertificationRequest(
+        {
+            "certification_request_info": asn1_csr.CertificationRequestInfo.load(
+                info.dump(force=True)
+            ),
+            "signature_algorithm": {"algorithm": kind},
+            "signature": neutral + bytes(size),
+        }
+    ).dump()
+    return x509.load_der_x509_csr(der)

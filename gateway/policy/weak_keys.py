@@ -15,7 +15,8 @@ relaxable one is the BR's *recommended* upper bound on the exponent (``relax_key
 which protects interoperability (CryptoAPI keeps e in 32 bits), not the key.
 
 EC keys need nothing here: cryptography refuses points that are not on the curve when the
-CSR's key is decoded (rule ``csr-format``), and badkeys' only EC check is the blocklist.
+CSR's key is decoded (rule ``csr-format``), and badkeys' only EC check is the blocklist. EdDSA
+keys of small order, which cryptography accepts, are refused (:mod:`gateway.policy.edwards`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from __future__ import annotations
 import functools
 
 import badkeys
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from gateway.policy.edwards import ED448, ED25519, eddsa_key_problem
 
 #: The smallest RSA public exponent accepted (BR §6.1.6 recommends 2^16 + 1).
 MIN_RSA_EXPONENT = 65537
@@ -56,6 +59,10 @@ def weak_key_problems(
 
     ``relax_key_hygiene`` drops only the BR §6.1.6 recommendation e <= 2^256 - 1.
     """
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        curve = ED25519 if isinstance(key, ed25519.Ed25519PublicKey) else ED448
+        problem = eddsa_key_problem(curve, key.public_bytes_raw())
+        return () if problem is None else (problem,)
     if not isinstance(key, rsa.RSAPublicKey):
         return ()
     numbers = key.public_numbers()

@@ -1,5 +1,6 @@
 """Rule key-weak: known-weak keys are refused on every template (CA/B Forum BR §6.1.1.3,
-§6.1.6), each denial naming the weakness; only the non-security exponent bound is relaxable."""
+§6.1.6), each denial naming the weakness; only the non-security exponent bound is relaxable.
+EdDSA keys of small order (RFC 8032 cofactors) are refused too."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 
 from gateway.policy import RULE_NAMES, PolicyEngine, load_templates
+from gateway.policy.edwards import ED448, ED25519, EdwardsCurve
 from gateway.policy.weak_keys import weak_key_problems
 from tests import weak_keys
 from tests.unit.policy_helpers import (
@@ -125,3 +127,52 @@ def test_even_modulus_is_named() -> None:
 
 def test_ec_keys_have_no_rsa_findings() -> None:
     assert weak_key_problems(ec_key().public_key()) == ()
+
+
+# --- EdDSA keys of small order ---------------------------------------------------------------
+
+
+def test_small_order_ed25519_csr_verifies_but_is_refused() -> None:
+    csr = weak_keys.small_order_eddsa_csr("ed25519")
+    assert csr.is_signature_valid  # OpenSSL accepts the forged proof of possession
+    err = denial(engine(), request(csr))
+    assert err.rule == "key-weak" and "Ed25519 public key is a point of small order" in err.reason
+
+
+@pytest.mark.parametrize("curve", [ED25519, ED448], ids=lambda c: c.name)
+def test_torsion_y_values_are_exactly_the_small_order_points(curve: EdwardsCurve) -> None:
+    points = set()
+    for y in curve.torsion_y:
+        point = curve.point(y)
+        assert point is not None
+        points |= {point, ((-point[0]) % curve.p, y)}
+    assert len(points) == curve.cofactor  # the whole torsion subgroup, nothing else
+    for point in points:
+        multiple = point
+        for _ in range(curve.cofactor.bit_length() - 1):
+            multiple = curve.add(multiple, multiple)
+        assert multiple == (0, 1)
+
+
+def test_published_ed25519_order_8_point_is_refused() -> None:
+    # an order-8 point as listed by libsodium's blocklist and in "Taming the many EdDSAs"
+    order_8 = bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
+    for encoding in (order_8, order_8[:-1] + bytes([order_8[-1] | 0x80])):
+        key = ed25519.Ed25519PublicKey.from_public_bytes(encoding)
+        assert "point of small order" in weak_key_problems(key)[0]
+
+
+def test_small_order_ed448_and_non_canonical_ed25519_keys_are_named() -> None:
+    neutral = ed448.Ed448PublicKey.from_public_bytes((1).to_bytes(57, "little"))
+    assert weak_key_problems(neutral) == (
+        "Ed448 public key is a point of small order (anyone can sign for it)",
+    )
+    y_equal_p_plus_1 = ed25519.Ed25519PublicKey.from_public_bytes(
+        (2**255 - 19 + 1).to_bytes(32, "little")
+    )
+    assert "not canonically encoded" in weak_key_problems(y_equal_p_plus_1)[0]
+
+
+def test_generated_eddsa_keys_pass() -> None:
+    for key in (ed25519.Ed25519PrivateKey.generate(), ed448.Ed448PrivateKey.generate()):
+        assert weak_key_problems(key.public_key()) == ()
