@@ -41,6 +41,9 @@ class ProtocolContext:
     store: Store
     policy: PolicyEngine
     testing: TestingConfig = field(default_factory=TestingConfig)
+    #: ``(label, value)`` lines the front-end adds for ``certgate serve``'s start-up banner,
+    #: such as the SCEP RA fingerprint a client pins; appended during ``setup``.
+    banner: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ async def ca_crl(request: web.Request) -> web.Response:
 
 
 LISTENERS: web.AppKey[list[Listener]] = web.AppKey("listeners", list)
+#: The front-ends' ``(label, value)`` lines for the serve banner (ProtocolContext.banner).
+BANNER: web.AppKey[list[tuple[str, str]]] = web.AppKey("banner", list)
 PROTOCOL_GROUP = "certgate.protocols"
 
 
@@ -186,7 +188,8 @@ async def create_app(config: Config, components: Components | None = None) -> we
     """Build the web application with every enabled protocol front-end.
 
     Components are built here unless given (tests pass their own); the app closes what it
-    built on cleanup. Extra listeners the front-ends asked for are in ``app[LISTENERS]``.
+    built on cleanup. Extra listeners the front-ends asked for are in ``app[LISTENERS]``, their
+    lines for the serve banner in ``app[BANNER]``.
     """
     owned = components is None
     built = components if components is not None else await build(config)
@@ -209,6 +212,7 @@ async def create_app(config: Config, components: Components | None = None) -> we
     app.router.add_get("/ca/crl", ca_crl)
 
     listeners: list[Listener] = []
+    banner: list[tuple[str, str]] = []
     try:
         for name, front_end in load_front_ends(config):
             context = ProtocolContext(
@@ -224,11 +228,13 @@ async def create_app(config: Config, components: Components | None = None) -> we
                 testing=config.testing,
             )
             listeners.extend(await front_end.setup(context, app))
+            banner.extend(context.banner)
     except BaseException:
         if owned:
             await built.close()
         raise
     app[LISTENERS] = listeners
+    app[BANNER] = banner
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         stop = asyncio.Event()

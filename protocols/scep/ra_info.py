@@ -120,6 +120,11 @@ def describe(ra: PublishedRA, cert: x509.Certificate) -> dict[str, Any]:
     }
 
 
+def banner(certificates: Iterable[tuple[str, x509.Certificate]]) -> list[tuple[str, str]]:
+    """``certgate serve`` banner lines for ``(role, certificate)`` pairs."""
+    return [("SCEP RA SHA-256", f"{sha256(cert)} ({role})") for role, cert in certificates]
+
+
 def render(described: Iterable[dict[str, Any]]) -> str:
     """The text form of :func:`describe` results, one block per certificate."""
     blocks = []

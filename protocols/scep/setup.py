@@ -11,7 +11,7 @@ from cryptography import x509
 from gateway.errors import ConfigError
 from gateway.plugin import Listener, ProtocolContext
 from gateway.store import SQLStore
-from protocols.scep import ra
+from protocols.scep import ra, ra_info
 from protocols.scep.auth import Authorizer
 from protocols.scep.config import ScepSettings, parse_settings
 from protocols.scep.http import add_routes
@@ -51,6 +51,11 @@ class ScepFrontEnd:
         pair = None
         if any(e.ra_mode == "ndes-pair" for e in settings.endpoints.values()):
             pair = await _ndes_pair(context, settings)
+        shown = [("ra", identity.certificate)]
+        if pair is not None:
+            shown += [("signature", pair.signing.certificate)]
+            shown += [("encryption", pair.encryption.certificate)]
+        context.banner.extend(ra_info.banner(shown))
         authorizer = Authorizer(context.store, context.service.clock)
         scep = Scep(settings, identity, context.service, context.store, authorizer, next_ca, pair)
         assert isinstance(app, web.Application)
