@@ -46,6 +46,11 @@ class H:
         )
         return r.status, await r.read(), r.headers
 
+    async def refusals(self) -> list[dict[str, Any]]:
+        """The EST-level refusals audited (``est.request.refused``)."""
+        events = await components_of(self.app).store.audit_events()
+        return [dict(e.detail) for e in events if e.event == "est.request.refused"]
+
     async def requests(self) -> list[Any]:
         store = components_of(self.app).store
         return [
@@ -117,6 +122,7 @@ async def test_a_broken_signature_is_not_answered_with_the_earlier_certificate(h
     status, body, _ = await h.post("/simpleenroll", broken_signature(der))
     assert status == 400, body
     assert b"signature" in body
+    assert [r["rule"] for r in await h.refusals()] == ["csr-signature"]
 
 
 async def test_a_corrected_csr_after_a_refusal_is_judged_afresh(h: H) -> None:
@@ -157,6 +163,7 @@ async def test_a_different_csr_while_one_is_pending_is_refused_not_queued(h: H) 
     status, body, _ = await h.post("/approval/simpleenroll", csr(key, "second"))
     assert status == 409, body
     assert pending.id.encode() in body
+    assert [r["rule"] for r in await h.refusals()] == ["est-pending-request"]
     assert [r.state for r in await h.requests()] == [RequestState.PENDING]
     # once the manager decides, the new CSR is judged on its own
     await components_of(h.app).service.deny(pending.id, "manager", "wrong name")
