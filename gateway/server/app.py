@@ -129,6 +129,9 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(components.store.ping(), timeout=5)
         checks["store"] = "ok"
+    except CertgateError as exc:  # StoreUnavailable: down, or the SQLite file is gone
+        ready = False
+        checks["store"] = f"failed: {exc.detail}"
     except Exception as exc:
         ready = False
         checks["store"] = f"failed: {type(exc).__name__}"
