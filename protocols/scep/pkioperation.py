@@ -28,6 +28,7 @@ from protocols.scep.messages import (
     PKIStatus,
     Reply,
     cert_rep,
+    envelope_cipher,
     parse_pki_message,
     verify,
 )
@@ -130,13 +131,24 @@ def _decrypt(scep: Scep, endpoint: Endpoint, envelope: bytes) -> cms.Decrypted:
                 envelope, certificate, key, allowed_ciphers=endpoint.ciphers
             )
         except cms.UnsupportedAlgorithm as exc:
-            raise MessageError(FailInfo.BAD_ALG, str(exc)) from None
+            legacy = not endpoint.legacy_des and envelope_cipher(envelope) == "des"
+            text = _legacy_refusal(endpoint, "single DES") if legacy else str(exc)
+            raise MessageError(FailInfo.BAD_ALG, text) from None
         except cms.NotForUs:
             continue
         except cms.CMSError as exc:
             raise MessageError(FailInfo.BAD_MESSAGE_CHECK, f"cannot decrypt: {exc}") from None
     raise MessageError(
         FailInfo.BAD_MESSAGE_CHECK, "the envelope is not encrypted to this RA certificate"
+    )
+
+
+def _legacy_refusal(endpoint: Endpoint, algorithm: str) -> str:
+    """failInfoText (and log text) for single DES or MD5 on an endpoint without the legacy
+    switch: RFC 8894 §2.9 forbids them by default; name the one setting that allows them."""
+    return (
+        f"{algorithm} is refused by default (RFC 8894 §2.9); legacy clients (Cisco IOS, "
+        f"micromdm scepclient) need scep.endpoints.{endpoint.name}.legacy_des = true"
     )
 
 
@@ -156,6 +168,8 @@ def _check_signing_time(message: PKIMessage, now: datetime) -> None:
 
 async def _serve(scep: Scep, endpoint: Endpoint, message: PKIMessage, digest: str) -> Reply:
     if message.digest not in endpoint.digests:
+        if message.digest == "md5":
+            raise MessageError(FailInfo.BAD_ALG, _legacy_refusal(endpoint, "MD5"))
         raise MessageError(FailInfo.BAD_ALG, f"digest {message.digest!r} is not accepted")
     verify(message)
     _check_signing_time(message, scep.service.clock.now())
