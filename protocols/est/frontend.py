@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.errors import ConfigError
 from gateway.plugin import Listener, ProtocolContext
 from protocols.est.context import EstContext
-from protocols.est.routes import add_routes
+from protocols.est.routes import add_routes, est_listener_only
 from protocols.est.settings import parse_settings
 from protocols.est.state import EstState, StateStore
 from protocols.est.tls import server_context, server_credentials
@@ -46,4 +46,5 @@ class EstFrontEnd:
         if not isinstance(app, web.Application):
             raise TypeError("the EST front-end needs an aiohttp application")
         add_routes(app, est)
+        app.middlewares.append(est_listener_only(ssl_context))
         return [Listener("est", settings.host, settings.port, ssl_context)]

@@ -8,15 +8,23 @@ error is rendered here in EST terms (:mod:`protocols.est.render`); nothing reach
 EST is served only over TLS: on the gateway's plain-HTTP listener these paths answer 403 with a
 reason, except for peers listed in ``[est] trusted_proxies`` (a TLS-terminating proxy forwarding
 the client certificate in ``[est] client_cert_header``).
+
+Conversely the EST listener serves only EST (and the health checks): its handshake accepts any
+client certificate and only EST verifies it per label (:mod:`protocols.est.tls_request`), so
+another front-end's routes, which may take a TLS client certificate as already verified, must
+not be reachable through it (:func:`est_listener_only`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler as AioHandler
+from aiohttp.typedefs import Middleware
 
 from gateway.errors import CertgateError, ErrorCode
 from protocols.est.context import EstContext, Refusal
@@ -35,6 +43,32 @@ Handler = Callable[[web.Request, EstContext, LabelSettings, TransportFacts], Awa
 
 EST_CONTEXT: web.AppKey[EstContext] = web.AppKey("est", EstContext)
 _METHODS = {"cacerts": "GET", "csrattrs": "GET"}
+
+
+#: Paths other than EST's that the EST listener answers: unauthenticated health checks.
+_HEALTH = frozenset({"/healthz", "/readyz"})
+
+
+def est_listener_only(listener: ssl.SSLContext) -> Middleware:
+    """A middleware answering 404 on the EST listener (connections made with ``listener``)
+    for every route but EST's own and the health checks; other listeners are untouched."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: AioHandler) -> web.StreamResponse:
+        tls = request.transport.get_extra_info("ssl_object") if request.transport else None
+        if (
+            tls is not None
+            and tls.context is listener
+            and request.match_info.route.handler is not dispatch
+            and request.path not in _HEALTH
+        ):
+            return web.Response(
+                status=404,
+                text="only EST (/.well-known/est/) is served on this listener\n",
+            )
+        return await handler(request)
+
+    return guard
 
 
 def add_routes(app: web.Application, est: EstContext) -> None:

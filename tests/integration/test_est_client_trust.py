@@ -36,6 +36,7 @@ from protocols.est.routes import EST_CONTEXT
 from tests.est_helpers import write_est_config
 from tests.helpers import free_port
 from tests.pki_helpers import PrivateKey, issue, make_ca, write_cert, write_key
+from tests.wstep_helpers import SOAP_HEADERS, rst
 
 BASIC = {"Authorization": "Basic " + base64.b64encode(b"alice:correct horse").decode()}
 TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -116,6 +117,10 @@ async def est(tmp_path: Path) -> AsyncIterator[Est]:
         [est.labels.pop]
         template = "device"
         require_pop_link = true
+        """,
+        extra="""
+        [wstep]
+        enabled = true
         """,
     )
     app = await create_app(load_config(cfg))
@@ -239,3 +244,31 @@ async def test_a_server_certificate_of_this_ca_does_not_authenticate_a_client(es
     assert status == 403 and "client authentication" in body, body
     status, body, _ = await est.post("/simplereenroll", "localhost", cert=server_cert)
     assert status == 403 and "client authentication" in body, body
+
+
+async def test_the_est_listener_serves_only_est(est: Est) -> None:
+    """The EST listener takes any client certificate in the handshake, and only EST judges it:
+    other front-ends' routes (here MS-WSTEP CES, which maps any certificate its own TLS
+    listener accepted to a principal) and the gateway's own are not served there."""
+    cert = est.client_cert(est.rogue, "cross-protocol")
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cross-protocol")]))
+        .sign(key, hashes.SHA256())
+    )
+    envelope = rst(csr.public_bytes(serialization.Encoding.DER), template="device", username=None)
+    ctx = ssl.create_default_context(cadata=est.server_ca)
+    ctx.load_cert_chain(*cert)
+    base = est.url.removesuffix("/.well-known/est")
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with session.post(
+            f"{base}/wstep/CES", data=envelope, ssl=ctx, headers=SOAP_HEADERS
+        ) as r:
+            assert r.status == 404, await r.text()
+        async with session.get(f"{base}/ca/chain.pem", ssl=ctx) as r:
+            assert r.status == 404
+        async with session.get(f"{base}/.well-known/est/cacerts", ssl=ctx) as r:
+            assert r.status == 200
+    requests = await components_of(est.app).store.list_requests()
+    assert not [r for r in requests if r.requester.principal.startswith("cert:")]
