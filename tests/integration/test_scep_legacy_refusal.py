@@ -36,7 +36,7 @@ async def scep(
     yield client, certs[0]
 
 
-async def _refused(scep: tuple[Any, x509.Certificate], **kw: str) -> sc.CertRep:
+async def _refused(scep: tuple[Any, x509.Certificate], **kw: Any) -> sc.CertRep:
     client, ra = scep
     c = sc.Client(ra)
     der = c.pkcs_req(sc.make_csr(c.key, challenge=STATIC_PASSWORD), **kw)
