@@ -35,6 +35,7 @@ from gateway.errors import (
     ErrorCode,
     NotFound,
     PolicyDenied,
+    StoreUnavailable,
     UnknownTemplate,
 )
 from gateway.model import (
@@ -564,6 +565,8 @@ class EnrollmentService:
         while not stop.is_set():
             try:
                 await self.poll_pending_once(lease)
+            except StoreUnavailable:
+                pass  # the store logs an outage once; no traceback every interval
             except Exception:
                 log.exception("poller iteration failed")
             try:

@@ -13,6 +13,7 @@ the running gateway (item 3), through the real app factory and aiohttp's test cl
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
@@ -66,7 +67,10 @@ def csr_der(cn: str) -> bytes:
     return csr.public_bytes(serialization.Encoding.DER)
 
 
-async def test_est_answers_503_with_retry_after(tmp_path: Path, aiohttp_client: Http) -> None:
+async def test_est_answers_503_with_retry_after(
+    tmp_path: Path, aiohttp_client: Http, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     cfg = write_est_config(
         tmp_path, est_port=free_port(), est='trusted_proxies = ["127.0.0.1/32"]\n'
     )
@@ -88,6 +92,10 @@ async def test_est_answers_503_with_retry_after(tmp_path: Path, aiohttp_client: 
         assert int(r.headers["Retry-After"]) > 0
         assert r.content_type == "text/plain"
     await assert_not_ready(http)
+    await asyncio.sleep(2.5)  # the pending poller (interval 1 s) meets the outage too
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "deleted" in errors[0].getMessage(), errors
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 async def test_acme_answers_server_internal_with_retry_after_and_new_nonce_still_answers(
