@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,14 @@ from tests.wstep_helpers import PASSWORD, SOAP_HEADERS, rst
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 Http = Callable[[Any], Awaitable[Any]]
+
+
+@pytest.fixture(autouse=True)
+def _no_traceback_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """An outage is one log line from the store, not a traceback per request."""
+    caplog.set_level(logging.INFO)
+    yield
+    assert not [r.getMessage() for r in caplog.records if r.exc_info]
 
 
 def delete_database(data_dir: Path) -> None:
