@@ -59,7 +59,8 @@ def _data_directory(path: Path) -> None:
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077 and st.st_uid == os.geteuid():
         os.chmod(path, mode & 0o700)
-        log.info("data directory %s had mode %o; changed to %o", path, mode, mode & 0o700)
+        if any(path.iterdir()):  # an existing installation, not one created a moment ago
+            log.warning("data directory %s had mode %o; changed to %o", path, mode, mode & 0o700)
 
 
 def ca_directories(data_dir: Path) -> list[str]:

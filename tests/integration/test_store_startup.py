@@ -6,6 +6,7 @@ directory and database files are private whatever the umask."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -76,8 +77,9 @@ def test_cli_commands_refuse_a_data_directory_whose_database_is_gone(
 
 
 def test_serve_with_an_unreachable_database_is_one_line_naming_store_url(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     port = free_port()
     cfg = write_config(
         tmp_path,
@@ -94,6 +96,9 @@ def test_serve_with_an_unreachable_database_is_one_line_naming_store_url(
     assert len(lines) == 1, err
     assert "[store] url" in lines[0]
     assert f"127.0.0.1:{port}" in lines[0] and str(cfg) in lines[0]
+    # Nothing else is logged on the way (pytest's handler stands in for serve's stderr).
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def test_data_directory_and_database_are_private_whatever_the_umask(
@@ -106,3 +111,13 @@ def test_data_directory_and_database_are_private_whatever_the_umask(
         if path.exists():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
     assert stat.S_IMODE((data / "certgate.db").stat().st_mode) == 0o600
+
+
+def test_an_existing_data_directory_others_can_read_is_made_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, data = first_run(tmp_path)
+    os.chmod(data, 0o755)
+    first_run(tmp_path)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert any(str(data) in r.getMessage() and "755" in r.getMessage() for r in caplog.records)
