@@ -614,6 +614,9 @@ class SQLiteDatabase:
         if self._checkpointer is not None:
             checkpointer, self._checkpointer = self._checkpointer, None
             await asyncio.to_thread(checkpointer.close)
+        # The last connection's close removes -wal/-shm: only the database file itself must
+        # be found again should this object be used after close.
+        self._opened = {p: ids for p, ids in self._opened.items() if p == self._path}
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------

@@ -192,3 +192,18 @@ async def test_terminated_postgresql_connections_cost_no_failed_request(
         assert len(await store.list_requests(RequestState.ISSUED, limit=20)) == 10
     finally:
         await store.close()
+
+
+async def test_a_store_used_again_after_close_is_not_mistaken_for_a_vanished_one(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    url = default_sqlite_url(tmp_path)
+    store = open_store(url, clock=clock.now)
+    try:
+        await store.migrate()
+        await issued(store, clock)
+        await store.close()  # last connection: SQLite removes -wal and -shm
+        await issued(store, clock)
+        await store.ping()
+    finally:
+        await store.close()
