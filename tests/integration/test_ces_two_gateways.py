@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.helpers import TEMPLATES, certgate, csr_pem, free_port, make_csr, write_config
+from tests.helpers import (
+    TEMPLATES,
+    certgate,
+    csr_pem,
+    free_port,
+    init_gateway,
+    make_csr,
+    write_config,
+)
 from tests.wstep_helpers import PASSWORD, add_user, gateway_b_config, serving
 
 
@@ -158,6 +166,7 @@ def test_pending_on_b_is_approved_by_b_cli_then_a_poller_completes(gateways: Two
 
 
 def test_denial_on_b_reaches_a_as_a_ca_denial(gateways: TwoGateways) -> None:
+    init_gateway(gateways.a_cfg, env=gateways.env)  # A's CLI enrolls before A ever served
     with serving(gateways.b_cfg, gateways.b_port):
         csr = make_csr(cn="not-a-san", dns=("a.example",))
         code, out = gateways.enroll("ces-denied", csr)
