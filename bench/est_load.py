@@ -134,6 +134,7 @@ def run(workers: int, bodies: list[bytes], concurrency: int) -> tuple[float, flo
     try:
         http_port, est_port = free_port(), free_port()
         cfg = write_config(tmp, http_port, est_port)
+        certgate("init", "-c", str(cfg))  # operator commands never create a gateway
         certgate("est", "user", "add", USER, "--password-env", "PW", "-c", str(cfg),
                  env={"PW": PASSWORD})  # fmt: skip
         proc = subprocess.Popen(
