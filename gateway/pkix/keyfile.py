@@ -5,7 +5,7 @@ Why not ``BestAvailableEncryption``: cryptography encrypts PKCS#8 with PBKDF2-HM
 2,048 iterations and offers no knob for PKCS#8, a work factor a GPU tries passphrases against
 by the billion. scrypt is memory-hard; the parameters below are one of OWASP's equivalent
 scrypt settings (N=2^14, r=8, p=5), whose 16 MiB stays under OpenSSL's default scrypt memory
-limit (32 MiB), so ``openssl pkey -in <file>`` and every older certgate still read the files.
+limit (32 MiB), so ``openssl pkey -in <file>`` reads the files as well as cryptography does.
 Reading goes through cryptography's loader, which accepts both this and the legacy PBKDF2
 form; :func:`has_legacy_kdf` tells a caller that a file should be written again.
 """
