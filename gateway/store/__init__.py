@@ -15,7 +15,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from gateway.store.engine import DatabaseUnavailable, open_database, private_directory
+from gateway.store.engine import open_database
+from gateway.store.outage import DatabaseUnavailable, private_directory
 from gateway.store.sql import SQLJournal, SQLStore
 from gateway.store.tables import metadata
 

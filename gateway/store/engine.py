@@ -4,7 +4,8 @@ Every store operation is a plain synchronous SQLAlchemy Core function ``body(con
 run in exactly one transaction by a :class:`Database`:
 
 * PostgreSQL (``postgresql+asyncpg://``): an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`;
-  the body runs through :meth:`AsyncConnection.run_sync` inside ``engine.begin()``.
+  the body runs through :meth:`AsyncConnection.run_sync` in one transaction
+  (:mod:`gateway.store.postgres`).
 * SQLite (``sqlite+aiosqlite://`` or ``sqlite://``): the body runs *inline on the event loop*
   on one persistent ``sqlite3`` connection per process. Why not aiosqlite: it hops to its
   worker thread for every cursor/execute/fetch/close (about ten hops per transaction). Same
@@ -37,8 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
-import os
 import random
 import sqlite3
 import threading
@@ -51,9 +50,15 @@ from typing import Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.errors import StoreUnavailable
+from gateway.store.outage import (
+    DatabaseUnavailable,
+    Health,
+    companions,
+    log,
+    private_directory,
+    private_files,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -80,50 +85,6 @@ _UNAVAILABLE_CODES = frozenset(
 #: Seconds between two checks that the SQLite files are still the ones opened (reads; every
 #: write batch checks the database file itself).
 FILE_CHECK_INTERVAL = 1.0
-
-log = logging.getLogger("certgate.store")
-
-
-class DatabaseUnavailable(StoreUnavailable):
-    """The database cannot be reached or used; ``cause`` (for logs and the operator's start-up
-    message, never for clients) is the driver's message without SQL or parameters."""
-
-    def __init__(self, cause: str, retry_after: int = 10) -> None:
-        super().__init__(retry_after=retry_after)
-        self.cause = cause
-
-
-def describe(exc: BaseException) -> str:
-    """``exc`` for a log line: the driver's own exception, never SQLAlchemy's text (which
-    carries the statement and its parameters)."""
-    if isinstance(exc, DatabaseUnavailable):
-        return exc.cause
-    inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
-    text = str(inner).splitlines()[0] if str(inner) else ""
-    return f"{type(inner).__name__}: {text}"[:300]
-
-
-class _Health:
-    """Logs the transitions between available and unavailable, once each."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.up: bool | None = None  # unknown until the first call
-
-    def failed(self, exc: BaseException, retry_after: int = 10) -> DatabaseUnavailable:
-        cause = describe(exc)
-        if self.up is not False:
-            # The first failure of all (start-up) is reported by the caller, in one line.
-            if self.up is True:
-                log.error("database %s unavailable: %s", self.what, cause)
-            self.up = False
-        return DatabaseUnavailable(cause, retry_after)
-
-    def ok(self) -> None:
-        if self.up is not True:
-            if self.up is False:
-                log.warning("database %s is available again", self.what)
-            self.up = True
 
 
 class Mode(enum.Enum):
@@ -166,6 +127,8 @@ def open_database(
     if backend == "sqlite":
         return SQLiteDatabase(parsed, busy_timeout=busy_timeout, create=create)
     if backend == "postgresql":
+        from gateway.store.postgres import AsyncDatabase  # imports this module's Body/Mode
+
         return AsyncDatabase(parsed, pool_size=pool_size, max_overflow=max_overflow)
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
@@ -187,43 +150,6 @@ def sqlite_unavailable(exc: BaseException) -> bool:
     inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     code = getattr(inner, "sqlite_errorcode", None)
     return isinstance(code, int) and (code & 0xFF) in _UNAVAILABLE_CODES
-
-
-def private_directory(path: Path) -> None:
-    """Create ``path`` (and parents) with mode 0700 whatever the umask; an existing directory
-    is left as it is."""
-    if path.is_dir():
-        return
-    private_directory(path.parent)
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        return
-    os.chmod(path, 0o700)
-
-
-def _private_files(database: Path) -> None:
-    """Create the database file with mode 0600 before SQLite first opens it (SQLite gives
-    the -wal and -shm files the database file's mode), and bring an existing database and
-    its -wal/-shm down to 0600: they hold CSRs, which may carry a SCEP challenge password."""
-    try:
-        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        os.fchmod(fd, 0o600)  # the umask cannot widen 0600, but make the mode explicit
-        os.close(fd)
-    for path in (database, *_companions(database)):
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            continue
-        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-            os.chmod(path, 0o600)
-
-
-def _companions(database: Path) -> tuple[Path, Path]:
-    return database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")
 
 
 @dataclass
@@ -318,7 +244,7 @@ class SQLiteDatabase:
         self._opened: dict[Path, tuple[int, int]] = {}
         self._vanished: str | None = None
         self._next_check = 0.0
-        self._health = _Health(str(self._path) if self._path else "sqlite")
+        self._health = Health(str(self._path) if self._path else "sqlite")
         self._engine = sa.create_engine(
             url.set(drivername="sqlite+pysqlite"),
             connect_args={"check_same_thread": False},
@@ -360,11 +286,11 @@ class SQLiteDatabase:
                 raise DatabaseUnavailable(f"{path} does not exist")
         else:
             private_directory(path.parent)
-        _private_files(path)
+        private_files(path)
 
     def _record_files(self) -> None:
         assert self._path is not None
-        for path in (self._path, *_companions(self._path)):
+        for path in (self._path, *companions(self._path)):
             if path not in self._opened:
                 try:
                     st = path.stat()
@@ -617,93 +543,3 @@ class SQLiteDatabase:
         # The last connection's close removes -wal/-shm: only the database file itself must
         # be found again should this object be used after close.
         self._opened = {p: ids for p, ids in self._opened.items() if p == self._path}
-
-
-# --- PostgreSQL ----------------------------------------------------------------------------
-
-
-#: SQLSTATE classes that mean the server cannot serve now (PostgreSQL Appendix A): 08
-#: connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
-#: terminated backend, cannot connect now).
-_PG_UNAVAILABLE_CLASSES = ("08", "53", "57")
-
-
-def pg_unavailable(exc: BaseException) -> bool:
-    """True for a dropped connection or a server that cannot serve now (not a bad statement)."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        return isinstance(state, str) and state.startswith(_PG_UNAVAILABLE_CLASSES)
-    return isinstance(exc, OSError | TimeoutError | sa.exc.TimeoutError)
-
-
-class AsyncDatabase:
-    """SQLAlchemy's asyncio engine (asyncpg); bodies run via ``AsyncConnection.run_sync``.
-
-    A pooled connection the server dropped (restart, failover, idle timeout,
-    ``pg_terminate_backend``) fails on its first round trip; SQLAlchemy then invalidates it
-    and every connection pooled before it. The body is run once more on a fresh connection
-    when the drop happened before COMMIT was sent (so nothing was committed; bodies are
-    written to run twice, see ``Body``), so a database restart costs no failed request.
-    Why not ``pool_pre_ping``: it adds a round trip to every transaction, measured here at
-    +0.5 ms sequential and +0.7 ms under concurrency per transaction on a local server (about
-    +60 % for a one-statement transaction), to save one retry per restart. Failing to connect
-    at all, a second drop, or a drop during COMMIT raises :class:`DatabaseUnavailable`.
-    """
-
-    def __init__(self, url: sa.URL, *, pool_size: int = 10, max_overflow: int = 10) -> None:
-        if url.drivername == "postgresql":
-            url = url.set(drivername="postgresql+asyncpg")
-        self._engine: AsyncEngine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=30,
-            pool_recycle=1800,
-        )
-        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.dialect_name = self._engine.dialect.name
-        self._health = _Health(url.render_as_string(hide_password=True))
-
-    async def run(self, mode: Mode, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T:
-        engine = self._autocommit if mode is Mode.AUTOCOMMIT else self._engine
-        for attempt in (1, 2):
-            try:
-                conn = await engine.connect()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # anything on the way to a connection: refused, DNS, auth
-                raise self._health.failed(exc) from None
-            committing = False
-            try:
-                if mode is Mode.AUTOCOMMIT:
-                    result = await conn.run_sync(body, *args, **kw)
-                else:
-                    transaction = await conn.begin()
-                    result = await conn.run_sync(body, *args, **kw)
-                    committing = True
-                    await transaction.commit()
-            except Exception as exc:
-                if not pg_unavailable(exc):
-                    raise
-                dropped = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
-                if attempt == 1 and dropped and not committing:
-                    log.info("database connection dropped (%s); running again", describe(exc))
-                    continue
-                raise self._health.failed(exc) from None
-            finally:
-                try:
-                    await conn.close()  # rolls back a transaction left open by a failure
-                except Exception as exc:  # closing a connection the server already dropped
-                    log.debug("closing a database connection failed: %s", describe(exc))
-            if self._health.up is not True:
-                self._health.ok()
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def check(self) -> None:
-        """Nothing to check without a round trip (``run`` reports an outage)."""
-
-    async def close(self) -> None:
-        await self._engine.dispose()
