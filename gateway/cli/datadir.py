@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from gateway.config import DEFAULTS, Config
 from gateway.store import DEFAULT_DB_NAME
@@ -66,4 +68,26 @@ def prepare_data_dir(config: Config, args: argparse.Namespace, *, create: bool) 
     if database is not None and not database.is_file():
         raise DataDirError(
             f"{where}: no certgate database ({database}); `certgate init` creates a gateway there"
+        )
+
+
+async def require_schema(config: Config) -> None:
+    """On a database server (PostgreSQL), certgate's tables must exist already: ``certgate
+    init`` creates them. An unreachable server is left to the store's own error."""
+    if config.store_url is None or sqlite_file(config) is not None:
+        return
+    url = sa.engine.make_url(config.store_url)
+    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 5})
+    try:
+        async with engine.connect() as conn:
+            present = await conn.run_sync(lambda c: sa.inspect(c).has_table("alembic_version"))
+    except (OSError, TimeoutError, sa.exc.SQLAlchemyError):
+        return
+    finally:
+        await engine.dispose()
+    if not present:
+        shown = url.render_as_string(hide_password=True)
+        raise DataDirError(
+            f"{shown} ([store] url in {config.file}): no certgate tables in this database; "
+            "`certgate init` creates them"
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gateway.cli import ca, certs, enroll, init, requests, serve, templates
 from gateway.cli.common import EXIT_ERROR, EXIT_USAGE, Command
-from gateway.cli.datadir import DataDirError, prepare_data_dir
+from gateway.cli.datadir import DataDirError, prepare_data_dir, require_schema
 from gateway.config import Config, default_config_path, load_config
 from gateway.errors import CertgateError, ConfigError
 from gateway.server.wiring import build
@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_command(config: Config, func: Command, args: argparse.Namespace) -> int:
+    if not getattr(args, "creates", False):
+        await require_schema(config)
     components = await build(config)
     try:
         return await func(components, args)

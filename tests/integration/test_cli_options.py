@@ -8,10 +8,14 @@ mistakes get one line naming the file or directory and the reason. In-process th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from gateway.cli import EXIT_OK, EXIT_USAGE, build_parser, main
@@ -155,3 +159,42 @@ def test_binary_config_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(cfg) in err and "UTF-8" in err, err
     assert not (tmp_path / ".certgate").exists()
+
+
+PG_ADMIN_DSN = os.environ.get(
+    "CERTGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+async def _pg_admin(sql: str) -> object:
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        reason = f"PostgreSQL at {PG_ADMIN_DSN} unreachable ({type(exc).__name__})"
+        if os.environ.get("CERTGATE_REQUIRE_PEERS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        return await admin.fetchval(sql)
+    finally:
+        await admin.close()
+
+
+@pytest.mark.postgres
+def test_a_command_never_creates_tables_in_an_empty_postgresql_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"certgate_cli_{secrets.token_hex(6)}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        server = PG_ADMIN_DSN.removeprefix("postgresql://").rsplit("/", 1)[0]
+        cfg = write_config(tmp_path, f'[store]\nurl = "postgresql+asyncpg://{server}/{name}"\n')
+        (tmp_path / "data").mkdir()
+        assert main(["certs", "list", "-c", str(cfg)]) == EXIT_USAGE
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err and "init" in err, err
+        assert list((tmp_path / "data").iterdir()) == []
+        assert main(["init", "-c", str(cfg)]) == EXIT_OK
+        assert main(["certs", "list", "-c", str(cfg), "--json"]) == EXIT_OK
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
