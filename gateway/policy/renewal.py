@@ -4,8 +4,10 @@ The Windows autoenrollment client renews once the remaining validity is at most 
 20 % of the certificate's lifetime and the template's renewal period (``pKIOverlapPeriod``,
 MS-CRTD), so never before 80 % of its life; a template major-version bump (``revision``,
 MS-CRTD §2.6) or a superseding template (``msPKI-Supersede-Templates``) makes a certificate
-due at once. ACME renewal information (RFC 9773 ``suggestedWindow``) publishes the same
-window, and ``certgate certs due`` lists certificates for which :func:`is_due` holds.
+due at once. ACME renewal information (RFC 9773 ``suggestedWindow``) opens at the same start
+but ends well before ``notAfter`` (``protocols.acme.renewal_info.suggested_window``: a client
+with a daily cron must not miss it), and ``certgate certs due`` lists certificates for which
+:func:`is_due` holds.
 """
 
 from __future__ import annotations
