@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from backends.local_ca.bootstrap import ca_directory
 from gateway.config import DEFAULTS, Config
 from gateway.store import DEFAULT_DB_NAME
 
@@ -91,3 +92,19 @@ async def require_schema(config: Config) -> None:
             f"{shown} ([store] url in {config.file}): no certgate tables in this database; "
             "`certgate init` creates them"
         )
+
+
+def require_local_cas(config: Config, args: argparse.Namespace) -> None:
+    """Every local CA connector's CA must exist in the data directory: with a database server
+    the database may well exist while this directory is not the one holding its CA (a mistyped
+    ``--data``), and opening the connector would create a new CA there."""
+    directory = config.data_dir
+    for name, connector in config.connectors.items():
+        if (
+            connector.type == "local"
+            and not (ca_directory(directory, name) / "chain.pem").is_file()
+        ):
+            raise DataDirError(
+                f"{directory} ({data_dir_source(config, args)}): no local CA for connector "
+                f"{name!r} ({ca_directory(directory, name)}); `certgate init` creates it"
+            )

@@ -15,7 +15,12 @@ from pathlib import Path
 
 from gateway.cli import ca, certs, enroll, init, requests, serve, templates
 from gateway.cli.common import EXIT_ERROR, EXIT_USAGE, Command
-from gateway.cli.datadir import DataDirError, prepare_data_dir, require_schema
+from gateway.cli.datadir import (
+    DataDirError,
+    prepare_data_dir,
+    require_local_cas,
+    require_schema,
+)
 from gateway.config import Config, default_config_path, load_config
 from gateway.errors import CertgateError, ConfigError
 from gateway.server.wiring import build
@@ -78,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run_command(config: Config, func: Command, args: argparse.Namespace) -> int:
     if not getattr(args, "creates", False):
         await require_schema(config)
+        require_local_cas(config, args)
     components = await build(config)
     try:
         return await func(components, args)

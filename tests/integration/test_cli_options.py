@@ -196,5 +196,13 @@ def test_a_command_never_creates_tables_in_an_empty_postgresql_database(
         assert list((tmp_path / "data").iterdir()) == []
         assert main(["init", "-c", str(cfg)]) == EXIT_OK
         assert main(["certs", "list", "-c", str(cfg), "--json"]) == EXIT_OK
+        # The database exists now; another (empty) data directory holds no CA for it, and a
+        # command pointed there must not create one.
+        other = tmp_path / "other"
+        other.mkdir()
+        assert main(["certs", "list", "-c", str(cfg), "--data", str(other)]) == EXIT_USAGE
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(other) in err and "local CA" in err, err
+        assert list(other.iterdir()) == []
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
