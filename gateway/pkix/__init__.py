@@ -37,7 +37,8 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         else:
             der = base64.b64decode(b"".join(stripped.split()), validate=True)
             csr = x509.load_der_x509_csr(der)
-    except (ValueError, binascii.Error, TypeError) as exc:
+    except (ValueError, binascii.Error, TypeError, x509.InvalidVersion) as exc:
+        # InvalidVersion (a CSR version other than v1) is no ValueError in cryptography.
         raise BadCSR(f"not a valid PKCS#10 certificate request: {_short(exc)}") from None
     # The key is decoded lazily; every front-end fingerprints it before policy runs, so a key
     # of an algorithm cryptography does not know must be refused here, not deep inside.
@@ -59,7 +60,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
         if stripped.startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(stripped)
         return x509.load_der_x509_certificate(stripped)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise BadRequest(f"not a valid X.509 certificate: {_short(exc)}") from None
 
 

@@ -134,7 +134,7 @@ async def renewal_names_problem(
         first = x509.load_der_x509_csr(original.csr_der)
         if _names_differ(csr, first.subject, first.extensions) is None:
             return None
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         pass
     return problem
 

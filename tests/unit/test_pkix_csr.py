@@ -48,3 +48,15 @@ def test_undecodable_public_key_is_a_bad_csr() -> None:
     der[point + 4 + 10] ^= 0xFF  # the point is no longer on the curve
     with pytest.raises(BadCSR, match="public key cannot be decoded"):
         load_csr(bytes(der))
+
+
+@pytest.mark.parametrize("version", [1, 2, 127])
+def test_csr_with_an_invalid_version_is_a_bad_csr_not_an_exception(version: int) -> None:
+    # cryptography raises InvalidVersion, which is no ValueError, for a version other than v1
+    # (INTEGER 0); it escaped load_csr and every front-end answered 500.
+    der = bytearray(_csr_der())
+    at = der.index(b"\x02\x01\x00")  # CertificationRequestInfo.version, the first INTEGER
+    der[at + 2] = version
+    for data in (bytes(der), base64.b64encode(bytes(der))):
+        with pytest.raises(BadCSR, match="not a valid PKCS#10"):
+            load_csr(data)
