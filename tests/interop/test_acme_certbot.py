@@ -171,10 +171,10 @@ def test_certbot_with_external_account_binding(env: Env) -> None:
                 "--agree-tos",
                 "-m",
                 "ops@example.com",
-                "--eab-kid",
-                eab["kid"],
-                "--eab-hmac-key",
-                eab["hmac_key"],
+                # One argument each: a base64url key may start with "-" (argparse then
+                # takes it for an option: a 1-in-32 failure).
+                f"--eab-kid={eab['kid']}",
+                f"--eab-hmac-key={eab['hmac_key']}",
             )
         )
         _ok(env.certbot("certonly", *env.standalone(), "-d", "eab.example.test"))

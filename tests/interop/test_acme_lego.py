@@ -132,10 +132,9 @@ def test_lego_registers_with_external_account_binding(env: Env) -> None:
         _ok(
             env.lego(
                 "--eab",
-                "--kid",
-                eab["kid"],
-                "--hmac",
-                eab["hmac_key"],
+                # One argument each: a base64url key may start with "-".
+                f"--kid={eab['kid']}",
+                f"--hmac={eab['hmac_key']}",
                 *http,
                 "-d",
                 "eab.example.test",

@@ -123,7 +123,8 @@ def test_a_flipped_bit_is_rejected_by_josepy_and_by_ours(
     tampered = {**body, part: b64e(bytes(raw))}
     try:
         theirs = _JWS.from_json(tampered).verify(key.public_key())
-    except (jose.Error, ValueError, UnicodeDecodeError):
+    except Exception:  # any refusal counts: a flipped bit in the protected
+        # header can rename a JWK member, and josepy's parser then raises KeyError/TypeError
         theirs = False
     assert theirs is False
     with pytest.raises(Problem):
