@@ -3,9 +3,9 @@
 Authentication, in order:
 
 1. a transactionID already recorded with the same public key is a client retry (RFC 8894
-   §3.2.1.1): the recorded outcome is returned and nothing is issued twice -- unless that
-   outcome was a FAILURE and the CSR changed, then the message is judged afresh as a new
-   attempt of the transaction (:mod:`protocols.scep.transactions`);
+   §3.2.1.1): the recorded outcome of the same request is returned and nothing is issued
+   twice; a different CSR after a FAILURE or an issuance is judged afresh as a new attempt of
+   the transaction, and refused while an attempt is pending (:mod:`protocols.scep.transactions`);
 2. a message signed by a valid, unrevoked certificate of this CA (RenewalReq always, PKCSReq
    too: macOS renews that way) is a renewal authenticated by that certificate when the endpoint
    allows renewal (RFC 8894 §2.4, §3.3.1.2) -- but a certificate may only renew *itself*: the
@@ -21,7 +21,6 @@ Authentication, in order:
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from gateway.errors import BadCSR
 from gateway.model import (
@@ -174,7 +173,8 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
     if renewing:
         base = renewal_transaction(base, message.signer)
     txn = base
-    stored, attempt = await transactions.latest(scep.store, base)
+    tried = await transactions.attempts(scep.store, base)
+    stored, attempt = (tried[-1], len(tried)) if tried else (None, 0)
     if stored is not None:
         if stored.spki_sha256 != spki:
             raise MessageError(FailInfo.BAD_REQUEST, "the transactionID was used with another key")
@@ -188,9 +188,19 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
                 stored.kind,
                 message.signer,
             )
-        if stored.state not in transactions.REFUSED or stored.csr_der == csr_der(csr):
-            return await scep.service.outcome_of(stored)  # a retry: the recorded outcome
-        txn = transactions.next_attempt(base, attempt)  # a changed CSR: judged afresh
+        for earlier in reversed(tried):
+            if transactions.same_request(earlier.csr_der, csr):
+                return await scep.service.outcome_of(earlier)  # a retry: its recorded outcome
+        if stored.state is RequestState.PENDING:
+            raise MessageError(
+                FailInfo.BAD_REQUEST,
+                "this transaction has a request pending for another CSR: poll it with its own "
+                "CSR, or wait until it is decided",
+            )
+        # A changed CSR after a FAILURE (fixed subject, fresh challenge) or after an issuance
+        # (new names for the same key) is judged afresh; never answered with the certificate
+        # or refusal of a request it is not.
+        txn = transactions.next_attempt(base, attempt)
     if renewing:
         record = await scep.store.get_certificate(serial_hex(message.signer.serial_number))
         assert record is not None
@@ -215,10 +225,6 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
         if resent is not None:
             return resent
     return await _submit(scep, csr, template, requester, txn, RequestKind.NEW, None)
-
-
-def csr_der(csr: x509.CertificateSigningRequest) -> bytes:
-    return csr.public_bytes(serialization.Encoding.DER)
 
 
 async def _submit(

@@ -4,13 +4,20 @@ The service stores one request per (protocol, transaction key). A client's trans
 the key of its first attempt. A refused attempt (FAILURE) is not the end of the transaction:
 when the same client (same key) sends a *different* CSR under the same transactionID -- it
 fixed its subject, or got a fresh challenge -- that message is judged afresh as attempt 2,
-stored under ``<transactionID>#2``, and so on; only a repeat of the same CSR replays the
-stored FAILURE (a retransmission, RFC 8894 §3.2.1.1). CertPoll and retries follow the newest
+stored under ``<transactionID>#2``, and so on; only a repeat of the same request (the same
+CertificationRequestInfo, however often re-signed) replays the stored outcome (a
+retransmission, RFC 8894 §3.2.1.1). The same holds after an issuance: clients derive the
+transactionID from the key (RFC 8894 §3.2.1.1 recommends it), so a device that asks for new
+names with its old key is judged afresh rather than handed the old certificate. While an
+attempt is pending, a different CSR is refused. CertPoll and retries follow the newest
 attempt. ``#`` cannot occur in a PrintableString, so no client transactionID collides with an
 attempt key (and :func:`check_client_id` refuses one that tries).
 """
 
 from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.model import RequestRecord, RequestState
 from gateway.ports import Store
@@ -34,26 +41,44 @@ def attempt_key(base: str, attempt: int) -> str:
     return base if attempt <= 1 else f"{base}{_SEPARATOR}{attempt}"
 
 
+async def attempts(store: Store, base: str) -> list[RequestRecord]:
+    """Every stored attempt of transaction ``base``, oldest first (empty if it is new). Costs
+    one lookup per attempt and one more; transactions with several attempts are rare."""
+    found: list[RequestRecord] = []
+    while len(found) < MAX_ATTEMPTS:
+        record = await store.find_request("scep", attempt_key(base, len(found) + 1))
+        if record is None:
+            break
+        found.append(record)
+    return found
+
+
 async def latest(store: Store, base: str) -> tuple[RequestRecord | None, int]:
     """The newest stored attempt of transaction ``base`` and its number (``(None, 0)`` if
-    the transaction is new). Costs one lookup per attempt; refused transactions are rare."""
-    record = await store.find_request("scep", base)
-    if record is None:
-        return None, 0
-    attempt = 1
-    while attempt < MAX_ATTEMPTS:
-        newer = await store.find_request("scep", attempt_key(base, attempt + 1))
-        if newer is None:
-            break
-        record, attempt = newer, attempt + 1
-    return record, attempt
+    the transaction is new)."""
+    found = await attempts(store, base)
+    return (found[-1], len(found)) if found else (None, 0)
+
+
+def same_request(stored_csr_der: bytes, csr: x509.CertificateSigningRequest) -> bool:
+    """True if ``csr`` asks for what the stored attempt's CSR asked for: the same
+    CertificationRequestInfo (RFC 2986 §4.1: subject, key, attributes and with them the
+    challenge). A re-signed CSR (ECDSA signatures differ each time) is the same request."""
+    if stored_csr_der == csr.public_bytes(serialization.Encoding.DER):
+        return True
+    try:
+        return x509.load_der_x509_csr(stored_csr_der).tbs_certrequest_bytes == (
+            csr.tbs_certrequest_bytes
+        )
+    except (ValueError, x509.InvalidVersion):
+        return False
 
 
 def next_attempt(base: str, attempt: int) -> str:
-    """The key for judging a changed CSR after attempt ``attempt`` was refused."""
+    """The key for judging a changed CSR after attempt ``attempt`` was refused or issued."""
     if attempt >= MAX_ATTEMPTS:
         raise MessageError(
             FailInfo.BAD_REQUEST,
-            f"this transaction was refused {MAX_ATTEMPTS} times; start a new transaction",
+            f"this transaction already has {MAX_ATTEMPTS} attempts; start a new transaction",
         )
     return attempt_key(base, attempt + 1)

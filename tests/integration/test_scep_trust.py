@@ -249,6 +249,41 @@ async def test_certpoll_follows_the_attempt_judged_after_a_refusal(h: H) -> None
     assert done.certificates[0].subject == fixed.subject
 
 
+async def test_different_csr_after_an_issuance_with_the_same_key_is_judged_afresh(h: H) -> None:
+    # Clients derive the transactionID from the key (RFC 8894 §3.2.1.1): a device asking for
+    # new names with its old key must not be handed the certificate of its earlier request.
+    c = sc.Client(h.ra)
+    first = sc.make_csr(c.key, "first-name", challenge=STATIC_PASSWORD)
+    rep = await h.rep(c, c.pkcs_req(first, transaction_id="txn-names"))
+    assert rep.status == PKIStatus.SUCCESS, rep.fail_text
+    second = sc.make_csr(c.key, "second-name", challenge=STATIC_PASSWORD)
+    rep2 = await h.rep(c, c.pkcs_req(second, transaction_id="txn-names"))
+    assert rep2.status == PKIStatus.SUCCESS, rep2.fail_text
+    assert rep2.certificates[0].subject == second.subject
+    assert rep2.certificates[0] != rep.certificates[0]
+    # ... and without the endpoint's authorization it is refused, not answered with either.
+    third = sc.make_csr(c.key, "third-name", challenge="wrong")
+    rep3 = await h.rep(c, c.pkcs_req(third, transaction_id="txn-names"))
+    assert (rep3.status, rep3.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+    # A retry of the first request still gets the first certificate.
+    again = await h.rep(c, c.pkcs_req(first, transaction_id="txn-names"))
+    assert again.certificates[0] == rep.certificates[0]
+
+
+async def test_different_csr_while_the_transaction_is_pending_is_refused(h: H) -> None:
+    c = sc.Client(h.ra)
+    asked = sc.make_csr(c.key, "good-name")
+    pending = await h.rep(c, c.pkcs_req(asked, transaction_id="txn-wait"), "approval")
+    assert pending.status == PKIStatus.PENDING, pending.fail_text
+    other = sc.make_csr(c.key, "other-name")
+    rep = await h.rep(c, c.pkcs_req(other, transaction_id="txn-wait"), "approval")
+    assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+    assert "pending for another CSR" in (rep.fail_text or "")
+    again = await h.rep(c, c.pkcs_req(asked, transaction_id="txn-wait"), "approval")
+    assert again.status == PKIStatus.PENDING
+    assert len([r for r in await h.store.list_requests() if r.state.value == "pending"]) == 1
+
+
 async def test_transaction_id_with_the_attempt_separator_is_refused(h: H) -> None:
     # '#' (not in PrintableString) separates a transaction's attempts in the store; a client
     # using it could otherwise pre-empt another transaction's later attempt.
