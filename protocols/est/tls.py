@@ -189,9 +189,10 @@ def transport_facts(
         cert, problem = None, None
         try:
             cert = x509.load_der_x509_certificate(der) if der else None
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
             # The handshake takes any certificate (protocols.est.tls_request): one OpenSSL
-            # parsed but cryptography refuses is a client error, never a 500.
+            # parsed but cryptography refuses (a v2 certificate, say) is a client error,
+            # never a 500.
             problem = f"the TLS client certificate cannot be decoded: {str(exc)[:120]}"
         if der is None and forwarded_cert and settings.trusts_proxy(peer):
             return TransportFacts("proxy", peer, parse_forwarded_certificate(forwarded_cert))
@@ -214,7 +215,7 @@ def parse_forwarded_certificate(value: str) -> x509.Certificate:
         if "-----BEGIN" in text:
             return x509.load_pem_x509_certificate(text.encode())
         return x509.load_der_x509_certificate(base64.b64decode("".join(text.split())))
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion is no ValueError
         raise BadRequest("the forwarded client certificate header cannot be parsed") from None
 
 

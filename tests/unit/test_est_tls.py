@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import ssl
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.errors import BadRequest
 from protocols.est.settings import parse_settings
-from protocols.est.tls import server_context, transport_facts
+from protocols.est.tls import parse_forwarded_certificate, server_context, transport_facts
 from protocols.est.tls_request import request_client_certificates
 from tests.pki_helpers import self_signed, write_cert, write_key
 
@@ -65,3 +68,19 @@ def test_listener_context_takes_over_client_certificate_verification(tmp_path: P
     ctx.verify_mode = ssl.CERT_OPTIONAL
     assert request_client_certificates(ctx)
     assert ctx.verify_mode == ssl.CERT_OPTIONAL
+
+
+def test_a_client_certificate_of_version_2_is_a_problem_not_an_exception() -> None:
+    """OpenSSL accepts v2 certificates; cryptography raises InvalidVersion (no ValueError)."""
+    settings = parse_settings({}, "<t>", "device", {"device": 1, "tls-server": 1})
+    _, cert = self_signed("v2")
+    v2 = cert.public_bytes(Encoding.DER).replace(
+        b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x01", 1
+    )
+    facts = transport_facts(_Connection(v2), "192.0.2.1", None, settings)  # type: ignore[arg-type]
+    assert facts.via == "tls" and facts.client_certificate is None
+    assert (
+        facts.client_certificate_problem and "cannot be decoded" in facts.client_certificate_problem
+    )
+    with pytest.raises(BadRequest, match="forwarded client certificate"):
+        parse_forwarded_certificate(base64.b64encode(v2).decode())
