@@ -206,36 +206,34 @@ class FileKeyStore:
         return keyfile.encrypt_private_key(key, self._passphrase, self._kdf)
 
     def load(self, label: str) -> SoftwareSigner:
-        signer, _ = self._load(label)
-        return signer
+        path = self.path(label)
+        data = self._read(path)
+        key = self._decrypt(path, data)
+        if self._needs_upgrade(data):
+            replace_private_file(path, self._encrypt(key))
+        return SoftwareSigner(key)
 
     def upgrade(self, label: str) -> bool:
         """Re-encrypt ``label``'s file with the current KDF if it has a legacy one (keys
         that are never loaded for signing, like the root, are upgraded through this); True if
         it was rewritten."""
         path = self.path(label)
-        try:
-            legacy = keyfile.has_legacy_kdf(path.read_bytes())
-        except OSError as exc:
-            raise KeyStoreError(f"cannot read {path}: {exc.strerror}") from None
-        if self._generated or not legacy:
+        data = self._read(path)
+        if not self._needs_upgrade(data):
             return False  # decrypting costs the full KDF: only when there is work to do
-        signer, upgraded = self._load(label)
-        signer.close()
-        return upgraded
+        replace_private_file(path, self._encrypt(self._decrypt(path, data)))
+        return True
 
-    def _load(self, label: str) -> tuple[SoftwareSigner, bool]:
-        path = self.path(label)
+    def _needs_upgrade(self, data: bytes) -> bool:
+        """A chosen passphrase's key file written with a legacy KDF."""
+        return not self._generated and keyfile.has_legacy_kdf(data)
+
+    @staticmethod
+    def _read(path: Path) -> bytes:
         try:
-            data = path.read_bytes()
+            return path.read_bytes()
         except OSError as exc:
             raise KeyStoreError(f"cannot read {path}: {exc.strerror}") from None
-        key = self._decrypt(path, data)
-        upgraded = False
-        if not self._generated and keyfile.has_legacy_kdf(data):
-            replace_private_file(path, self._encrypt(key))
-            upgraded = True
-        return SoftwareSigner(key), upgraded
 
     def _decrypt(self, path: Path, data: bytes) -> CAPrivateKey:
         try:
