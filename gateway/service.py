@@ -402,18 +402,12 @@ class EnrollmentService:
 
     async def approve(self, request_id: str, actor: str) -> Outcome:
         """Grant a pending-approval request: re-plan it (policy may have changed) and submit."""
-        stored = await self.store.get_request(request_id)
-        if stored is None:
-            raise NotFound(f"no request {request_id}")
-        if not (
-            stored.state is RequestState.PENDING and stored.pending_reason is PendingReason.APPROVAL
-        ):
-            raise Conflict(f"request {request_id} is {stored.state.value}, not awaiting approval")
+        stored = await self._awaiting_approval(request_id)
         await self.store.audit("request.approved", actor, request_id=request_id)
         return await self._decide(stored, await self._rebuild(stored), approved=True)
 
-    async def deny(self, request_id: str, actor: str, reason: str) -> Outcome:
-        """Refuse a pending-approval request."""
+    async def _awaiting_approval(self, request_id: str) -> RequestRecord:
+        """The stored request; ``NotFound``, or ``Conflict`` unless it awaits approval."""
         stored = await self.store.get_request(request_id)
         if stored is None:
             raise NotFound(f"no request {request_id}")
@@ -421,6 +415,11 @@ class EnrollmentService:
             stored.state is RequestState.PENDING and stored.pending_reason is PendingReason.APPROVAL
         ):
             raise Conflict(f"request {request_id} is {stored.state.value}, not awaiting approval")
+        return stored
+
+    async def deny(self, request_id: str, actor: str, reason: str) -> Outcome:
+        """Refuse a pending-approval request."""
+        await self._awaiting_approval(request_id)
         detail = f"denied by a certificate manager ({actor})" + (f": {reason}" if reason else "")
         await self.store.set_denied(request_id, ErrorCode.POLICY_DENIED.value, detail, "manager")
         return Denied(ErrorCode.POLICY_DENIED.value, detail, "manager")
@@ -431,13 +430,7 @@ class EnrollmentService:
         denied with rule ``withdrawn`` and audited as ``request.withdrawn`` by ``actor``.
         ``Conflict`` unless it is still awaiting approval: an approved, issued or denied
         request, or one waiting for the CA, is never touched."""
-        stored = await self.store.get_request(request_id)
-        if stored is None:
-            raise NotFound(f"no request {request_id}")
-        if not (
-            stored.state is RequestState.PENDING and stored.pending_reason is PendingReason.APPROVAL
-        ):
-            raise Conflict(f"request {request_id} is {stored.state.value}, not awaiting approval")
+        await self._awaiting_approval(request_id)
         detail = f"withdrawn by the requester ({actor}): superseded by {superseded_by}"
         await self.store.set_denied(request_id, ErrorCode.CONFLICT.value, detail, "withdrawn")
         await self.store.audit(
