@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.errors import CertgateError, ErrorCode, StoreUnavailable
-from gateway.model import Denied, Issued, Outcome, Pending
+from gateway.model import Denied, Issued, Outcome, Pending, serial_hex
 from gateway.pkix import cms
 from protocols.scep import enrollment, lookup
 from protocols.scep.config import Endpoint
@@ -105,7 +105,7 @@ async def _audit_refusal(scep: Scep, endpoint: Endpoint, message: PKIMessage, re
                 "fail_info": reply.fail_info.name if reply.fail_info is not None else None,
                 "reason": reply.fail_text,
                 "signer_subject": message.signer.subject.rfc4514_string(),
-                "signer_serial": format(message.signer.serial_number, "x"),
+                "signer_serial": serial_hex(message.signer.serial_number),
             },
         )
     except Exception:  # the refusal stands; the missing audit line is logged loudly

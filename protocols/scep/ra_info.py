@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from gateway.model import serial_hex
 from protocols.scep.config import ScepSettings
 
 #: (role, file stem under ``<data dir>/scep``, what the certificate is used for) in the order
@@ -109,7 +110,7 @@ def describe(ra: PublishedRA, cert: x509.Certificate) -> dict[str, Any]:
         "file": str(ra.path),
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
-        "serial": format(cert.serial_number, "x"),
+        "serial": serial_hex(cert.serial_number),
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "sha256": sha256(cert),

@@ -17,9 +17,8 @@ attempt key (and :func:`check_client_id` refuses one that tries).
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from gateway.model import RequestRecord, RequestState
+from gateway.model import RequestRecord, RequestState, csr_der
 from gateway.ports import Store
 from protocols.scep.messages import FailInfo, MessageError
 
@@ -64,7 +63,7 @@ def same_request(stored_csr_der: bytes, csr: x509.CertificateSigningRequest) -> 
     """True if ``csr`` asks for what the stored attempt's CSR asked for: the same
     CertificationRequestInfo (RFC 2986 §4.1: subject, key, attributes and with them the
     challenge). A re-signed CSR (ECDSA signatures differ each time) is the same request."""
-    if stored_csr_der == csr.public_bytes(serialization.Encoding.DER):
+    if stored_csr_der == csr_der(csr):
         return True
     try:
         return x509.load_der_x509_csr(stored_csr_der).tbs_certrequest_bytes == (
