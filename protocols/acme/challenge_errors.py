@@ -50,6 +50,11 @@ def endpoint(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+def endpoints(addresses: list[str], port: int) -> str:
+    """``127.0.0.1:80, [2001:db8::1]:80``; ``port 80`` when no address is known."""
+    return ", ".join(endpoint(a, port) for a in addresses) or f"port {port}"
+
+
 def os_reason(exc: BaseException) -> str:
     """The reason a socket operation failed, in words (``connection refused``)."""
     if isinstance(exc, TimeoutError):
@@ -61,8 +66,7 @@ def os_reason(exc: BaseException) -> str:
 
 def connection_failed(exc: BaseException, addresses: list[str], port: int, what: str) -> Failed:
     """``connection`` problem: ``<reason> <address:port>[, ...] (<what>)``."""
-    where = ", ".join(endpoint(a, port) for a in addresses) or f"port {port}"
-    return Failed("connection", f"{os_reason(exc)} {where} ({what})")
+    return Failed("connection", f"{os_reason(exc)} {endpoints(addresses, port)} ({what})")
 
 
 def dns_failed(exc: dns.exception.DNSException, name: str, rdtype: str, server: str) -> Failed:

@@ -28,7 +28,13 @@ from cryptography import x509
 
 from protocols.acme import caa, state, state_orders
 from protocols.acme import jws as J
-from protocols.acme.challenge_errors import Failed, connection_failed, dns_failed, endpoint
+from protocols.acme.challenge_errors import (
+    Failed,
+    connection_failed,
+    dns_failed,
+    endpoint,
+    endpoints,
+)
 from protocols.acme.messages import (
     ACME_IDENTIFIER_OID,
     Problem,
@@ -165,7 +171,7 @@ async def http01(acme: Acme, ident: state.Authz, token: str, key_auth: str) -> N
         if not isinstance(exc, TimeoutError | OSError):
             exc = OSError(f"{type(exc).__name__}: {exc}".rstrip(": "))
         raise connection_failed(exc, resolver.addresses(last_host), last_port, what) from None
-    where = ", ".join(endpoint(a, resolver.last[1]) for a in resolver.addresses(resolver.last[0]))
+    where = endpoints(resolver.addresses(resolver.last[0]), resolver.last[1])
     if status != 200:
         raise Failed("incorrectResponse", f"HTTP {status} from {where} ({what})")
     text = body.decode("utf-8", "replace").rstrip()
