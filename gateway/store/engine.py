@@ -379,8 +379,6 @@ class SQLiteDatabase:
                 if self._health.up is not True:
                     self._health.ok()
                 return result
-            except DatabaseUnavailable:
-                raise
             except (sa.exc.OperationalError, sqlite3.Error) as exc:
                 if sqlite_unavailable(exc):
                     raise self._health.failed(exc) from None
