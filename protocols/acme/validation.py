@@ -176,9 +176,11 @@ async def http01(acme: Acme, ident: state.Authz, token: str, key_auth: str) -> N
         raise Failed("incorrectResponse", f"HTTP {status} from {where} ({what})")
     text = body.decode("utf-8", "replace").rstrip()
     if text != key_auth:
+        # The body itself is not echoed: redirects may lead the fetch to internal pages, and the
+        # error goes to whoever holds the ACME account.
         raise Failed(
             "incorrectResponse",
-            f"the response from {where} ({what}) is not the key authorization: {text[:64]!r}",
+            f"the response from {where} ({what}) is not the key authorization ({len(body)} bytes)",
         )
 
 

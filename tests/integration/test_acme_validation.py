@@ -89,12 +89,16 @@ async def test_http01_wrong_answer_makes_challenge_authz_and_order_invalid(
     c = await make_client(f"http01_port = {port}\n", testing="")
     await c.register()
     order, authz, ch = await _challenge(c, "127.0.0.1", "http-01")
-    tokens[ch["token"]] = "wrong"
+    tokens[ch["token"]] = "wrong-internal-page-text"
     await c.post(ch["url"], {})
     done = await c.wait_authz(authz["url"], 100)
     assert done["status"] == "invalid"
     failed = next(x for x in done["challenges"] if x["type"] == "http-01")
     assert failed["error"]["type"] == "urn:ietf:params:acme:error:incorrectResponse"
+    # What the fetch read is not echoed to the account holder (redirects may reach internal
+    # pages); the detail says where and how much.
+    assert "internal-page-text" not in failed["error"]["detail"], failed["error"]
+    assert "bytes" in failed["error"]["detail"], failed["error"]
     assert (await c.post(order["url"])).json["status"] == "invalid"
 
 
