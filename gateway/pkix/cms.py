@@ -239,7 +239,7 @@ def decrypt_enveloped(
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CMSError(f"malformed EnvelopedData: {str(exc)[:120]}") from None
     if cipher not in CIPHERS or cipher not in set(allowed_ciphers):
-        raise UnsupportedAlgorithm(f"content encryption {cipher!r} is not accepted")
+        raise UnsupportedAlgorithm(f"content encryption {cipher!r} is not accepted", cipher)
     if transport == "rsaes_pkcs1v15" or transport == "rsa":
         transport = "rsaes_pkcs1v15"
         pad: asym_padding.AsymmetricPadding = asym_padding.PKCS1v15()

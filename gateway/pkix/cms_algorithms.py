@@ -39,7 +39,13 @@ class CMSError(Exception):
 
 
 class UnsupportedAlgorithm(CMSError):
-    """An algorithm the caller does not (or may not) implement (SCEP failInfo badAlg)."""
+    """An algorithm the caller does not (or may not) implement (SCEP failInfo badAlg).
+    ``algorithm``: the refused content-encryption algorithm's asn1crypto name, where that is
+    what was refused (``des``, ``rc2``...), else None."""
+
+    def __init__(self, message: str, algorithm: str | None = None) -> None:
+        super().__init__(message)
+        self.algorithm = algorithm
 
 
 def hash_for(name: str) -> hashes.HashAlgorithm:

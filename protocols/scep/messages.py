@@ -162,18 +162,6 @@ def verify(message: PKIMessage) -> None:
         raise MessageError(FailInfo.BAD_MESSAGE_CHECK, str(exc)) from None
 
 
-def envelope_cipher(der: bytes) -> str | None:
-    """The content-encryption algorithm of a pkcsPKIEnvelope (RFC 8894 §3.2.2) by asn1crypto
-    name (``des``, ``tripledes_3key``, ``aes128_cbc``...), None when it cannot be read."""
-    try:
-        enveloped = asn1_cms.ContentInfo.load(der)["content"]
-        algorithm = enveloped["encrypted_content_info"]["content_encryption_algorithm"]
-        name = algorithm["algorithm"].native
-    except (ValueError, TypeError, KeyError):
-        return None
-    return name if isinstance(name, str) else None
-
-
 class IssuerAndSubject(core.Sequence):  # type: ignore[misc]
     """RFC 8894 §3.3.3: ``SEQUENCE { issuer Name, subject Name }``."""
 

@@ -28,7 +28,6 @@ from protocols.scep.messages import (
     PKIStatus,
     Reply,
     cert_rep,
-    envelope_cipher,
     parse_pki_message,
     verify,
 )
@@ -131,7 +130,7 @@ def _decrypt(scep: Scep, endpoint: Endpoint, envelope: bytes) -> cms.Decrypted:
                 envelope, certificate, key, allowed_ciphers=endpoint.ciphers
             )
         except cms.UnsupportedAlgorithm as exc:
-            legacy = not endpoint.legacy_des and envelope_cipher(envelope) == "des"
+            legacy = not endpoint.legacy_des and exc.algorithm == "des"
             text = _legacy_refusal(endpoint, "single DES") if legacy else str(exc)
             raise MessageError(FailInfo.BAD_ALG, text) from None
         except cms.NotForUs:
