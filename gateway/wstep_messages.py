@@ -7,10 +7,15 @@ connector (``backends.ms_ces``) use it, so neither imports the other.
   output ``wst:RequestSecurityTokenResponseCollection``), SOAP action :data:`ACTION_RST`.
 * MS-WSTEP §3.1.4.2.1.1: request type ``Issue`` carries a new request or a renewal (a CMS
   SignedData wrapping the PKCS#10); ``QueryTokenStatus`` asks about a pending ``RequestID``.
-* MS-WSTEP §3.1.4.1.2.x / §4: an issued response carries the end-entity certificate in
+* MS-WSTEP §3.1.4.1.3.2 (``wst:RequestedSecurityTokenType``, as clarified by the 2021-09-21
+  errata) and §4: an issued response carries the end-entity certificate in
   ``RequestedSecurityToken/BinarySecurityToken`` and the issuer chain as a PKCS#7 in the outer
-  ``BinarySecurityToken``; a pending response carries the ``RequestID`` and the disposition
-  message but no ``RequestedSecurityToken``.
+  ``BinarySecurityToken``; a pending response carries, in the same place, a
+  ``wsse:SecurityTokenReference/wsse:Reference`` whose ``URI`` is where the client polls, with
+  the ``RequestID`` and the disposition message (``Taken Under Submission``).
+* MS-WSTEP §3.1.4.1.2.4 / §3.1.4.2.1.2: the ``RequestID`` is the CA's request identifier; AD CS
+  sends its database row id, a positive 32-bit number, and clients (cepces) parse it as one.
+  The codec keeps it a string (a number, or another CA's opaque id) so either side decides.
 * MS-WSTEP §3.1.4.1.3.x: errors are SOAP 1.2 faults (SOAP 1.2 part 1 §5.4) whose
   ``Detail/CertificateEnrollmentWSDetail`` holds the HRESULT as a signed 32-bit decimal.
 
@@ -173,12 +178,16 @@ def _unb64(text: str, what: str) -> bytes:
 @dataclass(frozen=True)
 class TokenResponse:
     """One ``RequestSecurityTokenResponse``. ``certificate`` (DER) is present only when
-    issued; ``pkcs7`` is the outer ``BinarySecurityToken`` (the CA's PKCS#7 with the chain)."""
+    issued; ``pkcs7`` is the outer ``BinarySecurityToken`` (the CA's PKCS#7 with the chain);
+    ``reference`` is the ``SecurityTokenReference/Reference/@URI`` of a pending answer, the
+    endpoint a client sends its ``QueryTokenStatus`` to (MS-WSTEP §3.1.4.1.3.2).
+    ``request_id`` is the wire text of ``wstep:RequestID`` (AD CS: a decimal number)."""
 
     request_id: str
     disposition_message: str
     certificate: bytes | None = None
     pkcs7: bytes | None = None
+    reference: str | None = None
 
     @property
     def issued(self) -> bool:
@@ -186,7 +195,11 @@ class TokenResponse:
 
 
 def build_response(response: TokenResponse, *, relates_to: str | None) -> bytes:
-    """Serialize an issued or pending response envelope (action :data:`ACTION_RSTRC`)."""
+    """Serialize an issued or pending response envelope (action :data:`ACTION_RSTRC`).
+
+    Element order as in MS-WSTEP §4: TokenType, DispositionMessage, the outer
+    BinarySecurityToken, RequestedSecurityToken (the certificate, or for a pending request the
+    SecurityTokenReference to poll), RequestID."""
     parts = [
         f'<RequestSecurityTokenResponseCollection xmlns="{WST}"><RequestSecurityTokenResponse>',
         f"<TokenType>{TOKEN_X509}</TokenType>",
@@ -204,6 +217,12 @@ def build_response(response: TokenResponse, *, relates_to: str | None) -> bytes:
             f'<RequestedSecurityToken><BinarySecurityToken ValueType="{TOKEN_X509}" '
             f'EncodingType="{ENCODING_BASE64}" xmlns="{WSSE}">{_b64(response.certificate)}'
             "</BinarySecurityToken></RequestedSecurityToken>"
+        )
+    elif response.reference is not None:
+        parts.append(
+            f'<RequestedSecurityToken><SecurityTokenReference xmlns="{WSSE}">'
+            f"<Reference URI={quoteattr(response.reference)}/>"
+            "</SecurityTokenReference></RequestedSecurityToken>"
         )
     parts.append(f'<RequestID xmlns="{WSTEP}">{escape(response.request_id)}</RequestID>')
     parts.append("</RequestSecurityTokenResponse></RequestSecurityTokenResponseCollection>")
@@ -226,11 +245,16 @@ def parse_response_body(body: Element) -> TokenResponse:
     outer = rstr.find(q(WSSE, "BinarySecurityToken"))
     if outer is not None and (outer.text or "").strip():
         pkcs7 = _unb64(outer.text or "", "BinarySecurityToken")
-    certificate = None
-    inner = rstr.find(f"{q(WST, 'RequestedSecurityToken')}/{q(WSSE, 'BinarySecurityToken')}")
-    if inner is not None and (inner.text or "").strip():
-        certificate = _unb64(inner.text or "", "RequestedSecurityToken")
-    return TokenResponse(request_id, message, certificate, pkcs7)
+    certificate = reference = None
+    requested = rstr.find(q(WST, "RequestedSecurityToken"))
+    if requested is not None:
+        inner = requested.find(q(WSSE, "BinarySecurityToken"))
+        if inner is not None and (inner.text or "").strip():
+            certificate = _unb64(inner.text or "", "RequestedSecurityToken")
+        ref = requested.find(f"{q(WSSE, 'SecurityTokenReference')}/{q(WSSE, 'Reference')}")
+        if ref is not None:
+            reference = (ref.get("URI") or "").strip() or None
+    return TokenResponse(request_id, message, certificate, pkcs7, reference)
 
 
 # -- faults (SOAP 1.2 part 1 §5.4, MS-WSTEP CertificateEnrollmentWSDetail) ---------------

@@ -186,6 +186,7 @@ def test_built_request_response_and_fault_are_schema_valid_and_round_trip() -> N
     for response in (
         TokenResponse("61", "Issued", der, certs_only([leaf, *chain])),
         TokenResponse("65", "Taken Under Submission"),
+        TokenResponse("66", "Taken Under Submission", reference="https://ces.test/wstep/CES"),
     ):
         built = build_response(response, relates_to="urn:uuid:1")
         _validate(WST, built)
