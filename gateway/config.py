@@ -86,6 +86,12 @@ class ServerConfig:
     #: False when external_url was derived from host and port (so --host/--port re-derive it)
     external_url_configured: bool = False
 
+    @property
+    def ca_publication_url(self) -> str:
+        """Base URL under which ``/ca/issuing.crt`` and ``/ca/crl`` are fetched (the default
+        AIA and CRL distribution point URLs of the local CA's certificates)."""
+        return self.external_url.rstrip("/")
+
     def listening_on(self, host: str, port: int) -> ServerConfig:
         """This server configuration on another address (``certgate serve --host/--port``)."""
         url = self.external_url if self.external_url_configured else derived_url(host, port)

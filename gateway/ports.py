@@ -36,7 +36,9 @@ class ConnectorContext:
     ``settings`` is the connector's own table from the configuration (secret references already
     resolved by :func:`gateway.config.resolve_secret` where the connector asks for them);
     ``data_dir`` is the gateway's data directory; ``journal`` lets a connector that signs locally
-    make ``submit`` idempotent per request id across crashes.
+    make ``submit`` idempotent per request id across crashes. ``publication_url`` is the base
+    URL under which the gateway publishes this connector's CA certificates and CRL
+    (``/ca/issuing.crt``, ``/ca/root.pem``, ``/ca/crl``), or ``None`` when it publishes none.
     """
 
     name: str
@@ -44,6 +46,7 @@ class ConnectorContext:
     data_dir: Path
     journal: IssuanceJournal
     config_file: str = "certgate.toml"
+    publication_url: str | None = None
 
 
 class CAConnector(Protocol):

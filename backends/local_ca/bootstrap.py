@@ -30,7 +30,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from backends.local_ca.importer import imported_certificate, load_import
 from backends.local_ca.keystore import (
@@ -90,8 +90,13 @@ def ca_directory(data_dir: Path, name: str) -> Path:
     return data_dir / ("ca" if name == "local" else f"ca-{name}")
 
 
-def open_ca(settings: LocalCASettings, data_dir: Path) -> CAMaterial:
-    """Create the CA directory on first start (generate or import), then load it."""
+def open_ca(
+    settings: LocalCASettings, data_dir: Path, root_urls: tuple[str, ...] = ()
+) -> CAMaterial:
+    """Create the CA directory on first start (generate or import), then load it.
+
+    ``root_urls`` go into a generated issuing CA's AIA caIssuers (where its root is
+    published); an imported or existing CA keeps the certificates it has."""
     directory = ca_directory(data_dir, settings.name)
     created = False
     if not directory.is_dir():
@@ -100,7 +105,7 @@ def open_ca(settings: LocalCASettings, data_dir: Path) -> CAMaterial:
             if not directory.is_dir():
                 for stale in data_dir.glob(f".{directory.name}.staging-*"):
                     shutil.rmtree(stale, ignore_errors=True)
-                created = _create(settings, directory)
+                created = _create(settings, directory, root_urls)
     material = _load(settings, directory, created)
     if not created and settings.import_source is not None:
         _check_same_import(settings, material)
@@ -117,7 +122,7 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _create(settings: LocalCASettings, directory: Path) -> bool:
+def _create(settings: LocalCASettings, directory: Path, root_urls: tuple[str, ...]) -> bool:
     """Write the CA into a staging directory and rename it into place; False if another
     process won the race (only possible where ``flock`` is not honoured)."""
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
@@ -127,7 +132,10 @@ def _create(settings: LocalCASettings, directory: Path) -> bool:
             passphrase = secrets.token_urlsafe(32).encode("ascii")
             write_private_file(staging / PASSPHRASE_FILE, passphrase)
         store = FileKeyStore(staging, passphrase, generated=settings.passphrase is None)
-        chain = _adopt(settings, store) if settings.import_source else _generate(settings, store)
+        if settings.import_source:
+            chain = _adopt(settings, store)
+        else:
+            chain = _generate(settings, store, root_urls)
         write_file(staging / ISSUING_PEM, _pem(chain[:1]), 0o644)
         write_file(staging / ROOT_PEM, _pem(chain[-1:]), 0o644)
         write_file(staging / CHAIN_PEM, _pem(chain), 0o644)
@@ -152,8 +160,11 @@ def _create(settings: LocalCASettings, directory: Path) -> bool:
     return True
 
 
-def _generate(settings: LocalCASettings, store: FileKeyStore) -> tuple[x509.Certificate, ...]:
-    """A self-signed root and an issuing CA under it (RFC 5280 §4.2.1.1-§4.2.1.3, §4.2.1.9)."""
+def _generate(
+    settings: LocalCASettings, store: FileKeyStore, root_urls: tuple[str, ...]
+) -> tuple[x509.Certificate, ...]:
+    """A self-signed root and an issuing CA under it (RFC 5280 §4.2.1.1-§4.2.1.3, §4.2.1.9),
+    the issuing CA naming ``root_urls`` as caIssuers (§4.2.2.1) when given."""
     now = datetime.now(UTC).replace(microsecond=0)
     root_key = store.generate("root", settings.key_algorithm)
     issuing_key = store.generate("issuing", settings.key_algorithm)
@@ -165,7 +176,7 @@ def _generate(settings: LocalCASettings, store: FileKeyStore) -> tuple[x509.Cert
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(_ca_usage(digital_signature=False), critical=True)
         )
-        issuing = root_key.sign_certificate(
+        issuing_builder = (
             _ca_builder(
                 _name(settings, "Issuing CA"),
                 root_name,
@@ -178,6 +189,17 @@ def _generate(settings: LocalCASettings, store: FileKeyStore) -> tuple[x509.Cert
             # digitalSignature too: lets the issuing CA sign SCEP/OCSP responses directly.
             .add_extension(_ca_usage(digital_signature=True), critical=True)
         )
+        if root_urls:
+            issuing_builder = issuing_builder.add_extension(
+                x509.AuthorityInformationAccess(
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u)
+                    )
+                    for u in root_urls
+                ),
+                critical=False,
+            )
+        issuing = root_key.sign_certificate(issuing_builder)
     finally:
         root_key.close()
         issuing_key.close()

@@ -30,6 +30,10 @@ from gateway.model import (
 from gateway.ports import ConnectorContext, IssuanceJournal
 
 _T = TypeVar("_T")
+#: Where the gateway serves this CA's material (gateway.server.app), under its publication URL.
+ISSUING_PATH = "/ca/issuing.crt"
+ROOT_PATH = "/ca/root.pem"
+CRL_PATH = "/ca/crl"
 _MAX_SERIAL = 2**159  # RFC 5280 §4.1.2.2: at most 20 octets, positive
 
 
@@ -47,6 +51,7 @@ class LocalCA:
             context.name, context.settings, context.config_file
         )
         self._data_dir = context.data_dir
+        self._publication_url = context.publication_url
         self._journal: IssuanceJournal = context.journal
         self._material: CAMaterial | None = None
         self._issuer: Issuer | None = None
@@ -58,15 +63,26 @@ class LocalCA:
         wrong passphrase raises :class:`backends.local_ca.bootstrap.WrongCAPassphrase`."""
         if self._issuer is not None:
             return
-        material = await asyncio.to_thread(open_ca, self.settings, self._data_dir)
+        # A CA created now names where its root is published, so a client holding only the
+        # issuing CA (cepces FETCH-ROOTS starts from the one CEP lists) can reach the root.
+        # Only with the default AIA: configured aia_urls name the issuing CA, not the root.
+        root_urls = self._published(None, ROOT_PATH) if self.settings.aia_urls is None else ()
+        material = await asyncio.to_thread(open_ca, self.settings, self._data_dir, root_urls)
         self._material = material
         self._issuer = Issuer(
             material.signer,
             material.chain,
-            crl_urls=self.settings.crl_urls,
-            aia_urls=self.settings.aia_urls,
+            crl_urls=self._published(self.settings.crl_urls, CRL_PATH),
+            aia_urls=self._published(self.settings.aia_urls, ISSUING_PATH),
             crl_validity=self.settings.crl_validity,
         )
+
+    def _published(self, configured: tuple[str, ...] | None, path: str) -> tuple[str, ...]:
+        """The configured URLs; unset, the gateway's own ``path`` when it publishes this CA
+        (RFC 5280 §4.2.1.13 CRL distribution point, §4.2.2.1 caIssuers); ``[]``: none."""
+        if configured is not None:
+            return configured
+        return (f"{self._publication_url}{path}",) if self._publication_url else ()
 
     async def close(self) -> None:
         """Drop the key (the signer forgets it, so stray references cannot sign either)."""

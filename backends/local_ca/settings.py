@@ -66,8 +66,10 @@ class LocalCASettings:
     root_validity: timedelta = timedelta(days=20 * 365)
     issuing_validity: timedelta = timedelta(days=10 * 365)
     crl_validity: timedelta = timedelta(days=7)
-    crl_urls: tuple[str, ...] = ()
-    aia_urls: tuple[str, ...] = ()
+    #: ``None`` (unset): the gateway's own URLs (``<publication URL>/ca/crl``,
+    #: ``/ca/issuing.crt``) when it publishes this CA; ``()`` (an explicit ``[]``): none.
+    crl_urls: tuple[str, ...] | None = None
+    aia_urls: tuple[str, ...] | None = None
     import_source: ImportSource | None = None
 
     def key_path(self, key: str) -> str:
@@ -112,10 +114,10 @@ class _Reader:
             raise self.error(key, "must be a positive duration")
         return timedelta(seconds=seconds)
 
-    def urls(self, key: str) -> tuple[str, ...]:
+    def urls(self, key: str) -> tuple[str, ...] | None:
         value = self.get(key)
         if value is None:
-            return ()
+            return None
         if not isinstance(value, list):
             raise self.error(key, f"expected a list of http:// URLs, got {type(value).__name__}")
         for i, url in enumerate(value):

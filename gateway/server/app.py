@@ -163,6 +163,17 @@ async def ca_issuer_der(request: web.Request) -> web.Response:
     )
 
 
+async def ca_root_pem(request: web.Request) -> web.Response:
+    """The root CA certificate in PEM: the target of the issuing CA's own AIA caIssuers URL.
+
+    PEM, not the DER RFC 5280 §4.2.2.1 names: the root is a trust anchor no path validation
+    fetches, and the client that follows this URL to build the chain (cepces FETCH-ROOTS,
+    up to v0.3.17) reads the body as text and parses only PEM."""
+    chain = await components_of(request.app).service.ca_chain()
+    pem = chain[-1].public_bytes(serialization.Encoding.PEM)
+    return web.Response(body=pem, content_type="application/x-pem-file")
+
+
 async def ca_crl(request: web.Request) -> web.Response:
     """The current CRL in DER: the target of the CRL distribution point URL."""
     crl = await components_of(request.app).service.crl()
@@ -212,6 +223,7 @@ async def create_app(config: Config, components: Components | None = None) -> we
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/ca/chain.pem", ca_chain_pem)
     app.router.add_get("/ca/issuing.crt", ca_issuer_der)
+    app.router.add_get("/ca/root.pem", ca_root_pem)
     app.router.add_get("/ca/crl", ca_crl)
 
     listeners: list[Listener] = []

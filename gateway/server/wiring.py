@@ -141,6 +141,8 @@ async def build(config: Config, *, start_service: bool = True) -> Components:
                     data_dir=config.data_dir,
                     journal=store,
                     config_file=config.file,
+                    # /ca/* publishes the first connector's CA (EnrollmentService.ca_chain)
+                    publication_url=None if connectors else config.server.ca_publication_url,
                 )
             )
             await connector.start()

@@ -128,7 +128,7 @@ def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
     assert settings.root_validity == timedelta(days=20 * 365)
     assert settings.issuing_validity == timedelta(days=10 * 365)
     assert settings.crl_validity == timedelta(days=7)
-    assert settings.crl_urls == settings.aia_urls == ()
+    assert settings.crl_urls is None and settings.aia_urls is None  # the gateway's own URLs
     assert settings.import_source is None
 
 
