@@ -7,6 +7,8 @@ Module map, in reading order:
 * :mod:`.transport`  -- bounded SOAP 1.2 request reading, fault responses;
 * :mod:`.auth`       -- UsernameToken / TLS client certificate -> Requester;
 * :mod:`.users`      -- password accounts (``certgate wstep user ...``), :mod:`.tables`;
+* :mod:`.numbers`    -- the numeric request ids CES clients see (``wstep:RequestID``);
+* :mod:`.listeners`  -- which listener a request came in on, the CES URIs to publish;
 * :mod:`.errors`     -- the one ErrorCode/denial -> SOAP fault (HRESULT) mapping;
 * :mod:`.policies`   -- templates as XCEP policies; :mod:`.cep` the GetPolicies endpoint;
 * :mod:`.ces`        -- the RequestSecurityToken endpoint (Issue, QueryTokenStatus).
@@ -17,6 +19,7 @@ Wire codecs live in the core (:mod:`gateway.wstep_messages`, :mod:`gateway.xcep_
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -26,8 +29,12 @@ from gateway.pkix import pem_chain
 from gateway.plugin import Listener, ProtocolContext
 from protocols.wstep.cep import CEPHandler
 from protocols.wstep.ces import CESHandler
+from protocols.wstep.listeners import Listeners
+from protocols.wstep.numbers import RequestNumbers
 from protocols.wstep.settings import parse_settings, server_ssl_context
 from protocols.wstep.users import PasswordVerifier, SQLRunner
+
+log = logging.getLogger("certgate.wstep")
 
 
 class WSTEPFrontEnd:
@@ -41,13 +48,24 @@ class WSTEPFrontEnd:
         if not isinstance(store, SQLRunner):
             raise ConfigError(context.config_file, "wstep", "needs the SQL store")
         verifier = PasswordVerifier(store)
+        ssl_context = None
+        if settings.tls is not None:
+            chain = await context.service.ca_chain()
+            ssl_context = server_ssl_context(settings.tls, pem_chain(chain))
+        if settings.allow_password_over_http:
+            log.warning(
+                "%s: wstep.allow_password_over_http = true: CES/CEP accept passwords over plain "
+                "HTTP (only behind a TLS-terminating proxy or in tests)",
+                context.config_file,
+            )
+        listeners = Listeners(context.external_url, settings, ssl_context)
         assert isinstance(app, web.Application)
-        app.router.add_post(settings.cep_path, CEPHandler(context, settings, verifier).handle)
-        app.router.add_post(settings.ces_path, CESHandler(context, settings, verifier).handle)
-        if settings.tls is None:
+        cep = CEPHandler(context, settings, verifier, listeners)
+        ces = CESHandler(context, settings, verifier, listeners, RequestNumbers(store))
+        app.router.add_post(settings.cep_path, cep.handle)
+        app.router.add_post(settings.ces_path, ces.handle)
+        if settings.tls is None or ssl_context is None:
             return []
-        chain = await context.service.ca_chain()
-        ssl_context = server_ssl_context(settings.tls, pem_chain(chain))
         return [Listener("wstep-tls", settings.tls.host, settings.tls.port, ssl_context)]
 
 

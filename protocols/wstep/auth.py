@@ -4,6 +4,11 @@ certificate (the ``Certificate`` CES endpoint), mapped to a :class:`gateway.mode
 A client certificate that this gateway issued maps to the principal it was issued to, so a
 key-based renewal acts for the same identity; any other certificate the TLS layer accepted
 (``[wstep.tls] client_ca``) maps to ``cert:<subject DN>``.
+
+A UsernameToken carries the password in clear (UsernameToken profile 1.0 §4, PasswordText), so
+one that arrives over plain HTTP is refused before the password is looked at, unless
+``[wstep] allow_password_over_http`` says a TLS-terminating proxy is in front. Refused
+passwords are audit events (``wstep.request.refused``; the username, never the password).
 """
 
 from __future__ import annotations
@@ -53,8 +58,15 @@ async def authenticate(
     if envelope.username is not None:
         if "username" not in settings.auth:
             raise Unauthorized("username/password authentication is disabled")
+        if not request.secure and not settings.allow_password_over_http:
+            await _refused(store, envelope.username, "password-over-http")
+            raise Unauthorized(
+                "a password (WS-Security UsernameToken) is accepted only over TLS: "
+                "use the https CES endpoint that GetPolicies lists"
+            )
         account = await verifier.verify(envelope.username, envelope.password or "")
         if account is None:
+            await _refused(store, envelope.username, "bad-password")
             raise Unauthorized("the username or password is wrong")
         return Requester(
             protocol=PROTOCOL,
@@ -78,3 +90,8 @@ async def authenticate(
             verified_facts=facts,
         )
     raise Unauthorized("authentication required: a UsernameToken or a TLS client certificate")
+
+
+async def _refused(store: Store, username: str, rule: str) -> None:
+    detail = {"rule": rule, "username": username[:255]}
+    await store.audit("wstep.request.refused", "anonymous", detail=detail)

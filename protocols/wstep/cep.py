@@ -1,5 +1,6 @@
 """The CEP endpoint (MS-XCEP §3.1.4.1 ``GetPolicies``): certgate's templates as enrollment
-policies, for authenticated callers only, listing the CES URIs of this gateway."""
+policies, for authenticated callers only, listing the CES URIs of this gateway
+(MS-XCEP §3.1.4.1.3.4 ``CAURI``; which ones: :mod:`protocols.wstep.listeners`)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from gateway.wstep_messages import build_envelope
 from gateway.xcep_messages import (
     ACTION_GET_POLICIES,
     ACTION_GET_POLICIES_RESPONSE,
-    AUTH_CERTIFICATE,
-    AUTH_USERNAME,
     build_get_policies_response_body,
     parse_get_policies,
 )
 from protocols.wstep.auth import authenticate
 from protocols.wstep.errors import fault_for, fault_for_exception
+from protocols.wstep.listeners import Listeners
 from protocols.wstep.policies import policy_document
 from protocols.wstep.settings import WSTEPSettings
 from protocols.wstep.transport import (
@@ -42,15 +42,7 @@ class CEPHandler:
     context: ProtocolContext
     settings: WSTEPSettings
     verifier: PasswordVerifier
-
-    def ces_uris(self) -> list[tuple[int, str]]:
-        """Where callers enroll: username/password on the main URL, certificates on TLS."""
-        uris: list[tuple[int, str]] = []
-        if "username" in self.settings.auth:
-            uris.append((AUTH_USERNAME, self.context.external_url + self.settings.ces_path))
-        if "certificate" in self.settings.auth and self.settings.tls is not None:
-            uris.append((AUTH_CERTIFICATE, self.settings.tls.external_url + self.settings.ces_path))
-        return uris
+    listeners: Listeners
 
     async def handle(self, request: web.Request) -> web.Response:
         relates_to = None
@@ -71,7 +63,7 @@ class CEPHandler:
                 list(self.context.policy.templates.values()),
                 requester,
                 issuing_ca=chain[0],
-                ces_uris=self.ces_uris(),
+                ces_uris=self.listeners.ces_uris(request),
                 friendly_name=self.settings.friendly_name,
                 next_update_hours=self.settings.next_update_hours,
             )

@@ -5,9 +5,17 @@ PKCS#10 and signed by a certificate this gateway issued is a renewal of that cer
 template comes from ``AdditionalContext/ContextItem[@Name='CertificateTemplate']``, else the
 CSR's template extension (1.3.6.1.4.1.311.21.7) or template-name extension
 (1.3.6.1.4.1.311.20.2), else the gateway's default template. Issued -> RSTR with the
-certificate; pending -> RSTR with the ``RequestID`` and no token; denied -> fault.
+certificate; pending -> RSTR whose ``RequestedSecurityToken`` holds a ``SecurityTokenReference``
+to this same CES URL (MS-WSTEP §3.1.4.1.3.2; cepces polls that URI); denied -> fault. Every
+answer carries the request's number (:mod:`protocols.wstep.numbers`) as ``RequestID``.
 
-QueryTokenStatus (MS-WSTEP §3.1.4.2.1.2): the outcome of the caller's own earlier request.
+QueryTokenStatus (MS-WSTEP §3.1.4.2.1.2): the outcome of the caller's own earlier request, named
+by its number (or, for requests answered before numbers existed, by certgate's request id).
+Another caller's request and an unknown id get the same fault, so ids reveal nothing.
+
+A renewal that cepces makes (``CERTMONGER_CERTIFICATE`` set: it only chooses a renewal endpoint
+and sends a bare PKCS#10) is a new request of the authenticated caller; only a CMS request
+signed by the prior certificate renews that certificate (:meth:`CESHandler._renewable`).
 
 Idempotency: a ContextItem ``certgate-request-id`` (sent by certgate's own CES connector) is the
 transaction id, scoped to the caller, so a resubmission returns the recorded outcome instead of
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -51,6 +60,8 @@ from gateway.wstep_messages import (
 )
 from protocols.wstep.auth import PROTOCOL, authenticate
 from protocols.wstep.errors import fault_for, fault_for_denial, fault_for_exception
+from protocols.wstep.listeners import Listeners
+from protocols.wstep.numbers import RequestNumbers, parse_number
 from protocols.wstep.settings import WSTEPSettings
 from protocols.wstep.transport import (
     SOAPFault,
@@ -68,6 +79,8 @@ TRANSACTION_CONTEXT = "certgate-request-id"
 _DER = Encoding.DER
 TEMPLATE_NAME_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2")
 ISSUED, PENDING = "Issued", "Taken Under Submission"
+#: certgate's own request ids (UUIDs): what QueryTokenStatus named before numbers existed.
+_LEGACY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass
@@ -77,6 +90,8 @@ class CESHandler:
     context: ProtocolContext
     settings: WSTEPSettings
     verifier: PasswordVerifier
+    listeners: Listeners
+    numbers: RequestNumbers
 
     async def handle(self, request: web.Request) -> web.Response:
         envelope: Envelope | None = None
@@ -89,8 +104,8 @@ class CESHandler:
                 request, envelope, self.settings, self.verifier, self.context.store
             )
             if token_request.is_query:
-                return await self._query(envelope, token_request, requester)
-            return await self._issue(envelope, token_request, requester)
+                return await self._query(request, envelope, token_request, requester)
+            return await self._issue(request, envelope, token_request, requester)
         except SOAPFault as error:
             return fault_response(error, envelope.message_id if envelope else None)
         except CertgateError as exc:
@@ -102,7 +117,11 @@ class CESHandler:
             return fault_response(SOAPFault(fault), envelope.message_id if envelope else None)
 
     async def _issue(
-        self, envelope: Envelope, token_request: TokenRequest, requester: Requester
+        self,
+        request: web.Request,
+        envelope: Envelope,
+        token_request: TokenRequest,
+        requester: Requester,
     ) -> web.Response:
         assert token_request.token is not None
         kind, prior = RequestKind.NEW, None
@@ -128,37 +147,56 @@ class CESHandler:
             )
         )
         request_id = await self._request_id(outcome, transaction)
-        return self._render(envelope, outcome, request_id)
+        number = await self.numbers.number_for(request_id) if request_id else None
+        return self._render(request, envelope, outcome, number)
 
     async def _query(
-        self, envelope: Envelope, token_request: TokenRequest, requester: Requester
+        self,
+        request: web.Request,
+        envelope: Envelope,
+        token_request: TokenRequest,
+        requester: Requester,
     ) -> web.Response:
-        request_id = token_request.request_id or ""
-        record = await self.context.store.get_request(request_id) if len(request_id) <= 64 else None
+        wire_id = token_request.request_id or ""
+        request_id = await self.numbers.request_of(wire_id)
+        if request_id is None and parse_number(wire_id) is None and _LEGACY_ID.match(wire_id):
+            request_id = wire_id
+        record = await self.context.store.get_request(request_id) if request_id else None
         if (
             record is None
             or record.protocol != PROTOCOL
             or record.requester.principal != requester.principal
         ):
-            raise NotFound(f"no request {request_id[:64]!r} of this caller")
+            raise NotFound(f"no request {wire_id[:64]!r} of this caller")
         outcome = await self.context.service.outcome_of(record)
-        return self._render(envelope, outcome, record.id)
+        number = await self.numbers.number_for(record.id)
+        return self._render(request, envelope, outcome, number)
 
-    def _render(self, envelope: Envelope, outcome: Outcome, request_id: str) -> web.Response:
+    def _render(
+        self, request: web.Request, envelope: Envelope, outcome: Outcome, number: int | None
+    ) -> web.Response:
+        wire_id = "" if number is None else str(number)
         if isinstance(outcome, Issued):
             response = TokenResponse(
-                request_id=request_id,
+                request_id=wire_id,
                 disposition_message=ISSUED,
                 certificate=outcome.certificate.public_bytes(_DER),
                 pkcs7=certs_only(list(outcome.full_chain)),
             )
         elif isinstance(outcome, Pending):
-            response = TokenResponse(request_id=request_id, disposition_message=PENDING)
+            # No outer BinarySecurityToken: AD CS puts its CA response there, and certgate has
+            # no CMC status response to give; clients poll with RequestID and the reference.
+            response = TokenResponse(
+                request_id=wire_id,
+                disposition_message=PENDING,
+                reference=self.listeners.ces_url(request),
+            )
         else:
-            raise SOAPFault(fault_for_denial(outcome, request_id))
+            raise SOAPFault(fault_for_denial(outcome, wire_id or None))
         return soap_response(build_response(response, relates_to=envelope.message_id))
 
     async def _request_id(self, outcome: Outcome, transaction: str) -> str:
+        """The certgate request id behind an outcome ('' when nothing was recorded)."""
         if isinstance(outcome, Pending):
             return outcome.request_id
         record = await self.context.store.find_request(PROTOCOL, transaction)

@@ -3,8 +3,11 @@
 Every :class:`gateway.errors.ErrorCode` has exactly one fault (``tests/unit/test_wstep_errors``
 iterates them all). HRESULTs are the ones AD CS returns for the same situation, so Windows
 clients show their usual messages; a policy denial is refined by the rule that denied.
-SOAP 1.2 part 2 §7.5.1.2: ``Sender`` faults travel with HTTP 400, ``Receiver`` faults with 500
-(as CES does); either way the body is a SOAP fault, never an HTML page.
+Every SOAP fault, ``Sender`` or ``Receiver``, travels with HTTP 500, as AD CS's CES (a WCF
+service) sends it: SOAP 1.2 part 2 §7.5.1.2 would allow 400 for ``Sender`` faults, but CES
+clients read the fault body only from a 500 (cepces raises an HTTP error for anything else, so
+a wrong password would crash it instead of being reported as a rejection). The body is always a
+SOAP fault, never an HTML page.
 """
 
 from __future__ import annotations
@@ -87,5 +90,6 @@ def fault_for_denial(denied: Denied, request_id: str | None) -> EnrollmentFault:
 
 
 def http_status(fault: EnrollmentFault) -> int:
-    """SOAP 1.2 HTTP binding: Sender -> 400, Receiver -> 500."""
-    return 400 if fault.code == "Sender" else 500
+    """500 for every fault (WCF's SOAP 1.2 binding, as AD CS CES answers)."""
+    del fault
+    return 500

@@ -42,6 +42,9 @@ class WSTEPSettings:
     next_update_hours: int = 8
     auth: frozenset[str] = AUTH_METHODS
     tls: TLSListenerSettings | None = None
+    #: Accept a UsernameToken (a clear-text password) over plain HTTP: only behind a
+    #: TLS-terminating proxy or in tests. Off: such a request is refused with a fault.
+    allow_password_over_http: bool = False
 
     @property
     def cep_path(self) -> str:
@@ -73,6 +76,7 @@ def parse_settings(data: Mapping[str, Any], file: str) -> WSTEPSettings:
         next_update_hours=t.int("next_update_hours", 8, minimum=1),
         auth=frozenset(auth),
         tls=_tls(t.table("tls"), file),
+        allow_password_over_http=t.bool("allow_password_over_http", False),
     )
     t.finish()
     return settings

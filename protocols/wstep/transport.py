@@ -33,7 +33,10 @@ class SOAPFault(Exception):
         self.status = status if status is not None else http_status(fault)
 
 
-def bad_request(detail: str, status: int = 400) -> SOAPFault:
+def bad_request(detail: str, status: int | None = None) -> SOAPFault:
+    """A ``Sender`` fault for malformed input: HTTP 500 like every CES fault, except the
+    transport-level refusals (415 media type, 413 too large, 408 too slow), which keep the
+    status WCF/IIS also answers them with."""
     return SOAPFault(fault_for(ErrorCode.BAD_REQUEST, detail), status)
 
 

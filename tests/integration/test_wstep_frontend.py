@@ -22,10 +22,11 @@ from lxml import etree
 
 from gateway import wstep_hresults as hr
 from gateway.config import load_config
-from gateway.model import RequestKind
+from gateway.model import RequestKind, RequestRecord
 from gateway.pkix.wstep_cms import sign_request
 from gateway.server.app import components_of, create_app
 from gateway.wstep_messages import EnrollmentFault, TokenResponse, parse_reply
+from protocols.wstep.numbers import RequestNumbers
 from protocols.wstep.users import Account, add_account, hash_password
 from tests.helpers import TEMPLATES, ec_key, make_csr, write_config
 from tests.wstep_helpers import PASSWORD, SOAP_HEADERS, VECTORS, get_policies, rst
@@ -39,7 +40,9 @@ async def client(
     tmp_path: Path, aiohttp_client: Callable[[Any], Awaitable[Any]]
 ) -> AsyncIterator[Client]:
     cfg = write_config(
-        tmp_path, '\n[wstep]\nenabled = true\nmax_body_bytes = 20000\nread_timeout = "1s"\n'
+        tmp_path,
+        '\n[wstep]\nenabled = true\nmax_body_bytes = 20000\nread_timeout = "1s"\n'
+        "allow_password_over_http = true\n",
     )
     app = await create_app(load_config(cfg))
     http = await aiohttp_client(app)
@@ -57,6 +60,13 @@ async def ces(
     data = await response.read()
     assert response.content_type == "application/soap+xml", data[:200]
     return response.status, parse_reply(data)
+
+
+async def record_of(client: Client, wire_id: str) -> RequestRecord | None:
+    """The certgate request behind a CES request number."""
+    store = components_of(client.app).store
+    request_id = await RequestNumbers(store).request_of(wire_id)
+    return None if request_id is None else await store.get_request(request_id)
 
 
 def _der(csr: x509.CertificateSigningRequest) -> bytes:
@@ -83,11 +93,15 @@ async def test_pending_request_is_polled_with_query_token_status_only_by_its_own
     status, again = await ces(client, rst(request_id=reply.request_id))
     assert isinstance(again, TokenResponse) and not again.issued
     status, foreign = await ces(client, rst(request_id=reply.request_id, username="bob"))
-    assert status == 400 and isinstance(foreign, EnrollmentFault)
+    assert status == 500 and isinstance(foreign, EnrollmentFault)
     assert foreign.hresult == hr.code("CERTSRV_E_NO_REQUEST")
-    await components_of(client.app).service.approve(reply.request_id, "test")
+    components = components_of(client.app)
+    request_id = await RequestNumbers(components.store).request_of(reply.request_id)
+    assert request_id is not None
+    await components.service.approve(request_id, "test")
     status, done = await ces(client, rst(request_id=reply.request_id))
     assert status == 200 and isinstance(done, TokenResponse) and done.issued
+    assert done.request_id == reply.request_id
 
 
 async def test_renewal_signed_by_the_old_certificate_reaches_policy_as_a_renewal(
@@ -104,7 +118,8 @@ async def test_renewal_signed_by_the_old_certificate_reaches_policy_as_a_renewal
     assert status == 500 and isinstance(renewed, EnrollmentFault), renewed
     assert "renewal-window" in renewed.reason and renewed.request_id
     assert renewed.hresult == hr.code("CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE")
-    record = await components_of(client.app).store.get_request(renewed.request_id)
+    assert renewed.request_id is not None and renewed.request_id.isdigit()
+    record = await record_of(client, renewed.request_id)
     assert record is not None and record.kind is RequestKind.RENEWAL
     assert record.prior_serial == format(old.serial_number, "x")
 
@@ -124,7 +139,7 @@ async def renewal_client(
     (templates / "renewable.toml").write_text(
         text.replace("early_renewal = false", "early_renewal = true")
     )
-    cfg = write_config(tmp_path, "\n[wstep]\nenabled = true\n")
+    cfg = write_config(tmp_path, "\n[wstep]\nenabled = true\nallow_password_over_http = true\n")
     cfg.write_text(cfg.read_text().replace(str(TEMPLATES), str(templates)))
     app = await create_app(load_config(cfg))
     http = await aiohttp_client(app)
@@ -151,7 +166,7 @@ async def test_renewal_signed_by_the_old_certificate_is_issued_and_supersedes_it
     new = x509.load_der_x509_certificate(renewed.certificate)
     assert new.public_key() == new_key.public_key()
     store = components_of(client.app).store
-    record = await store.get_request(renewed.request_id)
+    record = await record_of(client, renewed.request_id)
     assert record is not None and record.kind is RequestKind.RENEWAL
     prior = await store.get_certificate(format(old.serial_number, "x"))
     assert prior is not None and prior.superseded_by == format(new.serial_number, "x")
@@ -164,7 +179,7 @@ async def test_renewal_of_someone_elses_certificate_is_refused(client: Client) -
     old = x509.load_der_x509_certificate(first.certificate)
     signed = sign_request(_der(make_csr(cn="s.example", dns=("s.example",))), old, key)
     status, reply = await ces(client, rst(signed, username="bob"))
-    assert status == 400 and isinstance(reply, EnrollmentFault)
+    assert status == 500 and isinstance(reply, EnrollmentFault)
     assert reply.hresult == hr.code("E_ACCESSDENIED")
 
 
@@ -172,7 +187,7 @@ async def test_the_fixture_renewal_signed_by_a_foreign_ca_is_refused(client: Cli
     body = (VECTORS / "rst_renewal_request.xml").read_bytes()
     body = body.replace(b"</s:Header>", _username_header() + b"</s:Header>")
     status, reply = await ces(client, body)
-    assert status == 400 and isinstance(reply, EnrollmentFault)
+    assert status == 500 and isinstance(reply, EnrollmentFault)
     assert "did not issue" in reply.reason
 
 
@@ -220,7 +235,7 @@ async def test_policy_denial_is_a_fault_naming_the_rule(client: Client) -> None:
 
 async def test_unknown_template_is_unsupported_cert_type(client: Client) -> None:
     status, reply = await ces(client, rst(_der(make_csr(cn="x")), template="no-such"))
-    assert status == 400 and isinstance(reply, EnrollmentFault)
+    assert status == 500 and isinstance(reply, EnrollmentFault)
     assert reply.hresult == hr.code("CERTSRV_E_UNSUPPORTED_CERT_TYPE")
 
 
@@ -249,7 +264,7 @@ async def test_get_policies_needs_authentication(client: Client) -> None:
         "/wstep/CEP", data=get_policies(password="nope"), headers=SOAP_HEADERS
     )
     reply = parse_reply(await response.read())
-    assert response.status == 400 and isinstance(reply, EnrollmentFault)
+    assert response.status == 500 and isinstance(reply, EnrollmentFault)
     assert reply.subcode == "o:FailedAuthentication"
 
 
@@ -282,7 +297,7 @@ async def test_hostile_xml_gets_a_sender_fault(
 ) -> None:
     response = await client.post(path, data=body, headers=SOAP_HEADERS)
     reply = parse_reply(await response.read())
-    assert response.status == 400 and isinstance(reply, EnrollmentFault)
+    assert response.status == 500 and isinstance(reply, EnrollmentFault)
     assert reply.code == "Sender" and expect in reply.reason
     assert b"root:" not in await response.read()
 
@@ -324,7 +339,7 @@ async def test_wrong_content_type_and_wrong_action_get_faults(client: Client) ->
     assert isinstance(parse_reply(await response.read()), EnrollmentFault)
     response = await client.post("/wstep/CEP", data=body, headers=SOAP_HEADERS)
     reply = parse_reply(await response.read())
-    assert response.status == 400 and isinstance(reply, EnrollmentFault)
+    assert response.status == 500 and isinstance(reply, EnrollmentFault)
     assert "unsupported SOAP action" in reply.reason
 
 
@@ -336,15 +351,15 @@ async def test_wrong_or_missing_credentials_are_refused(
 ) -> None:
     csr = make_csr(cn="a.example", dns=("a.example",))
     status, reply = await ces(client, rst(_der(csr), username=username, password=password))
-    assert status == 400 and isinstance(reply, EnrollmentFault)
+    assert status == 500 and isinstance(reply, EnrollmentFault)
     assert reply.hresult == hr.code("E_ACCESSDENIED")
     assert await components_of(client.app).store.list_certificates() == []
 
 
 async def test_garbage_token_and_bad_base64_are_sender_faults(client: Client) -> None:
     status, reply = await ces(client, rst(b"\x30\x82garbage"))
-    assert status == 400 and isinstance(reply, EnrollmentFault)
+    assert status == 500 and isinstance(reply, EnrollmentFault)
     assert reply.hresult == hr.code("CRYPT_E_ASN1_BADTAG")
     body = rst(b"x").replace(b">eA==<", b">!!notbase64!!<")
     status, reply = await ces(client, body)
-    assert status == 400 and isinstance(reply, EnrollmentFault) and "base64" in reply.reason
+    assert status == 500 and isinstance(reply, EnrollmentFault) and "base64" in reply.reason
