@@ -7,6 +7,16 @@
   pending -> :class:`ConnectorPending` with the CES ``RequestID``, which the core's poller later
   passes to :meth:`poll` (QueryTokenStatus); a CA refusal -> :class:`Denied` ``ca-denied`` with
   the decoded HRESULT; unreachable/timeouts -> :class:`CAUnavailable` with a retry hint.
+  Faults are read whatever the HTTP status (AD CS, on WCF, sends every fault with 500).
+
+Request ids (MS-WSTEP §3.1.4.1.2.4 ``wstep:RequestID``): AD CS answers with its database row id,
+an unsigned 32-bit decimal; it is recorded as the request's ``ca_request_id`` (normalised:
+``"0065"`` -> ``"65"``) and sent back as is in QueryTokenStatus (§3.1.4.2.1.2). Older certgate
+CES servers answered with a UUID: such ids, already recorded, are polled verbatim. A pending
+answer names in ``RequestedSecurityToken/SecurityTokenReference/Reference/@URI`` where to poll
+(§3.1.4.1.3.2); the connector polls its configured ``url`` all the same, the one endpoint its
+credentials are meant for (any CES of the CA answers for the CA's requests), and says so in
+the log when the reference names another origin.
 
 Idempotency per ``plan.request_id`` (the core resubmits after a crash):
 
@@ -32,6 +42,7 @@ from collections.abc import Awaitable
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -74,6 +85,9 @@ _T = TypeVar("_T")
 log = logging.getLogger("certgate.connector.ms_ces")
 
 REQUEST_ID_CONTEXT = "certgate-request-id"
+#: AD CS request ids are unsigned 32-bit row ids; the store keeps at most 255 characters.
+MAX_ADCS_REQUEST_ID = 2**32 - 1
+MAX_CA_REQUEST_ID_CHARS = 255
 #: HRESULTs that mean "the CA cannot answer now", not "the CA refused".
 TRANSIENT = frozenset(
     {
@@ -96,6 +110,7 @@ class MSCESConnector:
         self._journal: IssuanceJournal = context.journal
         self._client = SOAPClient(self.settings)
         self._chain: tuple[x509.Certificate, ...] = ()
+        self._foreign_references: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -141,8 +156,10 @@ class MSCESConnector:
         return outcome
 
     async def poll(self, ca_request_id: str) -> ConnectorOutcome:
-        """QueryTokenStatus for a request the CA put under submission."""
-        return await self._call(TokenRequest(REQUEST_QUERY, request_id=ca_request_id), None)
+        """QueryTokenStatus (MS-WSTEP §3.1.4.2.1.2) for a request the CA put under submission,
+        with the ``RequestID`` recorded at submission (a number; an older UUID verbatim)."""
+        request = TokenRequest(REQUEST_QUERY, request_id=ca_request_id)
+        return await self._call(request, None, polled=ca_request_id)
 
     async def revoke(self, serial: int, reason: RevocationReason, when: datetime) -> None:
         """MS-WSTEP has no revocation operation: revoke on the CA itself."""
@@ -193,7 +210,9 @@ class MSCESConnector:
     def _password(self) -> str | None:
         return self.settings.password if self.settings.auth is AuthMode.USERNAME else None
 
-    async def _call(self, request: TokenRequest, request_id: str | None) -> ConnectorOutcome:
+    async def _call(
+        self, request: TokenRequest, request_id: str | None, *, polled: str | None = None
+    ) -> ConnectorOutcome:
         started = time.perf_counter()
         body = build_envelope(
             ACTION_RST,
@@ -207,8 +226,13 @@ class MSCESConnector:
         try:
             reply = parse_reply(data)
         except BadRequest as exc:
+            if status >= 500:  # a proxy's or a failing server's garbled error page: try later
+                raise CAUnavailable(
+                    f"CES answered HTTP {status} with a malformed body: {exc.detail}",
+                    self.settings.retry_after,
+                ) from None
             raise ConnectorError(f"CES sent a malformed answer: {exc.detail}") from None
-        outcome = self._outcome(reply)
+        outcome = self._outcome(reply, polled)
         log.info(
             "ces %s %s -> %s (HTTP %d, %.1f ms)",
             "poll" if request.is_query else "submit",
@@ -219,7 +243,9 @@ class MSCESConnector:
         )
         return outcome
 
-    def _outcome(self, reply: TokenResponse | EnrollmentFault) -> ConnectorOutcome:
+    def _outcome(
+        self, reply: TokenResponse | EnrollmentFault, polled: str | None
+    ) -> ConnectorOutcome:
         if isinstance(reply, EnrollmentFault):
             return self._fault(reply)
         if reply.certificate is not None:
@@ -228,9 +254,35 @@ class MSCESConnector:
             except ValueError:
                 raise ConnectorError("CES returned an unparseable certificate") from None
             return Issued(leaf, self._issuer_chain(leaf, reply.pkcs7))
-        if not reply.request_id:
+        return self._pending(reply, polled)
+
+    def _pending(self, reply: TokenResponse, polled: str | None) -> ConnectorPending:
+        """A pending answer (MS-WSTEP §3.1.4.2.1.1): keep the CA's ``RequestID`` to poll with.
+        A poll keeps the id it asked with, the one the store holds (a server may answer a
+        legacy id's poll with the request's new number; the old one found it, and still will)."""
+        if polled is not None:
+            wire_id = polled
+        elif reply.request_id:
+            wire_id = ca_request_id(reply.request_id)
+        else:
             raise ConnectorError("CES answered neither a certificate nor a RequestID")
-        return ConnectorPending(reply.request_id, self.settings.retry_after)
+        if reply.reference:
+            self._note_reference(reply.reference)
+        return ConnectorPending(wire_id, self.settings.retry_after)
+
+    def _note_reference(self, reference: str) -> None:
+        """Log once per origin when a pending answer names another endpoint to poll: the
+        connector polls its configured ``url`` (its credentials never go elsewhere)."""
+        origin = _origin(reference)
+        if origin == _origin(self.settings.url) or origin in self._foreign_references:
+            return
+        self._foreign_references.add(origin)
+        log.warning(
+            "connector %s: CES names %s to poll pending requests; polling %s instead",
+            self.name,
+            reference[:200],
+            self.settings.url,
+        )
 
     def _issuer_chain(
         self, leaf: x509.Certificate, pkcs7: bytes | None
@@ -266,6 +318,34 @@ class MSCESConnector:
         if fault.hresult in TRANSIENT:
             raise CAUnavailable(f"CA unavailable: {detail}", self.settings.retry_after)
         return Denied(ErrorCode.CA_DENIED.value, detail, "ca")
+
+
+def ca_request_id(text: str) -> str:
+    """A CES ``RequestID`` as recorded for polling: AD CS's decimal row id (1..2**32-1) without
+    leading zeros, or another CA's opaque id (an older certgate's UUID) verbatim.
+
+    :class:`ConnectorError` for anything the store could not keep or a poll could not send
+    back: empty, longer than 255 characters, not printable ASCII, or a number out of range."""
+    wire = text.strip()
+    if wire.isascii() and wire.isdigit():
+        number = int(wire)
+        if 0 < number <= MAX_ADCS_REQUEST_ID:
+            return str(number)
+        raise ConnectorError(f"CES sent RequestID {wire[:40]!r}, outside 1..{MAX_ADCS_REQUEST_ID}")
+    if not wire or len(wire) > MAX_CA_REQUEST_ID_CHARS or not wire.isascii():
+        raise ConnectorError(f"CES sent an unusable RequestID {wire[:40]!r}")
+    if not wire.isprintable() or any(c.isspace() for c in wire):
+        raise ConnectorError(f"CES sent an unusable RequestID {wire[:40]!r}")
+    return wire
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    except ValueError:  # a port that is no number: compare the text
+        return url
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _describe(fault: TokenResponse | EnrollmentFault) -> str:

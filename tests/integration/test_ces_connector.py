@@ -20,7 +20,7 @@ from backends.ms_ces import MSCESConnector
 from gateway.errors import CAUnavailable, ConfigError, ConnectorError
 from gateway.model import ConnectorPending, Denied, IssuancePlan, Issued
 from gateway.ports import ConnectorContext
-from gateway.wstep_messages import parse_envelope, parse_request
+from gateway.wstep_messages import TokenResponse, build_response, parse_envelope, parse_request
 from tests.helpers import free_port, make_csr
 from tests.wstep_helpers import VECTORS
 
@@ -43,6 +43,8 @@ class FakeCES:
     reply: tuple[str, int] = ("rstrc_issued.xml", 200)
     delay: float = 0.0
     plain: tuple[int, str] | None = None
+    #: a built answer instead of a fixture (body, status)
+    answer: tuple[bytes, int] | None = None
     seen: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     peers: list[object] = field(default_factory=list)
 
@@ -54,6 +56,10 @@ class FakeCES:
             await asyncio.sleep(self.delay)
         if self.plain is not None:
             return web.Response(status=self.plain[0], text=self.plain[1])
+        if self.answer is not None:
+            return web.Response(
+                body=self.answer[0], status=self.answer[1], content_type="application/soap+xml"
+            )
         name, status = self.reply
         return web.Response(
             body=(VECTORS / name).read_bytes(), status=status, content_type="application/soap+xml"
@@ -189,6 +195,95 @@ async def test_pending_gives_the_ces_request_id_and_poll_queries_it(
     assert query.is_query and query.request_id == "65"
 
 
+def adcs_pending(request_id: str, reference: str | None) -> bytes:
+    """A pending answer shaped as AD CS shapes it (MS-WSTEP §3.1.4.1.3.2, §4)."""
+    return build_response(
+        TokenResponse(request_id, "Taken Under Submission", reference=reference),
+        relates_to="urn:uuid:00000000-0000-4000-8000-000000000001",
+    )
+
+
+async def test_adcs_pending_answer_is_recorded_by_number_and_polled_at_the_configured_url(
+    ces: tuple[FakeCES, int],
+) -> None:
+    fake, port = ces
+    url = f"http://127.0.0.1:{port}/CES"
+    fake.answer = (adcs_pending("4711", url), 200)
+    conn = connector(port)
+    await conn.start()
+    try:
+        pending = await conn.submit(plan())
+        assert pending == ConnectorPending("4711", 7)
+        still = await conn.poll("4711")  # still under submission
+        assert still == ConnectorPending("4711", 7)
+        fake.answer = None
+        issued = await conn.poll("4711")
+    finally:
+        await conn.close()
+    assert isinstance(issued, Issued) and len(fake.seen) == 3
+    for _, body in fake.seen[1:]:
+        query = parse_request(parse_envelope(body))
+        assert query.is_query and query.request_id == "4711"
+        assert parse_envelope(body).to == url
+
+
+async def test_a_reference_to_another_origin_is_logged_and_never_sent_credentials(
+    ces: tuple[FakeCES, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, port = ces
+    fake.answer = (adcs_pending("12", "https://elsewhere.example/CES"), 200)
+    conn = connector(port)
+    await conn.start()
+    try:
+        with caplog.at_level("WARNING", logger="certgate.connector.ms_ces"):
+            assert await conn.submit(plan()) == ConnectorPending("12", 7)
+            assert await conn.poll("12") == ConnectorPending("12", 7)
+    finally:
+        await conn.close()
+    assert len(fake.seen) == 2  # both calls reached the configured endpoint
+    warnings = [r.getMessage() for r in caplog.records if "elsewhere.example" in r.getMessage()]
+    assert len(warnings) == 1 and f"127.0.0.1:{port}/CES" in warnings[0]
+
+
+async def test_legacy_string_ids_are_kept_and_polled_verbatim(ces: tuple[FakeCES, int]) -> None:
+    fake, port = ces
+    legacy = "0b9f3c52-6a8e-4f0e-9d43-3f8f2a1d7c10"  # what certgate's CES answered before
+    fake.answer = (adcs_pending(legacy, None), 200)
+    assert await _run(port, lambda c: c.submit(plan())) == ConnectorPending(legacy, 7)
+    fake.answer = None
+    assert isinstance(await _run(port, lambda c: c.poll(legacy)), Issued)
+    assert parse_request(parse_envelope(fake.seen[-1][1])).request_id == legacy
+
+
+async def test_a_number_with_leading_zeros_is_recorded_as_the_number(
+    ces: tuple[FakeCES, int],
+) -> None:
+    fake, port = ces
+    fake.answer = (adcs_pending("0065", None), 200)
+    assert await _run(port, lambda c: c.submit(plan())) == ConnectorPending("65", 7)
+
+
+@pytest.mark.parametrize("wire", ["0", "4294967296", "x" * 256, "a b", "\u00e9t\u00e9"])
+async def test_an_unusable_request_id_is_a_connector_error(
+    ces: tuple[FakeCES, int], wire: str
+) -> None:
+    fake, port = ces
+    fake.answer = (adcs_pending(wire, None), 200)
+    with pytest.raises(ConnectorError, match="RequestID"):
+        await _run(port, lambda c: c.submit(plan()))
+
+
+@pytest.mark.parametrize(("status", "error"), [(500, CAUnavailable), (200, ConnectorError)])
+async def test_a_malformed_soap_body_is_transient_only_with_a_server_error_status(
+    ces: tuple[FakeCES, int], status: int, error: type[Exception]
+) -> None:
+    fake, port = ces
+    fake.answer = (b"<s:Envelope xmlns:s='http://www.w3.org/2003/05/soap-envelope'>", status)
+    with pytest.raises(error, match="malformed"):
+        await _run(port, lambda c: c.submit(plan()))
+
+
+@pytest.mark.parametrize("status", [500, 400])  # AD CS/WCF: 500; older certgate CES: 400
 @pytest.mark.parametrize(
     ("fixture", "name"),
     [
@@ -198,22 +293,23 @@ async def test_pending_gives_the_ces_request_id_and_poll_queries_it(
     ],
 )
 async def test_ca_refusals_become_ca_denied_with_the_decoded_hresult(
-    ces: tuple[FakeCES, int], fixture: str, name: str
+    ces: tuple[FakeCES, int], fixture: str, name: str, status: int
 ) -> None:
     fake, port = ces
-    fake.reply = (fixture, 500)
+    fake.reply = (fixture, status)
     outcome = await _run(port, lambda c: c.submit(plan()))
     assert isinstance(outcome, Denied)
     assert outcome.code == "ca-denied" and outcome.rule == "ca"
     assert outcome.detail.startswith(name)
 
 
+@pytest.mark.parametrize("status", [500, 400])
 @pytest.mark.parametrize("fixture", ["fault_ca_unavailable.xml", "fault_internal_service.xml"])
 async def test_transient_faults_become_ca_unavailable_with_the_retry_hint(
-    ces: tuple[FakeCES, int], fixture: str
+    ces: tuple[FakeCES, int], fixture: str, status: int
 ) -> None:
     fake, port = ces
-    fake.reply = (fixture, 500)
+    fake.reply = (fixture, status)
     with pytest.raises(CAUnavailable) as info:
         await _run(port, lambda c: c.submit(plan()))
     assert info.value.retry_after == 7
