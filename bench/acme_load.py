@@ -510,6 +510,7 @@ def main() -> None:
     )
     parser.add_argument("--pebble-flows", type=int, default=150)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the results here (bench/charts.py)")
     args = parser.parse_args()
     no_verify = ssl.create_default_context()
     no_verify.check_hostname = False
@@ -547,6 +548,14 @@ def main() -> None:
         f"certgate c=16 / pebble c=1: {results['certgate c=16']['rate'] / base:.2f}x"
         " (target >= 3.5)"
     )
+    if args.json:
+        from charts import write_result  # bench/charts.py, beside this script
+
+        rows = [
+            {"label": name, "rate": r["rate"], "p50_ms": r["p50"], "p99_ms": r["p99"]}
+            for name, r in results.items()
+        ]
+        write_result(args.json, "acme_load", "complete issuance flows/s", rows)
 
 
 if __name__ == "__main__":

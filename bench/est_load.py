@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="measured enrollments per run")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--json", type=Path, help="also write the results here (bench/charts.py)")
     args = parser.parse_args()
     from cryptography.hazmat.primitives import serialization
 
@@ -197,6 +198,15 @@ def main() -> None:
     if 1 in results:
         verdict = "met" if results[1][0] / crypto >= 0.4 else "NOT met"
         print(f"target (workers=1 >= 0.40 x crypto-only): {verdict}")
+    if args.json:
+        from charts import write_result  # bench/charts.py, beside this script
+
+        rows = [
+            {"label": f"certgate workers={w}", "rate": r, "p50_ms": p50, "p99_ms": p99}
+            for w, (r, p50, p99) in results.items()
+        ]
+        ref = [{"label": "crypto-only, one core", "rate": crypto}]
+        write_result(args.json, "est_load", "enrollments/s", rows, ref)
 
 
 if __name__ == "__main__":

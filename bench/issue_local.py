@@ -289,6 +289,7 @@ def main() -> None:
         default="on",
         help="off: the service without rule key-weak (PolicyEngine(weak_key_checks=False))",
     )
+    parser.add_argument("--json", type=Path, help="also write the results here (bench/charts.py)")
     args = parser.parse_args()
     pin(args.cores)
     # separate CSR objects: cryptography caches what it parsed, so the service must not
@@ -327,6 +328,13 @@ def main() -> None:
         f"rule key-weak alone: {rule_us:8.1f} us CPU per CSR "
         f"({rule_us / per_issuance_us:.1%} of one issuance's CPU here)"
     )
+    if args.json:
+        from charts import write_result  # bench/charts.py, beside this script
+
+        label = f"service, c={args.concurrency}, {args.key}"
+        rows = [{"label": label, "rate": s_rates[1]}]
+        ref = [{"label": "crypto-only (verify + sign)", "rate": c_rates[1]}]
+        write_result(args.json, "issue_local", "per CPU second, one core", rows, ref)
 
 
 if __name__ == "__main__":
