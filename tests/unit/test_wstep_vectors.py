@@ -110,10 +110,13 @@ def test_issued_fixture_yields_leaf_chain_and_request_id() -> None:
     _validate(WST, vector("rstrc_issued.xml"))
 
 
-def test_pending_fixture_has_request_id_and_no_token() -> None:
+def test_pending_fixture_has_request_id_the_poll_reference_and_no_token() -> None:
     reply = parse_reply(vector("rstrc_pending.xml"))
     assert isinstance(reply, TokenResponse) and not reply.issued
     assert (reply.request_id, reply.disposition_message) == ("65", "Taken Under Submission")
+    assert (
+        reply.reference == "https://ces.example.com/Example-CA_CES_UsernamePassword/service.svc/CES"
+    )
     _validate(WST, vector("rstrc_pending.xml"))
 
 
