@@ -2,9 +2,11 @@
 
 The CES connector decodes a fault's ``ErrorCode`` into ``NAME (0x8009....): message`` for
 the denial it records; the CES front-end picks the code Windows clients understand for each
-certgate error. The values are from the Windows SDK's ``winerror.h`` (the ``CERTSRV_E_*``
-facility-11 range 0x80094001..0x80094812, ``CRYPT_E_ASN1_*``, and generic codes); the
-messages are certgate's short paraphrases.
+certgate error. Names and values are those of the Windows SDK's ``shared/winerror.h``
+(checked against the 10.0.22621 header: the ``CERTSRV_E_*`` codes 0x80094001..0x80094821 of
+FACILITY_SECURITY (9), ``CRYPT_E_ASN1_*`` 0x8009310x, the generic ``E_*`` codes, and
+``RPC_S_SERVER_UNAVAILABLE`` = HRESULT_FROM_WIN32(1722)); the messages are certgate's short
+paraphrases. MS-WSTEP §3.1.4.1.2.x carries them as signed 32-bit decimals (``ErrorCode``).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ _TABLE = (
     HResult(0x80094802, "CERTSRV_E_TEMPLATE_CONFLICT", "conflicting template information"),
     HResult(0x80094803, "CERTSRV_E_SUBJECT_ALT_NAME_REQUIRED", "a subject alt name is required"),
     HResult(0x80094806, "CERTSRV_E_BAD_RENEWAL_SUBJECT", "the renewal subject differs"),
-    HResult(0x80094807, "CERTSRV_E_BAD_TEMPLATEVERSION", "the template version is out of date"),
+    HResult(0x80094807, "CERTSRV_E_BAD_TEMPLATE_VERSION", "the template version is out of date"),
     HResult(0x80094811, "CERTSRV_E_KEY_LENGTH", "the key does not meet the template's policy"),
+    HResult(0x8009481E, "CERTSRV_E_INVALID_REQUESTID", "the request ID is not valid"),
 )
 
 BY_VALUE: dict[int, HResult] = {h.value: h for h in _TABLE}

@@ -1,7 +1,7 @@
 """aiohttp application factory: health, CA publication and the protocol sub-apps.
 
 Middleware order (outermost first): read timeouts (:mod:`gateway.server.listen`) -> request
-id -> access log -> error shield. The error shield turns anything unexpected into a terse 500
+id -> request metrics (:mod:`gateway.server.metrics`) -> access log -> error shield. The error shield turns anything unexpected into a terse 500
 without a traceback (the traceback goes to the log with the request id), and aiohttp's
 body-limit error into 413.
 """
@@ -24,6 +24,7 @@ from gateway.errors import CAUnavailable, CertgateError, ConfigError, NotFound
 from gateway.pkix import pem_chain
 from gateway.plugin import FrontEnd, Listener, ProtocolContext
 from gateway.server.listen import read_timeout_middleware
+from gateway.server.metrics import add_metrics_route, claim_routes, metrics_middleware
 from gateway.server.wiring import Components, build
 
 log = logging.getLogger("certgate.server")
@@ -212,6 +213,7 @@ async def create_app(config: Config, components: Components | None = None) -> we
         middlewares=[
             read_timeout_middleware,
             request_id_middleware,
+            metrics_middleware,
             access_log_middleware,
             error_middleware,
         ],
@@ -225,10 +227,12 @@ async def create_app(config: Config, components: Components | None = None) -> we
     app.router.add_get("/ca/issuing.crt", ca_issuer_der)
     app.router.add_get("/ca/root.pem", ca_root_pem)
     app.router.add_get("/ca/crl", ca_crl)
+    add_metrics_route(app, config.metrics)
 
     listeners: list[Listener] = []
     banner: list[tuple[str, str]] = []
     try:
+        claim_routes(app, "gateway")
         for name, front_end in load_front_ends(config):
             context = ProtocolContext(
                 name=name,
@@ -243,6 +247,7 @@ async def create_app(config: Config, components: Components | None = None) -> we
                 testing=config.testing,
             )
             listeners.extend(await front_end.setup(context, app))
+            claim_routes(app, name)
             banner.extend(context.banner)
     except BaseException:
         if owned:

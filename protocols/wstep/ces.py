@@ -11,7 +11,8 @@ answer carries the request's number (:mod:`protocols.wstep.numbers`) as ``Reques
 
 QueryTokenStatus (MS-WSTEP §3.1.4.2.1.2): the outcome of the caller's own earlier request, named
 by its number (or, for requests answered before numbers existed, by certgate's request id).
-Another caller's request and an unknown id get the same fault, so ids reveal nothing.
+Another caller's request and an unknown number get the same fault (CERTSRV_E_NO_REQUEST), so
+numbers reveal nothing; a RequestID that is no number gets CERTSRV_E_INVALID_REQUESTID.
 
 A renewal that cepces makes (``CERTMONGER_CERTIFICATE`` set: it only chooses a renewal endpoint
 and sends a bare PKCS#10) is a new request of the authenticated caller; only a CMS request
@@ -35,6 +36,7 @@ from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway import wstep_hresults as hr
 from gateway.errors import BadRequest, CertgateError, ErrorCode, NotFound
 from gateway.model import (
     CertificateStatus,
@@ -52,6 +54,7 @@ from gateway.plugin import ProtocolContext
 from gateway.policy import TEMPLATE_EXTENSION_OID, decode_template_extension
 from gateway.wstep_messages import (
     ACTION_RST,
+    EnrollmentFault,
     Envelope,
     TokenRequest,
     TokenResponse,
@@ -63,6 +66,7 @@ from protocols.wstep.errors import fault_for, fault_for_denial, fault_for_except
 from protocols.wstep.listeners import Listeners
 from protocols.wstep.numbers import RequestNumbers, parse_number
 from protocols.wstep.settings import WSTEPSettings
+from protocols.wstep.tables import MAX_REQUEST_NUMBER
 from protocols.wstep.transport import (
     SOAPFault,
     bad_request,
@@ -158,9 +162,13 @@ class CESHandler:
         requester: Requester,
     ) -> web.Response:
         wire_id = token_request.request_id or ""
-        request_id = await self.numbers.request_of(wire_id)
-        if request_id is None and parse_number(wire_id) is None and _LEGACY_ID.match(wire_id):
+        if parse_number(wire_id) is not None:
+            request_id = await self.numbers.request_of(wire_id)
+        elif _LEGACY_ID.match(wire_id):
             request_id = wire_id
+        else:
+            # Not a request number at all (AD CS ids are positive 32-bit numbers).
+            raise SOAPFault(_invalid_request_id(wire_id))
         record = await self.context.store.get_request(request_id) if request_id else None
         if (
             record is None
@@ -235,6 +243,16 @@ class CESHandler:
                 fault_for(ErrorCode.UNAUTHORIZED, "the certificate being renewed is not yours")
             )
         return signer
+
+
+def _invalid_request_id(wire_id: str) -> EnrollmentFault:
+    """CERTSRV_E_INVALID_REQUESTID (winerror.h 0x8009481E) for a RequestID that is no number."""
+    return EnrollmentFault(
+        code="Sender",
+        reason=f"RequestID {wire_id[:64]!r} is not a request number (1..{MAX_REQUEST_NUMBER})",
+        hresult=hr.code("CERTSRV_E_INVALID_REQUESTID"),
+        invalid_request=True,
+    )
 
 
 def _transaction_id(principal: str, supplied: str | None) -> str:

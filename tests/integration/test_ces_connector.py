@@ -287,7 +287,7 @@ async def test_a_malformed_soap_body_is_transient_only_with_a_server_error_statu
 @pytest.mark.parametrize(
     ("fixture", "name"),
     [
-        ("fault_bad_template_version.xml", "CERTSRV_E_BAD_TEMPLATEVERSION (0x80094807)"),
+        ("fault_bad_template_version.xml", "CERTSRV_E_BAD_TEMPLATE_VERSION (0x80094807)"),
         ("fault_enroll_denied.xml", "CERTSRV_E_ENROLL_DENIED (0x80094011)"),
         ("fault_restricted_officer.xml", "CERTSRV_E_RESTRICTEDOFFICER (0x80094009)"),
     ],

@@ -190,15 +190,23 @@ async def test_a_denied_request_polled_by_number_is_the_same_fault(client: Clien
     assert reply.request_id == str(number) and reply.hresult == hr.code("CERTSRV_E_ENROLL_DENIED")
 
 
-@pytest.mark.parametrize(
-    "wire_id", ["abc", "0", "-1", "4294967296", "2147483648", "1e3", " 7", "99999", "x" * 500]
-)
-async def test_unknown_or_non_numeric_ids_get_the_no_request_fault(
-    client: Client, wire_id: str
-) -> None:
+@pytest.mark.parametrize("wire_id", ["99999", "2147483647", str(uuid.UUID(int=7))])
+async def test_unknown_ids_get_the_no_request_fault(client: Client, wire_id: str) -> None:
     status, reply = await ces(client, rst(request_id=wire_id))
     assert status == 500 and isinstance(reply, EnrollmentFault)
     assert reply.hresult == hr.code("CERTSRV_E_NO_REQUEST") and reply.request_id is None
+
+
+@pytest.mark.parametrize(
+    "wire_id", ["abc", "0", "-1", "4294967296", "2147483648", "1e3", "٣", "x" * 500]
+)
+async def test_ids_that_are_no_request_number_get_the_invalid_request_id_fault(
+    client: Client, wire_id: str
+) -> None:
+    status, reply = await ces(client, rst(request_id=wire_id))
+    assert status == 500 and isinstance(reply, EnrollmentFault) and reply.code == "Sender"
+    assert reply.hresult == hr.code("CERTSRV_E_INVALID_REQUESTID") and reply.request_id is None
+    assert reply.invalid_request
 
 
 async def test_another_callers_number_is_answered_as_unknown(client: Client) -> None:

@@ -123,7 +123,7 @@ def test_pending_fixture_has_request_id_the_poll_reference_and_no_token() -> Non
 @pytest.mark.parametrize(
     ("name", "hresult", "request_id", "invalid"),
     [
-        ("fault_bad_template_version.xml", "CERTSRV_E_BAD_TEMPLATEVERSION", "368", True),
+        ("fault_bad_template_version.xml", "CERTSRV_E_BAD_TEMPLATE_VERSION", "368", True),
         ("fault_enroll_denied.xml", "CERTSRV_E_ENROLL_DENIED", "369", True),
         ("fault_restricted_officer.xml", "CERTSRV_E_RESTRICTEDOFFICER", "370", False),
         ("fault_ca_unavailable.xml", "RPC_S_SERVER_UNAVAILABLE", "371", False),
