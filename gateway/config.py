@@ -11,6 +11,7 @@ and validated by their packages when the composition root mounts them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "PROTOCOL_SECTIONS",
     "Config",
     "ConnectorConfig",
+    "MetricsConfig",
     "PollerConfig",
     "ServerConfig",
     "Table",
@@ -141,6 +143,27 @@ class TestingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: ``GET /metrics`` on the main listener, open to any peer unless ``allow``
+    lists networks (:mod:`gateway.server.metrics`)."""
+
+    enabled: bool = True
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+def _metrics(t: Table) -> MetricsConfig:
+    allow = []
+    for key, text in t.str_items("allow"):
+        try:
+            allow.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            t.fail(key, f"{text!r} is not an IP address or network (e.g. '10.0.0.0/8')")
+    config = MetricsConfig(enabled=t.bool("enabled", True), allow=tuple(allow))
+    t.finish()
+    return config
+
+
+@dataclass(frozen=True)
 class Config:
     file: str
     data_dir: Path
@@ -152,6 +175,9 @@ class Config:
     poller: PollerConfig
     testing: TestingConfig
     log_level: str = "INFO"
+    #: ``[logging] format``: "text" or "json" (one JSON object per line)
+    log_format: str = "text"
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -307,7 +333,11 @@ def parse_config(
     level = log_t.str("level", "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(file, "logging.level", "must be DEBUG, INFO, WARNING or ERROR")
+    log_format = log_t.str("format", "text")
+    if log_format not in ("text", "json"):
+        log_t.fail("format", f"must be 'text' or 'json', not {log_format!r}")
     log_t.finish()
+    metrics = _metrics(root.table("metrics"))
 
     protocols = {name: dict(root.table(name).data) for name in PROTOCOL_SECTIONS}
     root.finish()
@@ -323,5 +353,7 @@ def parse_config(
         poller=poller,
         testing=testing,
         log_level=level,
+        log_format=log_format,
+        metrics=metrics,
         protocols=MappingProxyType(protocols),
     )

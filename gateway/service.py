@@ -58,6 +58,7 @@ from gateway.model import (
     new_request_id,
     serial_hex,
 )
+from gateway.observability import events
 from gateway.pkix import load_csr, san_strings
 from gateway.policy import (
     PolicyDecision,
@@ -131,7 +132,9 @@ class EnrollmentService:
         conn = self._connector(name)
         if not isinstance(conn, CRLCapable):
             raise NotFound(f"connector {name!r} does not publish a CRL")
-        return await conn.crl(await self.store.revoked_certificates())
+        revoked = await self.store.revoked_certificates()
+        with events.connector_call(name, "crl"):
+            return await conn.crl(revoked)
 
     # -- enroll ----------------------------------------------------------------------------
 
@@ -166,7 +169,6 @@ class EnrollmentService:
         try:
             decision = await self._plan(request, request_id, approved=False)
         except PolicyDenied as denial:
-            log.info("request %s denied by rule %s: %s", request_id, denial.rule, denial.reason)
             return await self._store_denied(
                 _request_record(request_id, now, request),
                 request,
@@ -179,8 +181,12 @@ class EnrollmentService:
             if not created:
                 return await self._resume(stored, request)
             await self.store.set_pending(stored.id, PendingReason.APPROVAL)
-            return Pending(stored.id, APPROVAL_RETRY_AFTER, PendingReason.APPROVAL)
-        result = signer.sign(decision.plan)
+            return events.settled(
+                stored, Pending(stored.id, APPROVAL_RETRY_AFTER, PendingReason.APPROVAL)
+            )
+        with events.connector_call(decision.plan.connector, "submit") as call:
+            result = signer.sign(decision.plan)
+            call.outcome(result)
         if isinstance(result, Denied):
             return await self._store_denied(
                 _request_record(request_id, now, request),
@@ -201,7 +207,7 @@ class EnrollmentService:
             # A concurrent duplicate of this transaction was stored first: ours is discarded
             # unseen and the client gets the recorded outcome, never a second certificate.
             return await self._resume(stored, request)
-        return result
+        return events.settled(issued, result)
 
     async def _plan(
         self, request: EnrollmentRequest, request_id: str, *, approved: bool
@@ -236,7 +242,7 @@ class EnrollmentService:
         )
         if not created:
             return await self._resume(stored, request)
-        return denied
+        return events.settled(stored, denied)
 
     async def _resume(self, stored: RequestRecord, request: EnrollmentRequest) -> Outcome:
         if stored.spki_sha256 != request.spki_sha256:
@@ -258,17 +264,21 @@ class EnrollmentService:
             await self.store.set_denied(
                 stored.id, ErrorCode.POLICY_DENIED.value, denial.reason, denial.rule
             )
-            log.info("request %s denied by rule %s: %s", stored.id, denial.rule, denial.reason)
-            return Denied(ErrorCode.POLICY_DENIED.value, denial.reason, denial.rule)
+            denied = Denied(ErrorCode.POLICY_DENIED.value, denial.reason, denial.rule)
+            return events.settled(stored, denied)
         if decision.needs_approval:
             await self.store.set_pending(stored.id, PendingReason.APPROVAL)
-            return Pending(stored.id, APPROVAL_RETRY_AFTER, PendingReason.APPROVAL)
+            return events.settled(
+                stored, Pending(stored.id, APPROVAL_RETRY_AFTER, PendingReason.APPROVAL)
+            )
         return await self._submit(stored, decision.plan)
 
     async def _submit(self, stored: RequestRecord, plan: IssuancePlan) -> Outcome:
         connector = self._connector(plan.connector)
         try:
-            result = await connector.submit(plan)
+            with events.connector_call(plan.connector, "submit") as call:
+                result = await connector.submit(plan)
+                call.outcome(result)
         except CAUnavailable as exc:
             await self.store.set_pending(
                 stored.id,
@@ -276,9 +286,10 @@ class EnrollmentService:
                 connector=plan.connector,
                 next_poll_at=self.clock.now() + timedelta(seconds=exc.retry_after),
             )
-            return Pending(stored.id, exc.retry_after, PendingReason.CA)
+            return events.settled(stored, Pending(stored.id, exc.retry_after, PendingReason.CA))
         except ConnectorError as exc:
             await self.store.set_failed(stored.id, exc.detail)
+            events.failed(stored, exc.detail)
             raise
         if "crash_after_ca_submit" in self._faults:
             # [testing] fault injection: die after the CA acted, before the outcome is stored.
@@ -295,7 +306,7 @@ class EnrollmentService:
         if isinstance(result, Issued):
             cert_record = self._inventory_record(stored, result, template_major)
             await self.store.record_issued(stored.id, cert_record, supersedes=stored.prior_serial)
-            return result
+            return events.settled(stored, result)
         if isinstance(result, ConnectorPending):
             await self.store.set_pending(
                 stored.id,
@@ -304,9 +315,9 @@ class EnrollmentService:
                 ca_request_id=result.ca_request_id,
                 next_poll_at=self.clock.now() + timedelta(seconds=result.retry_after),
             )
-            return Pending(stored.id, result.retry_after, PendingReason.CA)
+            return events.settled(stored, Pending(stored.id, result.retry_after, PendingReason.CA))
         await self.store.set_denied(stored.id, ErrorCode.CA_DENIED.value, result.detail, "ca")
-        return Denied(ErrorCode.CA_DENIED.value, result.detail, "ca")
+        return events.settled(stored, Denied(ErrorCode.CA_DENIED.value, result.detail, "ca"))
 
     def _inventory_record(
         self,
@@ -419,10 +430,10 @@ class EnrollmentService:
 
     async def deny(self, request_id: str, actor: str, reason: str) -> Outcome:
         """Refuse a pending-approval request."""
-        await self._awaiting_approval(request_id)
+        stored = await self._awaiting_approval(request_id)
         detail = f"denied by a certificate manager ({actor})" + (f": {reason}" if reason else "")
         await self.store.set_denied(request_id, ErrorCode.POLICY_DENIED.value, detail, "manager")
-        return Denied(ErrorCode.POLICY_DENIED.value, detail, "manager")
+        return events.settled(stored, Denied(ErrorCode.POLICY_DENIED.value, detail, "manager"))
 
     async def withdraw(self, request_id: str, actor: str, superseded_by: str) -> Outcome:
         """The requester gave up on a request awaiting approval and asked again
@@ -466,7 +477,8 @@ class EnrollmentService:
             raise Conflict(f"certificate {serial} is already revoked")
         now = self.clock.now()
         connector = self._connector(await self._issuing_connector(record))
-        await connector.revoke(int(record.serial, 16), reason, now)
+        with events.connector_call(connector.name, "revoke"):
+            await connector.revoke(int(record.serial, 16), reason, now)
         revoked = await self.store.revoke_certificate(record.serial, reason, now)
         await self.store.audit(
             "certificate.revocation-requested",
@@ -548,7 +560,9 @@ class EnrollmentService:
         if stored.state is RequestState.PENDING and stored.ca_request_id:
             connector = self._connector(stored.connector or next(iter(self.connectors)))
             try:
-                result = await connector.poll(stored.ca_request_id)
+                with events.connector_call(connector.name, "poll") as call:
+                    result = await connector.poll(stored.ca_request_id)
+                    call.outcome(result)
             except CAUnavailable:
                 return  # the lease already pushed next_poll_at ahead
             await self._record(stored, connector.name, result)

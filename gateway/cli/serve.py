@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 from collections.abc import Callable
 
 from gateway.cli.common import SubParsers
@@ -31,5 +30,7 @@ def run(config: Config, args: argparse.Namespace, once_bound: Callable[[], None]
             config.server.port if args.port is None else args.port,
         )
         config = dataclasses.replace(config, server=server)
-    logging.getLogger().setLevel(config.log_level)
+    from gateway.observability.logs import configure_logging
+
+    configure_logging(config.log_level, config.log_format)
     return serve(config, workers=args.workers, once_bound=once_bound)

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway.config import DEFAULTS, Config, ServerConfig, load_config
+from gateway.observability.logs import configure_logging
+from gateway.observability.metrics import prepare_multiprocess
 from gateway.pkix import fingerprint
 from gateway.server.app import BANNER, LISTENERS, create_app
 from gateway.server.listen import (
@@ -173,10 +175,7 @@ def _worker(file: str, data_dir: Path, server: ServerConfig) -> None:
     # Configs hold read-only mappings that do not pickle: each worker re-reads the file.
     path = None if file == DEFAULTS else Path(file)
     config = dataclasses.replace(load_config(path, data_dir=data_dir), server=server)
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format, process_id=True)
     code = run_loop(_serve_async(config, reuse_port=True, announce=None))
     if code:
         sys.exit(code)
@@ -212,6 +211,7 @@ def serve(config: Config, *, workers: int = 1, once_bound: Callable[[], None] | 
         return run_loop(_serve_async(config, reuse_port=False, announce=fp, sockets=sockets))
     for sock in sockets:  # each worker binds its own socket to the port (SO_REUSEPORT)
         sock.close()
+    prepare_multiprocess()  # the workers' metrics are summed through a directory of this run
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = [
         ctx.Process(

@@ -27,6 +27,7 @@ from aiohttp.typedefs import Handler as AioHandler
 from aiohttp.typedefs import Middleware
 
 from gateway.errors import CertgateError, ErrorCode
+from gateway.observability.events import protocol_refusal
 from protocols.est.context import EstContext, Refusal
 from protocols.est.handlers.enroll import simpleenroll, simplereenroll
 from protocols.est.handlers.publish import cacerts, csrattrs
@@ -103,6 +104,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             ErrorCode.INTERNAL,
             f"internal error (request id {request.get('request_id')})",
             realm=realm,
+        )
+    if reply.status in (401, 403):
+        protocol_refusal(
+            "est",
+            str(reply.status),
+            reply.body.decode("utf-8", "replace").strip(),
+            path=request.path,
+            peer=_peer(request),
+            http_request_id=request.get("request_id"),
         )
     return web.Response(
         status=reply.status,

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.errors import CertgateError, ErrorCode, StoreUnavailable
 from gateway.model import Denied, Issued, Outcome, Pending, serial_hex
+from gateway.observability.events import protocol_refusal
 from gateway.pkix import cms
 from protocols.scep import enrollment, lookup
 from protocols.scep.config import Endpoint
@@ -75,12 +76,13 @@ async def pki_operation(scep: Scep, endpoint: Endpoint, der: bytes) -> bytes:
     if refused and message.message_type in _ENROLL_TYPES:
         await _audit_refusal(scep, endpoint, message, reply)
     if reply.status is PKIStatus.FAILURE:
-        log.info(
-            "scep %s: transaction %r failed: failInfo %s (%s)",
-            endpoint.name,
-            message.transaction_id,
+        protocol_refusal(
+            "scep",
             reply.fail_info.name if reply.fail_info is not None else "-",
-            reply.fail_text,
+            reply.fail_text or "",
+            endpoint=endpoint.name,
+            transaction_id=message.transaction_id,
+            message_type=message.message_type,
         )
     signer = scep.signing(endpoint)
     return cert_rep(reply, signer.certificate, signer.key)

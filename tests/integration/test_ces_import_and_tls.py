@@ -135,9 +135,10 @@ def test_client_certificate_issued_by_b_authenticates_as_its_owner(tmp_path: Pat
     with serving(b_cfg, b_port):
         key = ec_key()
         csr = make_csr(key, cn="device-1", dns=("device-1.example",))
+        url = f"https://127.0.0.1:{b_tls}/wstep/CES"
+        # The password goes over TLS only (B refuses a UsernameToken over plain HTTP).
         status, body = post(
-            f"http://127.0.0.1:{b_port}/wstep/CES",
-            rst(csr.public_bytes(Encoding.DER), template="device"),
+            url, rst(csr.public_bytes(Encoding.DER), template="device"), cafile=cafile
         )
         reply = parse_reply(body)
         assert status == 200 and isinstance(reply, TokenResponse) and reply.certificate
@@ -150,7 +151,6 @@ def test_client_certificate_issued_by_b_authenticates_as_its_owner(tmp_path: Pat
                 Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
-        url = f"https://127.0.0.1:{b_tls}/wstep/CES"
         second = make_csr(cn="device-1", dns=("device-1.example",)).public_bytes(Encoding.DER)
         no_password = rst(second, template="device", username=None, password=None)
         status, body = _tls_post(url, no_password, cafile, cert_path, key_path)
@@ -158,8 +158,12 @@ def test_client_certificate_issued_by_b_authenticates_as_its_owner(tmp_path: Pat
         assert status == 200 and isinstance(issued, TokenResponse) and issued.issued
         status, body = _tls_post(url, no_password, cafile, None, None)
         refused = parse_reply(body)
-        assert status == 400 and isinstance(refused, EnrollmentFault)
-        _, shown = certgate_json(b_cfg, "requests", "show", issued.request_id)
+        # WCF's (and so AD CS's) status for every SOAP fault, which clients read the fault from
+        assert status == 500 and isinstance(refused, EnrollmentFault)
+        assert issued.request_id.isdigit()  # AD CS-style number, not certgate's request id
+        serial = format(x509.load_der_x509_certificate(issued.certificate).serial_number, "x")
+        _, cert = certgate_json(b_cfg, "certs", "show", serial)
+        _, shown = certgate_json(b_cfg, "requests", "show", cert["request_id"])
         assert shown["requester"]["principal"] == "gateway-a"
         assert shown["requester"]["auth_method"] == "tls-client-cert"
 

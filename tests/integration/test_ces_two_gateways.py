@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from gateway.wstep_messages import TokenResponse, parse_reply
 from tests.helpers import (
     TEMPLATES,
     certgate,
@@ -24,7 +25,7 @@ from tests.helpers import (
     make_csr,
     write_config,
 )
-from tests.wstep_helpers import PASSWORD, add_user, gateway_b_config, serving
+from tests.wstep_helpers import PASSWORD, add_user, gateway_b_config, post, rst, serving
 
 
 def _a_template(src: str, name: str, oid_suffix: int, adcs: str, **replace: str) -> str:
@@ -74,6 +75,8 @@ class TwoGateways:
         chain = tmp / "b-chain.pem"
         certgate("ca", "export", "-c", str(self.b_cfg), "-o", str(chain), check=True)
         ces = f"https://127.0.0.1:{self.b_tls}/wstep"
+        self.b_ces = f"{ces}/CES"
+        self.b_cafile = tmp / "b" / "tls" / "tls.crt"
         extra = f"""
             [connectors.ces]
             type = "ms_ces"
@@ -156,12 +159,22 @@ def test_pending_on_b_is_approved_by_b_cli_then_a_poller_completes(gateways: Two
         code, out = gateways.enroll("ces-approval", make_csr(cn="client-1", dns=("c1.example",)))
         assert code == 3 and out["reason"] == "ca", out
         a_id = out["request_id"]
+        # A recorded B's CES RequestID, a number as AD CS sends (its database row id) ...
+        _, a_pending = gateways.a("requests", "show", a_id)
+        number = a_pending["ca_request_id"]
+        assert number.isdigit() and 0 < int(number) < 2**32, a_pending
+        # ... and that number is what B answers QueryTokenStatus for: still under submission.
+        status, body = post(gateways.b_ces, rst(request_id=number), cafile=gateways.b_cafile)
+        still = parse_reply(body)
+        assert status == 200 and isinstance(still, TokenResponse), body[:300]
+        assert still.request_id == number and not still.issued and still.reference
         _, b_pending = gateways.b("requests", "list", "--state", "pending")
         assert isinstance(b_pending, list) and len(b_pending) == 1
         assert gateways.b_certificates() == []
         gateways.b("requests", "approve", b_pending[0]["id"])
-        shown = gateways.wait_a_state(a_id, "issued")
+        shown = gateways.wait_a_state(a_id, "issued")  # A's poller: QueryTokenStatus <number>
         assert shown["certificate_serial"] == gateways.b_certificates()[0]["serial"]
+        assert shown["ca_request_id"] == number
         assert "BEGIN CERTIFICATE" in shown["chain"]
 
 

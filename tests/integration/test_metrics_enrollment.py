@@ -1,0 +1,226 @@
+"""/metrics moves with enrollments (issue #15 item 4), in-process: the real app factory and
+service, EST reached as a trusted TLS-terminating proxy with HTTP Basic, and every scrape
+parsed with prometheus_client's own parser. Counters are per process and shared by every app in
+it, so each test compares a scrape after the action with one before it."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.config import load_config
+from gateway.server.app import LISTENERS, components_of, create_app
+from protocols.est.routes import EST_CONTEXT
+from tests.est_helpers import write_est_config
+from tests.helpers import free_port
+
+Client = Callable[[Any], Awaitable[Any]]
+PASSWORD = "correct horse battery staple"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def value(samples: Samples, metric: str, /, **labels: str) -> float:
+    """The sample's value; 0 for a labelled counter not yet incremented."""
+    return samples.get((metric, frozenset(labels.items())), 0.0)
+
+
+class H:
+    def __init__(self, client: Any, app: Any) -> None:
+        self.client, self.app = client, app
+
+    async def scrape(self) -> Samples:
+        r = await self.client.get("/metrics")
+        assert r.status == 200, await r.text()
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return parse(await r.text())
+
+    async def enroll(self, der: bytes, label: str = "", auth: dict[str, str] = AUTH) -> Any:
+        path = f"/.well-known/est/{label + '/' if label else ''}simpleenroll"
+        return await self.client.post(
+            path,
+            data=base64.b64encode(der),
+            headers={"Content-Type": "application/pkcs10", **auth},
+        )
+
+
+async def harness(tmp: Path, aiohttp_client: Client, extra: str = "") -> H:
+    tmp.mkdir(exist_ok=True)
+    cfg = write_est_config(
+        tmp,
+        est_port=free_port(),
+        est="""
+        trusted_proxies = ["127.0.0.1/32"]
+        [est.labels.approval]
+        template = "approval-required"
+        """,
+        extra=extra,
+    )
+    app = await create_app(load_config(cfg))
+    await app[EST_CONTEXT].state.add_user("alice", PASSWORD, (), replace=False)
+    return H(await aiohttp_client(app), app)
+
+
+@pytest.fixture
+async def h(tmp_path: Path, aiohttp_client: Client) -> H:
+    return await harness(tmp_path, aiohttp_client)
+
+
+def csr(cn: str, key: Any = None) -> bytes:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .sign(key, hashes.SHA256())
+    )
+    return request.public_bytes(serialization.Encoding.DER)
+
+
+async def test_an_est_issuance_counts_once_with_its_labels(h: H) -> None:
+    before = await h.scrape()
+    r = await h.enroll(csr("metrics-1"))
+    assert r.status == 200, await r.text()
+    after = await h.scrape()
+
+    def rose(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert rose("certgate_enrollments_total", protocol="est", template="device", outcome="issued")
+    assert rose(
+        "certgate_enrollments_total", protocol="est", template="device", outcome="issued"
+    ) == 1
+    assert rose(
+        "certgate_connector_calls_total", connector="local", operation="submit", result="issued"
+    ) == 1
+    assert rose(
+        "certgate_http_request_duration_seconds_count", protocol="est", operation="simpleenroll"
+    ) == 1
+    assert rose(
+        "certgate_http_responses_total", protocol="est", operation="simpleenroll", code="200"
+    ) == 1
+    assert rose("certgate_enrollments_total", protocol="est", template="device", outcome="denied") == 0
+
+
+async def test_a_policy_denial_counts_by_rule(h: H) -> None:
+    before = await h.scrape()
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    r = await h.enroll(csr("too-weak", weak))
+    assert r.status == 400, await r.text()
+    after = await h.scrape()
+    denied = {
+        dict(labels)["rule"]: v - before.get((name, labels), 0.0)
+        for (name, labels), v in after.items()
+        if name == "certgate_denials_total" and dict(labels)["protocol"] == "est"
+    }
+    assert {rule for rule, delta in denied.items() if delta} == {"rsa-key-size"}, denied
+    assert (
+        value(after, "certgate_enrollments_total", protocol="est", template="device", outcome="denied")
+        - value(before, "certgate_enrollments_total", protocol="est", template="device", outcome="denied")
+        == 1
+    )
+
+
+async def test_pending_requests_are_read_from_the_store(h: H) -> None:
+    labels = {"reason": "approval", "template": "approval-required"}
+    r = await h.enroll(csr("needs-approval"), label="approval")
+    assert r.status == 202, await r.text()
+    pending = await h.scrape()
+    assert value(pending, "certgate_pending_requests", **labels) == 1
+    assert value(pending, "certgate_store_up") == 1
+    request_id = (await components_of(h.app).store.list_requests())[0].id
+    await components_of(h.app).service.approve(request_id, "manager")
+    after = await h.scrape()
+    assert value(after, "certgate_pending_requests", **labels) == 0
+    issued = dict(protocol="est", template="approval-required", outcome="issued")
+    assert value(after, "certgate_enrollments_total", **issued) - value(
+        pending, "certgate_enrollments_total", **issued
+    ) == 1
+
+
+async def test_ca_and_listener_certificates_report_their_expiry(h: H) -> None:
+    samples = await h.scrape()
+    chain = await components_of(h.app).service.ca_chain()
+    now = datetime.now(UTC)
+    issuing = value(
+        samples, "certgate_certificate_expiry_seconds", kind="ca", name="local", role="issuing"
+    )
+    assert abs(issuing - (chain[0].not_valid_after_utc - now).total_seconds()) < 60
+    root = value(samples, "certgate_certificate_expiry_seconds", kind="ca", name="local", role="root")
+    assert abs(root - (chain[-1].not_valid_after_utc - now).total_seconds()) < 60
+    # The EST listener's server certificate (issued by the local CA into <data>/est/), as
+    # read from the SSLContext the listener serves with.
+    assert any(lst.name == "est" and lst.ssl_context for lst in h.app[LISTENERS])
+    data_dir = components_of(h.app).config.data_dir
+    served = x509.load_pem_x509_certificates((data_dir / "est" / "server.pem").read_bytes())[0]
+    listener = value(
+        samples, "certgate_certificate_expiry_seconds", kind="listener", name="est", role="server"
+    )
+    assert abs(listener - (served.not_valid_after_utc - now).total_seconds()) < 60
+
+
+async def test_labels_never_carry_the_raw_path(h: H) -> None:
+    await h.client.get("/.well-known/est/no-such-operation-xyz")
+    await h.client.get("/no/such/path-xyz")
+    text = await (await h.client.get("/metrics")).text()
+    assert "xyz" not in text
+    samples = parse(text)
+    assert value(
+        samples, "certgate_http_responses_total", protocol="est", operation="other", code="404"
+    ) >= 1
+    assert value(
+        samples, "certgate_http_responses_total", protocol="none", operation="unmatched", code="404"
+    ) >= 1
+
+
+async def test_an_est_401_is_logged_and_counted_without_the_password(
+    h: H, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "Tr0ub4dor&3-wrong"
+    bad = {"Authorization": "Basic " + base64.b64encode(f"alice:{wrong}".encode()).decode()}
+    before = await h.scrape()
+    with caplog.at_level(logging.DEBUG):
+        r = await h.enroll(csr("intruder"), auth=bad)
+    assert r.status == 401
+    after = await h.scrape()
+    refused = [rec for rec in caplog.records if rec.name == "certgate.est" and "401" in rec.getMessage()]
+    assert refused, [rec.getMessage() for rec in caplog.records]
+    fields = refused[0].certgate_fields  # type: ignore[attr-defined]
+    assert fields["code"] == "401" and fields["reason"]
+    assert wrong not in caplog.text and base64.b64encode(f"alice:{wrong}".encode()).decode() not in caplog.text
+    assert value(after, "certgate_protocol_refusals_total", protocol="est", code="401") - value(
+        before, "certgate_protocol_refusals_total", protocol="est", code="401"
+    ) == 1
+
+
+async def test_metrics_can_be_restricted_to_networks(tmp_path: Path, aiohttp_client: Client) -> None:
+    elsewhere = await harness(tmp_path / "a", aiohttp_client, '[metrics]\nallow = ["10.0.0.0/8"]\n')
+    r = await elsewhere.client.get("/metrics")
+    assert r.status == 403
+    assert "[metrics] allow" in await r.text()
+    loopback = await harness(tmp_path / "b", aiohttp_client, '[metrics]\nallow = ["127.0.0.1"]\n')
+    assert (await loopback.client.get("/metrics")).status == 200
+
+
+async def test_metrics_can_be_switched_off(tmp_path: Path, aiohttp_client: Client) -> None:
+    off = await harness(tmp_path, aiohttp_client, "[metrics]\nenabled = false\n")
+    assert (await off.client.get("/metrics")).status == 404
