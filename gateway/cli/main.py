@@ -108,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        before_config = getattr(args, "before_config", None)
+        if before_config is not None:  # `certgate init DIR` writes the site it then opens
+            before_config(args)
         config = load_config(args.config or default_config_path(), data_dir=args.data)
         if args.command == "serve":  # it binds its port before creating the data directory
             return serve.run(config, args, lambda: prepare_data_dir(config, args, create=True))

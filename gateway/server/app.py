@@ -1,9 +1,16 @@
 """aiohttp application factory: health, CA publication and the protocol sub-apps.
 
 Middleware order (outermost first): read timeouts (:mod:`gateway.server.listen`) -> request
-id -> request metrics (:mod:`gateway.server.metrics`) -> access log -> error shield. The error shield turns anything unexpected into a terse 500
-without a traceback (the traceback goes to the log with the request id), and aiohttp's
-body-limit error into 413.
+id -> request metrics (:mod:`gateway.server.metrics`) -> access log -> error shield -> device
+listener guard. The error shield turns anything unexpected into a terse 500 without a
+traceback (the traceback goes to the log with the request id), and aiohttp's body-limit error
+into 413.
+
+With ``[server.tls]`` the main listener speaks HTTPS (:mod:`gateway.server.tls`, certificate in
+``app[MAIN_TLS]``) and plain HTTP is served only for the paths devices fetch without TLS
+(:data:`DEVICE_PATHS`); every other path there answers 404 naming its https URL. The paths of
+a protocol that is switched off answer a short text/plain 404 saying which table and key
+switch it on (:mod:`gateway.server.switched_off`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import entry_points
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from cryptography.hazmat.primitives import serialization
 
 from gateway.config import Config
@@ -25,6 +33,8 @@ from gateway.pkix import pem_chain
 from gateway.plugin import FrontEnd, Listener, ProtocolContext
 from gateway.server.listen import read_timeout_middleware
 from gateway.server.metrics import add_metrics_route, claim_routes, metrics_middleware
+from gateway.server.switched_off import add_switched_off_routes
+from gateway.server.tls import ListenerCertificate
 from gateway.server.wiring import Components, build
 
 log = logging.getLogger("certgate.server")
@@ -181,9 +191,38 @@ async def ca_crl(request: web.Request) -> web.Response:
     return web.Response(body=crl, content_type="application/pkix-crl")
 
 
+#: Path prefixes served over plain HTTP beside a TLS main listener: SCEP (devices speak it
+#: over HTTP and protect it with CMS), the CA certificates and CRL (relying parties fetch AIA
+#: and CRL distribution points over HTTP, RFC 5280 §4.2.1.13), and the health checks.
+DEVICE_PATHS = ("/scep/", "/certsrv/mscep/", "/ca/")
+_DEVICE_EXACT = frozenset({"/scep", "/certsrv/mscep", "/healthz", "/readyz"})
+
+
+def device_listener_guard(external_url: str) -> Middleware:
+    """On plain-HTTP connections (the ``[server.plain]`` listener; every other listener of a
+    TLS gateway is TLS) only :data:`DEVICE_PATHS` are served."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        tls = transport.get_extra_info("ssl_object") if transport else None
+        path = request.path
+        if tls is None and not (path in _DEVICE_EXACT or path.startswith(DEVICE_PATHS)):
+            return web.Response(
+                status=404,
+                text=f"plain HTTP serves only SCEP, /ca/ and the health checks here; "
+                f"use {external_url.rstrip('/')}{path}\n",
+            )
+        return await handler(request)
+
+    return guard
+
+
 LISTENERS: web.AppKey[list[Listener]] = web.AppKey("listeners", list)
 #: The front-ends' ``(label, value)`` lines for the serve banner (ProtocolContext.banner).
 BANNER: web.AppKey[list[tuple[str, str]]] = web.AppKey("banner", list)
+#: The main listener's certificate and ``SSLContext`` (``[server.tls]``), else absent.
+MAIN_TLS: web.AppKey[ListenerCertificate] = web.AppKey("main_tls", ListenerCertificate)
 PROTOCOL_GROUP = "certgate.protocols"
 
 
@@ -218,6 +257,8 @@ async def create_app(config: Config, components: Components | None = None) -> we
             error_middleware,
         ],
     )
+    if config.server.tls is not None:
+        app.middlewares.append(device_listener_guard(config.server.external_url))
     app[ACCESS_LOG] = config.server.access_log
     app[HOLDER] = Holder()
     app[HOLDER].components = built
@@ -231,9 +272,16 @@ async def create_app(config: Config, components: Components | None = None) -> we
 
     listeners: list[Listener] = []
     banner: list[tuple[str, str]] = []
+    main_tls = None
     try:
+        if config.server.tls is not None:
+            main_tls = ListenerCertificate(config, built.service)
+            await main_tls.start()
+            app[MAIN_TLS] = main_tls
+        front_ends = load_front_ends(config)
+        add_switched_off_routes(app, config, {name for name, _ in front_ends})
         claim_routes(app, "gateway")
-        for name, front_end in load_front_ends(config):
+        for name, front_end in front_ends:
             context = ProtocolContext(
                 name=name,
                 settings=config.protocols[name],
@@ -258,18 +306,22 @@ async def create_app(config: Config, components: Components | None = None) -> we
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        poller = None
+        tasks = []
         if config.poller.enabled:
-            poller = asyncio.create_task(
-                built.service.run_poller(stop, config.poller.interval, config.poller.lease),
-                name="certgate-poller",
+            tasks.append(
+                asyncio.create_task(
+                    built.service.run_poller(stop, config.poller.interval, config.poller.lease),
+                    name="certgate-poller",
+                )
             )
+        if main_tls is not None:
+            tasks.append(asyncio.create_task(main_tls.run(stop), name="certgate-tls-renewal"))
         yield
         stop.set()
-        if poller is not None:
-            poller.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await poller
+                await task
         if owned:
             await built.close()
 
