@@ -278,7 +278,7 @@ class MSCESConnector:
             return
         self._foreign_references.add(origin)
         log.warning(
-            "connector %s: CES names %s to poll pending requests; polling %s instead",
+            "connector %s: CES names %r to poll pending requests; polling %s instead",
             self.name,
             reference[:200],
             self.settings.url,
