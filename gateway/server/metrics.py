@@ -106,7 +106,7 @@ def _peer_allowed(request: web.Request, config: MetricsConfig) -> bool:
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: every worker's counters and the scrape-time values."""
     # The shell's app keys, imported here: gateway.server.app imports this module.
-    from gateway.server.app import LISTENERS, components_of
+    from gateway.server.app import LISTENERS, MAIN_TLS, components_of
 
     app = request.app
     extra = [(lst.name, lst.ssl_context) for lst in app[LISTENERS] if lst.ssl_context is not None]
@@ -117,7 +117,8 @@ async def metrics(request: web.Request) -> web.Response:
         return web.Response(status=404, text="/metrics is served on the main listener only\n")
     if not _peer_allowed(request, app[METRICS_CONFIG]):
         return web.Response(status=403, text="/metrics: this address is not in [metrics] allow\n")
-    contexts = extra
+    main = app.get(MAIN_TLS)
+    contexts = ([("main", main.context)] if main is not None else []) + extra
     components = components_of(app)
     state = await scrape_state(
         now=datetime.now(UTC),
