@@ -23,13 +23,13 @@ SITE = "http://pki.example.test:8080"
 Client = Callable[[Any], Awaitable[Any]]
 
 
-def _config(tmp: Path, local: str = "", extra: str = "") -> Path:
+def _config(tmp: Path, local: str = "", extra: str = "", *, external_url: str = SITE) -> Path:
     cfg = tmp / "certgate.toml"
     cfg.write_text(
         textwrap.dedent(
             f"""
             [server]
-            external_url = "{SITE}"
+            external_url = "{external_url}"
             access_log = false
             [data]
             dir = "{tmp / "data"}"
@@ -195,3 +195,30 @@ async def test_only_the_first_connector_gets_the_site_urls(
     assert _ca_issuers(second[0]) == []
     published = (await components_of(app).service.ca_chain())[0]
     assert _ca_issuers(published) == [f"{SITE}/ca/root.pem"]
+
+
+async def test_with_tls_on_the_main_listener_the_urls_name_the_plain_listener(
+    tmp_path: Path, aiohttp_client: Client
+) -> None:
+    # The site `certgate init` writes: HTTPS main listener, plain HTTP beside it for /ca/.
+    cfg = _config(
+        tmp_path,
+        extra=f"""
+        [server.tls]
+        names = ["localhost"]
+        [server.plain]
+        port = 8080
+        external_url = "{SITE}"
+        """,
+        external_url="https://gw.example.test:8443",
+    )
+    app, client = await _app(cfg, aiohttp_client)
+    leaf = await _issue(app)
+    issuing = (await components_of(app).service.ca_chain())[0]
+    assert _ca_issuers(leaf) == [f"{SITE}/ca/issuing.crt"]
+    assert _crl_points(leaf) == [f"{SITE}/ca/crl"]
+    assert _ca_issuers(issuing) == [f"{SITE}/ca/root.pem"]
+    # The test client speaks plain HTTP: what the device listener serves, it serves here.
+    assert (await _fetch(client, _ca_issuers(leaf)[0]))[0] == "application/pkix-cert"
+    assert (await _fetch(client, _crl_points(leaf)[0]))[0] == "application/pkix-crl"
+    assert (await _fetch(client, _ca_issuers(issuing)[0]))[0] == "application/x-pem-file"
