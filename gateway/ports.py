@@ -39,6 +39,9 @@ class ConnectorContext:
     make ``submit`` idempotent per request id across crashes. ``publication_url`` is the base
     URL under which the gateway publishes this connector's CA certificates and CRL
     (``/ca/issuing.crt``, ``/ca/root.pem``, ``/ca/crl``), or ``None`` when it publishes none.
+    ``startup_warnings`` is false when an operator command, not a serving gateway, opens the
+    connector: advisories meant for the server's start-up log (such as a CA passphrase that was
+    generated, not configured) are then left out.
     """
 
     name: str
@@ -47,6 +50,7 @@ class ConnectorContext:
     journal: IssuanceJournal
     config_file: str = "certgate.toml"
     publication_url: str | None = None
+    startup_warnings: bool = True
 
 
 class CAConnector(Protocol):

@@ -91,12 +91,17 @@ def ca_directory(data_dir: Path, name: str) -> Path:
 
 
 def open_ca(
-    settings: LocalCASettings, data_dir: Path, root_urls: tuple[str, ...] = ()
+    settings: LocalCASettings,
+    data_dir: Path,
+    root_urls: tuple[str, ...] = (),
+    *,
+    warn: bool = True,
 ) -> CAMaterial:
     """Create the CA directory on first start (generate or import), then load it.
 
     ``root_urls`` go into a generated issuing CA's AIA caIssuers (where its root is
-    published); an imported or existing CA keeps the certificates it has."""
+    published); an imported or existing CA keeps the certificates it has. ``warn=False``: no
+    warning about a generated passphrase (operator commands; the server's start-up says it)."""
     directory = ca_directory(data_dir, settings.name)
     created = False
     if not directory.is_dir():
@@ -106,7 +111,7 @@ def open_ca(
                 for stale in data_dir.glob(f".{directory.name}.staging-*"):
                     shutil.rmtree(stale, ignore_errors=True)
                 created = _create(settings, directory, root_urls)
-    material = _load(settings, directory, created)
+    material = _load(settings, directory, created, warn)
     if not created and settings.import_source is not None:
         _check_same_import(settings, material)
     return material
@@ -273,10 +278,12 @@ def _adopt(settings: LocalCASettings, store: FileKeyStore) -> tuple[x509.Certifi
     return (cert, *imported.issuers)
 
 
-def _load(settings: LocalCASettings, directory: Path, created: bool) -> CAMaterial:
+def _load(
+    settings: LocalCASettings, directory: Path, created: bool, warn: bool = True
+) -> CAMaterial:
     passphrase = settings.passphrase
     if passphrase is None:
-        passphrase = _generated_passphrase(settings, directory)
+        passphrase = _generated_passphrase(settings, directory, warn)
     chain_path = directory / CHAIN_PEM
     try:
         chain = tuple(x509.load_pem_x509_certificates(chain_path.read_bytes()))
@@ -299,7 +306,7 @@ def _load(settings: LocalCASettings, directory: Path, created: bool) -> CAMateri
     return CAMaterial(directory, signer, chain, created)
 
 
-def _generated_passphrase(settings: LocalCASettings, directory: Path) -> bytes:
+def _generated_passphrase(settings: LocalCASettings, directory: Path, warn: bool) -> bytes:
     path = directory / PASSPHRASE_FILE
     try:
         passphrase = path.read_bytes().rstrip(b"\r\n")
@@ -311,7 +318,7 @@ def _generated_passphrase(settings: LocalCASettings, directory: Path) -> bytes:
         ) from None
     except OSError as exc:
         raise settings.error("passphrase", f"cannot read {path}: {exc.strerror}") from None
-    if directory not in _warned_generated:
+    if warn and directory not in _warned_generated:
         _warned_generated.add(directory)
         log.warning(
             "the CA keys in %s are encrypted with a generated passphrase stored beside them "

@@ -52,6 +52,7 @@ class LocalCA:
         )
         self._data_dir = context.data_dir
         self._publication_url = context.publication_url
+        self._startup_warnings = context.startup_warnings
         self._journal: IssuanceJournal = context.journal
         self._material: CAMaterial | None = None
         self._issuer: Issuer | None = None
@@ -67,7 +68,9 @@ class LocalCA:
         # issuing CA (cepces FETCH-ROOTS starts from the one CEP lists) can reach the root.
         # Only with the default AIA: configured aia_urls name the issuing CA, not the root.
         root_urls = self._published(None, ROOT_PATH) if self.settings.aia_urls is None else ()
-        material = await asyncio.to_thread(open_ca, self.settings, self._data_dir, root_urls)
+        material = await asyncio.to_thread(
+            open_ca, self.settings, self._data_dir, root_urls, warn=self._startup_warnings
+        )
         self._material = material
         self._issuer = Issuer(
             material.signer,

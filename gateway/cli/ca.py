@@ -1,60 +1,24 @@
-"""``certgate ca show|crl|export``: the CA chain and its CRL."""
+"""``certgate ca show|crl|export``: the CA chain and its CRL. Actions in
+:mod:`gateway.cli.actions.ca`."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from gateway.cli.common import EXIT_OK, SubParsers, command_group, emit, jsonable, pem
-from gateway.pkix import fingerprint, pem_chain
-from gateway.server.wiring import Components
+from gateway.cli.common import SubParsers, action, command_group, subcommand
 
-
-async def cmd_ca_show(c: Components, args: argparse.Namespace) -> int:
-    chain = await c.service.ca_chain()
-    data = [
-        {
-            "subject": cert.subject.rfc4514_string(),
-            "issuer": cert.issuer.rfc4514_string(),
-            "serial": format(cert.serial_number, "x"),
-            "not_before": cert.not_valid_before_utc,
-            "not_after": cert.not_valid_after_utc,
-            "sha256": fingerprint(cert),
-        }
-        for cert in chain
-    ]
-    human = "\n\n".join("\n".join(f"{k:11} {jsonable(v)}" for k, v in d.items()) for d in data)
-    emit(args, data, human)
-    return EXIT_OK
-
-
-async def cmd_ca_crl(c: Components, args: argparse.Namespace) -> int:
-    der = await c.service.crl()
-    if args.out:
-        Path(args.out).write_bytes(der)
-    else:
-        sys.stdout.buffer.write(der if args.der else pem("X509 CRL", der))
-    return EXIT_OK
-
-
-async def cmd_ca_export(c: Components, args: argparse.Namespace) -> int:
-    chain = pem_chain(await c.service.ca_chain())
-    if args.out:
-        Path(args.out).write_bytes(chain)
-    else:
-        sys.stdout.buffer.write(chain)
-    return EXIT_OK
+_ACTIONS = "gateway.cli.actions.ca"
 
 
 def register(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     """``certgate ca ...``."""
-    ca = command_group(sub, common, "ca", "the CA")
-    ca.add_parser("show", parents=[common]).set_defaults(func=cmd_ca_show)
-    crl = ca.add_parser("crl", parents=[common])
-    crl.add_argument("--out", "-o")
-    crl.add_argument("--der", action="store_true")
-    crl.set_defaults(func=cmd_ca_crl)
-    exp = ca.add_parser("export", parents=[common])
-    exp.add_argument("--out", "-o")
-    exp.set_defaults(func=cmd_ca_export)
+    ca = command_group(sub, common, "ca", "the CA: chain, CRL")
+    show = subcommand(ca, common, "show", "the CA chain: subjects, validity, SHA-256")
+    action(show, f"{_ACTIONS}:cmd_ca_show")
+    crl = subcommand(ca, common, "crl", "a fresh CRL (PEM, or DER with --der)")
+    crl.add_argument("--out", "-o", help="write it here instead of stdout")
+    crl.add_argument("--der", action="store_true", help="DER instead of PEM")
+    action(crl, f"{_ACTIONS}:cmd_ca_crl")
+    exp = subcommand(ca, common, "export", "the CA chain as PEM (issuing CA first)")
+    exp.add_argument("--out", "-o", help="write it here instead of stdout")
+    action(exp, f"{_ACTIONS}:cmd_ca_export")

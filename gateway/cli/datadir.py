@@ -12,14 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
-
-from backends.local_ca.bootstrap import ca_directory
-from gateway.config import DEFAULTS, Config
-from gateway.store import DEFAULT_DB_NAME
+if TYPE_CHECKING:  # imported by main() for every command: keep the module itself light
+    from gateway.config import Config
 
 
 class DataDirError(Exception):
@@ -28,6 +24,8 @@ class DataDirError(Exception):
 
 def data_dir_source(config: Config, args: argparse.Namespace) -> str:
     """Where the data directory's name came from, for the operator to fix it there."""
+    from gateway.config import DEFAULTS
+
     if getattr(args, "data", None) is not None:
         return "--data"
     if os.environ.get("CERTGATE_DATA"):
@@ -39,6 +37,10 @@ def data_dir_source(config: Config, args: argparse.Namespace) -> str:
 
 def sqlite_file(config: Config) -> Path | None:
     """The SQLite database file the store opens, or None for a database server."""
+    import sqlalchemy as sa
+
+    from gateway.store import DEFAULT_DB_NAME
+
     if config.store_url is None:
         return config.data_dir / DEFAULT_DB_NAME
     url = sa.engine.make_url(config.store_url)
@@ -77,6 +79,10 @@ async def require_schema(config: Config) -> None:
     init`` creates them. An unreachable server is left to the store's own error."""
     if config.store_url is None or sqlite_file(config) is not None:
         return
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
     url = sa.engine.make_url(config.store_url)
     engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 5})
     try:
@@ -98,6 +104,8 @@ def require_local_cas(config: Config, args: argparse.Namespace) -> None:
     """Every local CA connector's CA must exist in the data directory: with a database server
     the database may well exist while this directory is not the one holding its CA (a mistyped
     ``--data``), and opening the connector would create a new CA there."""
+    from backends.local_ca.bootstrap import ca_directory
+
     directory = config.data_dir
     for name, connector in config.connectors.items():
         if (
@@ -108,3 +116,17 @@ def require_local_cas(config: Config, args: argparse.Namespace) -> None:
                 f"{directory} ({data_dir_source(config, args)}): no local CA for connector "
                 f"{name!r} ({ca_directory(directory, name)}); `certgate init` creates it"
             )
+
+
+def store_url(config: Config) -> str:
+    """The database URL the store opens: ``[store] url``, else SQLite in the data directory."""
+    from gateway.store import default_sqlite_url
+
+    return config.store_url or default_sqlite_url(config.data_dir)
+
+
+def shown_url(config: Config) -> str:
+    """The database URL for an operator message: password hidden."""
+    import sqlalchemy as sa
+
+    return sa.engine.make_url(store_url(config)).render_as_string(hide_password=True)

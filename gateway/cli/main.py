@@ -1,11 +1,17 @@
 """The ``certgate`` parser and entry point: built-in command groups in a fixed order, then the
 front-ends' groups from the ``certgate.cli`` entry points; configuration errors exit 2 and
-gateway errors exit 1, each with a one-line message instead of a traceback."""
+gateway errors exit 1, each with a one-line message instead of a traceback (with ``--json``, a
+JSON object on standard output instead).
+
+Parsing the command line imports the standard library and the command trees only: ``certgate
+--help`` and an argument error cost no database, web or crypto import. Each command names its
+action as ``"module:function"`` and what it needs opened (:class:`gateway.cli.common.Opens`);
+both are imported after parsing, and only for the command that runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -13,25 +19,19 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gateway.cli import ca, certs, enroll, init, requests, serve, templates
-from gateway.cli.common import EXIT_ERROR, EXIT_USAGE, Command
-from gateway.cli.datadir import (
-    DataDirError,
-    prepare_data_dir,
-    require_local_cas,
-    require_schema,
-)
-from gateway.config import Config, default_config_path, load_config
+from gateway.cli import audit, ca, certs, enroll, init, requests, serve, templates
+from gateway.cli.common import EXIT_ERROR, EXIT_USAGE, print_json
+from gateway.cli.datadir import DataDirError
 from gateway.errors import CertgateError, ConfigError
-from gateway.server.wiring import build
 
 #: Entry-point group through which front-ends add operator commands: each entry is a callable
-#: ``register(subparsers, common_parent_parser)`` that adds sub-commands whose ``func`` is an
-#: ``async (Components, argparse.Namespace) -> int``.
+#: ``register(subparsers, common_parent_parser)`` in a module that imports nothing heavy; it
+#: adds sub-commands with :func:`gateway.cli.common.action` (the action module is imported
+#: only when its command runs).
 CLI_GROUP = "certgate.cli"
 
 #: The built-in command groups, in the order ``certgate --help`` lists them.
-BUILTIN_GROUPS = (init, serve, templates, enroll, requests, certs, ca)
+BUILTIN_GROUPS = (init, serve, templates, enroll, requests, certs, ca, audit)
 
 #: The common options' values when given nowhere.
 COMMON_DEFAULTS = {"config": None, "data": None, "json": False}
@@ -54,7 +54,10 @@ def _common_options() -> argparse.ArgumentParser:
         help="data directory (default: $CERTGATE_DATA, else [data] dir, else ./.certgate)",
     )
     common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="machine-readable output: JSON on stdout, errors included",
     )
     return common
 
@@ -67,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     # No set_defaults for the common options here: every parser shares the same option
     # objects (``parents``), so a default set on one becomes every sub-parser's default, and
     # each sub-parser then overwrote a value given before its word. main() fills them in.
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in BUILTIN_GROUPS:
         group.register(sub, common)
     for ep in entry_points(group=CLI_GROUP):
@@ -80,17 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run_command(config: Config, func: Command, args: argparse.Namespace) -> int:
-    if not getattr(args, "creates", False):
-        await require_schema(config)
-        require_local_cas(config, args)
-    components = await build(config)
-    try:
-        return await func(components, args)
-    finally:
-        await components.close()
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line, with ``--config``/``--data``/``--json`` taken from wherever they
     were given: before the command group, between its words, or after them."""
@@ -101,32 +93,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _fail(args: argparse.Namespace, code: int, kind: str, message: str) -> int:
+    """One line on stderr, or with ``--json`` one JSON object on stdout."""
+    if args.json:
+        print_json({"error": {"kind": kind, "message": message, "exit_code": code}})
+    else:
+        print(f"certgate: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.command != "serve" else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic announces its plug-ins at INFO when imported, which now happens after logging is
+    # set up (it used to be imported with the CLI): noise in serve's log, not an event.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
+        import asyncio
+
+        from gateway.config import default_config_path, load_config
+
         before_config = getattr(args, "before_config", None)
         if before_config is not None:  # `certgate init DIR` writes the site it then opens
             before_config(args)
         config = load_config(args.config or default_config_path(), data_dir=args.data)
         if args.command == "serve":  # it binds its port before creating the data directory
+            from gateway.cli.datadir import prepare_data_dir
+
             return serve.run(config, args, lambda: prepare_data_dir(config, args, create=True))
-        # Only init and serve may create a data directory, database and CA; everything else
-        # acts on an existing one, so a mistyped --data never yields a fresh, empty gateway.
-        prepare_data_dir(config, args, create=getattr(args, "creates", False))
-        return asyncio.run(_run_command(config, args.func, args))
+        from gateway.cli.opening import run_command
+
+        return asyncio.run(run_command(config, args))
     except ConfigError as exc:
-        print(f"certgate: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, EXIT_USAGE, "configuration", f"configuration error: {exc}")
     except DataDirError as exc:
-        print(f"certgate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, EXIT_USAGE, "data", str(exc))
     except CertgateError as exc:
-        print(f"certgate: {exc.code.value}: {exc.detail}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(args, EXIT_ERROR, exc.code.value, f"{exc.code.value}: {exc.detail}")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `certgate ... | head`: the reader left; that is not an error

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gateway.cli.common import SubParsers
-from gateway.config import Config
+
+if TYPE_CHECKING:  # the command tree is imported for --help: nothing heavy at import
+    from gateway.config import Config
 
 
 def register(sub: SubParsers, common: argparse.ArgumentParser) -> None:

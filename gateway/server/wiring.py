@@ -103,8 +103,12 @@ def connector_factory(kind: str, config: Config, key: str) -> ConnectorFactory:
     raise ConfigError(config.file, key, f"unknown connector type {kind!r} (known: {known})")
 
 
-async def build(config: Config, *, start_service: bool = True) -> Components:
-    """Build and start everything the gateway needs; close it with :meth:`Components.close`."""
+async def build(
+    config: Config, *, start_service: bool = True, startup_warnings: bool = True
+) -> Components:
+    """Build and start everything the gateway needs; close it with :meth:`Components.close`.
+    ``startup_warnings=False`` (operator commands): connectors leave out the advisories meant
+    for a serving gateway's start-up log (:class:`gateway.ports.ConnectorContext`)."""
     templates = load_templates(config.templates_dir)
     if config.default_template not in templates:
         raise ConfigError(
@@ -143,6 +147,7 @@ async def build(config: Config, *, start_service: bool = True) -> Components:
                     config_file=config.file,
                     # /ca/* publishes the first connector's CA (EnrollmentService.ca_chain)
                     publication_url=None if connectors else config.server.ca_publication_url,
+                    startup_warnings=startup_warnings,
                 )
             )
             await connector.start()

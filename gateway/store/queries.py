@@ -10,7 +10,7 @@ writes the same facts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -138,6 +138,38 @@ def list_audit(conn: Connection, request_id: str | None, limit: int) -> list[Aud
         stmt = stmt.where(audit_events.c.request_id == request_id)
     rows = conn.execute(stmt).all()
     return [audit_from_row(row) for row in reversed(rows)]
+
+
+def search_audit(
+    conn: Connection,
+    *,
+    since: datetime | None = None,
+    events: Sequence[str] = (),
+    serial: str | None = None,
+    request_id: str | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """The newest ``limit`` events matching every filter given, oldest first (a log's order).
+
+    ``events`` matches an event name exactly or as a dotted prefix (``"request"`` finds
+    ``request.received`` and ``request.denied``); ``since`` is inclusive."""
+    a = audit_events.c
+    stmt = sa.select(audit_events).order_by(a.id.desc()).limit(limit)
+    if since is not None:
+        stmt = stmt.where(a.at >= since)
+    if events:
+        named = [sa.or_(a.event == e, a.event.startswith(f"{e}.", autoescape=True)) for e in events]
+        stmt = stmt.where(sa.or_(*named))
+    if serial is not None:
+        stmt = stmt.where(a.serial == serial)
+    if request_id is not None:
+        stmt = stmt.where(a.request_id == request_id)
+    return [audit_from_row(row) for row in reversed(conn.execute(stmt).all())]
+
+
+def get_audit(conn: Connection, event_id: int) -> AuditEvent | None:
+    row = conn.execute(sa.select(audit_events).where(audit_events.c.id == event_id)).first()
+    return None if row is None else audit_from_row(row)
 
 
 # --- requests -------------------------------------------------------------------------------

@@ -3,8 +3,15 @@
 
 from __future__ import annotations
 
-from protocols.scep.setup import ScepFrontEnd
-
-FRONTEND = ScepFrontEnd()
-
 __all__ = ["FRONTEND"]
+
+
+def __getattr__(name: str) -> object:
+    # PEP 562: the front-end, and with it the web stack, is imported when the server asks for
+    # it by entry point, not when ``certgate --help`` imports this package's command tree.
+    if name in ("FRONTEND",):
+        from protocols.scep.setup import ScepFrontEnd
+
+        globals().setdefault("FRONTEND", ScepFrontEnd())
+        return globals()["FRONTEND"] if name == "FRONTEND" else ScepFrontEnd
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

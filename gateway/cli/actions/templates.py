@@ -1,0 +1,121 @@
+"""``certgate templates list|show|import``: the certificate templates policy enforces."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from gateway.cli.common import EXIT_OK, duration, emit, fields, table
+from gateway.cli.opening import TemplatesOnly
+from gateway.errors import CertgateError
+from gateway.server.wiring import Components
+
+
+async def cmd_templates_list(c: TemplatesOnly | Components, args: argparse.Namespace) -> int:
+    templates = sorted(c.policy.templates.values(), key=lambda t: t.name)
+    rows = [
+        (
+            t.name,
+            f"{t.major_version}.{t.minor_version}",
+            duration(t.validity),
+            duration(t.renewal_period),
+            "yes" if t.issuance.manager_approval else "no",
+            t.connector,
+        )
+        for t in templates
+    ]
+    data = [
+        {
+            "name": t.name,
+            "oid": t.oid,
+            "major_version": t.major_version,
+            "minor_version": t.minor_version,
+            "validity": duration(t.validity),
+            "renewal_period": duration(t.renewal_period),
+            "manager_approval": t.issuance.manager_approval,
+            "connector": t.connector,
+        }
+        for t in templates
+    ]
+    emit(
+        args,
+        data,
+        table(rows, ["NAME", "VERSION", "VALIDITY", "RENEWAL", "APPROVAL", "CONNECTOR"]),
+    )
+    return EXIT_OK
+
+
+def _plain(value: Any) -> Any:
+    """Templates as JSON-able data (not dataclasses.asdict: it deep-copies read-only maps)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, frozenset | set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, timedelta):
+        return duration(value)
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, x509.ObjectIdentifier):
+        return value.dotted_string
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+async def cmd_templates_show(c: TemplatesOnly | Components, args: argparse.Namespace) -> int:
+    data = _plain(c.policy.template(args.name))
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(fields(data))
+    return EXIT_OK
+
+
+async def cmd_templates_import(c: Components, args: argparse.Namespace) -> int:
+    """Fetch GetPolicies from an AD CS CEP and write one template file per policy."""
+    from backends.ms_ces import MSCESConnector  # the CLI is the composition root
+    from backends.ms_ces.importer import import_policies
+    from gateway.policy import load_template
+
+    connector = c.connectors.get(args.connector)
+    if not isinstance(connector, MSCESConnector):
+        raise CertgateError(f"connector {args.connector!r} is not an ms_ces connector")
+    document = await connector.fetch_policies(args.xcep)
+    imported = import_policies(document, connector=args.connector, source=args.xcep)
+    out: Path = args.out or c.config.templates_dir
+    out.mkdir(parents=True, exist_ok=True)
+    clashes = [t.name for t in imported if (out / f"{t.name}.toml").exists()]
+    if clashes and not args.force:
+        raise CertgateError(f"{out}: {', '.join(clashes)} exist (use --force to overwrite)")
+    for template in imported:
+        path = out / f"{template.name}.toml"
+        path.write_text(template.toml, encoding="utf-8")
+        load_template(path)  # what was written must load (ConfigError names the key)
+    rows = [(t.name, t.adcs_name, len(t.unmapped)) for t in imported]
+    data = [
+        {
+            "name": t.name,
+            "adcs_template": t.adcs_name,
+            "file": str(out / f"{t.name}.toml"),
+            "unmapped": list(t.unmapped),
+        }
+        for t in imported
+    ]
+    human = table(rows, ["NAME", "AD CS TEMPLATE", "NOT MAPPED"]) + "".join(
+        f"\n{t.name}: {item}" for t in imported for item in t.unmapped
+    )
+    emit(args, data, human)
+    return EXIT_OK

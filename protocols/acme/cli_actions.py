@@ -1,0 +1,95 @@
+"""What ``certgate acme ...`` does (the command tree is :mod:`protocols.acme.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.cli.common import actor, emit, table, ts
+from gateway.config import DEFAULTS
+from gateway.errors import NotFound, UnknownTemplate
+from protocols.acme import state
+from protocols.acme.eab import new_hmac_key, new_kid, seal
+from protocols.acme.messages import b64e
+from protocols.acme.settings import parse_settings
+
+
+def _settings(components: Any) -> Any:
+    config = components.config
+    return parse_settings(
+        config.protocols.get("acme", {}),
+        config.file if config.file else DEFAULTS,
+        default_template=config.default_template,
+        templates=components.policy.templates,
+        data_dir=config.data_dir,
+    )
+
+
+async def cmd_eab_create(components: Any, args: argparse.Namespace) -> int:
+    settings = _settings(components)
+    for name in args.templates:
+        if name not in components.policy.templates:
+            raise UnknownTemplate(name)
+    kid, secret = new_kid(), new_hmac_key()
+    sealed = seal(settings.eab_encryption_key, kid, secret)
+    await components.store.write(
+        state.put_eab_key,
+        kid,
+        args.principal,
+        list(args.templates),
+        list(args.domains),
+        sealed,
+        datetime.now(UTC),
+    )
+    data = {
+        "kid": kid,
+        "hmac_key": b64e(secret),
+        "principal": args.principal,
+        "templates": list(args.templates),
+        "domains": list(args.domains),
+    }
+    human = f"kid:      {kid}\nhmac key: {data['hmac_key']}\n(the HMAC key is shown only once)"
+    emit(args, data, human)
+    return 0
+
+
+async def cmd_eab_list(components: Any, args: argparse.Namespace) -> int:
+    keys = await components.store.read(state.list_eab_keys)
+    rows = [
+        (
+            k["kid"],
+            k["principal"],
+            ",".join(k["templates"]) or "(all)",
+            ",".join(k["domains"]),
+            ts(k.get("created_at")),
+        )
+        for k in keys
+    ]
+    emit(args, keys, table(rows, ["KID", "PRINCIPAL", "TEMPLATES", "DOMAINS", "CREATED"]))
+    return 0
+
+
+async def cmd_eab_delete(components: Any, args: argparse.Namespace) -> int:
+    if not await components.store.write(state.delete_eab_key, args.kid):
+        raise NotFound(f"no EAB key {args.kid!r}")
+    emit(args, {"kid": args.kid, "deleted": True}, f"deleted EAB key {args.kid}")
+    return 0
+
+
+async def cmd_account_list(components: Any, args: argparse.Namespace) -> int:
+    accounts = await components.store.read(state.list_accounts)
+    rows = [
+        (a["id"], a["status"], ",".join(a["contact"]), a["eab_kid"] or "", ts(a["created_at"]))
+        for a in accounts
+    ]
+    emit(args, accounts, table(rows, ["ID", "STATUS", "CONTACT", "EAB-KID", "CREATED"]))
+    return 0
+
+
+async def cmd_account_revoke(components: Any, args: argparse.Namespace) -> int:
+    if not await components.store.write(state.revoke_account, args.id):
+        raise NotFound(f"no valid ACME account {args.id!r}")
+    await components.store.audit("acme.account.revoked", actor(), detail={"account": args.id})
+    emit(args, {"id": args.id, "status": "revoked"}, f"revoked ACME account {args.id}")
+    return 0
