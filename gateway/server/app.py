@@ -181,6 +181,8 @@ async def ca_root_pem(request: web.Request) -> web.Response:
     fetches, and the client that follows this URL to build the chain (cepces FETCH-ROOTS,
     up to v0.3.17) reads the body as text and parses only PEM."""
     chain = await components_of(request.app).service.ca_chain()
+    if chain[-1].subject != chain[-1].issuer:  # e.g. an AD CS connector's issuing CA only
+        raise NotFound("this gateway does not hold its CA's root certificate")
     pem = chain[-1].public_bytes(serialization.Encoding.PEM)
     return web.Response(body=pem, content_type="application/x-pem-file")
 

@@ -222,7 +222,12 @@ async def _serve_async(
     except ListenError as exc:
         print(f"certgate: {exc}", file=sys.stderr, flush=True)
         return 2
-    app = await create_app(config)
+    try:
+        app = await create_app(config)
+    except BaseException:
+        for sock in (*main_sockets, *(plain_sockets or ())):
+            sock.close()
+        raise
     try:
         runner = await start_listeners(
             app, config, main_sockets, reuse_port=reuse_port, plain_sockets=plain_sockets

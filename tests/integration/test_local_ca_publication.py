@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
@@ -18,6 +19,7 @@ from gateway.model import EnrollmentRequest, Issued, RevocationReason
 from gateway.server.app import components_of, create_app
 from gateway.service import local_requester
 from tests.helpers import TEMPLATES, make_csr
+from tests.pki_helpers import issue, self_signed, write_cert
 
 SITE = "http://pki.example.test:8080"
 Client = Callable[[Any], Awaitable[Any]]
@@ -222,3 +224,36 @@ async def test_with_tls_on_the_main_listener_the_urls_name_the_plain_listener(
     assert (await _fetch(client, _ca_issuers(leaf)[0]))[0] == "application/pkix-cert"
     assert (await _fetch(client, _crl_points(leaf)[0]))[0] == "application/pkix-crl"
     assert (await _fetch(client, _ca_issuers(issuing)[0]))[0] == "application/x-pem-file"
+
+
+async def test_root_url_is_not_found_when_the_published_chain_ends_below_its_root(
+    tmp_path: Path, aiohttp_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # First connector AD CS (CES) configured with only its issuing CA: no root to serve.
+    root_key, root = self_signed("AD Root", ca=True)
+    _, issuing = issue(root_key, root, "AD Issuing CA", ca=True)
+    chain = write_cert(tmp_path / "adcs-chain.pem", issuing)
+    monkeypatch.setenv("PUBLICATION_CES_PW", "pw")
+    cfg = tmp_path / "certgate.toml"
+    _config(tmp_path)  # the data dir and the rest, with [connectors.local] last
+    text = cfg.read_text().replace(
+        "[connectors.local]",
+        textwrap.dedent(
+            f"""
+            [connectors.adcs]
+            type = "ms_ces"
+            url = "https://ces.invalid/CES"
+            username = "svc"
+            password = "env:PUBLICATION_CES_PW"
+            issuer_chain = "{chain}"
+            [connectors.local]"""
+        ),
+    )
+    cfg.write_text(text)
+    app, client = await _app(cfg, aiohttp_client)
+    assert (await components_of(app).service.ca_chain()) == (issuing,)
+    response = await client.get("/ca/root.pem")
+    assert response.status == 404
+    assert "root" in await response.text()
+    # The local CA, not first, gets no site URLs and its issuing CA names no root URL.
+    assert _ca_issuers((await components_of(app).connectors["local"].ca_chain())[0]) == []
