@@ -21,11 +21,31 @@ from typing import Any
 
 from gateway.cli.common import EXIT_OK, SubParsers, emit
 
+#: The site options' defaults (``certgate init DIR``).
+SITE_DEFAULTS = {"host": "127.0.0.1", "port": 8443, "plain_port": 8080, "est_port": 9443}
+
 
 def write_site_first(args: argparse.Namespace) -> None:
     """Before the configuration is read: write the site ``DIR`` names and make it the
     configuration (``main`` calls this as ``args.before_config``)."""
     if args.site is None:
+        given = [
+            option
+            for option, value, default in (
+                ("--host", args.host, SITE_DEFAULTS["host"]),
+                ("--port", args.port, SITE_DEFAULTS["port"]),
+                ("--plain-port", args.plain_port, SITE_DEFAULTS["plain_port"]),
+                ("--est-port", args.est_port, SITE_DEFAULTS["est_port"]),
+                ("--name", args.names, None),
+                ("--external-url", args.external_url, None),
+                ("--plain-url", args.plain_url, None),
+            )
+            if value != default
+        ]
+        if given:
+            from gateway.cli.datadir import DataDirError
+
+            raise DataDirError(f"certgate init: {', '.join(given)} only apply with a site DIR")
         return
     from gateway.cli.site import write_site
 
@@ -83,12 +103,13 @@ def register(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     )
     init.add_argument("site", metavar="DIR", nargs="?", type=Path, help="write a site here")
     site = init.add_argument_group("site options (with DIR)")
-    site.add_argument("--host", default="127.0.0.1", help="listen address [127.0.0.1]")
-    site.add_argument("--port", type=int, default=8443, help="HTTPS main listener [8443]")
+    d = SITE_DEFAULTS
+    site.add_argument("--host", default=d["host"], help="listen address [127.0.0.1]")
+    site.add_argument("--port", type=int, default=d["port"], help="HTTPS main listener [8443]")
     site.add_argument(
-        "--plain-port", type=int, default=8080, help="plain HTTP for SCEP and /ca/ [8080]"
+        "--plain-port", type=int, default=d["plain_port"], help="plain HTTP: SCEP, /ca/ [8080]"
     )
-    site.add_argument("--est-port", type=int, default=9443, help="EST HTTPS listener [9443]")
+    site.add_argument("--est-port", type=int, default=d["est_port"], help="EST HTTPS [9443]")
     site.add_argument(
         "--name",
         action="append",

@@ -162,7 +162,12 @@ class ListenerCertificate:
         """Renew the certificate if it is due, and load the files if they changed since they
         were last loaded. True when a new certificate was loaded."""
         cert_path, key_path = await ensure_credentials(self.config, self.service)
-        stamp = (cert_path.stat().st_mtime, key_path.stat().st_mtime)
+        try:
+            stamp = (cert_path.stat().st_mtime, key_path.stat().st_mtime)
+        except OSError as exc:
+            raise ConfigError(
+                self.config.file, "server.tls", f"cannot read {exc.filename}: {exc.strerror}"
+            ) from None
         if stamp == self._loaded:
             return False
         _load(self.context, cert_path, key_path, self.config.file)

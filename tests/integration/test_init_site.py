@@ -181,3 +181,13 @@ def test_init_works_from_an_installed_wheel_outside_the_checkout(tmp_path: Path)
     shipped = {p.name for p in (target / "gateway" / "site" / "templates").glob("*.toml")}
     assert shipped and shipped <= {p.name for p in (site / "templates").glob("*.toml")}
     assert json.loads(proc.stdout)["root_ca_sha256"]
+
+
+def test_site_options_without_dir_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "certgate.toml"
+    cfg.write_text(f'[data]\ndir = "{tmp_path / "data"}"\n')
+    assert main(["init", "-c", str(cfg), "--port", "9000"]) == 2
+    assert "--port only apply with a site DIR" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()

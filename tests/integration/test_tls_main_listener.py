@@ -275,3 +275,16 @@ async def test_switched_off_protocol_paths_say_how_to_switch_them_on(
         text = await response.text()
     assert f"set enabled = true in the [{table}] table of {cfg}" in text
     assert len(text.splitlines()) == 1
+
+
+def test_missing_certificate_files_stop_serve_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    cfg = _tls_config(tmp_path, 'certificate = "nope.pem"\nkey = "nope.key"')
+    assert main(["serve", "-c", str(cfg), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("certgate:")]
+    assert len(lines) == 1 and "server.tls" in lines[0] and "nope.pem" in lines[0], err
+    assert "Traceback" not in err
