@@ -302,6 +302,8 @@ def serve(config: Config, *, workers: int = 1, once_bound: Callable[[], None] | 
     try:
         if once_bound is not None:
             once_bound()
+        if workers > 1:  # the workers' metrics are summed through a directory of this run;
+            prepare_multiprocess()  # made first, so the parent's start-up issuances count too
         prepared = run_loop(_prepare(config, front_ends=workers > 1))
     except BaseException:
         for sock in (*sockets, *plain_sockets):
@@ -320,7 +322,6 @@ def serve(config: Config, *, workers: int = 1, once_bound: Callable[[], None] | 
     plain_port = plain_sockets[0].getsockname()[1] if plain_sockets else None
     for sock in (*sockets, *plain_sockets):  # each worker binds its own (SO_REUSEPORT)
         sock.close()
-    prepare_multiprocess()  # the workers' metrics are summed through a directory of this run
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = [
         ctx.Process(
