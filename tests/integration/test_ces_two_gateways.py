@@ -7,7 +7,9 @@ Both gateways are real ``certgate serve`` processes; A is driven with its real C
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -15,6 +17,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from backends.ms_ces import MSCESConnector
+from gateway.model import ConnectorOutcome, ConnectorPending
+from gateway.ports import ConnectorContext
 from gateway.wstep_messages import TokenResponse, parse_reply
 from tests.helpers import (
     TEMPLATES,
@@ -38,6 +43,14 @@ def _a_template(src: str, name: str, oid_suffix: int, adcs: str, **replace: str)
         assert old in text, old
         text = text.replace(old, new)
     return text
+
+
+class _NoJournal:
+    async def get(self, request_id: str) -> bytes | None:
+        return None
+
+    async def put(self, request_id: str, certificate_der: bytes) -> bytes:
+        return certificate_der
 
 
 class TwoGateways:
@@ -90,11 +103,35 @@ class TwoGateways:
             retry_after = "1s"
             timeout = "5s"
             """
+        self.ces_settings = {
+            "url": f"{ces}/CES",
+            "username": "alice",
+            "password": "env:CES_PASSWORD",
+            "ca_bundle": str(self.b_cafile),
+            "issuer_chain": str(chain),
+            "retry_after": "1s",
+            "timeout": "5s",
+        }
         (tmp / "a").mkdir()
         self.a_cfg = write_config(tmp / "a", extra, port=self.a_port)
         text = self.a_cfg.read_text().replace(str(TEMPLATES), str(templates))
         self.a_cfg.write_text(text)
         self.env = {"CES_PASSWORD": PASSWORD}
+
+    async def connector_poll(self, ca_request_id: str) -> ConnectorOutcome:
+        """A's connector, in this process, polling B for ``ca_request_id``."""
+        os.environ["CES_PASSWORD"] = PASSWORD
+        try:
+            conn = MSCESConnector(
+                ConnectorContext("ces", self.ces_settings, self.tmp, _NoJournal(), "t.toml")
+            )
+        finally:
+            del os.environ["CES_PASSWORD"]
+        await conn.start()
+        try:
+            return await conn.poll(ca_request_id)
+        finally:
+            await conn.close()
 
     def a(self, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
         proc = certgate(*args, "-c", str(self.a_cfg), "--json", env=self.env)
@@ -171,6 +208,9 @@ def test_pending_on_b_is_approved_by_b_cli_then_a_poller_completes(gateways: Two
         _, b_pending = gateways.b("requests", "list", "--state", "pending")
         assert isinstance(b_pending, list) and len(b_pending) == 1
         assert gateways.b_certificates() == []
+        # A request recorded by an older certgate holds B's UUID: the connector polls it as is.
+        legacy = b_pending[0]["id"]
+        assert asyncio.run(gateways.connector_poll(legacy)) == ConnectorPending(legacy, 1)
         gateways.b("requests", "approve", b_pending[0]["id"])
         shown = gateways.wait_a_state(a_id, "issued")  # A's poller: QueryTokenStatus <number>
         assert shown["certificate_serial"] == gateways.b_certificates()[0]["serial"]

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from gateway.config import load_config
@@ -121,7 +122,9 @@ async def test_default_crl_point_names_the_site_url_that_serves_the_signed_crl_i
     assert content_type == "application/pkix-crl"
     crl = x509.load_der_x509_crl(body)
     issuing = (await components_of(app).service.ca_chain())[0]
-    assert crl.issuer == leaf.issuer and crl.is_signature_valid(issuing.public_key())
+    key = issuing.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)  # the default key_algorithm
+    assert crl.issuer == leaf.issuer and crl.is_signature_valid(key)
     assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
 
 
