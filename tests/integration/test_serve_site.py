@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 
 from gateway.cli import main
 from tests.helpers import REPO, free_port, require_tool, stop_process
@@ -205,3 +205,24 @@ def test_workers_serve_every_listener(tmp_path: Path) -> None:
             ) as r:
                 assert r.status == 200
             assert _plain_get(s, "/ca/crl")[0] == 200
+
+
+def test_ces_enrolls_over_https_with_the_bootstrap_account(site: Site) -> None:
+    from gateway.wstep_messages import TokenResponse, parse_reply
+    from tests.helpers import csr_pem, make_csr
+    from tests.wstep_helpers import get_policies, post, rst
+
+    password = (site.dir / "secrets" / "ces-bootstrap.password").read_text().strip()
+    base = f"https://localhost:{site.port}/wstep"
+    status, body = post(f"{base}/CEP", get_policies("ces-bootstrap", password), cafile=site.root)
+    assert status == 200 and f"{base}/CES".encode() in body
+    csr = make_csr(cn="ces.example.test", dns=("ces.example.test",))
+    der = x509.load_pem_x509_csr(csr_pem(csr)).public_bytes(serialization.Encoding.DER)
+    status, body = post(
+        f"{base}/CES", rst(der, username="ces-bootstrap", password=password), cafile=site.root
+    )
+    reply = parse_reply(body)
+    assert status == 200 and isinstance(reply, TokenResponse) and reply.issued, body[:500]
+    assert reply.certificate is not None
+    cert = x509.load_der_x509_certificate(reply.certificate)
+    assert cert.subject.rfc4514_string() == "CN=ces.example.test"
