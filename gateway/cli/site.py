@@ -4,7 +4,7 @@ installed wheel, with no source tree, has it too):
 ``DIR/certgate.toml``            every protocol on, each key a first run needs, commented
 ``DIR/certgate.reference.toml``  the reference configuration: every key there is, commented
 ``DIR/templates/*.toml``         the shipped certificate templates, plus ``scep-device``
-``DIR/secrets/``                 (0700) the SCEP challenge and the EST and CES bootstrap
+``DIR/secrets/``                 (0700) the SCEP challenges and the EST and CES bootstrap
                                  passwords, each a 0600 file the configuration or the serve
                                  banner refers to (``file:``), never copied anywhere else
 ``DIR/data/``                    the data directory (database, CA keys), made by ``init``
@@ -32,6 +32,7 @@ from gateway.server.banner import (
     EST_PASSWORD_FILE,
     EST_USER,
     SCEP_CHALLENGE_FILE,
+    SCEP_LEGACY_CHALLENGE_FILE,
     SECRETS_DIR,
     WSTEP_PASSWORD_FILE,
     WSTEP_USER,
@@ -41,6 +42,12 @@ from gateway.server.banner import (
 #: root (production: 80 and 443, said in the file).
 HTTP01_PORT, TLS_ALPN01_PORT = 5002, 5001
 DEFAULT_NAMES = ("localhost", "127.0.0.1")
+SECRET_FILES = (
+    SCEP_CHALLENGE_FILE,
+    SCEP_LEGACY_CHALLENGE_FILE,
+    EST_PASSWORD_FILE,
+    WSTEP_PASSWORD_FILE,
+)
 
 
 def _package() -> Any:
@@ -82,7 +89,7 @@ def write_site(directory: Path, args: argparse.Namespace) -> Path:
         config,
         directory / "certgate.reference.toml",
         *(directory / "templates" / t.name for t in (*templates, *extra)),
-        *(secret_dir / n for n in (SCEP_CHALLENGE_FILE, EST_PASSWORD_FILE, WSTEP_PASSWORD_FILE)),
+        *(secret_dir / n for n in SECRET_FILES),
     ]
     if config.exists():
         raise DataDirError(
@@ -121,7 +128,7 @@ def write_site(directory: Path, args: argparse.Namespace) -> Path:
         (directory / "certgate.reference.toml").write_bytes(
             (package / "reference.toml").read_bytes()
         )
-        for name in (SCEP_CHALLENGE_FILE, EST_PASSWORD_FILE, WSTEP_PASSWORD_FILE):
+        for name in SECRET_FILES:
             _secret_file(secret_dir / name)
         config.write_text(text, encoding="utf-8")  # last: its presence means "a site"
     except OSError as exc:
@@ -162,6 +169,7 @@ async def finish_site(c: Any, args: argparse.Namespace) -> dict[str, str]:
         "config": str(c.config.file),
         "secrets": str(secret_dir),
         "scep_challenge_file": str(secret_dir / SCEP_CHALLENGE_FILE),
+        "scep_legacy_challenge_file": str(secret_dir / SCEP_LEGACY_CHALLENGE_FILE),
         "est_user": EST_USER,
         "est_password_file": str(est),
         "ces_user": WSTEP_USER,

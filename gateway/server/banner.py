@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 #: Where ``certgate init DIR`` keeps generated secrets, relative to the site's certgate.toml.
 SECRETS_DIR = "secrets"
 SCEP_CHALLENGE_FILE = "scep-challenge"
+SCEP_LEGACY_CHALLENGE_FILE = "scep-legacy-challenge"
 EST_USER = "est-bootstrap"
 EST_PASSWORD_FILE = "est-bootstrap.password"  # noqa: S105 (a file name)
 WSTEP_USER = "ces-bootstrap"
@@ -124,15 +125,25 @@ def est_lines(config: Config, root: Path) -> list[Line]:
 
 
 def scep_lines(config: Config, ra_fingerprints: Sequence[str]) -> list[Line]:
+    """Every endpoint's URL, and a micromdm scepclient command. scepclient 2.1 encrypts with
+    single DES and signs with SHA-1, so the command targets the first endpoint that accepts
+    that (``legacy_des = true``), else the first endpoint."""
     scep = _enabled(config, "scep")
     if scep is None:
         return []
     endpoints = scep.get("endpoints")
     if not isinstance(endpoints, Mapping) or not endpoints:
         return [("SCEP", f"{config.server.device_url}/scep/<endpoint> (no endpoint configured)")]
-    name, endpoint = next(iter(endpoints.items()))
-    url = f"{config.server.device_url}/scep/{name}"
-    args = ["scepclient", "-server-url", url]
+    lines: list[Line] = []
+    for name, endpoint in endpoints.items():
+        legacy = isinstance(endpoint, Mapping) and endpoint.get("legacy_des") is True
+        note = " (single DES, SHA-1: legacy clients)" if legacy else ""
+        lines.append(("SCEP", f"{config.server.device_url}/scep/{name}{note}"))
+    name, endpoint = next(
+        ((n, e) for n, e in endpoints.items() if isinstance(e, Mapping) and e.get("legacy_des")),
+        next(iter(endpoints.items())),
+    )
+    args = ["scepclient", "-server-url", f"{config.server.device_url}/scep/{name}"]
     challenge = endpoint.get("challenge", "static") if isinstance(endpoint, Mapping) else None
     secret = (
         _secret_ref(config, endpoint.get("challenge_password")) if challenge == "static" else None
@@ -148,7 +159,7 @@ def scep_lines(config: Config, ra_fingerprints: Sequence[str]) -> list[Line]:
     command = " ".join(args)
     if challenge == "otp":
         command += f"  # OTP: certgate scep otp create --endpoint {name}"
-    return [("SCEP", url), ("  scepclient", command)]
+    return [*lines, ("  scepclient", command)]
 
 
 def wstep_lines(config: Config) -> list[Line]:

@@ -18,7 +18,12 @@ from gateway.cli import main
 from gateway.config import load_config
 from tests.helpers import REPO, certgate
 
-SECRETS = ("scep-challenge", "est-bootstrap.password", "ces-bootstrap.password")
+SECRETS = (
+    "scep-challenge",
+    "scep-legacy-challenge",
+    "est-bootstrap.password",
+    "ces-bootstrap.password",
+)
 
 
 def _mode(path: Path) -> int:
@@ -57,12 +62,16 @@ def test_init_writes_a_site_with_every_protocol_on(
         path = site / "secrets" / name
         assert _mode(path) == 0o600, name
         values.add(path.read_text().strip())
-    assert len(values) == 3 and all(len(v) >= 20 for v in values)
+    assert len(values) == len(SECRETS) and all(len(v) >= 20 for v in values)
     text = (site / "certgate.toml").read_text()
     assert 'challenge_password = "file:secrets/scep-challenge"' in text
     assert not any(v in text for v in values)
-    scep = config.protocols["scep"]["endpoints"]["devices"]
-    assert scep["challenge_password"] == "file:secrets/scep-challenge"
+    # the downgrade-prone legacy switch only on an endpoint of its own, with its own challenge
+    devices, legacy = config.protocols["scep"]["endpoints"].values()
+    assert devices["challenge_password"] == "file:secrets/scep-challenge"
+    assert devices["template"] == "device" and not devices.get("legacy_des")
+    assert legacy["challenge_password"] == "file:secrets/scep-legacy-challenge"
+    assert legacy["legacy_des"] is True
 
 
 def test_init_makes_the_bootstrap_accounts_with_the_generated_passwords(tmp_path: Path) -> None:

@@ -28,9 +28,18 @@ def test_scep_challenge_by_reference_and_otp_placeholder(tmp_path: Path) -> None
         "b": {"challenge": "otp"},
     }
     lines = _lines(tmp_path, {"scep": {"enabled": True, "endpoints": endpoints}})
-    assert lines["SCEP"] == "http://127.0.0.1:8080/scep/a"
+    assert "-server-url http://127.0.0.1:8080/scep/a " in lines["  scepclient"]  # no legacy one
     assert '-challenge "$SCEP_SECRET"' in lines["  scepclient"]
     assert "-ca-fingerprint abcdef" in lines["  scepclient"]
+    legacy = {**endpoints["b"], "legacy_des": True}
+    both = {"scep": {"enabled": True, "endpoints": {"a": endpoints["a"], "b": legacy}}}
+    config = parse_config(both, str(tmp_path / "c.toml"), tmp_path)
+    shown = client_lines(config, tmp_path / "root.pem", [])
+    assert [v for k, v in shown if k == "SCEP"] == [
+        "http://127.0.0.1:8080/scep/a",
+        "http://127.0.0.1:8080/scep/b (single DES, SHA-1: legacy clients)",
+    ]
+    assert "-server-url http://127.0.0.1:8080/scep/b -challenge OTP" in dict(shown)["  scepclient"]
     otp = _lines(tmp_path, {"scep": {"enabled": True, "endpoints": {"b": endpoints["b"]}}})
     assert otp["  scepclient"].endswith("# OTP: certgate scep otp create --endpoint b")
     relative = {"challenge": "static", "challenge_password": "file:secret.txt"}

@@ -126,7 +126,8 @@ def test_banner_names_listeners_trust_anchors_and_fingerprints(site: Site) -> No
     for url in (
         f"ACME            https://localhost:{site.port}/acme/directory",
         f"EST             https://localhost:{site.est}/.well-known/est/",
-        f"SCEP            http://localhost:{site.plain}/scep/devices",
+        f"SCEP            http://localhost:{site.plain}/scep/devices\n",
+        f"SCEP            http://localhost:{site.plain}/scep/legacy (single DES",
         f"CEP             https://localhost:{site.port}/wstep/CEP",
     ):
         assert url in text, url
@@ -160,7 +161,9 @@ def test_banner_scepclient_command_enrolls_over_the_plain_listener(
 ) -> None:
     require_tool("scepclient")
     command = site.command("scepclient")
-    assert f"-server-url http://localhost:{site.plain}/scep/devices" in command
+    # scepclient 2.1 speaks single DES and SHA-1: the command uses the legacy endpoint
+    assert f"-server-url http://localhost:{site.plain}/scep/legacy" in command
+    assert "secrets/scep-legacy-challenge" in command
     proc = _shell(command, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _leaf(tmp_path / "scep-device.pem").subject.rfc4514_string().startswith("CN=scep-device")
