@@ -80,9 +80,9 @@ def settled(record: RequestRecord, outcome: OutcomeT) -> OutcomeT:
         )
     metrics = active()
     if metrics is not None:
-        metrics.enrollments.labels(record.protocol, record.template, name).inc()
+        metrics.child(metrics.enrollments, record.protocol, record.template, name).inc()
         if isinstance(outcome, Denied):
-            metrics.denials.labels(record.protocol, outcome.rule or "-").inc()
+            metrics.child(metrics.denials, record.protocol, outcome.rule or "-").inc()
     return outcome
 
 
@@ -100,7 +100,7 @@ def failed(record: RequestRecord, detail: str) -> None:
     )
     metrics = active()
     if metrics is not None:
-        metrics.enrollments.labels(record.protocol, record.template, "failed").inc()
+        metrics.child(metrics.enrollments, record.protocol, record.template, "failed").inc()
 
 
 def _result(outcome: object) -> str:
@@ -145,7 +145,6 @@ class ConnectorCall:
             result = "unavailable"
         elif exc is not None:
             result = "error"
-        where = fields(connector=self._connector, operation=self._operation, result=result)
         if isinstance(exc, Exception):
             detail = exc.detail if isinstance(exc, CertgateError) else type(exc).__name__
             connector_log.warning(
@@ -154,7 +153,7 @@ class ConnectorCall:
                 self._operation,
                 result,
                 detail,
-                extra=where,
+                extra=fields(connector=self._connector, operation=self._operation, result=result),
             )
         elif connector_log.isEnabledFor(logging.DEBUG):
             connector_log.debug(
@@ -163,12 +162,13 @@ class ConnectorCall:
                 self._operation,
                 result,
                 seconds * 1000,
-                extra=where,
+                extra=fields(connector=self._connector, operation=self._operation, result=result),
             )
         metrics = active()
         if metrics is not None:
-            metrics.connector_calls.labels(self._connector, self._operation, result).inc()
-            metrics.connector_seconds.labels(self._connector, self._operation).observe(seconds)
+            labels = (self._connector, self._operation)
+            metrics.child(metrics.connector_calls, *labels, result).inc()
+            metrics.child(metrics.connector_seconds, *labels).observe(seconds)
 
 
 def connector_call(connector: str, operation: str) -> ConnectorCall:
@@ -190,4 +190,4 @@ def protocol_refusal(protocol: str, code: str, reason: str, **context: object) -
     )
     metrics = active()
     if metrics is not None:
-        metrics.protocol_refusals.labels(protocol, code).inc()
+        metrics.child(metrics.protocol_refusals, protocol, code).inc()

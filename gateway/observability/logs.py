@@ -11,8 +11,10 @@ private key, and as a second line of defence a field whose name says it holds on
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +59,7 @@ def fields(**values: object) -> dict[str, Any]:
     return {FIELDS_ATTR: {k: v for k, v in values.items() if v is not None}}
 
 
+@functools.lru_cache(maxsize=512)  # field names are few; this runs for every field of a line
 def _is_secret(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in SECRET_WORDS)
@@ -69,9 +72,12 @@ def _fields_of(record: logging.LogRecord) -> dict[str, Any]:
     return {k: REDACTED if _is_secret(k) else v for k, v in values.items()}
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
+
+
 def _text_value(value: object) -> str:
     text = str(value)
-    if not text or any(c in text for c in ' "=\\\n\t'):
+    if not text or _NEEDS_QUOTES.search(text):
         return json.dumps(text, ensure_ascii=False)
     return text
 

@@ -38,11 +38,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
+    from prometheus_client.metrics import MetricWrapperBase
     from prometheus_client.metrics_core import Metric
+
+    M = TypeVar("M", bound=MetricWrapperBase)
 
 __all__ = [
     "CONTENT_TYPE",
@@ -71,6 +74,8 @@ class Metrics:
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
+
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
 
         self.enrollments: Counter = Counter(
             "certgate_enrollments",
@@ -107,6 +112,15 @@ class Metrics:
             "Protocol-level refusals (EST 401/403, SCEP failInfo) by protocol and code",
             ["protocol", "code"],
         )
+
+    def child(self, metric: M, *values: str) -> M:
+        """``metric.labels(*values)``, remembered: every issuance and request asks for the
+        same few label sets, and prometheus_client validates and locks on each ``labels``."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found  # type: ignore[return-value]
 
 
 _ACTIVE: Metrics | None = None

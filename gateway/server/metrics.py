@@ -84,8 +84,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         metrics = activate()
         protocol, operation = _labels(request)
-        metrics.http_seconds.labels(protocol, operation).observe(time.perf_counter() - started)
-        metrics.http_responses.labels(protocol, operation, str(status)).inc()
+        seconds = time.perf_counter() - started
+        metrics.child(metrics.http_seconds, protocol, operation).observe(seconds)
+        metrics.child(metrics.http_responses, protocol, operation, str(status)).inc()
 
 
 def _peer_allowed(request: web.Request, config: MetricsConfig) -> bool:

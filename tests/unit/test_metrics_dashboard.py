@@ -19,7 +19,9 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), 
 def exposed_series() -> set[str]:
     metrics = activate()
     names: set[str] = set()
-    for metric in vars(metrics).values():
+    for attribute, metric in vars(metrics).items():
+        if attribute.startswith("_"):
+            continue
         for family in metric.describe():
             names.update(family.name + suffix for suffix in SUFFIXES[family.type])
     now = datetime.now(UTC)
