@@ -11,13 +11,16 @@ the configuration's templates and nothing of the data directory.
 from __future__ import annotations
 
 import argparse
+import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+import gateway.store
 from gateway.cli.common import Opens, load_action
 from gateway.cli.datadir import (
     DataDirError,
@@ -29,15 +32,21 @@ from gateway.cli.datadir import (
 )
 from gateway.config import Config
 from gateway.errors import ConfigError, StoreUnavailable
-from gateway.policy import CertificateTemplate, TemplateCatalog, load_templates
 from gateway.store import SQLStore, open_store
-from gateway.store.upgrade import alembic_config, current_revisions, head_revisions
+
+if TYPE_CHECKING:
+    from gateway.policy import CertificateTemplate
+
+#: The packaged migrations (gateway.store.upgrade.MIGRATIONS_DIR, without importing Alembic).
+VERSIONS_DIR = Path(gateway.store.__file__).with_name("migrations") / "versions"
 
 
 class Templates:
     """The configured templates, looked up like :class:`gateway.policy.PolicyEngine` does."""
 
     def __init__(self, templates: Mapping[str, CertificateTemplate]) -> None:
+        from gateway.policy import TemplateCatalog
+
         try:
             self._catalog = TemplateCatalog.of(templates)
         except ValueError as exc:
@@ -79,6 +88,8 @@ class StoreOnly:
 
 
 def open_templates(config: Config) -> TemplatesOnly:
+    from gateway.policy import load_templates
+
     return TemplatesOnly(config, Templates(load_templates(config.templates_dir)))
 
 
@@ -108,16 +119,45 @@ def _revisions(conn: sa.Connection) -> frozenset[str] | None:
     """The schema revisions recorded in the database; ``None`` without certgate's tables."""
     if not sa.inspect(conn).has_table("alembic_version"):
         return None
-    return current_revisions(conn)
+    return frozenset(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
 
 
-def _known_revisions() -> frozenset[str]:
-    """Every migration this certgate ships (a database revision outside it is from a newer
-    certgate)."""
+def packaged_heads() -> frozenset[str] | None:
+    """The heads of the packaged migrations, read from their ``revision`` and
+    ``down_revision`` assignments without importing Alembic (which costs a listing more than
+    the listing); ``None`` when a file does not spell them as literals."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in VERSIONS_DIR.glob("*.py"):
+        found: dict[str, Any] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            target, value = None, None
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign):
+                target, value = node.target, node.value
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                try:
+                    found[target.id] = ast.literal_eval(value) if value is not None else None
+                except ValueError:
+                    return None
+        if not isinstance(found.get("revision"), str):
+            return None
+        revisions.add(found["revision"])
+        down = found.get("down_revision")
+        parents.update([down] if isinstance(down, str) else list(down or ()))
+    return frozenset(revisions - parents) or None
+
+
+def _alembic_revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """(heads, every revision) as Alembic computes them: the authority when the quick look
+    and the database disagree."""
     from alembic.script import ScriptDirectory
 
+    from gateway.store.upgrade import alembic_config
+
     script = ScriptDirectory.from_config(alembic_config())
-    return frozenset(r.revision for r in script.walk_revisions())
+    return frozenset(script.get_heads()), frozenset(r.revision for r in script.walk_revisions())
 
 
 def _check_schema(config: Config, found: frozenset[str] | None) -> None:
@@ -127,10 +167,12 @@ def _check_schema(config: Config, found: frozenset[str] | None) -> None:
     if not found:
         why = "no certgate tables in this database; `certgate init` creates them"
         raise DataDirError(f"{where}: {why}")
-    heads = head_revisions()
+    if found == packaged_heads():
+        return
+    heads, known = _alembic_revisions()
     if found == heads:
         return
-    unknown = sorted(found - _known_revisions())
+    unknown = sorted(found - known)
     if unknown:
         why = f"its schema ({', '.join(unknown)}) is newer than this certgate; upgrade certgate"
     else:

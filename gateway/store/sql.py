@@ -28,7 +28,6 @@ from gateway.model import (
 from gateway.ports import IssuanceJournal, Store
 from gateway.store import queries as q
 from gateway.store.engine import Body, Database, Mode, P, T
-from gateway.store.upgrade import upgrade_to_head
 
 
 def _utc_now() -> datetime:
@@ -109,6 +108,10 @@ class SQLStore:
 
     async def migrate(self) -> None:
         """``alembic upgrade head``, safe when several processes start at once."""
+        # Alembic is imported here, not with the store: operator listings open the store
+        # without migrating it and should not pay for loading Alembic (gateway.cli.opening).
+        from gateway.store.upgrade import upgrade_to_head
+
         await self._db.run(Mode.WRITE, upgrade_to_head)
 
     async def close(self) -> None:

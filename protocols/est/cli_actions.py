@@ -8,15 +8,17 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from gateway.cli.common import emit, table, ts
 from gateway.clock import SystemClock
 from gateway.config import parse_seconds
 from gateway.errors import BadRequest, CertgateError, NotFound
-from gateway.server.wiring import Components
 from protocols.est.settings import parse_settings
 from protocols.est.state import EstState, StateStore
+
+if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
+    from gateway.server.wiring import Components
 
 
 def _state(c: Any) -> EstState:

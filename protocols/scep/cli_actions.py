@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from gateway.cli.common import actor, emit, ts
 from gateway.config import parse_seconds
 from gateway.errors import BadRequest, ConfigError, NotFound
-from gateway.server.wiring import Components
 from gateway.store import SQLStore
 from protocols.scep import otp, ra_info
 from protocols.scep.config import ScepSettings, parse_settings
+
+if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
+    from gateway.server.wiring import Components
 
 
 def _settings(c: Any) -> ScepSettings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.actions.certs import normal_serial
 from gateway.cli.common import EXIT_OK, emit, fields, table, ts
@@ -13,8 +13,11 @@ from gateway.cli.opening import StoreOnly
 from gateway.errors import BadRequest, NotFound
 from gateway.model import AuditEvent
 from gateway.policy.durations import parse_duration
-from gateway.server.wiring import Components
 from gateway.store import queries
+
+if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
+    from gateway.server.wiring import Components
+
 
 AUDIT_HEADERS = ["ID", "AT", "EVENT", "ACTOR", "REQUEST", "SERIAL", "DETAIL"]
 #: Longest DETAIL cell in the table; ``audit show`` and ``--json`` give all of it.

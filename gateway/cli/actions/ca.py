@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.cli.common import EXIT_OK, emit, fields
 from gateway.cli.records import pem
 from gateway.pkix import fingerprint, pem_chain
-from gateway.server.wiring import Components
+
+if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
+    from gateway.server.wiring import Components
 
 
 async def cmd_ca_show(c: Components, args: argparse.Namespace) -> int:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from gateway.cli.common import EXIT_OK, actor, emit, fields, table, ts
 from gateway.cli.opening import StoreOnly
 from gateway.cli.records import cert_dict
 from gateway.errors import NotFound
 from gateway.model import CertificateRecord, CertificateStatus, RevocationReason
-from gateway.server.wiring import Components
+
+if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
+    from gateway.server.wiring import Components
+
 
 CERT_HEADERS = ["SERIAL", "STATUS", "TEMPLATE", "SUBJECT", "SANS", "EXPIRES", "SUPERSEDED-BY"]
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.cli.records import print_outcome
 from gateway.errors import CertgateError
 from gateway.model import EnrollmentRequest
 from gateway.pkix import load_csr
-from gateway.server.wiring import Components
 from gateway.service import local_requester
+
+if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
+    from gateway.server.wiring import Components
 
 
 async def cmd_enroll(c: Components, args: argparse.Namespace) -> int:

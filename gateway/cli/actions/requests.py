@@ -4,6 +4,7 @@ queue (AD CS "pending requests", certificate manager approval)."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from gateway.cli.common import EXIT_OK, actor, emit, fields, table, ts
 from gateway.cli.opening import StoreOnly
@@ -11,7 +12,10 @@ from gateway.cli.records import print_outcome, request_dict
 from gateway.errors import NotFound
 from gateway.model import Issued, RequestRecord, RequestState
 from gateway.pkix import pem_chain
-from gateway.server.wiring import Components
+
+if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
+    from gateway.server.wiring import Components
+
 
 REQUEST_HEADERS = ["ID", "STATE", "WAITING", "TEMPLATE", "REQUESTER", "PROTOCOL", "CREATED"]
 

@@ -10,14 +10,16 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from gateway.cli.common import EXIT_OK, duration, emit, fields, table
 from gateway.cli.opening import TemplatesOnly
 from gateway.errors import CertgateError
-from gateway.server.wiring import Components
+
+if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
+    from gateway.server.wiring import Components
 
 
 async def cmd_templates_list(c: TemplatesOnly | Components, args: argparse.Namespace) -> int:
