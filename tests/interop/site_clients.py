@@ -110,3 +110,12 @@ def chains_to_site_root(cert: x509.Certificate, site: Site, work: Path) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def banner_command(banner: str, label: str) -> str:
+    """The client command the ``certgate serve`` banner prints under ``label`` (``certbot``,
+    ``curl+openssl``, ``scepclient``...), as an operator would copy it."""
+    prefix = f"    {label} "
+    lines = [ln for ln in banner.splitlines() if ln.startswith(prefix)]
+    assert len(lines) == 1, f"banner has {len(lines)} '{label}' lines:\n{banner}"
+    return lines[0][len(prefix) :].strip()
