@@ -11,6 +11,13 @@ certificate, cepces' ``cas``), a password account made with ``certgate wstep use
 client certificate issued by the gateway (``certgate enroll``). cepces-submit is run as
 certmonger runs it (operation and data in ``CERTMONGER_*`` variables, exit codes per
 cepces/certmonger/core.py), then under a private certmonger daemon.
+
+Reproduce::
+
+    tests/interop/cepces_setup.sh        # or: cepces_setup.sh SOURCE SRC_DIR VENV_DIR
+    CEPCES_SRC=~/.cache/certgate/cepces-src \
+    CEPCES_PYTHON=~/.cache/certgate/cepces-venv/bin/python \
+        .venv/bin/pytest -v tests/interop/test_wstep_cepces.py
 """
 
 from __future__ import annotations
@@ -217,6 +224,24 @@ def test_wrong_password_at_the_policy_endpoint_is_read_as_a_soap_fault(gateway: 
     assert result.code == UNDERCONFIGURED, result
     assert "SOAPFault" in result.err and "username or password" in result.err, result
     assert "HTTPError" not in result.err, result
+
+
+def test_password_over_plain_http_is_refused_before_it_is_checked(gateway: Gateway) -> None:
+    """An administrator who points cepces at the plain-HTTP listener: the UsernameToken is
+    refused with a fault naming the https endpoint, which cepces reports as REJECTED."""
+    workdir = gateway.client(
+        "plain-http",
+        "UsernamePassword",
+        endpoint=f"http://127.0.0.1:{gateway.port}/wstep/CES",
+        endpoint_type="Enrollment",
+    )
+    before = gateway.cli("requests", "list", "--json")
+    result = run_submit(
+        gateway.cepces, workdir, "SUBMIT", csr=certmonger_csr("cepces-http", "device")
+    )
+    assert result.code == REJECTED, result
+    assert "only over TLS" in result.out and "Traceback" not in result.err, result
+    assert gateway.cli("requests", "list", "--json") == before
 
 
 def test_fetch_roots_prints_the_ca_chain(gateway: Gateway) -> None:
