@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.config import Config
 from gateway.errors import CAUnavailable, CertgateError, ConfigError, NotFound
+from gateway.observability.logs import fields
 from gateway.pkix import pem_chain
 from gateway.plugin import FrontEnd, Listener, ProtocolContext
 from gateway.server.listen import read_timeout_middleware
@@ -93,14 +94,17 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         raise
     finally:
         if request.app.get(ACCESS_LOG, True):
+            # Fields, not prose: `[logging] format = "json"` makes each one a JSON key.
             access_log.info(
-                '%s "%s %s" %d %.1fms rid=%s',
-                request.remote,
-                request.method,
-                request.path_qs[:200],
-                status,
-                (time.perf_counter() - started) * 1000,
-                request.get("request_id", "-"),
+                "request",
+                extra=fields(
+                    peer=request.remote,
+                    method=request.method,
+                    path=request.path_qs[:200],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    request_id=request.get("request_id", "-"),
+                ),
             )
 
 

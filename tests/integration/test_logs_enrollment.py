@@ -193,3 +193,20 @@ async def test_secrets_never_reach_the_logs(
     for secret in secrets:
         leaks = [line for line in rendered if secret in line]
         assert not leaks, (secret, leaks[:1])
+
+
+async def test_the_access_line_carries_its_fields(
+    tmp_path: Path, aiohttp_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = write_est_config(tmp_path, est_port=free_port())
+    cfg.write_text(cfg.read_text().replace("access_log = false", "access_log = true"))
+    client = await aiohttp_client(await create_app(load_config(cfg)))
+    with caplog.at_level(logging.INFO, logger="certgate.access"):
+        r = await client.get("/healthz?probe=1")
+    access = [r for r in caplog.records if r.name == "certgate.access"]
+    assert len(access) == 1
+    line = json.loads(JsonFormatter().format(access[0]))
+    assert line["message"] == "request"
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz?probe=1", 200)
+    assert line["request_id"] == r.headers["X-Request-ID"]
+    assert line["peer"] == "127.0.0.1" and line["duration_ms"] >= 0

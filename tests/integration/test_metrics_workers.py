@@ -119,7 +119,7 @@ def test_two_workers_report_the_same_summed_counts(tmp_path: Path) -> None:
         scrapers: set[int] = set()
         while time.monotonic() < deadline and (len(scrapers) < 2 or len(answers) < 4):
             answers.append(issued_count(port))
-            scrapers = pids(log_lines(stderr), lambda x: '"GET /metrics"' in x["message"])
+            scrapers = pids(log_lines(stderr), lambda x: x.get("path") == "/metrics")
         assert len(scrapers) == 2, "one worker answered every scrape"
         assert answers == [enrolled] * len(answers)
     finally:
