@@ -28,7 +28,7 @@ import re
 import ssl
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
@@ -181,6 +181,17 @@ def run_submit(cepces: Cepces, workdir: Path, operation: str, **variables: str) 
     """``cepces-submit`` with ``CERTMONGER_OPERATION=operation`` and ``CERTMONGER_<NAME>``
     for each keyword (``csr=...`` -> ``CERTMONGER_CSR``), in ``workdir``, with an environment
     as bare as certmonger's."""
+    return run_submit_argv(cepces, workdir, (), operation, variables)
+
+
+def run_submit_argv(
+    cepces: Cepces,
+    workdir: Path,
+    argv: Sequence[str],
+    operation: str,
+    variables: Mapping[str, str],
+) -> Outcome:
+    """:func:`run_submit` with command-line options (``--server``, ``--auth`` ...)."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
@@ -189,7 +200,7 @@ def run_submit(cepces: Cepces, workdir: Path, operation: str, **variables: str) 
     }
     env.update({f"CERTMONGER_{k.upper()}": v for k, v in variables.items()})
     proc = subprocess.run(
-        [str(cepces.python), str(cepces.submit)],
+        [str(cepces.python), str(cepces.submit), *argv],
         cwd=workdir,
         env=env,
         capture_output=True,

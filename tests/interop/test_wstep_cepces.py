@@ -49,6 +49,7 @@ from tests.interop.cepces_harness import (
     locate_cepces,
     pem_certificates,
     run_submit,
+    run_submit_argv,
     sanitize,
     wire_shape,
     write_conf,
@@ -242,6 +243,39 @@ def test_password_over_plain_http_is_refused_before_it_is_checked(gateway: Gatew
     assert result.code == REJECTED, result
     assert "only over TLS" in result.out and "Traceback" not in result.err, result
     assert gateway.cli("requests", "list", "--json") == before
+
+
+def test_the_server_option_reaches_a_gateway_laid_out_like_ad_cs(tmp_path: Path) -> None:
+    """cepces' documented invocation (and Samba's): ``cepces-submit --server=HOST --auth=AUTH``
+    builds the AD CS URL ``https://HOST/ADPolicyProvider_CEP_<AUTH>/service.svc/CEP``. With
+    ``[wstep] path`` set to that layout certgate answers it; the CES URL comes from
+    GetPolicies."""
+    cepces = locate_cepces()
+    port, tls_port = free_port(), free_port()
+    cfg = gateway_b_config(tmp_path, port=port, tls_port=tls_port)
+    layout = "/ADPolicyProvider_CEP_UsernamePassword/service.svc"
+    text = cfg.read_text()
+    assert "[wstep]\nenabled = true\n" in text
+    cfg.write_text(text.replace("[wstep]\n", f'[wstep]\npath = "{layout}"\n', 1))
+    add_user(cfg, USER, principal=USER)
+    workdir = tmp_path / "client"
+    write_conf(
+        workdir,
+        endpoint="https://overridden.invalid/",
+        auth=Auth("UsernamePassword", username=USER, password=PASSWORD),
+        cas=tmp_path / "tls" / "tls.crt",
+    )
+    argv = ("--server", f"127.0.0.1:{tls_port}", "--auth", "UsernamePassword")
+    csr = certmonger_csr("cepces-server-option", "device")
+    with serving(cfg, port):
+        listed = run_submit_argv(cepces, workdir, argv, "GET-SUPPORTED-TEMPLATES", {})
+        issued = run_submit_argv(cepces, workdir, argv, "SUBMIT", {"csr": csr})
+        chain = tmp_path / "chain.pem"
+        certgate("ca", "export", "-c", str(cfg), "--out", str(chain), check=True)
+    assert listed.code == ISSUED and "device" in listed.out.split(), listed
+    assert issued.code == ISSUED, issued
+    (cert,) = pem_certificates(issued.out)
+    cert.verify_directly_issued_by(pem_certificates(chain.read_text())[0])
 
 
 def test_fetch_roots_prints_the_ca_chain(gateway: Gateway) -> None:
