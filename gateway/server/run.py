@@ -249,15 +249,17 @@ async def _serve_async(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if main_tls is not None:
-        reloads: set[asyncio.Task[None]] = set()
+    reloads: set[asyncio.Task[None]] = set()
 
-        def reload() -> None:
-            task = loop.create_task(main_tls.reload("SIGHUP"))
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
+    def reload() -> None:  # SIGHUP never ends the gateway: it reloads, or says why not
+        if main_tls is None:
+            log.info("SIGHUP: nothing to reload (the main listener has no [server.tls])")
+            return
+        task = loop.create_task(main_tls.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
-        loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     log.info("shutting down")
     await runner.cleanup()

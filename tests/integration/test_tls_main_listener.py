@@ -288,3 +288,24 @@ def test_missing_certificate_files_stop_serve_in_one_line(
     lines = [line for line in err.splitlines() if line.startswith("certgate:")]
     assert len(lines) == 1 and "server.tls" in lines[0] and "nope.pem" in lines[0], err
     assert "Traceback" not in err
+
+
+def test_sighup_without_tls_keeps_a_plain_gateway_serving(tmp_path: Path) -> None:
+    from tests.helpers import http_ok
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(write_config(tmp_path)),
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not http_ok(f"http://127.0.0.1:{port}/healthz"):
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert proc.poll() is None and http_ok(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        stop_process(proc)
