@@ -131,6 +131,11 @@ def activate() -> Metrics:
     it neither imports prometheus_client nor counts)."""
     global _ACTIVE
     if _ACTIVE is None:
+        from prometheus_client import disable_created_metrics
+
+        # No ``_created`` series: multiprocess mode has none, so a scrape looks the same with
+        # one process or N, and every labelled counter costs one series, not two.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         _ACTIVE = Metrics()
     return _ACTIVE
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -24,7 +25,8 @@ from gateway.config import load_config
 from gateway.server.app import LISTENERS, MAIN_TLS, components_of, create_app
 from protocols.est.routes import EST_CONTEXT
 from tests.est_helpers import write_est_config
-from tests.helpers import free_port
+from tests.helpers import free_port, write_config
+from tests.wstep_helpers import tls_files
 
 Client = Callable[[Any], Awaitable[Any]]
 PASSWORD = "correct horse battery staple"
@@ -232,3 +234,41 @@ async def test_the_tls_main_listener_reports_its_certificate(
         samples, "certgate_certificate_expiry_seconds", kind="listener", name="main", role="server"
     )
     assert abs(main_expiry - expected) < 60
+
+
+async def test_an_extra_tls_listener_does_not_serve_metrics_but_reports_its_certificate(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    """One runner serving the main listener (plain) and the CES TLS listener, as serve does:
+    /metrics answers 404 on the front-end's listener and, on the main one, reports that
+    listener's certificate."""
+    cert, key = tls_files(tmp_path / "tls")
+    cfg = write_config(
+        tmp_path,
+        f"""
+        [wstep]
+        enabled = true
+        [wstep.tls]
+        host = "127.0.0.1"
+        port = {free_port()}
+        certificate = "{cert}"
+        key = "{key}"
+        """,
+    )
+    app = await create_app(load_config(cfg))
+    ces = next(lst for lst in app[LISTENERS] if lst.name == "wstep-tls")
+    main = await aiohttp_server(app)
+    site = web.TCPSite(main.runner, "127.0.0.1", ces.port, ssl_context=ces.ssl_context)
+    await site.start()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"https://127.0.0.1:{ces.port}/metrics", ssl=False) as r:
+            assert r.status == 404
+            assert "main listener only" in await r.text()
+        async with session.get(f"http://127.0.0.1:{main.port}/metrics") as r:
+            assert r.status == 200
+            samples = parse(await r.text())
+    served = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+    expected = (served.not_valid_after_utc - datetime.now(UTC)).total_seconds()
+    expiry = "certgate_certificate_expiry_seconds"
+    got = value(samples, expiry, kind="listener", name="wstep-tls", role="server")
+    assert abs(got - expected) < 60
