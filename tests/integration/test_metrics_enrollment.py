@@ -22,10 +22,14 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import load_config
+from gateway.pkix import cms
 from gateway.server.app import LISTENERS, MAIN_TLS, components_of, create_app
 from protocols.est.routes import EST_CONTEXT
+from protocols.scep.messages import PKIStatus
+from tests import scep_client as sc
 from tests.est_helpers import write_est_config
 from tests.helpers import free_port, write_config
+from tests.scep_helpers import DEFAULT_ENDPOINTS, STATIC_PASSWORD, scep_config
 from tests.wstep_helpers import tls_files
 
 Client = Callable[[Any], Awaitable[Any]]
@@ -134,13 +138,18 @@ async def test_a_policy_denial_counts_by_rule(h: H) -> None:
     assert delta(before, after, "certgate_enrollments_total", **device, outcome="denied") == 1
 
 
-async def test_pending_requests_are_read_from_the_store(h: H) -> None:
+async def test_pending_requests_are_read_from_the_store(h: H, aiohttp_client: Client) -> None:
     labels = {"reason": "approval", "template": "approval-required"}
     r = await h.enroll(csr("needs-approval"), label="approval")
     assert r.status == 202, await r.text()
     pending = await h.scrape()
     assert value(pending, "certgate_pending_requests", **labels) == 1
     assert value(pending, "certgate_store_up") == 1
+    # Another instance on the same database (a restart, another worker) that served nothing
+    # reports the same figure: it is read from the store, not counted in a process.
+    config = components_of(h.app).config
+    other = H(await aiohttp_client(await create_app(config)), None)
+    assert value(await other.scrape(), "certgate_pending_requests", **labels) == 1
     request_id = (await components_of(h.app).store.list_requests())[0].id
     await components_of(h.app).service.approve(request_id, "manager")
     after = await h.scrape()
@@ -272,3 +281,29 @@ async def test_an_extra_tls_listener_does_not_serve_metrics_but_reports_its_cert
     expiry = "certgate_certificate_expiry_seconds"
     got = value(samples, expiry, kind="listener", name="wstep-tls", role="server")
     assert abs(got - expected) < 60
+
+
+async def test_scep_issuances_and_failinfo_refusals_count(
+    tmp_path: Path, aiohttp_client: Client
+) -> None:
+    app = await create_app(load_config(scep_config(tmp_path, DEFAULT_ENDPOINTS)))
+    h = H(await aiohttp_client(app), app)
+    body = await (await h.client.get("/scep/devices?operation=GetCACert")).read()
+    ra = cms.read_certs_only(body)[0][0]
+
+    async def enroll(cn: str, challenge: str) -> int:
+        c = sc.Client(ra)
+        message = c.pkcs_req(sc.make_csr(c.key, cn, challenge=challenge))
+        r = await h.client.post("/scep/devices?operation=PKIOperation", data=message)
+        return int(c.read(await r.read()).status)
+
+    before = await h.scrape()
+    assert await enroll("scep-metrics", STATIC_PASSWORD) == PKIStatus.SUCCESS
+    assert await enroll("scep-intruder", "wrong-challenge") == PKIStatus.FAILURE
+    after = await h.scrape()
+    issued = {"protocol": "scep", "template": "scep-device", "outcome": "issued"}
+    assert delta(before, after, "certgate_enrollments_total", **issued) == 1
+    refused = {"protocol": "scep", "code": "BAD_REQUEST"}
+    assert delta(before, after, "certgate_protocol_refusals_total", **refused) == 1
+    operation = {"protocol": "scep", "operation": "PKIOperation"}
+    assert delta(before, after, "certgate_http_request_duration_seconds_count", **operation) == 2
