@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 
-import badkeys
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
@@ -74,6 +73,8 @@ def weak_key_problems(
         problems.append(f"RSA public exponent {e} is below {MIN_RSA_EXPONENT}")
     elif e > MAX_RSA_EXPONENT and not relax_key_hygiene:
         problems.append(f"RSA public exponent of {e.bit_length()} bits is above 2^256 - 1")
+    import badkeys  # see warm_up: loaded when policy is built, not with every config read
+
     found = badkeys.checkrsa(n, e=e, checks=_CHECKS)
     problems.extend(text for name, text in OFFLINE_RSA_CHECKS.items() if name in found)
     return tuple(problems)
@@ -82,6 +83,10 @@ def weak_key_problems(
 @functools.cache
 def warm_up() -> None:
     """Pay badkeys' first-use costs now (reading its shipped prime products, building the
-    product of small primes) instead of in the first request of each key size."""
+    product of small primes) instead of in the first request of each key size. badkeys (and
+    gmpy2 under it) is imported here, not with the module: reading the configuration imports
+    the policy package, and an operator listing should not load a factoring library."""
+    import badkeys
+
     for bits in _SHARED_PRIME_SIZES:
         badkeys.checkrsa((1 << (bits - 1)) | 1, e=MIN_RSA_EXPONENT, checks=_CHECKS)
