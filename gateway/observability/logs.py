@@ -137,3 +137,4 @@ def configure_logging(level: str, log_format: str = TEXT, *, process_id: bool = 
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(log_format, process_id=process_id))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.captureWarnings(True)  # warnings too become lines of this format, not raw stderr

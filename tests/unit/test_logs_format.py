@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import tomllib
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def test_text_lines_append_fields_and_quote_what_needs_it() -> None:
     assert f"[{record().process}]" in TextFormatter(process_id=True).format(record())
 
 
+@pytest.mark.filterwarnings("always::DeprecationWarning")
 def test_configure_logging_writes_json_lines_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
@@ -94,11 +96,15 @@ def test_configure_logging_writes_json_lines_to_stderr(capsys: pytest.CaptureFix
         configure_logging("INFO", "json")
         logging.getLogger("certgate.test").info("hello", extra=fields(k="v"))
         logging.getLogger("certgate.test").debug("not at INFO")
+        warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)
     finally:
+        logging.captureWarnings(False)
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    assert [(line["message"], line["k"]) for line in lines] == [("hello", "v")]
+    assert (lines[0]["message"], lines[0]["k"]) == ("hello", "v")
+    assert lines[1]["logger"] == "py.warnings" and "deprecated thing" in lines[1]["message"]
+    assert len(lines) == 2
 
 
 def parse(text: str) -> Config:
