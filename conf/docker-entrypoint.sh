@@ -12,6 +12,11 @@
 #                             goes into the TLS certificates (beside localhost and 127.0.0.1)
 #   CERTGATE_PLAIN_URL        http URL devices use for SCEP and /ca/ (default: same host, 8080)
 #   CERTGATE_HOST             listen address (default 0.0.0.0)
+#   CERTGATE_DATABASE_URL_FILE  a file holding the postgresql+asyncpg:// URL (several
+#                             instances on one database); the site's [store] url names the
+#                             file, so the URL (and its password) is never copied; or
+#   CERTGATE_DATABASE_URL     the URL itself; the site names the variable (env:), so it
+#                             must be set at every start
 #   CERTGATE_INIT_OPTIONS     more `certgate init` options, split on blanks (e.g. ports)
 # Read at every start:
 #   CERTGATE_CA_PASSPHRASE    passphrase of the CA and SCEP RA keys; or
@@ -44,6 +49,11 @@ init_site() {
             seen="$seen$name "
             set -- "$@" --name "$name"
         done
+    fi
+    if [ -n "${CERTGATE_DATABASE_URL_FILE:-}" ]; then
+        set -- "$@" --database-url "file:$CERTGATE_DATABASE_URL_FILE"
+    elif [ -n "${CERTGATE_DATABASE_URL:-}" ]; then
+        set -- "$@" --database-url "env:CERTGATE_DATABASE_URL"
     fi
     if [ -n "${CERTGATE_PLAIN_URL:-}" ]; then
         set -- "$@" --plain-url "$CERTGATE_PLAIN_URL"

@@ -39,6 +39,7 @@ def write_site_first(args: argparse.Namespace) -> None:
                 ("--name", args.names, None),
                 ("--external-url", args.external_url, None),
                 ("--plain-url", args.plain_url, None),
+                ("--database-url", args.database_url, None),
             )
             if value != default
         ]
@@ -119,4 +120,10 @@ def register(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     )
     site.add_argument("--external-url", help="https URL clients use [https://NAME:PORT]")
     site.add_argument("--plain-url", help="http URL devices use [http://NAME:PLAIN-PORT]")
+    site.add_argument(
+        "--database-url",
+        metavar="REF",
+        help='[store] url, written before the database is made: "env:NAME" or "file:PATH" '
+        "naming a postgresql+asyncpg:// URL (several instances share it) [SQLite in DIR/data]",
+    )
     init.set_defaults(func=cmd_init, creates=True, before_config=write_site_first)

@@ -26,6 +26,7 @@ from importlib.resources import files
 from pathlib import Path
 from string import Template
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.cli.datadir import DataDirError
 from gateway.server.banner import (
@@ -71,6 +72,20 @@ def _secret_file(path: Path) -> None:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(secrets.token_urlsafe(18) + "\n")
+
+
+def _store_table(reference: str) -> str:
+    """``[store]`` naming the database ``init --database-url`` gave (refused in one line when
+    it would put a password into the file)."""
+    if not reference.startswith(("env:", "file:")) and urlsplit(reference).password:
+        raise DataDirError(
+            "certgate init --database-url: a URL with a password is a secret; give it as "
+            "env:NAME or file:PATH"
+        )
+    return (
+        "\n[store]\n# The database (`certgate init --database-url`); every instance of this site"
+        f" shares it.\nurl = {json.dumps(reference)}\n"
+    )
 
 
 def write_site(directory: Path, args: argparse.Namespace) -> Path:
@@ -119,6 +134,8 @@ def write_site(directory: Path, args: argparse.Namespace) -> Path:
         http01_port=HTTP01_PORT,
         alpn_port=TLS_ALPN01_PORT,
     )
+    if getattr(args, "database_url", None):
+        text = text.replace("\n[policy]\n", _store_table(args.database_url) + "\n[policy]\n", 1)
     try:
         (directory / "templates").mkdir(parents=True, exist_ok=True)
         secret_dir.mkdir(mode=0o700, exist_ok=True)
