@@ -177,3 +177,28 @@ def test_durations_print_as_the_configuration_spells_them(
     assert main(["templates", "list", "-c", str(cfg)]) == EXIT_OK
     row = next(line for line in capsys.readouterr().out.splitlines() if "tls-server" in line)
     assert row.split()[2:4] == ["90d", "30d"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ca", "show"],
+        ["ca", "export"],
+        ["ca", "crl"],
+        ["ca", "crl", "--der"],
+        ["certs", "due"],
+        ["templates", "show", "tls-server"],
+        ["requests", "show", "{request}"],
+        ["certs", "show", "{serial}"],
+    ],
+    ids=" ".join,
+)
+def test_json_means_json_for_every_output(
+    cfg: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["certs", "list", "-c", str(cfg), "--json"]) == EXIT_OK
+    (cert,) = json.loads(capsys.readouterr().out)
+    known = {"{request}": cert["request_id"], "{serial}": cert["serial"]}
+    assert main([known.get(w, w) for w in command] + ["-c", str(cfg), "--json"]) == EXIT_OK
+    assert isinstance(json.loads(capsys.readouterr().out), list | dict)

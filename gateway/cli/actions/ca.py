@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.cli.common import EXIT_OK, emit, fields
+from gateway.cli.common import EXIT_OK, emit, fields, print_json
 from gateway.cli.records import pem
 from gateway.pkix import fingerprint, pem_chain
 
@@ -34,18 +34,24 @@ async def cmd_ca_show(c: Components, args: argparse.Namespace) -> int:
 
 
 async def cmd_ca_crl(c: Components, args: argparse.Namespace) -> int:
+    """A fresh CRL: DER to ``--out``, PEM (or ``--der``) on stdout; ``--json`` says both."""
     der = await c.service.crl()
     if args.out:
         Path(args.out).write_bytes(der)
-    else:
+    if args.json:
+        print_json({"crl_pem": pem("X509 CRL", der).decode(), "file": args.out})
+    elif not args.out:
         sys.stdout.buffer.write(der if args.der else pem("X509 CRL", der))
     return EXIT_OK
 
 
 async def cmd_ca_export(c: Components, args: argparse.Namespace) -> int:
+    """The chain as PEM, issuing CA first: to ``--out`` or stdout; ``--json`` says both."""
     chain = pem_chain(await c.service.ca_chain())
     if args.out:
         Path(args.out).write_bytes(chain)
-    else:
+    if args.json:
+        print_json({"chain_pem": chain.decode(), "file": args.out})
+    elif not args.out:
         sys.stdout.buffer.write(chain)
     return EXIT_OK
