@@ -38,7 +38,7 @@ class Opens(enum.Enum):
     #: The configuration and the certificate templates; no data directory, no database.
     TEMPLATES = "templates"
     #: The store of an existing gateway, its schema at the version this certgate expects
-    #: (checked read-only, never migrated); no CA. Gets ``.config``, ``.store``, ``.now()``.
+    #: (checked read-only, never migrated); no CA. Gets ``.config`` and ``.store``.
     STORE = "store"
     #: Everything the server builds (:class:`gateway.server.wiring.Components`).
     GATEWAY = "gateway"

@@ -14,7 +14,6 @@ import argparse
 import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,10 +77,6 @@ class StoreOnly:
 
     config: Config
     store: SQLStore
-
-    @staticmethod
-    def now() -> datetime:
-        return datetime.now(UTC)
 
     async def close(self) -> None:
         await self.store.close()
