@@ -426,8 +426,26 @@ def start_certgate(tmp: Path, workers: int) -> tuple[subprocess.Popen[Any], str]
             stderr.seek(0)
             tail = stderr.read().decode(errors="replace")[-2000:]
             raise RuntimeError(f"certgate: {exc}; its stderr ends with:\n{tail}") from None
-    time.sleep(1.0)  # let every worker finish starting
+    # serve binds the port before it prepares the data directory (CA, keys), so an open port
+    # is not yet a serving gateway: wait for /healthz, then let every worker finish starting
+    deadline = time.monotonic() + 60
+    while not _healthz(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError("certgate did not answer /healthz")
+        time.sleep(0.2)
+    time.sleep(1.0)
     return proc, f"http://127.0.0.1:{port}/acme/directory"
+
+
+def _healthz(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
 
 
 def start_pebble(tmp: Path) -> tuple[subprocess.Popen[Any], str]:

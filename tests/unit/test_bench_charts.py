@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -121,3 +122,16 @@ def test_write_result_round_trips_through_the_chart(tmp_path: Path) -> None:
     assert charts.main([str(out)]) == 0
     root = ET.fromstring((tmp_path / "run.svg").read_bytes())
     assert [b.get("data-value") for b in root.findall(f"{SVG}rect[@class='bar']")] == ["450"]
+
+
+def test_performance_md_charts_are_drawn_from_their_json() -> None:
+    """Every chart docs/performance.md shows exists, and is what bench/charts.py draws from the
+    benchmark JSON beside it (so a chart is never edited by hand or left stale)."""
+    text = (REPO / "docs" / "performance.md").read_text()
+    charts_shown = re.findall(r"!\[[^\]]*\]\((perf/[\w.-]+\.svg)\)", text)
+    assert charts_shown
+    for name in charts_shown:
+        svg = REPO / "docs" / name
+        source = svg.with_suffix(".json")
+        assert source.exists(), source
+        assert svg.read_text() == charts.render(charts.load(source), str(source)), name
