@@ -30,6 +30,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,9 +128,11 @@ def image() -> str:
 class Container:
     """One ``buildah from`` working container; ``start`` runs the image's entrypoint in it."""
 
-    def __init__(self, image: str, volume: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, image: str, volume: Path, env: dict[str, str], mounts: dict[Path, str] | None = None
+    ) -> None:
         self.name = f"certgate-ci-{os.getpid()}-{secrets.token_hex(3)}"
-        self.volume, self.env = volume, env
+        self.volume, self.env, self.mounts = volume, env, mounts or {}
         _run("buildah", "from", "--name", self.name, image, timeout=120)
         # buildah run mounts an image VOLUME over a -v bind to the same path (buildah 1.28):
         # drop the declaration from this working container so /data is the test's directory
@@ -140,6 +143,8 @@ class Container:
     def command(self, *args: str) -> list[str]:
         cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host"]
         cmd += ["-v", f"{self.volume}:/data"]
+        for source, target in self.mounts.items():
+            cmd += ["-v", f"{source}:{target}:ro"]
         for key, value in self.env.items():
             cmd += ["-e", f"{key}={value}"]
         return [*cmd, self.name, "--", *args]
@@ -193,15 +198,19 @@ def _wait_healthy(c: Container, site: Site, timeout: float = 120) -> None:
     raise AssertionError(f"no /healthz within {timeout} s:\n{c.output()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def running(
-    image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Container, Site]]:
-    tmp = tmp_path_factory.mktemp("container")
+def _volume(tmp: Path) -> Path:
     volume = tmp / "volume"
     volume.mkdir()
     os.chown(volume, UID, UID)
     os.chmod(volume, 0o700)
+    return volume
+
+
+@pytest.fixture(scope="module")
+def running(
+    image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Container, Site]]:
+    volume = _volume(tmp_path_factory.mktemp("container"))
     options = free_port_options()
     port = options[options.index("--port") + 1]
     env = {
@@ -270,3 +279,69 @@ def test_second_start_serves_the_same_site(running: tuple[Container, Site], tmp_
     assert (site.data / "root-ca.pem").read_bytes() == root
     cert = est_enroll(site, tmp_path, "after-restart")
     assert chains_to_site_root(cert, site, tmp_path)
+
+
+PG_ADMIN_DSN = os.environ.get(
+    "CERTGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _pg(sql: str, database: str | None = None) -> list[Any]:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> list[Any]:
+        dsn = PG_ADMIN_DSN if database is None else PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + database
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            reason = f"PostgreSQL at {PG_ADMIN_DSN} unreachable ({type(exc).__name__})"
+            if os.environ.get("CERTGATE_REQUIRE_PEERS") == "1":
+                pytest.fail(reason)
+            pytest.skip(reason)
+        try:
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.postgres
+def test_first_start_on_postgresql_from_a_database_url_file(image: str, tmp_path: Path) -> None:
+    """As docs/compose.yml runs it: the database URL reaches the image as a mounted secret file
+    (CERTGATE_DATABASE_URL_FILE), the site names that file, and the tables, the CA's issuance
+    records and the issued certificates are in PostgreSQL from the first start."""
+    database = f"certgate_container_{secrets.token_hex(5)}"
+    _pg(f'CREATE DATABASE "{database}"')
+    try:
+        run_secrets = tmp_path / "secrets"
+        run_secrets.mkdir()
+        server = PG_ADMIN_DSN.removeprefix("postgresql://").rsplit("/", 1)[0]
+        url_file = run_secrets / "database_url"
+        url_file.write_text(f"postgresql+asyncpg://{server}/{database}\n")
+        for path in (run_secrets, url_file):
+            os.chown(path, UID, UID)
+        url_file.chmod(0o600)
+        env = {
+            "CERTGATE_EXTERNAL_URL": "https://localhost",
+            "CERTGATE_CA_PASSPHRASE": secrets.token_urlsafe(24),
+            "CERTGATE_DATABASE_URL_FILE": "/run/secrets/database_url",
+            "CERTGATE_INIT_OPTIONS": " ".join(free_port_options()),
+        }
+        container = Container(image, _volume(tmp_path), env, {run_secrets: "/run/secrets"})
+        site = Site(container.volume / "site")
+        try:
+            container.start()
+            _wait_healthy(container, site)
+            assert site.toml()["store"] == {"url": "file:/run/secrets/database_url"}
+            assert not (site.data / "certgate.db").exists()
+            cert = est_enroll(site, tmp_path / "est", "pg-device")
+            serial = format(cert.serial_number, "x")
+        finally:
+            container.remove()
+        rows = _pg("SELECT serial, subject FROM certificates", database)
+        assert any(r["serial"].lstrip("0") == serial.lstrip("0") for r in rows), rows
+    finally:
+        _pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
