@@ -48,6 +48,7 @@ DEBOOTSTRAP = [
 ]  # fmt: skip
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE = "localhost/certgate-ci:test"
+BUILD_STAGE = "localhost/certgate-ci:build-stage"
 UID = 10001  # the image's user (Dockerfile)
 
 
@@ -100,18 +101,24 @@ def base_image() -> str:
 
 
 def build_image(base: str) -> str:
-    """``buildah bud`` of the checkout's Dockerfile on ``base`` (layers cached by buildah)."""
-    cmd = [
+    """``buildah bud`` of the checkout's Dockerfile on ``base`` (layers cached by buildah).
+
+    The build stage is tagged too, so that pruning dangling images afterwards keeps both
+    stages' cached layers and drops only what earlier builds left (each code change leaves a
+    ~120 MB final layer behind otherwise)."""
+    common = [
         "buildah", "bud", "--format", "docker", "--layers",
         "--isolation", "chroot", "--network", "host",
-        "--build-arg", f"BASE={base}", "-t", IMAGE, "-f", str(REPO / "Dockerfile"),
+        "--build-arg", f"BASE={base}", "-f", str(REPO / "Dockerfile"),
     ]  # fmt: skip
     if HOST_CA.exists():  # a TLS-inspecting proxy's CA reaches pip this way
-        cmd += [
+        common += [
             "-v", f"{HOST_CA}:/etc/ssl/certs/host-ca.crt:ro",
             "--build-arg", "PIP_CERT=/etc/ssl/certs/host-ca.crt",
         ]  # fmt: skip
-    _run(*cmd, str(REPO), timeout=1800)
+    _run(*common, "--target", "build", "-t", BUILD_STAGE, str(REPO), timeout=1800)
+    _run(*common, "-t", IMAGE, str(REPO), timeout=1800)
+    subprocess.run(["podman", "image", "prune", "-f"], capture_output=True, timeout=300)
     return IMAGE
 
 
