@@ -262,13 +262,32 @@ def test_curl_openssl_enrolls_over_est(
     assert chains_to_site_root(cert, serving.site, tmp_path)
 
 
-def test_the_installed_cli_lists_what_the_clients_got(
+def _est_enrollments(site: Site) -> float:
+    """certgate_enrollments_total for EST, summed over templates and outcomes, from /metrics."""
+    context = ssl.create_default_context(cafile=str(site.data / "root-ca.pem"))
+    url = f"https://localhost:{site.port}/metrics"
+    with urllib.request.urlopen(url, timeout=5, context=context) as reply:
+        text = reply.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("certgate_enrollments_total{") and 'protocol="est"' in line
+    )
+
+
+def test_metrics_and_the_installed_cli_see_an_enrollment(
     installed: Installed, serving: Serving, tmp_path: Path
 ) -> None:
+    before = _est_enrollments(serving.site)
     _client(serving, installed, "curl+openssl", tmp_path)
-    serial = format(_leaf(tmp_path / "device.pem").serial_number, "x")
-    listed = json.loads(
-        installed.certgate("certs", "list", "--json", "-c", str(serving.site.config)).stdout
-    )
+    assert _est_enrollments(serving.site) == before + 1
+    serial = format(_leaf(tmp_path / "device.pem").serial_number, "x").lstrip("0")
+    config = str(serving.site.config)
+    listed = json.loads(installed.certgate("certs", "list", "--json", "-c", config).stdout)
     rows = listed if isinstance(listed, list) else listed.get("certificates", [])
-    assert any(str(row.get("serial", "")).lower().lstrip("0") == serial.lstrip("0") for row in rows)
+    assert serial in [str(row.get("serial", "")).lower().lstrip("0") for row in rows]
+    events = json.loads(
+        installed.certgate("audit", "list", "--serial", serial, "--json", "-c", config).stdout
+    )
+    events = events if isinstance(events, list) else events.get("events", [])
+    assert "certificate.issued" in [e.get("type") or e.get("event") for e in events], events
