@@ -26,6 +26,7 @@ set -eu
 
 config=${CERTGATE_CONFIG:-/data/site/certgate.toml}
 site=$(dirname "$config")
+incomplete="$site/.init-incomplete"
 
 if [ -n "${CERTGATE_CA_PASSPHRASE_FILE:-}" ] && [ -z "${CERTGATE_CA_PASSPHRASE:-}" ]; then
     CERTGATE_CA_PASSPHRASE=$(cat "$CERTGATE_CA_PASSPHRASE_FILE")
@@ -61,14 +62,25 @@ init_site() {
     # shellcheck disable=SC2086  # split on purpose: a list of options
     set -- "$@" ${CERTGATE_INIT_OPTIONS:-}
     echo "certgate-entrypoint: first start: certgate $*" >&2
+    # A site whose init stopped half-way (database unreachable...) has its certgate.toml but
+    # perhaps not its database, CA or bootstrap accounts: the marker makes later starts say so
+    # instead of serving it.
+    mkdir -p "$site"
+    : > "$incomplete"
     # init writes the site's certgate.toml itself: it must not read one first
     env -u CERTGATE_CONFIG certgate "$@"
+    rm -f "$incomplete"
 }
 
 cmd=${1:-serve}
 case "$cmd" in
     serve)
         if [ $# -gt 0 ]; then shift; fi
+        if [ -f "$incomplete" ]; then
+            echo "certgate-entrypoint: $site: the first start's certgate init did not finish" \
+                "(its error is in that start's log); remove $site to start over" >&2
+            exit 2
+        fi
         if [ ! -f "$config" ]; then
             init_site
         fi

@@ -355,3 +355,26 @@ def test_first_start_on_postgresql_from_a_database_url_file(image: str, tmp_path
         assert any(r["serial"].lstrip("0") == serial.lstrip("0") for r in rows), rows
     finally:
         _pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def test_a_first_start_whose_init_failed_is_refused_later(image: str, tmp_path: Path) -> None:
+    """init stops half-way (here: its database does not exist); the next start says so and
+    exits instead of serving a site without its database, CA or bootstrap accounts."""
+    missing = f"certgate_missing_{secrets.token_hex(5)}"
+    server = PG_ADMIN_DSN.removeprefix("postgresql://").rsplit("/", 1)[0]
+    env = {
+        "CERTGATE_CA_PASSPHRASE": secrets.token_urlsafe(24),
+        "CERTGATE_DATABASE_URL": f"postgresql+asyncpg://{server}/{missing}",
+        "CERTGATE_INIT_OPTIONS": " ".join(free_port_options()),
+    }
+    container = Container(image, _volume(tmp_path), env)
+    try:
+        for _ in range(2):
+            container.start()
+            assert container.proc is not None
+            assert container.proc.wait(timeout=120) != 0
+        log = container.output()
+        assert log.count("first start: certgate init") == 1
+        assert "certgate init did not finish" in log and "remove /data/site" in log
+    finally:
+        container.remove()
