@@ -709,11 +709,16 @@ async def test_sqlite_wal_is_checkpointed_in_the_background(
         database = Path(sa.make_url(url).database or "")
         await asyncio.sleep(1.2)  # the migration's own frames are checkpointed first
         before = database.stat().st_size
+        started = time.monotonic()
         for _ in range(150):
             await issued(store, clock)
         wal = database.with_name(database.name + "-wal")
         assert wal.stat().st_size > 0
-        assert database.stat().st_size == before  # nothing copied back yet
+        if time.monotonic() - started < 0.8:
+            # Within one checkpoint interval nothing is copied back yet. On a loaded machine
+            # the commits can outlast the interval, and then the background checkpointer has
+            # rightly run: only the check below applies.
+            assert database.stat().st_size == before
         deadline = time.monotonic() + 5
         while database.stat().st_size == before and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
