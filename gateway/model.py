@@ -1,90 +1,31 @@
 """Protocol-neutral value objects that flow from a front-end through policy to a CA connector.
 
 Nothing here knows about SCEP, EST, ACME or any CA product. Every object is a frozen dataclass;
-build variations with :func:`dataclasses.replace`.
+build variations with :func:`dataclasses.replace`. Derived values that cost something (a CSR's
+DER, key and fingerprint; a requester's JSON) are computed by :mod:`gateway.pkix.csr` and kept
+with :class:`gateway.pkix.memo.once`; no cache machinery lives here.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar, overload
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
-from gateway.pkix import der
+from gateway.pkix.csr import csr_der, csr_public_key, csr_spki_sha256
+from gateway.pkix.memo import once
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-_T = TypeVar("_T")
-
-
-class once(Generic[_T]):
-    """A per-instance cached attribute, computed on first access.
-
-    Like ``functools.cached_property`` minus its lock (Python 3.11 takes an RLock on every
-    first access, a visible cost on the issuance path) and it works on frozen dataclasses: the
-    value goes straight into the instance ``__dict__``, which then shadows this non-data
-    descriptor. Objects using it are read by one task at a time, so no lock is needed."""
-
-    def __init__(self, compute: Callable[[Any], _T]) -> None:
-        self._compute = compute
-        self._name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    @overload
-    def __get__(self, instance: None, owner: type | None = None) -> once[_T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
-    def __get__(self, instance: object | None, owner: type | None = None) -> _T | once[_T]:
-        if instance is None:
-            return self
-        value = self._compute(instance)
-        instance.__dict__[self._name] = value
-        return value
-
-
-_K = TypeVar("_K")
-
-
-class IdentityMemo(Generic[_K, _T]):
-    """``compute(obj)`` remembered per object *identity*, for immutable objects that are not
-    hashable cheaply (cryptography keys, extensions) and are asked about several times while
-    they live. An entry holds its object, so the object's id cannot be reused while cached;
-    past ``limit`` entries the memo starts over."""
-
-    def __init__(self, compute: Callable[[_K], _T], limit: int) -> None:
-        self._compute = compute
-        self._limit = limit
-        self._entries: dict[int, tuple[_K, _T]] = {}
-
-    def __call__(self, obj: _K) -> _T:
-        entry = self._entries.get(id(obj))
-        if entry is not None and entry[0] is obj:
-            return entry[1]
-        value = self._compute(obj)
-        self.seed(obj, value)
-        return value
-
-    def seed(self, obj: _K, value: _T) -> None:
-        """Remember ``value`` for ``obj`` without computing it (the caller knows it equals
-        ``compute(obj)``)."""
-        if len(self._entries) >= self._limit:
-            self._entries.clear()
-        self._entries[id(obj)] = (obj, value)
 
 
 class RequestKind(enum.StrEnum):
@@ -238,58 +179,6 @@ class EnrollmentRequest:
     def spki_sha256(self) -> str:
         """Hex SHA-256 of the CSR's SubjectPublicKeyInfo (computed once)."""
         return csr_spki_sha256(self.csr)
-
-
-def spki_fingerprint(public_key: Any) -> str:
-    """Hex SHA-256 of the DER SubjectPublicKeyInfo; used to match retries (EST) and renewals."""
-    return hashlib.sha256(spki_der(public_key)).hexdigest()
-
-
-def _encode_spki(public_key: Any) -> bytes:
-    der: bytes = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return der
-
-
-#: The key's DER SubjectPublicKeyInfo. The request's fingerprint and, for an in-process CA,
-#: the certificate's subjectPublicKeyInfo and SKI all need it for the same key object.
-spki_der: IdentityMemo[Any, bytes] = IdentityMemo(_encode_spki, 256)
-
-
-def _csr_der(csr: x509.CertificateSigningRequest) -> bytes:
-    return csr.public_bytes(serialization.Encoding.DER)
-
-
-def _csr_public_key(csr: x509.CertificateSigningRequest) -> Any:
-    return csr.public_key()
-
-
-def _csr_spki_sha256(csr: x509.CertificateSigningRequest) -> str:
-    """The fingerprint of the CSR's key. When the CSR's own SubjectPublicKeyInfo has a single
-    DER form (EC on a named curve with an uncompressed point, Ed25519, Ed448) its bytes are
-    what cryptography would encode for the decoded key, so they are hashed as they are and
-    remembered as that key's :data:`spki_der` (re-encoding costs more than the hash);
-    otherwise the decoded key is encoded. Decoding the key also validates it (the point is
-    on the curve): raises ``ValueError``/``UnsupportedAlgorithm`` like ``csr.public_key()``."""
-    key = csr_public_key(csr)
-    raw = der.csr_spki(csr_der(csr))
-    if der.is_canonical_spki(raw):
-        spki_der.seed(key, raw)
-    else:
-        raw = spki_der(key)
-    return hashlib.sha256(raw).hexdigest()
-
-
-#: Per CSR object: its DER, its decoded key and its key's fingerprint. A front-end that looks
-#: up a transaction by key (EST) and the service that stores the request ask for the same CSR.
-csr_der: IdentityMemo[x509.CertificateSigningRequest, bytes] = IdentityMemo(_csr_der, 256)
-csr_public_key: IdentityMemo[x509.CertificateSigningRequest, Any] = IdentityMemo(
-    _csr_public_key, 256
-)
-csr_spki_sha256: IdentityMemo[x509.CertificateSigningRequest, str] = IdentityMemo(
-    _csr_spki_sha256, 256
-)
 
 
 @dataclass(frozen=True)

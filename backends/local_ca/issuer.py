@@ -25,12 +25,12 @@ from gateway.model import (
     CertificateRecord,
     CertificateStatus,
     Denied,
-    IdentityMemo,
     IssuancePlan,
     RevocationReason,
-    spki_der,
 )
+from gateway.pkix.csr import spki_der
 from gateway.pkix.der import extension as encode_extension
+from gateway.pkix.memo import IdentityMemo
 
 #: Retry hint while the CA cannot sign (expired or not yet valid issuing CA, closed key).
 UNAVAILABLE_RETRY_AFTER = 3600

@@ -15,6 +15,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 
 from gateway.errors import BadCSR, BadRequest
+from gateway.pkix.csr import csr_public_key
 
 _PEM_CSR = (b"-----BEGIN CERTIFICATE REQUEST-----", b"-----BEGIN NEW CERTIFICATE REQUEST-----")
 
@@ -42,8 +43,6 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise BadCSR(f"not a valid PKCS#10 certificate request: {_short(exc)}") from None
     # The key is decoded lazily; every front-end fingerprints it before policy runs, so a key
     # of an algorithm cryptography does not know must be refused here, not deep inside.
-    from gateway.model import csr_public_key  # gateway.model imports gateway.pkix.der
-
     try:
         csr_public_key(csr)  # remembered for policy and the key fingerprint
     except UnsupportedAlgorithm as exc:

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
-from gateway.model import EnrollmentRequest, RequestKind, once
+from gateway.model import EnrollmentRequest, RequestKind
+from gateway.pkix.memo import once
 from gateway.policy.catalog import TemplateCatalog
 from gateway.policy.extensions import TemplateExtension, read_template_extension
 from gateway.policy.template import CertificateTemplate

@@ -13,7 +13,8 @@ from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from gateway.model import RequestKind, spki_fingerprint
+from gateway.model import RequestKind
+from gateway.pkix.csr import spki_fingerprint
 from gateway.policy.context import Effect, Rule, Shaped, Stage
 from gateway.policy.durations import format_duration
 from gateway.policy.extensions import read_template_extension

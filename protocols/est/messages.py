@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.x509.oid import AttributeOID
 
 from gateway.errors import BadCSR, BadRequest
-from gateway.model import csr_der
 from gateway.pkix import load_csr
 from gateway.pkix.certsonly import certs_only_der
+from gateway.pkix.csr import csr_der
 from gateway.pkix.der import element_length, header_length, oid, tlv
 
 #: The operations of RFC 7030 §3.2.2 (a CA label must not equal one of them).

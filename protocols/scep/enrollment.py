@@ -31,9 +31,9 @@ from gateway.model import (
     RequestKind,
     RequestState,
     serial_hex,
-    spki_fingerprint,
 )
 from gateway.pkix import load_csr
+from gateway.pkix.csr import spki_fingerprint
 from protocols.scep import transactions
 from protocols.scep.config import Endpoint
 from protocols.scep.messages import FailInfo, MessageError, MessageType, PKIMessage

@@ -14,7 +14,8 @@ from __future__ import annotations
 from cryptography import x509
 
 from gateway.errors import NotFound
-from gateway.model import Outcome, serial_hex, spki_fingerprint
+from gateway.model import Outcome, serial_hex
+from gateway.pkix.csr import spki_fingerprint
 from protocols.scep import enrollment, transactions
 from protocols.scep.config import Endpoint
 from protocols.scep.messages import (

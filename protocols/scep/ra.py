@@ -35,8 +35,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.errors import ConfigError, InternalError
-from gateway.model import EnrollmentRequest, Issued, Requester, spki_fingerprint
+from gateway.model import EnrollmentRequest, Issued, Requester
 from gateway.pkix import keyfile
+from gateway.pkix.csr import spki_fingerprint
 from gateway.policy import renewal_window
 from gateway.ports import Store
 from gateway.service import EnrollmentService

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from gateway.model import RequestRecord, RequestState, csr_der
+from gateway.model import RequestRecord, RequestState
+from gateway.pkix.csr import csr_der
 from gateway.ports import Store
 from protocols.scep.messages import FailInfo, MessageError
 

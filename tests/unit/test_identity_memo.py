@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.model import IdentityMemo
+from gateway.pkix.memo import IdentityMemo
 
 
 def test_computes_once_per_object_and_separately_for_an_equal_one() -> None:

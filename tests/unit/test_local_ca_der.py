@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from backends.local_ca import der
 from backends.local_ca.keystore import SoftwareSigner
-from gateway.model import spki_der
+from gateway.pkix.csr import spki_der
 from gateway.pkix.der import extension as encode_extension
 
 _CA_KEYS = {

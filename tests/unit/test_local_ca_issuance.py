@@ -348,7 +348,7 @@ def test_subject_key_identifier_matches_cryptography_for_every_key_type() -> Non
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
     from backends.local_ca.der import key_identifier
-    from gateway.model import spki_der
+    from gateway.pkix.csr import spki_der
 
     keys = [
         ec.generate_private_key(ec.SECP256R1()).public_key(),

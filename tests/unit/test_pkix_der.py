@@ -18,8 +18,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.model import EnrollmentRequest, csr_spki_sha256, spki_der, spki_fingerprint
+from gateway.model import EnrollmentRequest
 from gateway.pkix import der
+from gateway.pkix.csr import csr_spki_sha256, spki_der, spki_fingerprint
 from gateway.service import local_requester
 from tests.unit.policy_helpers import build_csr, cn
 

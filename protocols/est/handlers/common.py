@@ -15,9 +15,9 @@ from gateway.model import (
     Pending,
     Requester,
     RequestKind,
-    csr_spki_sha256,
     serial_hex,
 )
+from gateway.pkix.csr import csr_spki_sha256
 from gateway.policy.context import Facts
 from gateway.policy.rules_request import csr_signature
 from protocols.est.auth import Authenticated, authenticate

@@ -17,7 +17,8 @@ from aiohttp import web
 from cryptography import x509
 
 from gateway.errors import PolicyDenied
-from gateway.model import Requester, RequestKind, spki_fingerprint
+from gateway.model import Requester, RequestKind
+from gateway.pkix.csr import spki_fingerprint
 from protocols.est.auth import Authenticated, check_own_certificate
 from protocols.est.context import EstContext
 from protocols.est.handlers.common import (
