@@ -1,4 +1,4 @@
-"""The ACME load driver's HTTP/1.1 client (bench/acme_load.py ``Connection``) reads what both
+"""The ACME load driver's HTTP/1.1 client (bench/acme_http.py ``Connection``) reads what both
 servers under test send: Content-Length bodies (certgate), chunked bodies (Pebble's Go server
 for larger answers), HEAD answers without a body, and a connection the server closed."""
 
@@ -12,14 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "acme_load.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "acme_http.py"
 
 
 def _driver() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("acme_load", BENCH)
+    spec = importlib.util.spec_from_file_location("acme_http", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("acme_load", module)
+    sys.modules.setdefault("acme_http", module)
     spec.loader.exec_module(module)
     return module
 

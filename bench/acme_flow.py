@@ -1,0 +1,164 @@
+"""One ACME account driving complete issuance flows, and the timed run of many of them
+(see bench/acme_load.py for what a flow is and how the figures are read)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import statistics
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from acme_http import Connection  # bench/acme_http.py, beside this script
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+T = TypeVar("T")
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Worker:
+    """One ACME account driving flows sequentially."""
+
+    def __init__(self, http: Connection, directory: dict[str, str]) -> None:
+        self.http = http
+        self.d = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        n = self.key.public_key().public_numbers()
+        self.jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": b64(n.x.to_bytes(32, "big")),
+            "y": b64(n.y.to_bytes(32, "big")),
+        }
+        self.kid: str | None = None
+        self.nonce: str | None = None
+
+    async def _nonce(self) -> str:
+        if self.nonce is None:
+            _, headers, _ = await self.http.request("HEAD", self.d["newNonce"])
+            self.nonce = headers["replay-nonce"]
+        nonce, self.nonce = self.nonce, None
+        return nonce
+
+    async def post(self, url: str, payload: Any = None) -> tuple[int, dict[str, str], bytes]:
+        for _ in range(3):
+            header: dict[str, Any] = {"alg": "ES256", "nonce": await self._nonce(), "url": url}
+            if self.kid:
+                header["kid"] = self.kid
+            else:
+                header["jwk"] = self.jwk
+            p = b64(json.dumps(header).encode())
+            body = "" if payload is None else b64(json.dumps(payload).encode())
+            r_, s_ = decode_dss_signature(
+                self.key.sign(f"{p}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+            )
+            sig = b64(r_.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+            data = json.dumps({"protected": p, "payload": body, "signature": sig}).encode()
+            status, headers, content = await self.http.request(
+                "POST", url, data, "application/jose+json"
+            )
+            self.nonce = headers.get("replay-nonce")
+            if status == 400 and b"badNonce" in content:
+                continue
+            return status, headers, content
+        raise RuntimeError("badNonce three times")
+
+    async def register(self) -> None:
+        status, headers, body = await self.post(
+            self.d["newAccount"], {"termsOfServiceAgreed": True}
+        )
+        assert status in (200, 201), body
+        self.kid = headers["location"]
+
+    async def flow(self, name: str) -> None:
+        status, headers, body = await self.post(
+            self.d["newOrder"], {"identifiers": [{"type": "dns", "value": name}]}
+        )
+        assert status == 201, body
+        order_url, order = headers["location"], json.loads(body)
+        for authz_url in order["authorizations"]:
+            _, _, body = await self.post(authz_url)
+            authz = json.loads(body)
+            if authz["status"] != "valid":
+                ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+                status, _, body = await self.post(ch["url"], {})
+                assert status == 200, body
+                while authz["status"] == "pending":
+                    _, _, body = await self.post(authz_url)
+                    authz = json.loads(body)
+                assert authz["status"] == "valid", authz
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        status, _, body = await self.post(
+            order["finalize"], {"csr": b64(csr.public_bytes(serialization.Encoding.DER))}
+        )
+        assert status == 200, body
+        order = json.loads(body)
+        while order["status"] in ("processing", "ready", "pending"):
+            await asyncio.sleep(0.005)
+            _, _, body = await self.post(order_url)
+            order = json.loads(body)
+        assert order["status"] == "valid", order
+        status, _, body = await self.post(order["certificate"])
+        assert status == 200 and b"BEGIN CERTIFICATE" in body
+
+
+async def drive(
+    directory_url: str, flows: int, concurrency: int, ssl_ctx: Any, tag: str
+) -> dict[str, float]:
+    connections = [Connection(directory_url, ssl_ctx) for _ in range(concurrency)]
+    try:
+        status, _, body = await connections[0].request("GET", directory_url)
+        assert status == 200, body
+        directory = json.loads(body)
+        workers = [Worker(c, directory) for c in connections]
+        await asyncio.gather(*(w.register() for w in workers))
+        # One untimed flow per worker, concurrently: every account's key and connection is
+        # warm before the clock starts.
+        await asyncio.gather(
+            *(w.flow(f"warmup{n}-{tag}.bench.example.test") for n, w in enumerate(workers))
+        )
+        latencies: list[float] = []
+        counter = iter(range(flows))
+
+        async def run(w: Worker) -> None:
+            for i in counter:
+                t = time.perf_counter()
+                await w.flow(f"f{i}-{tag}.bench.example.test")
+                latencies.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(run(w) for w in workers))
+        elapsed = time.perf_counter() - start
+    finally:
+        for c in connections:
+            await c.close()
+    latencies.sort()
+    return {
+        "rate": flows / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run the driver on uvloop when installed (the server uses it too): the driver shares
+    the machine's cores with the server, so its own event-loop overhead lowers the rate."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency of the gateway
+        return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -1,0 +1,233 @@
+"""The servers under test for bench/acme_load.py: certgate (`serve`, SQLite, challenge
+validation skipped by `[testing] acme_always_valid`) and Pebble (Debian package, validation
+skipped by PEBBLE_VA_ALWAYS_VALID), started on free ports; their CPU time read from /proc."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` so far (from /proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (the serve process and its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_certgate(tmp: Path, workers: int) -> tuple[subprocess.Popen[Any], str]:
+    port = free_port()
+    cfg = tmp / "certgate.toml"
+    cfg.write_text(
+        textwrap.dedent(f"""
+        [server]
+        host = "127.0.0.1"
+        port = {port}
+        access_log = false
+        external_url = "http://127.0.0.1:{port}"
+        [data]
+        dir = "{tmp / "data"}"
+        [policy]
+        templates_dir = "{REPO / "conf" / "templates"}"
+        [connectors.local]
+        type = "local"
+        [logging]
+        level = "WARNING"
+        [acme]
+        enabled = true
+        default_template = "acme-tls"
+        rate_limit_account = 0
+        rate_limit_ip = 0
+        rate_limit_new_orders = 0
+        rate_limit_new_accounts = 0
+        [testing]
+        enabled = true
+        acme_always_valid = true
+        """)
+    )
+    # The server's stderr goes to a file (the child keeps its own descriptor), so a failed
+    # start can say why.
+    with (tmp / "certgate.stderr").open("w+b") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "-c",
+                str(cfg),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=REPO,
+            env={**os.environ, "CERTGATE_TESTING": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            wait_port(port, proc)
+        except RuntimeError as exc:
+            stop(proc)
+            stderr.seek(0)
+            tail = stderr.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"certgate: {exc}; its stderr ends with:\n{tail}") from None
+    # serve binds the port before it prepares the data directory (CA, keys), so an open port
+    # is not yet a serving gateway: wait for /healthz, then let every worker finish starting
+    deadline = time.monotonic() + 60
+    while not _healthz(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError("certgate did not answer /healthz")
+        time.sleep(0.2)
+    time.sleep(1.0)
+    return proc, f"http://127.0.0.1:{port}/acme/directory"
+
+
+def _healthz(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def start_pebble(tmp: Path) -> tuple[subprocess.Popen[Any], str]:
+    exe = shutil.which("pebble")
+    if exe is None:
+        raise SystemExit("pebble is not installed (../shared/peers/install.sh)")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+                ]
+            ),
+            False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (tmp / "pebble.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "pebble.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    port = free_port()
+    (tmp / "pebble.json").write_text(
+        json.dumps(
+            {
+                "pebble": {
+                    "listenAddress": f"127.0.0.1:{port}",
+                    "managementListenAddress": f"127.0.0.1:{free_port()}",
+                    "certificate": str(tmp / "pebble.crt"),
+                    "privateKey": str(tmp / "pebble.key"),
+                    "httpPort": free_port(),
+                    "tlsPort": free_port(),
+                    "ocspResponderURL": "",
+                    "externalAccountBindingRequired": False,
+                }
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "PEBBLE_VA_NOSLEEP": "1",
+        "PEBBLE_WFE_NONCEREJECT": "0",
+        "PEBBLE_VA_ALWAYS_VALID": "1",
+        "PEBBLE_AUTHZREUSE": "0",
+    }
+    proc = subprocess.Popen(
+        [exe, "-config", str(tmp / "pebble.json")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    return proc, f"https://127.0.0.1:{port}/dir"
