@@ -4,7 +4,9 @@ Both the gateway configuration (:mod:`gateway.config`, and through it the front-
 connectors' tables) and the certificate templates (:mod:`gateway.policy.loader`) are read through
 :class:`Table`. Every accessor checks the value's type and raises
 :class:`gateway.errors.ConfigError` naming the file, the full key path (``server.port``,
-``san.dns_suffixes[2]``, ``subject.rdn[0].pattern``) and the reason.
+``san.dns_suffixes[2]``, ``subject.rdn[0].pattern``) and the reason, in one line:
+``file: key.path: reason (did you mean 'x'?)``. Durations are read in the one duration grammar
+(:mod:`gateway.durations`), each with its minimum.
 
 Unknown keys are errors, because a silently ignored typo is a configuration or policy hole. A
 table opened with its allowed ``keys`` refuses strangers at once; any table refuses, in
@@ -18,14 +20,14 @@ import difflib
 import enum
 import re
 from collections.abc import Collection, Mapping
+from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
+from gateway.durations import POSITIVE, parse_duration
 from gateway.errors import ConfigError
 
 E = TypeVar("E", bound=enum.StrEnum)
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdwy])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _REQUIRED: Any = object()
 
 
@@ -51,21 +53,6 @@ def describe(value: object) -> str:
     if isinstance(value, Mapping):
         return "a table"
     return type(value).__name__
-
-
-def parse_seconds(value: object, file: str, key: str) -> int:
-    """Parse a duration such as ``"90d"``, ``"6w"``, ``"30s"`` (or a bare int of seconds)."""
-    if isinstance(value, bool):
-        raise ConfigError(file, key, "expected a duration like '30s', '5m', '90d'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(file, key, "duration must not be negative")
-        return value
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return int(m.group(1)) * _UNITS[m.group(2)]
-    raise ConfigError(file, key, f"expected a duration like '30s', '5m', '90d', got {value!r}")
 
 
 class Table:
@@ -167,10 +154,30 @@ class Table:
         value: builtins.bool = self._get(name, builtins.bool, default, "true or false")
         return value
 
-    def seconds(self, name: builtins.str, default: builtins.str) -> builtins.int:
-        """A duration (``"30s"``, ``"90d"`` or an integer of seconds) in seconds."""
+    def duration(
+        self, name: builtins.str, default: builtins.str, *, minimum: timedelta = POSITIVE
+    ) -> timedelta:
+        """A duration in the one grammar (``"30s"``, ``"90d"``; :mod:`gateway.durations`) of
+        at least ``minimum`` (default: positive). A bare number is refused: it names no unit."""
         self._seen.add(name)
-        return parse_seconds(self.data.get(name, default), self.file, self.key(name))
+        value = self.data.get(name, default)
+        if not isinstance(value, builtins.str):
+            hint = (
+                f" (a bare number names no unit: write '{value}s' for seconds)"
+                if isinstance(value, builtins.int) and not isinstance(value, builtins.bool)
+                else ""
+            )
+            self.fail(name, f"expected a duration like {default!r}, got {describe(value)}{hint}")
+        try:
+            return parse_duration(value, minimum)
+        except ValueError as exc:
+            self.fail(name, builtins.str(exc))
+
+    def seconds(
+        self, name: builtins.str, default: builtins.str, *, minimum: timedelta = POSITIVE
+    ) -> builtins.int:
+        """:meth:`duration` as whole seconds."""
+        return builtins.int(self.duration(name, default, minimum=minimum).total_seconds())
 
     def choice(self, name: builtins.str, value: builtins.str, kind: type[E]) -> E:
         """``value`` (found at ``name``, e.g. ``types[1]``) as a member of the enum ``kind``."""

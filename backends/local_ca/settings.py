@@ -1,6 +1,8 @@
 """The local CA's settings: its ``[connectors.<name>]`` table, validated completely up front.
 
-Every problem is a :class:`gateway.errors.ConfigError` naming ``connectors.<name>.<key>``.
+Every problem is a :class:`gateway.errors.ConfigError` naming ``connectors.<name>.<key>``: the
+table is read through :class:`gateway.toml_reader.Table`, like every other table, and its
+durations in the one grammar of :mod:`gateway.durations` (positive).
 Secrets (``passphrase``, ``import_key_passphrase``, ``import_pkcs12_passphrase``) are references
 (``env:VAR`` or ``file:PATH``) resolved here with :func:`gateway.config.resolve_secret`, the
 same resolver every other secret-bearing key uses; they are kept out of ``repr``.
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config import parse_seconds, resolve_secret
+from gateway.config import Table, resolve_secret
 from gateway.errors import ConfigError
 
 #: Used when ``passphrase`` is not set (before falling back to a generated passphrase file).
@@ -81,67 +83,46 @@ class LocalCASettings:
 
 
 class _Reader:
-    """Reads one connector table, remembering which keys were consumed (typos are errors)."""
+    """The connector table read through :class:`gateway.toml_reader.Table` (the one reader:
+    key paths, unknown keys refused with a suggestion), plus the local CA's own kinds of
+    value: secrets, file paths and publication URLs."""
 
     def __init__(self, name: str, data: Mapping[str, Any], file: str) -> None:
-        self.name = name
-        self.data = data
+        self.table = Table(data, file, f"connectors.{name}")
         self.file = file
-        self.seen: set[str] = set()
-
-    def path(self, key: str) -> str:
-        return f"connectors.{self.name}.{key}"
 
     def error(self, key: str, reason: str) -> ConfigError:
-        return ConfigError(self.file, self.path(key), reason)
-
-    def get(self, key: str) -> object:
-        self.seen.add(key)
-        return self.data.get(key)
+        return ConfigError(self.file, self.table.key(key), reason)
 
     def string(self, key: str, default: str) -> str:
-        value = self.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {type(value).__name__}")
-        return value
+        return self.table.str(key, default)
 
     def duration(self, key: str, default: str) -> timedelta:
-        value = self.get(key)
-        seconds = parse_seconds(default if value is None else value, self.file, self.path(key))
-        if seconds <= 0:
-            raise self.error(key, "must be a positive duration")
-        return timedelta(seconds=seconds)
+        return self.table.duration(key, default)
 
     def urls(self, key: str) -> tuple[str, ...] | None:
-        value = self.get(key)
-        if value is None:
+        if self.table.raw(key) is None:
             return None
-        if not isinstance(value, list):
-            raise self.error(key, f"expected a list of http:// URLs, got {type(value).__name__}")
-        for i, url in enumerate(value):
-            where = f"{key}[{i}]"
-            if not isinstance(url, str):
-                raise self.error(where, "expected a string")
+        items = self.table.str_items(key)
+        for where, url in items:
             parts = urlsplit(url)
             # RFC 5280 §4.2.1.13/§4.2.2.1: CRLs and CA certificates are signed objects fetched
             # over plain HTTP (https would need the very chain it serves to validate).
             if parts.scheme != "http" or not parts.hostname or any(c.isspace() for c in url):
                 raise self.error(where, f"expected an http:// URL, got {url!r}")
-        return tuple(value)
+        return tuple(url for _, url in items)
 
     def secret(self, key: str) -> bytes | None:
-        value = self.get(key)
+        value = self.table.raw(key)
         if value is None:
             return None
-        resolved = resolve_secret(value, self.file, self.path(key))
+        resolved = resolve_secret(value, self.file, self.table.key(key))
         if not resolved:
             raise self.error(key, "the secret is empty")
         return resolved.encode("utf-8")
 
     def file_path(self, key: str) -> Path | None:
-        value = self.get(key)
+        value = self.table.raw(key)
         if value is None:
             return None
         if not isinstance(value, str) or not value:
@@ -151,9 +132,7 @@ class _Reader:
         return path if path.is_absolute() else Path(self.file).resolve().parent / path
 
     def finish(self) -> None:
-        for key in self.data:
-            if key not in self.seen:
-                raise self.error(key, "unknown key")
+        self.table.finish()
 
 
 def parse_settings(name: str, data: Mapping[str, Any], config_file: str) -> LocalCASettings:

@@ -89,7 +89,7 @@ def duration(value: timedelta | int | float | None) -> str:
     back into ``certgate.toml`` or a template (whole seconds; nothing left is ``"0s"``)."""
     if value is None:
         return ""
-    from gateway.policy.durations import format_duration  # only once there is output
+    from gateway.durations import format_duration  # only once there is output
 
     seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
     return format_duration(timedelta(seconds=seconds)) if seconds > 0 else "0s"

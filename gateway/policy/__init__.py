@@ -7,8 +7,8 @@ Renewal timing (:mod:`gateway.policy.renewal`) is shared with ACME renewal infor
 CLI. Nothing here performs I/O except the template loader reading its files.
 """
 
+from gateway.durations import format_duration, parse_duration
 from gateway.policy.catalog import TemplateCatalog
-from gateway.policy.durations import format_duration, parse_duration
 from gateway.policy.engine import PolicyDecision, PolicyEngine
 from gateway.policy.extensions import (
     TEMPLATE_EXTENSION_OID,

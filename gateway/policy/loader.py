@@ -17,9 +17,9 @@ from types import MappingProxyType
 
 from cryptography import x509
 
+from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 from gateway.policy.catalog import catalog_problems
-from gateway.policy.durations import parse_duration
 from gateway.policy.template import (
     TEMPLATE_NAME,
     CertificateTemplate,

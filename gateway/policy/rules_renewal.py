@@ -13,10 +13,10 @@ from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from gateway.durations import format_duration
 from gateway.model import RequestKind
 from gateway.pkix.csr import spki_fingerprint
 from gateway.policy.context import Effect, Rule, Shaped, Stage
-from gateway.policy.durations import format_duration
 from gateway.policy.extensions import read_template_extension
 from gateway.policy.renewal import is_due, renewal_window
 from gateway.policy.shape import CLOCK_SKEW

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import NameOID
 
+from gateway.durations import format_duration
 from gateway.policy.context import Facts, Shaped, key_algorithm
-from gateway.policy.durations import format_duration
 from gateway.policy.extensions import UNSUPPORTED_USAGES, end_entity_extensions
 from gateway.policy.vocabulary import SubjectSource
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Table, resolve_secret
+from gateway.durations import ZERO
 from gateway.errors import ConfigError
 
 #: RFC 5280 §5.3.1 reasons a subscriber may give by default (Let's Encrypt's set).
@@ -62,7 +63,8 @@ def parse_settings(
     templates: Mapping[str, Any],
     data_dir: Path,
 ) -> AcmeSettings:
-    """Validate ``[acme]``; every error names ``acme.<key>``."""
+    """Validate ``[acme]``; every error names ``acme.<key>``. Durations are positive, but
+    ``caa_recheck_after = "0s"`` (re-check CAA at every finalization)."""
     t = Table(raw, file, "acme")
     t.bool("enabled", False)
     default = t.str("default_template", default_template)
@@ -90,7 +92,7 @@ def parse_settings(
         require_terms_agreement=t.bool("require_terms_agreement", True),
         website=t.str("website", ""),
         caa_identities=_caa_identities(t, file),
-        caa_recheck_after=t.seconds("caa_recheck_after", "8h"),
+        caa_recheck_after=t.seconds("caa_recheck_after", "8h", minimum=ZERO),
         external_account_required=t.bool("external_account_required", False),
         eab_encryption_key=_eab_key(t, file, data_dir),
         http01_port=_port(t, "http01_port", 80),
@@ -109,9 +111,9 @@ def parse_settings(
         rate_limit_account=t.int("rate_limit_account", 3000, minimum=0),
         rate_limit_ip=t.int("rate_limit_ip", 6000, minimum=0),
         rate_limit_new_accounts=t.int("rate_limit_new_accounts", 100, minimum=0),
-        rate_limit_new_accounts_window=_window(t, "rate_limit_new_accounts_window", "3h"),
+        rate_limit_new_accounts_window=t.seconds("rate_limit_new_accounts_window", "3h"),
         rate_limit_new_orders=t.int("rate_limit_new_orders", 3000, minimum=0),
-        rate_limit_new_orders_window=_window(t, "rate_limit_new_orders_window", "1h"),
+        rate_limit_new_orders_window=t.seconds("rate_limit_new_orders_window", "1h"),
     )
     t.finish()
     return settings
@@ -125,13 +127,6 @@ def _caa_identities(t: Table, file: str) -> tuple[str, ...]:
         if not name or any(not label or not label.replace("-", "").isalnum() for label in labels):
             raise ConfigError(file, f"acme.caa_identities[{i}]", "expected a domain name")
     return names
-
-
-def _window(t: Table, name: str, default: str) -> int:
-    seconds = t.seconds(name, default)
-    if seconds < 1:
-        raise ConfigError(t.file, t.key(name), "must be at least 1s")
-    return seconds
 
 
 def _port(t: Table, name: str, default: int) -> int:

@@ -6,13 +6,12 @@ import argparse
 import getpass
 import os
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from gateway.cli.common import emit, table, ts
 from gateway.clock import SystemClock
-from gateway.config import parse_seconds
+from gateway.durations import duration_option
 from gateway.errors import BadRequest, CertgateError, NotFound
 from protocols.est.settings import parse_settings
 from protocols.est.state import EstState, StateStore
@@ -75,10 +74,8 @@ async def cmd_code_create(c: Components, args: argparse.Namespace) -> int:
     label = args.label or ""
     if settings.label(label) is None:
         raise NotFound(f"no EST label {label!r} in {config.file} [est.labels]")
-    ttl = parse_seconds(args.ttl, "--ttl", "ttl")
-    if ttl <= 0:
-        raise BadRequest("--ttl must be positive")
-    code, record = await _state(c).create_code(label, args.identity, timedelta(seconds=ttl))
+    ttl = duration_option(args.ttl, "--ttl")
+    code, record = await _state(c).create_code(label, args.identity, ttl)
     data = {
         "code": code,
         "label": label,

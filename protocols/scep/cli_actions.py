@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from gateway.cli.common import actor, emit, ts
-from gateway.config import parse_seconds
+from gateway.durations import duration_option
 from gateway.errors import BadRequest, ConfigError, NotFound
 from gateway.store import SQLStore
 from protocols.scep import otp, ra_info
@@ -55,15 +54,13 @@ async def cmd_otp_create(c: Components, args: argparse.Namespace) -> int:
         raise BadRequest(
             f"endpoint {args.endpoint!r} uses challenge {endpoint.challenge!r}, not otp"
         )
-    ttl = parse_seconds(args.ttl, "--ttl", "ttl")
-    if ttl <= 0:
-        raise BadRequest("--ttl must be positive")
+    ttl = duration_option(args.ttl, "--ttl")
     assert isinstance(c.store, SQLStore)
     created = await otp.create(
         c.store,
         endpoint.name,
         args.identity,
-        timedelta(seconds=ttl),
+        ttl,
         actor(),
         c.service.clock.now(),
     )

@@ -249,7 +249,7 @@ def _endpoint(
         challenge=challenge,
         challenge_password=password,
         webhook_url=webhook,
-        webhook_timeout=float(max(timeout, 1)),
+        webhook_timeout=float(timeout),
         capabilities=tuple(sorted(set(caps))),
         legacy_des=t.bool("legacy_des", False),
         renewal=renewal,

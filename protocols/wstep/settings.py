@@ -71,7 +71,7 @@ def parse_settings(data: Mapping[str, Any], file: str) -> WSTEPSettings:
     settings = WSTEPSettings(
         path=path,
         max_body_bytes=t.int("max_body_bytes", 65536, minimum=1024),
-        read_timeout=t.seconds("read_timeout", "10s") or 1,
+        read_timeout=t.seconds("read_timeout", "10s"),
         friendly_name=t.str("friendly_name", "certgate"),
         next_update_hours=t.int("next_update_hours", 8, minimum=1),
         auth=frozenset(auth),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config, parse_seconds, resolve_secret
+from gateway.config import Table, load_config, resolve_secret
 from gateway.errors import ConfigError
 from tests.helpers import REPO
 
@@ -95,10 +96,39 @@ def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("5m", 300), ("90d", 7776000), ("6w", 3628800), ("1y", 31536000), (12, 12)],
+    [("30s", 30), ("5m", 300), ("90d", 7776000), ("6w", 3628800), ("1y", 31536000)],
 )
 def test_durations(text: object, seconds: int) -> None:
-    assert parse_seconds(text, "f", "k") == seconds
+    assert Table({"k": text}, "f").seconds("k", "1s") == seconds
+
+
+def test_a_bare_number_is_not_a_duration_and_the_error_says_what_to_write() -> None:
+    """One grammar (gateway.durations): a bare integer names no unit, in every table."""
+    with pytest.raises(ConfigError) as info:
+        Table({"k": 12}, "f", "t").seconds("k", "1s")
+    assert info.value.key_path == "t.k" and "write '12s'" in info.value.reason
+
+
+def test_zero_is_refused_unless_the_key_allows_it() -> None:
+    with pytest.raises(ConfigError, match="zero"):
+        Table({"k": "0s"}, "f").seconds("k", "1s")
+    assert Table({"k": "0s"}, "f").seconds("k", "1s", minimum=timedelta(0)) == 0
+
+
+@pytest.mark.parametrize("key", ["header_timeout", "body_timeout"])
+def test_server_timeouts_are_at_least_a_second(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, f"[server]\n{key} = '0s'\n"))
+    assert info.value.key_path == f"server.{key}"
+    config = load_config(write(tmp_path, "[server]\nshutdown_timeout = '0s'\n"))
+    assert config.server.shutdown_timeout == 0
+
+
+def test_unknown_keys_are_one_line_errors_with_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nprot = 8080\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: server.prot: unknown key (did you mean 'port'?)"
 
 
 def test_port_override_rederives_a_derived_external_url(tmp_path: Path) -> None:

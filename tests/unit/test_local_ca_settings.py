@@ -74,6 +74,19 @@ def test_invalid_setting_is_a_config_error_naming_its_key_path(
     assert caught.value.file == str(tmp_path / "certgate.toml")
 
 
+def test_errors_use_the_one_reader_style_with_a_suggestion(tmp_path: Path) -> None:
+    """The local CA reads its table through gateway.toml_reader.Table like every other table:
+    one line, ``file: key.path: reason (did you mean X?)``."""
+    file = str(tmp_path / "certgate.toml")
+    with pytest.raises(ConfigError) as caught:
+        _construct({"crl_validty": "7d"}, tmp_path)
+    assert str(caught.value) == (
+        f"{file}: connectors.local.crl_validty: unknown key (did you mean 'crl_validity'?)"
+    )
+    with pytest.raises(ConfigError, match="write '30s'"):
+        _construct({"crl_validity": 30}, tmp_path)
+
+
 def test_passphrase_options_without_their_source_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

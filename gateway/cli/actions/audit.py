@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from gateway.cli.actions.certs import normal_serial
 from gateway.cli.common import EXIT_OK, emit, fields, table, ts
 from gateway.cli.opening import StoreOnly
+from gateway.durations import parse_duration
 from gateway.errors import BadRequest, NotFound
 from gateway.model import AuditEvent
-from gateway.policy.durations import parse_duration
 from gateway.store import queries
 
 if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them

@@ -1,4 +1,5 @@
-"""Template durations: ``<integer><unit>`` with y = 365 days."""
+"""The one duration grammar (gateway.durations): ``<integer><unit>`` with y = 365 days, a
+minimum per use; templates, configuration tables and CLI options all read it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.policy import format_duration, parse_duration
-from gateway.policy.durations import MAX_DURATION, UNITS
+from gateway.durations import (
+    MAX_DURATION,
+    UNITS,
+    ZERO,
+    duration_option,
+    format_duration,
+    parse_duration,
+)
+from gateway.errors import BadRequest
 
 
 @pytest.mark.parametrize(
@@ -65,3 +73,37 @@ def test_arbitrary_text_parses_or_raises_value_error(text: str) -> None:
         assert parse_duration(text) > timedelta(0)
     except ValueError:
         pass
+
+
+@pytest.mark.parametrize("text", ["0s", "0d"])
+def test_zero_passes_only_a_zero_minimum(text: str) -> None:
+    assert parse_duration(text, ZERO) == timedelta(0)
+    with pytest.raises(ValueError, match="zero"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["00s", "05m"])
+def test_leading_zeros_are_refused_even_with_a_zero_minimum(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text, ZERO)
+
+
+def test_minimum_is_named_in_the_reason() -> None:
+    assert parse_duration("2s", timedelta(seconds=2)) == timedelta(seconds=2)
+    with pytest.raises(ValueError, match="at least 2s"):
+        parse_duration("1s", timedelta(seconds=2))
+
+
+def test_cli_options_share_the_grammar_and_name_the_option() -> None:
+    assert duration_option("30m", "--ttl") == timedelta(minutes=30)
+    with pytest.raises(BadRequest, match=r"^--ttl: invalid duration '3600'"):
+        duration_option("3600", "--ttl")
+    with pytest.raises(BadRequest, match=r"^--ttl: duration '0h' is zero"):
+        duration_option("0h", "--ttl")
+
+
+def test_the_policy_package_re_exports_the_one_grammar() -> None:
+    import gateway.policy
+
+    assert gateway.policy.parse_duration is parse_duration
+    assert gateway.policy.format_duration is format_duration

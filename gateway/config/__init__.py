@@ -1,16 +1,16 @@
 """Configuration: one TOML file -> frozen dataclasses, validated completely at start-up.
 
 Every error is a :class:`gateway.errors.ConfigError` naming the file, the key path and the
-reason: tables are read through :class:`gateway.toml_reader.Table` (re-exported here with
-:func:`parse_seconds` for the front-ends' and connectors' own tables). Secrets are never
-inlined: a secret-bearing key takes ``env:NAME`` or ``file:PATH``.
+reason: tables are read through :class:`gateway.toml_reader.Table` (re-exported here for the
+front-ends' and connectors' own tables), durations in the one grammar of
+:mod:`gateway.durations`. Secrets are never inlined: a secret-bearing key takes ``env:NAME`` or
+``file:PATH``. ``[server]`` is read by :mod:`gateway.config.server`.
 Tables for protocol front-ends (``[est]``, ``[acme]``, ``[scep]``, ``[wstep]``) are kept raw here
 and validated by their packages when the composition root mounts them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import tomllib
@@ -22,9 +22,15 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.config.server import (
+    PlainListenerConfig,
+    ServerConfig,
+    ServerTLSConfig,
+    derived_url,
+    parse_server,
+)
 from gateway.errors import ConfigError
-from gateway.policy.durations import parse_duration
-from gateway.toml_reader import Table, describe, parse_seconds
+from gateway.toml_reader import Table
 
 __all__ = [
     "DEFAULTS",
@@ -42,7 +48,6 @@ __all__ = [
     "derived_url",
     "load_config",
     "parse_config",
-    "parse_seconds",
     "resolve_secret",
 ]
 
@@ -76,86 +81,6 @@ def resolve_secret(reference: object, file: str, key: str) -> str:
 
 
 @dataclass(frozen=True)
-class ServerTLSConfig:
-    """``[server.tls]``: the main listener's certificate and key from files, or (neither
-    given) issued by the gateway's CA for ``names`` under ``template`` on first start and
-    renewed before expiry (:mod:`gateway.server.tls`)."""
-
-    certificate: Path | None = None
-    key: Path | None = None
-    names: tuple[str, ...] = ("localhost", "127.0.0.1")
-    template: str = "tls-server"
-
-
-@dataclass(frozen=True)
-class PlainListenerConfig:
-    """``[server.plain]``: a plain-HTTP listener beside a TLS main listener, serving only
-    the paths devices and relying parties fetch without TLS (SCEP, ``/ca/*``)."""
-
-    host: str
-    port: int
-    external_url: str
-    external_url_configured: bool = False
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    external_url: str = "http://127.0.0.1:8080"
-    max_body_bytes: int = 256 * 1024
-    shutdown_timeout: int = 10
-    #: seconds for a complete request head, from connect or a kept-alive request's first byte
-    header_timeout: int = 10
-    #: seconds for a complete request body, once its head is in
-    body_timeout: int = 30
-    access_log: bool = True
-    #: False when external_url was derived from host and port (so --host/--port re-derive it)
-    external_url_configured: bool = False
-    #: TLS on the main listener (None: plain HTTP, as without ``[server.tls]``)
-    tls: ServerTLSConfig | None = None
-    #: the plain device listener beside a TLS main listener (``[server.plain]``)
-    plain: PlainListenerConfig | None = None
-
-    @property
-    def ca_publication_url(self) -> str:
-        """Base URL under which ``/ca/issuing.crt`` and ``/ca/crl`` are fetched (the default
-        AIA and CRL distribution point URLs of the local CA's certificates): the plain device
-        listener's when there is one, since relying parties fetch AIA and CRLs over HTTP."""
-        return self.device_url
-
-    @property
-    def device_url(self) -> str:
-        """Base URL of the paths devices fetch over plain HTTP (SCEP, CRL, AIA): the plain
-        listener's when there is one, else the main listener's."""
-        return (self.plain.external_url if self.plain else self.external_url).rstrip("/")
-
-    def listening_on(self, host: str, port: int) -> ServerConfig:
-        """This server configuration on another address (``certgate serve --host/--port``)."""
-        url = (
-            self.external_url
-            if self.external_url_configured
-            else derived_url(host, port, tls=self.tls is not None)
-        )
-        plain = self.plain
-        if plain is not None and host != self.host:  # the device listener follows --host
-            plain_url = (
-                plain.external_url
-                if plain.external_url_configured
-                else derived_url(host, plain.port)
-            )
-            plain = dataclasses.replace(plain, host=host, external_url=plain_url)
-        return dataclasses.replace(self, host=host, port=port, external_url=url, plain=plain)
-
-
-def derived_url(host: str, port: int, *, tls: bool = False) -> str:
-    """``http(s)://host:port``, with wildcard binds shown as localhost."""
-    shown = {"0.0.0.0": "localhost", "::": "localhost"}.get(host, host)  # noqa: S104
-    shown = f"[{shown}]" if ":" in shown else shown
-    return f"{'https' if tls else 'http'}://{shown}:{port}"
-
-
-@dataclass(frozen=True)
 class ConnectorConfig:
     name: str
     type: str
@@ -171,8 +96,8 @@ POLLER_MIN_LEASE = timedelta(seconds=2)
 
 @dataclass(frozen=True)
 class PollerConfig:
-    """``[poller]``: seconds between rounds and the claim lease (durations in the template
-    grammar, :func:`gateway.policy.durations.parse_duration`)."""
+    """``[poller]``: seconds between rounds and the claim lease (:mod:`gateway.durations`,
+    at least :data:`POLLER_MIN_INTERVAL` and :data:`POLLER_MIN_LEASE`)."""
 
     enabled: bool = True
     interval: int = 5
@@ -184,8 +109,6 @@ class TestingConfig:
     """Test-only switches; refused unless CERTGATE_TESTING=1 is in the environment."""
 
     enabled: bool = False
-    #: die (os._exit) after the CA answered and before the outcome is stored (crash safety)
-    crash_after_ca_submit: bool = False
     #: ACME challenges are valid without being fetched (benchmarks, like PEBBLE_VA_ALWAYS_VALID)
     acme_always_valid: bool = False
 
@@ -229,20 +152,6 @@ class Config:
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def _duration(table: Table, key: str, default: str, minimum: timedelta) -> int:
-    """``key`` as whole seconds: a string in the template duration grammar, at least
-    ``minimum``."""
-    value = table.raw(key)
-    if value is None:
-        value = default
-    if not isinstance(value, str):
-        table.fail(key, f"expected a duration like '{default}', got {describe(value)}")
-    try:
-        return int(parse_duration(value, minimum).total_seconds())
-    except ValueError as exc:
-        table.fail(key, str(exc))
-
-
 def default_config_path() -> Path | None:
     """``$CERTGATE_CONFIG``, else ``./conf/certgate.toml`` if present, else built-in defaults."""
     env = os.environ.get("CERTGATE_CONFIG")
@@ -274,83 +183,13 @@ def load_config(path: Path | None, *, data_dir: Path | None = None) -> Config:
     return parse_config(data, file, path.resolve().parent, data_dir=data_dir)
 
 
-#: ``[server.tls]`` not given at all (an empty table turns TLS on with the defaults).
-_ABSENT: Mapping[str, Any] = MappingProxyType({})
-
-
-def _absolute_url(url: str, file: str, key: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(file, key, "must be an absolute http(s) URL")
-
-
-def _server_tls(t: Table, base: Path) -> ServerTLSConfig | None:
-    """``[server.tls]``, or None when the table is absent (plain HTTP)."""
-    if t.data is _ABSENT:
-        return None
-    cert, key = t.opt_str("certificate"), t.opt_str("key")
-    if (cert is None) != (key is None):
-        t.fail("key" if key is None else "certificate", "certificate and key go together")
-    names = t.str_list("names", ServerTLSConfig.names)
-    template = t.str("template", ServerTLSConfig.template)
-    t.finish()
-    if cert is None and not names:
-        t.fail("names", "needed when certificate and key are not given")
-
-    def path(value: str | None) -> Path | None:
-        if value is None:
-            return None
-        return Path(value) if Path(value).is_absolute() else base / value
-
-    return ServerTLSConfig(path(cert), path(key), names, template)
-
-
-def _plain_listener(t: Table, main_host: str) -> PlainListenerConfig:
-    host = t.str("host", main_host)
-    port = t.int("port", 0, minimum=0, maximum=65535)
-    if "port" not in t.data:
-        t.fail("port", "required key is missing")
-    url = t.str("external_url", "")
-    t.finish()
-    if url:
-        _absolute_url(url, t.file, t.key("external_url"))
-        if urlsplit(url).scheme != "http":
-            t.fail("external_url", "the device listener speaks plain HTTP: use an http:// URL")
-    return PlainListenerConfig(host, port, url or derived_url(host, port), bool(url))
-
-
 def parse_config(
     data: Mapping[str, Any], file: str, base: Path, *, data_dir: Path | None = None
 ) -> Config:
     """Validate a parsed TOML document. Relative paths are relative to ``base``."""
     root = Table(data, file)
 
-    server_t = root.table("server")
-    tls_data = server_t.raw("tls") if "tls" in server_t.data else _ABSENT
-    tls = _server_tls(Table(tls_data, file, "server.tls"), base)
-    server = ServerConfig(
-        host=server_t.str("host", "127.0.0.1"),
-        port=server_t.int("port", 8080, minimum=0, maximum=65535),
-        external_url=server_t.str("external_url", ""),
-        max_body_bytes=server_t.int("max_body_bytes", 256 * 1024, minimum=1024),
-        shutdown_timeout=server_t.seconds("shutdown_timeout", "10s"),
-        header_timeout=server_t.seconds("header_timeout", "10s") or 1,
-        body_timeout=server_t.seconds("body_timeout", "30s") or 1,
-        access_log=server_t.bool("access_log", True),
-        tls=tls,
-    )
-    if server.external_url:
-        server = dataclasses.replace(server, external_url_configured=True)
-    else:
-        url = derived_url(server.host, server.port, tls=tls is not None)
-        server = dataclasses.replace(server, external_url=url)
-    _absolute_url(server.external_url, file, "server.external_url")
-    if "plain" in server_t.data:
-        plain_t = server_t.table("plain")
-        if tls is None:
-            plain_t.fail("", "a plain device listener needs [server.tls] on the main listener")
-        server = dataclasses.replace(server, plain=_plain_listener(plain_t, server.host))
-    server_t.finish()
+    server = parse_server(root.table("server"), base)
 
     data_t = root.table("data")
     configured_dir = data_t.opt_str("dir")
@@ -410,15 +249,14 @@ def parse_config(
     poller_t = root.table("poller")
     poller = PollerConfig(
         enabled=poller_t.bool("enabled", True),
-        interval=_duration(poller_t, "interval", "5s", POLLER_MIN_INTERVAL),
-        lease=_duration(poller_t, "lease", "60s", POLLER_MIN_LEASE),
+        interval=poller_t.seconds("interval", "5s", minimum=POLLER_MIN_INTERVAL),
+        lease=poller_t.seconds("lease", "60s", minimum=POLLER_MIN_LEASE),
     )
     poller_t.finish()
 
     testing_t = root.table("testing")
     testing = TestingConfig(
         enabled=testing_t.bool("enabled", False),
-        crash_after_ca_submit=testing_t.bool("crash_after_ca_submit", False),
         acme_always_valid=testing_t.bool("acme_always_valid", False),
     )
     testing_t.finish()
