@@ -136,6 +136,9 @@ async def build(
             await store.migrate()
         except StoreUnavailable as exc:
             raise _unreachable(config, url, exc) from None
+        # The default template's connector is the default one: its CA is the one /ca/*
+        # publishes and EnrollmentService.ca_chain()/crl() serve (never "the first one").
+        default_connector = templates[config.default_template].connector
         for name, conn_config in config.connectors.items():
             factory = connector_factory(conn_config.type, config, f"connectors.{name}.type")
             connector = factory(
@@ -145,20 +148,16 @@ async def build(
                     data_dir=config.data_dir,
                     journal=store,
                     config_file=config.file,
-                    # /ca/* publishes the first connector's CA (EnrollmentService.ca_chain)
-                    publication_url=None if connectors else config.server.ca_publication_url,
+                    publication_url=(
+                        config.server.ca_publication_url if name == default_connector else None
+                    ),
                     startup_warnings=startup_warnings,
                 )
             )
             await connector.start()
             connectors[name] = connector
         policy = PolicyEngine(templates)
-        faults = frozenset(
-            name
-            for name, on in (("crash_after_ca_submit", config.testing.crash_after_ca_submit),)
-            if on
-        )
-        service = EnrollmentService(store, policy, connectors, faults=faults)
+        service = EnrollmentService(store, policy, connectors, default_connector=default_connector)
         if start_service:
             await service.start()
     except BaseException:

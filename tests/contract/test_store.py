@@ -1,15 +1,19 @@
-"""The Store contract, run against every repository and database (see conftest.py): lifecycle,
-schema and requests. Issuance, inventory, audit and journal: test_store_inventory.py; the
-poller and several writers: test_store_concurrency.py."""
+"""The Store contract, run against SQLite and the real PostgreSQL (see conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import sys
+import textwrap
+import time
 import uuid
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -19,19 +23,86 @@ from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict, NotFound
 from gateway.model import (
+    CertificateRecord,
+    CertificateStatus,
     PendingReason,
+    Requester,
+    RequestKind,
+    RequestRecord,
     RequestState,
+    RevocationReason,
 )
 from gateway.ports import IssuanceJournal, Store
 from gateway.store import SQLStore, default_sqlite_url, metadata, open_store
 from gateway.store.upgrade import alembic_config, current_revisions, head_revisions
 from tests.contract.conftest import StepClock
-from tests.contract.store_records import (
-    OpenStores,
-    certificate_record,
-    received,
-    request_record,
-)
+
+REPO = Path(__file__).resolve().parents[2]
+OpenStores = Callable[[], Awaitable[SQLStore]]
+
+
+def request_record(
+    clock: StepClock,
+    txn: str | None = None,
+    *,
+    protocol: str = "est",
+    principal: str = "alice",
+    spki: str = "ab" * 32,
+    template: str = "tls-server",
+) -> RequestRecord:
+    now = clock.now()
+    return RequestRecord(
+        id=str(uuid.uuid4()),
+        protocol=protocol,
+        transaction_id=txn or uuid.uuid4().hex,
+        template=template,
+        kind=RequestKind.NEW,
+        requester=Requester(
+            protocol,
+            principal,
+            "tls-client-cert",
+            groups=frozenset({"web"}),
+            verified_facts={"tls_client_cert_sha256": "cd" * 32},
+        ),
+        csr_der=b"\x30\x82" + os.urandom(200),
+        spki_sha256=spki,
+        state=RequestState.RECEIVED,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def certificate_record(request: RequestRecord, serial: str | None = None) -> CertificateRecord:
+    nb = request.created_at
+    return CertificateRecord(
+        serial=serial or uuid.uuid4().hex[:20].lstrip("0"),
+        request_id=request.id,
+        subject="CN=www.example.test",
+        sans=("dns:www.example.test", "ip:192.0.2.1"),
+        template=request.template,
+        template_major=2,
+        requester=request.requester.principal,
+        not_before=nb,
+        not_after=nb + timedelta(days=90),
+        status=CertificateStatus.VALID,
+        der=b"\x30\x82" + os.urandom(400),
+        spki_sha256=request.spki_sha256,
+        issuer="CN=certgate test CA",
+    )
+
+
+async def received(store: SQLStore, clock: StepClock, **kw: str) -> RequestRecord:
+    record, created = await store.create_request(request_record(clock, **kw))
+    assert created
+    return record
+
+
+async def issued(store: SQLStore, clock: StepClock, **kw: str) -> CertificateRecord:
+    request = await received(store, clock, **kw)
+    certificate = certificate_record(request)
+    await store.record_issued(request.id, certificate)
+    return certificate
+
 
 # --- lifecycle -------------------------------------------------------------------------------
 
@@ -274,3 +345,383 @@ async def test_transitions_of_an_unknown_request_raise_not_found(store: SQLStore
         await store.set_denied(missing, "policy-denied", "no", None)
     with pytest.raises(NotFound):
         await store.set_failed(missing, "broken")
+
+
+# --- issuance ------------------------------------------------------------------------------
+
+
+async def test_record_issued_is_idempotent(store: SQLStore, clock: StepClock) -> None:
+    request = await received(store, clock)
+    certificate = certificate_record(request, "abc1")
+    first = await store.record_issued(request.id, certificate)
+    clock.advance(5)
+    again = await store.record_issued(request.id, certificate_record(request, "abc2"))
+    assert again == first
+    assert await store.get_certificate("abc1") == certificate
+    assert await store.get_certificate("abc2") is None
+    assert [c.serial for c in await store.list_certificates()] == ["abc1"]
+    issued_events = [e for e in await store.audit_events(request.id) if e.serial]
+    assert [(e.event, e.serial) for e in issued_events] == [("certificate.issued", "abc1")]
+    assert issued_events[0].detail["template"] == "tls-server"
+    assert issued_events[0].detail["requester"] == "alice"
+
+
+async def test_record_issued_marks_the_prior_certificate_superseded(
+    store: SQLStore, clock: StepClock
+) -> None:
+    prior = await issued(store, clock)
+    renewal = await received(store, clock)
+    new = certificate_record(renewal)
+    await store.record_issued(renewal.id, new, supersedes=prior.serial)
+    old = await store.get_certificate(prior.serial)
+    assert old is not None and old.superseded_by == new.serial
+    assert old.status is CertificateStatus.VALID  # superseded is not revoked
+    current = await store.get_certificate(new.serial)
+    assert current is not None and current.superseded_by is None
+
+
+async def test_a_reused_serial_conflicts_and_changes_nothing(
+    store: SQLStore, clock: StepClock
+) -> None:
+    first = await issued(store, clock)
+    request = await received(store, clock)
+    events = await store.audit_events()
+    with pytest.raises(Conflict):
+        await store.record_issued(request.id, certificate_record(request, first.serial))
+    assert (await store.get_request(request.id)) == request
+    assert await store.audit_events() == events
+
+
+async def test_certificates_round_trip_and_filter_by_status(
+    store: SQLStore, clock: StepClock
+) -> None:
+    a = await issued(store, clock)
+    clock.advance(1)
+    b = await issued(store, clock)
+    assert await store.list_certificates() == [b, a]
+    await store.revoke_certificate(a.serial, RevocationReason.SUPERSEDED, clock.now())
+    assert await store.list_certificates(CertificateStatus.VALID) == [b]
+    assert [c.serial for c in await store.list_certificates(CertificateStatus.REVOKED)] == [
+        a.serial
+    ]
+
+
+# --- revocation -----------------------------------------------------------------------------
+
+
+async def test_revoke_records_reason_time_and_audit(store: SQLStore, clock: StepClock) -> None:
+    cert = await issued(store, clock)
+    when = clock.advance(60)
+    revoked = await store.revoke_certificate(cert.serial, RevocationReason.KEY_COMPROMISE, when)
+    assert revoked.status is CertificateStatus.REVOKED
+    assert revoked.revoked_at == when
+    assert revoked.revocation_reason is RevocationReason.KEY_COMPROMISE
+    assert await store.get_certificate(cert.serial) == revoked
+    assert await store.revoked_certificates() == [revoked]
+    event = (await store.audit_events())[-1]
+    assert (event.event, event.serial, event.request_id) == (
+        "certificate.revoked",
+        cert.serial,
+        cert.request_id,
+    )
+    assert event.detail["reason"] == "key_compromise"
+
+
+async def test_revoked_list_is_in_revocation_order(store: SQLStore, clock: StepClock) -> None:
+    certs = [await issued(store, clock) for _ in range(3)]
+    for offset, cert in zip((30, 10, 20), certs, strict=True):
+        when = clock.now() + timedelta(seconds=offset)
+        await store.revoke_certificate(cert.serial, RevocationReason.UNSPECIFIED, when)
+    assert [c.serial for c in await store.revoked_certificates()] == [
+        certs[1].serial,
+        certs[2].serial,
+        certs[0].serial,
+    ]
+
+
+async def test_revoking_twice_conflicts_and_unknown_serial_is_not_found(
+    store: SQLStore, clock: StepClock
+) -> None:
+    cert = await issued(store, clock)
+    first = await store.revoke_certificate(cert.serial, RevocationReason.UNSPECIFIED, clock.now())
+    with pytest.raises(Conflict):
+        await store.revoke_certificate(cert.serial, RevocationReason.KEY_COMPROMISE, clock.now())
+    assert await store.get_certificate(cert.serial) == first
+    with pytest.raises(NotFound):
+        await store.revoke_certificate("ffff", RevocationReason.UNSPECIFIED, clock.now())
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+
+async def test_audit_events_are_listed_oldest_first_and_filtered(
+    store: SQLStore, clock: StepClock
+) -> None:
+    request = await received(store, clock)
+    clock.advance(1)
+    await store.audit("request.approved", "manager", request_id=request.id, detail={"n": 1})
+    await store.audit("admin.login", "root")
+    events = await store.audit_events()
+    assert [e.event for e in events] == ["request.received", "request.approved", "admin.login"]
+    assert events[1].actor == "manager" and events[1].detail == {"n": 1}
+    assert events[1].at == clock.now()
+    assert [e.event for e in await store.audit_events(request.id)] == [
+        "request.received",
+        "request.approved",
+    ]
+    assert [e.event for e in await store.audit_events(limit=2)] == [
+        "request.approved",
+        "admin.login",
+    ]
+
+
+async def test_audit_trail_refuses_update_and_delete_even_in_raw_sql(
+    store: SQLStore, clock: StepClock
+) -> None:
+    await received(store, clock)
+    before = await store.audit_events()
+
+    statements = ["UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"]
+    if store.dialect_name == "postgresql":
+        statements.append("TRUNCATE audit_events")
+    for statement in statements:
+
+        def tamper(conn: Connection, sql: str = statement) -> None:
+            conn.exec_driver_sql(sql)
+
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            await store.write(tamper)
+    assert await store.audit_events() == before
+
+
+# --- issuance journal -----------------------------------------------------------------------
+
+
+async def test_journal_keeps_the_first_certificate_per_request_id(store: SQLStore) -> None:
+    assert await store.journal.get("req-1") is None
+    assert await store.journal.put("req-1", b"first") == b"first"
+    assert await store.journal.put("req-1", b"second") == b"first"
+    assert await store.journal.get("req-1") == b"first"
+    assert await store.get("req-1") == b"first"  # the store is a journal itself too
+    assert await store.put("req-2", b"other") == b"other"
+
+
+async def test_concurrent_journal_puts_agree_on_one_certificate(
+    open_stores: OpenStores,
+) -> None:
+    stores = [await open_stores() for _ in range(3)]
+    results = await asyncio.gather(
+        *(stores[i % 3].journal.put("req-race", f"cert-{i}".encode()) for i in range(6))
+    )
+    assert len(set(results)) == 1
+
+
+# --- the pending poller ---------------------------------------------------------------------
+
+
+async def test_claim_due_polls_picks_due_ca_pending_and_stale_received(
+    store: SQLStore, clock: StepClock
+) -> None:
+    now = clock.now()
+    due = await received(store, clock)
+    await store.set_pending(due.id, PendingReason.CA, next_poll_at=now - timedelta(seconds=1))
+    later = await received(store, clock)
+    await store.set_pending(later.id, PendingReason.CA, next_poll_at=now + timedelta(hours=1))
+    approval = await received(store, clock)
+    await store.set_pending(approval.id, PendingReason.APPROVAL)
+    stale = await store.create_request(
+        dataclasses.replace(
+            request_record(clock), updated_at=now - timedelta(minutes=5), created_at=now
+        )
+    )
+    fresh = await received(store, clock)  # its owner is still working on it
+
+    claimed = await store.claim_due_polls(now, lease_seconds=60)
+    assert {r.id for r in claimed} == {due.id, stale[0].id}
+    assert all(r.next_poll_at == now + timedelta(seconds=60) for r in claimed)
+    assert await store.claim_due_polls(now, lease_seconds=60) == []  # leased
+    after_lease = now + timedelta(seconds=61)  # the lease ran out; "fresh" went stale too
+    reclaimed = await store.claim_due_polls(after_lease, 60)
+    assert {r.id for r in reclaimed} == {due.id, stale[0].id, fresh.id}
+
+
+async def test_claim_due_polls_respects_the_limit(store: SQLStore, clock: StepClock) -> None:
+    for _ in range(5):
+        request = await received(store, clock)
+        await store.set_pending(request.id, PendingReason.CA, next_poll_at=clock.now())
+    first = await store.claim_due_polls(clock.now(), 60, limit=3)
+    second = await store.claim_due_polls(clock.now(), 60, limit=3)
+    assert (len(first), len(second)) == (3, 2)
+    assert not {r.id for r in first} & {r.id for r in second}
+
+
+async def test_concurrent_claimers_never_claim_a_request_twice(
+    open_stores: OpenStores, clock: StepClock
+) -> None:
+    seed = await open_stores()
+    ids = set()
+    for _ in range(40):
+        request = await received(seed, clock)
+        await seed.set_pending(request.id, PendingReason.CA, next_poll_at=clock.now())
+        ids.add(request.id)
+    claimers = [await open_stores() for _ in range(2)]
+
+    async def drain(store: SQLStore) -> list[str]:
+        got: list[str] = []
+        while batch := await store.claim_due_polls(clock.now(), 300, limit=3):
+            got.extend(r.id for r in batch)
+        return got
+
+    a, b = await asyncio.gather(*(drain(s) for s in claimers))
+    assert not set(a) & set(b)
+    assert sorted(a + b) == sorted(ids)
+
+
+# FOR UPDATE SKIP LOCKED is PostgreSQL's; SQLite serializes writers, so PostgreSQL only.
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_claim_skips_rows_locked_by_another_instance(
+    store: SQLStore, clock: StepClock, store_url: str
+) -> None:
+    assert store.dialect_name == "postgresql"
+    locked = await received(store, clock)
+    free = await received(store, clock)
+    for r in (locked, free):
+        await store.set_pending(r.id, PendingReason.CA, next_poll_at=clock.now())
+    other = await asyncpg.connect(store_url.replace("+asyncpg", ""))
+    try:
+        async with other.transaction():
+            await other.execute("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", locked.id)
+            claimed = await asyncio.wait_for(store.claim_due_polls(clock.now(), 60), 5)
+            assert [r.id for r in claimed] == [free.id]
+    finally:
+        await other.close()
+
+
+# --- time -----------------------------------------------------------------------------------
+
+
+async def test_datetimes_come_back_aware_utc(store: SQLStore, clock: StepClock) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    local = datetime(2030, 6, 1, 14, 0, 0, 1, tzinfo=plus_two)
+    record = dataclasses.replace(request_record(clock), created_at=local, not_after=local)
+    await store.create_request(record)
+    stored = await store.get_request(record.id)
+    assert stored is not None
+    assert stored.created_at == local and stored.created_at.tzinfo is UTC
+    assert stored.not_after is not None and stored.not_after.utcoffset() == timedelta(0)
+
+
+async def test_naive_datetimes_are_refused(store: SQLStore, clock: StepClock) -> None:
+    record = dataclasses.replace(request_record(clock), created_at=datetime(2030, 1, 1))
+    with pytest.raises(sa.exc.StatementError, match="naive"):
+        await store.create_request(record)
+    issued = dataclasses.replace(record, state=RequestState.ISSUED)
+    with pytest.raises(sa.exc.StatementError, match="naive"):
+        await store.create_issued(issued, certificate_record(request_record(clock)), None)
+
+
+# --- several processes on one SQLite file ---------------------------------------------------
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys, uuid
+    from datetime import UTC, datetime, timedelta
+    from gateway.model import *
+    from gateway.store import open_store
+
+    async def main(url, tag, n):
+        store = open_store(url)
+        print("ready", flush=True)
+        sys.stdin.readline()  # start together
+        await store.migrate()
+        for i in range(n):
+            now = datetime.now(UTC)
+            rid = str(uuid.uuid4())
+            await store.create_request(RequestRecord(
+                id=rid, protocol="est", transaction_id=f"{tag}-{i}", template="t",
+                kind=RequestKind.NEW, requester=Requester("est", tag, "basic"),
+                csr_der=b"0" * 200, spki_sha256="ab" * 32, state=RequestState.RECEIVED,
+                created_at=now, updated_at=now))
+            await store.journal.put(rid, b"1" * 500)
+            serial = uuid.uuid4().hex
+            await store.record_issued(rid, CertificateRecord(
+                serial=serial, request_id=rid, subject="CN=x", sans=(), template="t",
+                template_major=1, requester=tag, not_before=now,
+                not_after=now + timedelta(days=1), status=CertificateStatus.VALID,
+                der=b"1" * 500, spki_sha256="ab" * 32, issuer="CN=ca"))
+            await store.claim_due_polls(now, 60)
+        await store.close()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+async def test_two_processes_write_one_sqlite_file_concurrently(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path)  # fresh file: the workers also race to migrate it
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    n = 150
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WORKER,
+            url,
+            tag,
+            str(n),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        for tag in ("w1", "w2")
+    ]
+    for w in workers:
+        assert w.stdout is not None
+        assert await asyncio.wait_for(w.stdout.readline(), 30) == b"ready\n"
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write(b"go\n")
+        await w.stdin.drain()
+    results = [await asyncio.wait_for(w.communicate(), 60) for w in workers]
+    for w, (_, err) in zip(workers, results, strict=True):
+        assert w.returncode == 0, err.decode()
+
+    store = open_store(url)
+    try:
+        assert len(await store.list_requests(RequestState.ISSUED, limit=10 * n)) == 2 * n
+        assert len(await store.list_certificates(limit=10 * n)) == 2 * n
+        assert len(await store.audit_events(limit=10 * n)) == 4 * n
+    finally:
+        await store.close()
+
+
+async def test_sqlite_wal_is_checkpointed_in_the_background(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    """Commits on the event loop never checkpoint (the backstop is far away); the background
+    checkpointer copies the WAL into the database file within about a second."""
+    url = default_sqlite_url(tmp_path)
+    store = open_store(url)
+    try:
+        await store.migrate()
+        database = Path(sa.make_url(url).database or "")
+        await asyncio.sleep(1.2)  # the migration's own frames are checkpointed first
+        before = database.stat().st_size
+        started = time.monotonic()
+        for _ in range(150):
+            await issued(store, clock)
+        wal = database.with_name(database.name + "-wal")
+        assert wal.stat().st_size > 0
+        if time.monotonic() - started < 0.8:
+            # Within one checkpoint interval nothing is copied back yet. On a loaded machine
+            # the commits can outlast the interval, and then the background checkpointer has
+            # rightly run: only the check below applies.
+            assert database.stat().st_size == before
+        deadline = time.monotonic() + 5
+        while database.stat().st_size == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert database.stat().st_size > before
+    finally:
+        await store.close()

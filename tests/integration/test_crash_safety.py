@@ -1,5 +1,9 @@
 """Crash safety: the process dies after the CA acted and before the outcome is stored.
 
+The crash is injected by a test-only connector wrapping the real one
+(:class:`tests.fake_connectors.CrashAfterSubmit`, entry points ``crashing-local`` and
+``crashing-journaled-local``); product code has no fault hook.
+
 Two issuance paths exist (gateway.ports.InProcessSigner):
 - the local CA signs in memory and stores request + certificate in one transaction, so a
   crash before the commit leaves nothing, and a retry issues the one certificate;
@@ -17,10 +21,10 @@ from pathlib import Path
 from tests.fake_connectors import register_entry_points
 from tests.helpers import REPO, certgate, csr_pem, init_gateway, make_csr, write_config
 
-CRASHING = """
+TESTING_SWITCH = """
 [testing]
 enabled = true
-crash_after_ca_submit = true
+acme_always_valid = true
 """
 
 
@@ -28,12 +32,12 @@ def _setup(tmp_path: Path, connector_type: str) -> tuple[Path, Path, list[str], 
     crash_dir, ok_dir = tmp_path / "a", tmp_path / "b"
     crash_dir.mkdir()
     ok_dir.mkdir()
-    crashing = write_config(crash_dir, CRASHING)
+    crashing = write_config(crash_dir)
     normal = write_config(ok_dir)
     # Both configurations share one data directory: the same gateway restarted without the fault.
     normal.write_text(normal.read_text().replace(str(ok_dir / "data"), str(crash_dir / "data")))
-    for cfg in (crashing, normal):
-        cfg.write_text(cfg.read_text().replace('type = "local"', f'type = "{connector_type}"'))
+    for cfg, kind in ((crashing, f"crashing-{connector_type}"), (normal, connector_type)):
+        cfg.write_text(cfg.read_text().replace('type = "local"', f'type = "{kind}"'))
     csr = tmp_path / "req.csr"
     csr.write_bytes(csr_pem(make_csr(cn="www.example.test", dns=("www.example.test",))))
     args = [
@@ -70,7 +74,7 @@ def test_local_ca_crash_before_commit_leaves_nothing_and_retry_issues_one(
 ) -> None:
     crashing, normal, args, env = _setup(tmp_path, "local")
     crashed = certgate(*args, "-c", str(crashing), env={**env, "CERTGATE_TESTING": "1"})
-    assert crashed.returncode == 70, crashed.stderr  # os._exit in the fault hook
+    assert crashed.returncode == 70, crashed.stderr  # os._exit in CrashAfterSign
     assert (
         json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout) == []
     )
@@ -124,7 +128,7 @@ def test_poller_recovers_a_request_left_received(tmp_path: Path) -> None:
 
 
 def test_testing_switches_are_refused_without_the_environment_flag(tmp_path: Path) -> None:
-    crashing = write_config(tmp_path, CRASHING)
+    crashing = write_config(tmp_path, TESTING_SWITCH)
     proc = certgate("templates", "list", "-c", str(crashing), env={"CERTGATE_TESTING": ""})
     assert proc.returncode == 2
     assert "CERTGATE_TESTING" in proc.stderr

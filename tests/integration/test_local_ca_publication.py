@@ -177,11 +177,12 @@ async def test_configured_urls_replace_the_defaults(tmp_path: Path, aiohttp_clie
     assert _ca_issuers((await components_of(app).service.ca_chain())[0]) == []
 
 
-async def test_only_the_first_connector_gets_the_site_urls(
+async def test_only_the_default_connector_gets_the_site_urls(
     tmp_path: Path, aiohttp_client: Client
 ) -> None:
-    # /ca/* serves the first connector's CA: a second local CA's certificates must not point
-    # there (they would name another CA's certificate and CRL).
+    # /ca/* serves the default connector's CA (the default template's connector, here
+    # acme-tls's "local"): another local CA's certificates must not point there (they would
+    # name another CA's certificate and CRL).
     templates = tmp_path / "templates"
     templates.mkdir()
     for path in TEMPLATES.glob("*.toml"):
@@ -191,7 +192,8 @@ async def test_only_the_first_connector_gets_the_site_urls(
         text.replace('connector = "local"', 'connector = "second"')
     )
     cfg = _config(tmp_path, extra='[connectors.second]\ntype = "local"\n')
-    cfg.write_text(cfg.read_text().replace(str(TEMPLATES), str(templates)))
+    text = cfg.read_text().replace(str(TEMPLATES), str(templates))
+    cfg.write_text(text.replace("[policy]\n", '[policy]\ndefault_template = "acme-tls"\n'))
     app, _ = await _app(cfg, aiohttp_client)
     leaf = await _issue(app)
     second = await components_of(app).connectors["second"].ca_chain()
@@ -232,7 +234,8 @@ async def test_with_tls_on_the_main_listener_the_urls_name_the_plain_listener(
 async def test_root_url_is_not_found_when_the_published_chain_ends_below_its_root(
     tmp_path: Path, aiohttp_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # First connector AD CS (CES) configured with only its issuing CA: no root to serve.
+    # The default connector (the default template tls-server's) is AD CS (CES), configured
+    # with only its issuing CA: no root to serve.
     root_key, root = self_signed("AD Root", ca=True)
     _, issuing = issue(root_key, root, "AD Issuing CA", ca=True)
     chain = write_cert(tmp_path / "adcs-chain.pem", issuing)
@@ -252,11 +255,19 @@ async def test_root_url_is_not_found_when_the_published_chain_ends_below_its_roo
             [connectors.local]"""
         ),
     )
-    cfg.write_text(text)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for path in TEMPLATES.glob("*.toml"):
+        (templates / path.name).write_text(path.read_text())
+    server = (TEMPLATES / "tls-server.toml").read_text()
+    (templates / "tls-server.toml").write_text(
+        server.replace('connector = "local"', 'connector = "adcs"')
+    )
+    cfg.write_text(text.replace(str(TEMPLATES), str(templates)))
     app, client = await _app(cfg, aiohttp_client)
     assert (await components_of(app).service.ca_chain()) == (issuing,)
     response = await client.get("/ca/root.pem")
     assert response.status == 404
     assert "root" in await response.text()
-    # The local CA, not first, gets no site URLs and its issuing CA names no root URL.
+    # The local CA, not the default, gets no site URLs and its issuing CA names no root URL.
     assert _ca_issuers((await components_of(app).connectors["local"].ca_chain())[0]) == []

@@ -8,9 +8,11 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from gateway.config import load_config
+from gateway.errors import ConfigError
 from gateway.model import (
     ConnectorOutcome,
     EnrollmentRequest,
@@ -98,9 +100,74 @@ async def test_revocation_after_template_removal_goes_to_the_issuing_connector(
             RecordingCA(later.connectors["local"]),
             RecordingCA(later.connectors["second"]),
         )
-        service = EnrollmentService(later.store, later.policy, {"local": first, "second": second})
+        service = EnrollmentService(
+            later.store,
+            later.policy,
+            {"local": first, "second": second},
+            default_connector="local",
+        )
         serial = outcome.certificate.serial_number
         await service.revoke(format(serial, "x"), RevocationReason.KEY_COMPROMISE, "cli:test")
         assert second.revoked == [serial] and first.revoked == []
     finally:
         await later.close()
+
+
+async def test_revocation_goes_to_the_connector_the_request_recorded_not_the_default(
+    tmp_path: Path,
+) -> None:
+    """The issuing connector is read from the request, even while its template still routes
+    there and although another connector is the default."""
+    components = await build(load_config(_config(tmp_path, _templates(tmp_path, with_legacy=True))))
+    try:
+        first, second = (
+            RecordingCA(components.connectors["local"]),
+            RecordingCA(components.connectors["second"]),
+        )
+        service = EnrollmentService(
+            components.store,
+            components.policy,
+            {"local": first, "second": second},
+            default_connector="local",
+        )
+        outcome = await service.enroll(
+            EnrollmentRequest(
+                csr=make_csr(dns=("routed.example.test",)),
+                template="legacy",
+                requester=local_requester("alice"),
+                transaction_id="routed-1",
+            )
+        )
+        assert isinstance(outcome, Issued)
+        stored = await components.store.find_request("cli", "routed-1")
+        assert stored is not None and stored.connector == "second"
+        serial = outcome.certificate.serial_number
+        await service.revoke(format(serial, "x"), RevocationReason.SUPERSEDED, "cli:test")
+        assert second.revoked == [serial] and first.revoked == []
+    finally:
+        await components.close()
+
+
+async def test_several_connectors_need_a_named_default(tmp_path: Path) -> None:
+    """No "first one wins": with several connectors the default is named, in one line."""
+    components = await build(load_config(_config(tmp_path, _templates(tmp_path, with_legacy=True))))
+    try:
+        connectors = dict(components.connectors)
+        with pytest.raises(ConfigError) as refused:
+            EnrollmentService(components.store, components.policy, connectors)
+        assert "2 connectors (local, second) and none named the default" in str(refused.value)
+        assert "\n" not in str(refused.value)
+        with pytest.raises(ConfigError, match="no connector 'third'"):
+            EnrollmentService(
+                components.store, components.policy, connectors, default_connector="third"
+            )
+        # The composition root names the default template's connector.
+        assert components.service.default_connector == "local"
+        only = EnrollmentService(
+            components.store, components.policy, {"second": connectors["second"]}
+        )
+        assert only.default_connector == "second"
+        second_chain = await connectors["second"].ca_chain()
+        assert await only.ca_chain() == second_chain
+    finally:
+        await components.close()
