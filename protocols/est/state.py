@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict
+from gateway.passwords import hash_password as hash_password
+from gateway.passwords import secret_digest
+from gateway.passwords import verify_password as verify_password
 from protocols.est.tables import est_codes, est_deliveries, est_users
 
 P = ParamSpec("P")
@@ -29,8 +31,6 @@ T = TypeVar("T")
 
 #: How long a successful Basic check is remembered in a worker.
 VERIFIED_TTL = timedelta(seconds=60)
-#: scrypt cost (RFC 7914 §2): N=2^14, r=8, p=1 is ~16 MiB and ~50 ms per check.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
 
 class StateStore(Protocol):
@@ -43,36 +43,6 @@ class StateStore(Protocol):
 # --- passwords and codes (pure) ---------------------------------------------------------------
 
 
-def hash_password(password: str) -> str:
-    """``scrypt$N$r$p$salt$hash`` with a fresh 16-byte salt."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
-    )
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Constant-time check of ``password`` against :func:`hash_password` output."""
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(
-            password.encode(),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
 def new_code() -> str:
     """A one-time enrollment code: 160 random bits, base32 in groups (easy to type)."""
     raw = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=")
@@ -81,8 +51,7 @@ def new_code() -> str:
 
 def code_hash(code: str) -> str:
     """The stored form of a code; codes are random, so an unsalted SHA-256 suffices."""
-    normalized = code.strip().upper().replace("-", "")
-    return hashlib.sha256(normalized.encode()).hexdigest()
+    return secret_digest(code.strip().upper().replace("-", ""))
 
 
 # --- records ------------------------------------------------------------------------------

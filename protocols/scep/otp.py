@@ -1,5 +1,5 @@
 """NDES-style one-time challenge passwords (RFC 8894 §2.4, §7.3): high entropy, single use,
-expiring, stored only as SHA-256.
+expiring, stored only as SHA-256 (:func:`gateway.passwords.secret_digest`).
 
 A password is consumed atomically by the first PKCSReq that presents it; the same
 transaction may present it again (a client retry, RFC 8894 §3.2.1.1) but no other may.
@@ -7,7 +7,6 @@ transaction may present it again (a client retry, RFC 8894 §3.2.1.1) but no oth
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,15 +14,12 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.passwords import secret_digest
 from gateway.store import SQLStore
 from protocols.scep.tables import scep_otps
 
 #: 20 random bytes as base32 without padding: 32 characters, 160 bits.
 _OTP_BYTES = 20
-
-
-def _digest(password: str) -> str:
-    return hashlib.sha256(password.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ async def create(
     """Create and store (hashed) one password for ``endpoint``; audit event ``scep.otp.created``."""
     password = _new_password()
     row = {
-        "password_sha256": _digest(password),
+        "password_sha256": secret_digest(password),
         "endpoint": endpoint,
         "identity": identity,
         "created_by": actor,
@@ -86,7 +82,7 @@ async def redeem(
 ) -> Redeemed | None:
     """Consume ``password`` for ``transaction_id``; ``None`` if unknown, expired, for another
     endpoint, or already used by another transaction."""
-    digest = _digest(password)
+    digest = secret_digest(password)
 
     def consume(conn: Connection) -> Redeemed | None:
         table = scep_otps

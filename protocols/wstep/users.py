@@ -1,7 +1,8 @@
 """Username/password accounts for the CES ``UsernamePassword`` endpoint (WS-Security
 UsernameToken profile 1.0 §4, PasswordText over TLS).
 
-Passwords are stored as scrypt hashes (RFC 7914; N=2^14, r=8, p=1, 16-byte salt). Verifying one
+Passwords are stored as scrypt hashes (:mod:`gateway.passwords`, the one password-hashing
+module; ``hash_password`` and ``check_password`` are its functions). Verifying one
 costs ~40 ms of CPU, so a successful check is remembered for a short time, keyed by a SHA-256
 of the stored hash and the presented password: a changed password or a removed account misses
 the cache because the stored hash is re-read on every request.
@@ -10,10 +11,7 @@ the cache because the stored hash is re-read on every request.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,9 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.errors import BadRequest, Conflict, NotFound
+from gateway.passwords import hash_password as hash_password
+from gateway.passwords import verify_password as check_password
 from protocols.wstep.tables import wstep_users
 
-_N, _R, _P = 2**14, 8, 1
 _CACHE_SECONDS = 300
 _CACHE_SIZE = 4096
 
@@ -45,37 +44,6 @@ class Account:
     principal: str
     groups: tuple[str, ...]
     password_hash: str
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """``scrypt$N$r$p$salt$hash`` (base64 fields)."""
-    salt = salt or os.urandom(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
-    return "$".join(
-        (
-            "scrypt",
-            str(_N),
-            str(_R),
-            str(_P),
-            base64.b64encode(salt).decode(),
-            base64.b64encode(digest).decode(),
-        )
-    )
-
-
-def check_password(password: str, stored: str) -> bool:
-    """Constant-time check of ``password`` against a :func:`hash_password` string."""
-    try:
-        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
-        digest = hashlib.scrypt(
-            password.encode("utf-8"), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected)
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(digest, expected)
 
 
 class PasswordVerifier:
