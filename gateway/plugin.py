@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.clock import Clock
 from gateway.config import TestingConfig
 from gateway.policy import PolicyEngine
-from gateway.ports import Store
+from gateway.ports import Store, Transactions
 from gateway.service import EnrollmentService
 
 
@@ -29,7 +30,14 @@ from gateway.service import EnrollmentService
 class ProtocolContext:
     """Everything a front-end may use. ``settings`` is its raw configuration table, which the
     front-end validates itself, raising :class:`gateway.errors.ConfigError` with key paths
-    prefixed by ``name`` (``est.labels.iot.template``)."""
+    prefixed by ``name`` (``est.labels.iot.template``).
+
+    The core objects are offered whole, but a front-end's ``setup`` (its own composition
+    root) narrows them at once to the ports it declares in ``protocols/<p>/ports.py`` and hands
+    its handlers only those: ``service`` (enrollment), ``store`` (request and certificate
+    lookups, audit), ``transactions`` (the front-end's own tables), ``policy`` (templates) and
+    ``clock``. No front-end reaches through one of them to another.
+    """
 
     name: str
     settings: Mapping[str, Any]
@@ -39,7 +47,9 @@ class ProtocolContext:
     default_template: str
     service: EnrollmentService
     store: Store
+    transactions: Transactions
     policy: PolicyEngine
+    clock: Clock
     testing: TestingConfig = field(default_factory=TestingConfig)
     #: ``(label, value)`` lines the front-end adds for ``certgate serve``'s start-up banner,
     #: such as the SCEP RA fingerprint a client pins; appended during ``setup``.

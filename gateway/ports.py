@@ -1,18 +1,22 @@
 """Ports: the interfaces the core needs from the outside world (``typing.Protocol``).
 
 ``CAConnector`` is implemented by ``backends.*`` and found by entry-point name
-(group ``certgate.connectors``); ``Store`` is implemented by :mod:`gateway.store`.
+(group ``certgate.connectors``); ``Store`` and ``Transactions`` are implemented by
+:mod:`gateway.store`. Protocol front-ends declare what they use of these (and of the
+enrollment service) in their own ``protocols/<p>/ports.py``; the composition root hands each
+front-end only those objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from cryptography import x509
+from sqlalchemy.engine import Connection
 
 from gateway.model import (
     AuditEvent,
@@ -27,6 +31,36 @@ from gateway.model import (
     RequestState,
     RevocationReason,
 )
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: A transaction body: synchronous SQLAlchemy Core statements on ``conn``. It must not await,
+#: must not mutate its arguments and must keep no state outside the database, because a write
+#: body may run more than once (SQLite retries the whole body after ``SQLITE_BUSY``).
+TransactionBody = Callable[Concatenate[Connection, P], T]
+
+
+@runtime_checkable
+class Transactions(Protocol):
+    """Runs a front-end's own state (its tables in the gateway's database) in transactions.
+
+    Implemented by :class:`gateway.store.SQLStore`; the composition root hands it to each
+    front-end as ``ProtocolContext.transactions``. A database outage is raised as
+    :class:`gateway.errors.StoreUnavailable` from either method, never as a driver error.
+    """
+
+    async def read(self, body: TransactionBody[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        """Run ``body(conn, *args, **kw)`` without an explicit transaction: each statement
+        sees the latest commit. For single-statement reads; use :meth:`write` when several
+        statements must see one snapshot or change anything together."""
+        ...
+
+    async def write(self, body: TransactionBody[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        """Run ``body(conn, *args, **kw)`` in one atomic write transaction and return its
+        result: either all of its statements commit or none does. Writers are serialized on
+        SQLite, and the body may run more than once there (see :data:`TransactionBody`)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,9 @@ async def create_app(config: Config, components: Components | None = None) -> we
                 default_template=config.default_template,
                 service=built.service,
                 store=built.store,
+                transactions=built.store,
                 policy=built.policy,
+                clock=built.clock,
                 testing=config.testing,
             )
             listeners.extend(await front_end.setup(context, app))

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.errors import ConfigError, StoreUnavailable
 from gateway.policy import PolicyEngine, load_templates
@@ -41,6 +42,8 @@ class Components:
     connectors: dict[str, CAConnector]
     policy: PolicyEngine
     service: EnrollmentService
+    #: The clock the service runs on, handed to front-ends as their ``now()``.
+    clock: Clock = field(default_factory=SystemClock)
 
     async def close(self) -> None:
         for connector in self.connectors.values():
@@ -157,7 +160,10 @@ async def build(
             await connector.start()
             connectors[name] = connector
         policy = PolicyEngine(templates)
-        service = EnrollmentService(store, policy, connectors, default_connector=default_connector)
+        clock = SystemClock()
+        service = EnrollmentService(
+            store, policy, connectors, clock=clock, default_connector=default_connector
+        )
         if start_service:
             await service.start()
     except BaseException:
@@ -165,4 +171,4 @@ async def build(
             await connector.close()
         await store.close()
         raise
-    return Components(config, store, connectors, policy, service)
+    return Components(config, store, connectors, policy, service, clock)

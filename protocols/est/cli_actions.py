@@ -7,21 +7,22 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.common import emit, table, ts
 from gateway.clock import SystemClock
 from gateway.durations import duration_option
 from gateway.errors import BadRequest, CertgateError, NotFound
 from protocols.est.settings import parse_settings
-from protocols.est.state import EstState, StateStore
+from protocols.est.state import EstState
 
 if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
     from gateway.server.wiring import Components
 
 
 def _state(c: Any) -> EstState:
-    return EstState(cast(StateStore, c.store), SystemClock().now)
+    """EST state on the store of ``c`` (a STORE command's :class:`StoreOnly`)."""
+    return EstState(c.store, SystemClock().now)
 
 
 def _password(args: argparse.Namespace) -> str:

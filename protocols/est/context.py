@@ -8,9 +8,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from gateway.policy import PolicyEngine
-from gateway.ports import Store
-from gateway.service import EnrollmentService
+from protocols.est.ports import Clock, Enrollment, Records, Templates
 from protocols.est.render import EstReply
 from protocols.est.settings import EstSettings
 from protocols.est.state import EstState
@@ -18,17 +16,20 @@ from protocols.est.state import EstState
 
 @dataclass(frozen=True)
 class EstContext:
-    """What every EST handler may use."""
+    """What every EST handler may use: the ports of :mod:`protocols.est.ports`, EST's own
+    state and the CA chain read at start-up."""
 
     settings: EstSettings
-    service: EnrollmentService
-    store: Store
-    policy: PolicyEngine
+    service: Enrollment
+    store: Records
+    policy: Templates
+    clock: Clock
     state: EstState
     own_chain: tuple[x509.Certificate, ...]
 
     def now(self) -> datetime:
-        return self.service.clock.now()
+        """The current time (timezone-aware UTC) on the gateway's clock."""
+        return self.clock.now()
 
 
 class Refusal(Exception):

@@ -3,16 +3,16 @@ its ``SSLContext``, add the routes, return the HTTPS listener."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import ConfigError
 from gateway.plugin import Listener, ProtocolContext
 from protocols.est.context import EstContext
+from protocols.est.ports import Clock, Enrollment, Records, Templates
 from protocols.est.routes import add_routes, est_listener_only
 from protocols.est.settings import parse_settings
-from protocols.est.state import EstState, StateStore
+from protocols.est.state import EstState
 from protocols.est.tls import server_context, server_credentials
 
 
@@ -22,25 +22,28 @@ class EstFrontEnd:
     name = "est"
 
     async def setup(self, context: ProtocolContext, app: Any) -> list[Listener]:
+        # The composition of this front-end: the core objects, narrowed to EST's ports.
+        service: Enrollment = context.service
+        records: Records = context.store
+        templates: Templates = context.policy
+        clock: Clock = context.clock
         settings = parse_settings(
             context.settings,
             context.config_file,
             context.default_template,
-            context.policy.templates,
+            templates.templates,
         )
-        store = context.store
-        if not (hasattr(store, "read") and hasattr(store, "write")):
-            raise ConfigError(context.config_file, "est", "the store cannot hold EST state")
-        own_chain = await context.service.ca_chain()
+        own_chain = await service.ca_chain()
         cert_path, key_path = await server_credentials(settings, context)
         anchors = (*own_chain, *settings.all_anchors())
         ssl_context = server_context(cert_path, key_path, anchors)
         est = EstContext(
             settings=settings,
-            service=context.service,
-            store=store,
-            policy=context.policy,
-            state=EstState(cast(StateStore, store), context.service.clock.now),
+            service=service,
+            store=records,
+            policy=templates,
+            clock=clock,
+            state=EstState(context.transactions, clock.now),
             own_chain=own_chain,
         )
         if not isinstance(app, web.Application):

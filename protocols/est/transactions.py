@@ -38,8 +38,8 @@ from datetime import datetime, timedelta
 
 from gateway.errors import BadCSR, Conflict
 from gateway.model import PendingReason, RequestKind, RequestRecord, RequestState
-from gateway.ports import Store
 from protocols.est.messages import request_fingerprint_der
+from protocols.est.ports import Records
 from protocols.est.state import EstState
 
 
@@ -59,7 +59,7 @@ def transaction_key(
 
 
 async def find_transaction(
-    store: Store,
+    store: Records,
     state: EstState,
     *,
     label: str,

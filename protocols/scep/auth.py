@@ -24,7 +24,7 @@ from cryptography.x509.oid import AttributeOID
 
 from gateway.clock import Clock
 from gateway.model import Requester
-from gateway.store import SQLStore
+from gateway.ports import Transactions
 from protocols.scep import otp
 from protocols.scep.config import Endpoint
 from protocols.scep.messages import FailInfo, MessageError
@@ -49,7 +49,7 @@ def challenge_password(csr: x509.CertificateSigningRequest) -> str | None:
 class Authorizer:
     """Checks challenges for every endpoint; holds the webhook HTTP client session."""
 
-    store: SQLStore
+    store: Transactions
     clock: Clock
     session: aiohttp.ClientSession | None = None
 

@@ -10,7 +10,6 @@ from cryptography import x509
 from gateway.cli.common import actor, emit, ts
 from gateway.durations import duration_option
 from gateway.errors import BadRequest, ConfigError, NotFound
-from gateway.store import SQLStore
 from protocols.scep import otp, ra_info
 from protocols.scep.config import ScepSettings, parse_settings
 
@@ -55,14 +54,13 @@ async def cmd_otp_create(c: Components, args: argparse.Namespace) -> int:
             f"endpoint {args.endpoint!r} uses challenge {endpoint.challenge!r}, not otp"
         )
     ttl = duration_option(args.ttl, "--ttl")
-    assert isinstance(c.store, SQLStore)
     created = await otp.create(
         c.store,
         endpoint.name,
         args.identity,
         ttl,
         actor(),
-        c.service.clock.now(),
+        c.clock.now(),
     )
     data = {
         "password": created.password,

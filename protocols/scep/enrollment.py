@@ -74,7 +74,7 @@ async def issued_by_us(scep: Scep, certificate: x509.Certificate) -> bool:
     except Exception:  # InvalidSignature, ValueError, TypeError: not ours
         return False
     record = await scep.store.get_certificate(serial_hex(certificate.serial_number))
-    now = scep.service.clock.now()
+    now = scep.clock.now()
     return (
         record is not None
         and record.status is CertificateStatus.VALID
@@ -256,7 +256,7 @@ async def _resend(
     for record in await scep.store.find_requests_by_key("scep", principal, spki, template):
         if record.state is RequestState.ISSUED and record.certificate_serial:
             cert = await scep.store.get_certificate(record.certificate_serial)
-            now = scep.service.clock.now()
+            now = scep.clock.now()
             if (
                 cert is not None
                 and cert.status is CertificateStatus.VALID

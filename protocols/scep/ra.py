@@ -38,9 +38,8 @@ from gateway.errors import ConfigError, InternalError
 from gateway.model import EnrollmentRequest, Issued, Requester
 from gateway.pkix import keyfile
 from gateway.pkix.csr import spki_fingerprint
-from gateway.policy import renewal_window
-from gateway.ports import Store
-from gateway.service import EnrollmentService
+from gateway.policy import CertificateTemplate, renewal_window
+from protocols.scep.ports import Clock, Enrollment, Records, Templates
 
 RA_PRINCIPAL = "certgate-scep-ra"
 PASSPHRASE_ENV = "CERTGATE_CA_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
@@ -115,8 +114,7 @@ def _usable(
     key: rsa.RSAPrivateKey,
     chain: tuple[x509.Certificate, ...],
     template_major: int,
-    service: EnrollmentService,
-    template_name: str,
+    template: CertificateTemplate,
     now: datetime,
 ) -> bool:
     """The RA certificate matches the key, is signed by the current issuing CA and is not yet
@@ -129,14 +127,15 @@ def _usable(
         cert.verify_directly_issued_by(chain[0])
     except Exception:  # any verification failure means: re-issue
         return False
-    template = service.policy.template(template_name)
     start, _ = renewal_window(cert.not_valid_before_utc, cert.not_valid_after_utc, template)
     return now < start and template_major >= template.major_version
 
 
 async def load_or_issue(
-    service: EnrollmentService,
-    store: Store,
+    service: Enrollment,
+    store: Records,
+    templates: Templates,
+    clock: Clock,
     data_dir: Path,
     template_name: str,
     configured_passphrase: str | None,
@@ -156,15 +155,15 @@ async def load_or_issue(
         chosen = configured_passphrase is not None or bool(os.environ.get(PASSPHRASE_ENV))
         kdf = keyfile.SCRYPT if chosen else keyfile.SCRYPT_RANDOM_PASSPHRASE
         key = _load_or_create_key(directory / f"{stem}.key", passphrase, config_file, kdf)
-        template = service.policy.template(template_name)
+        template = templates.template(template_name)
         chain = await service.ca_chain(template.connector)
         cert_path = directory / f"{stem}.crt"
         if cert_path.exists():
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             major = _template_major(cert)
-            if _usable(cert, key, chain, major, service, template_name, service.clock.now()):
+            if _usable(cert, key, chain, major, template, clock.now()):
                 return RegistrationAuthority(cert, key, chain)
-        cert = await _issue(service, store, key, template_name, common_name)
+        cert = await _issue(service, store, clock, key, template_name, common_name)
         _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return RegistrationAuthority(cert, key, chain)
     finally:
@@ -182,8 +181,9 @@ def _template_major(cert: x509.Certificate) -> int:
 
 
 async def _issue(
-    service: EnrollmentService,
-    store: Store,
+    service: Enrollment,
+    store: Records,
+    clock: Clock,
     key: rsa.RSAPrivateKey,
     template_name: str,
     common_name: str,
@@ -195,7 +195,7 @@ async def _issue(
     )
     requester = Requester(protocol="scep", principal=RA_PRINCIPAL, auth_method="local")
     # A fresh transaction per issuance: re-issuing (due, new CA) must not replay the old one.
-    txn = f"ra:{service.clock.now().strftime('%Y%m%dT%H%M%S')}:{secrets.token_hex(6)}"
+    txn = f"ra:{clock.now().strftime('%Y%m%dT%H%M%S')}:{secrets.token_hex(6)}"
     outcome = await service.enroll(EnrollmentRequest(csr, template_name, requester, txn))
     if not isinstance(outcome, Issued):
         raise InternalError(f"the SCEP RA certificate was not issued: {outcome}")

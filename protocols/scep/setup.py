@@ -10,11 +10,11 @@ from cryptography import x509
 
 from gateway.errors import ConfigError
 from gateway.plugin import Listener, ProtocolContext
-from gateway.store import SQLStore
 from protocols.scep import ra, ra_info
 from protocols.scep.auth import Authorizer
 from protocols.scep.config import ScepSettings, parse_settings
 from protocols.scep.http import add_routes
+from protocols.scep.ports import Clock, Enrollment, Records, Templates
 from protocols.scep.state import Scep
 
 
@@ -24,14 +24,16 @@ class ScepFrontEnd:
     name = "scep"
 
     async def setup(self, context: ProtocolContext, app: Any) -> list[Listener]:
+        # The composition of this front-end: the core objects, narrowed to SCEP's ports.
+        service: Enrollment = context.service
+        records: Records = context.store
+        clock: Clock = context.clock
         settings = parse_settings(
             context.settings,
             context.config_file,
-            context.policy.templates,
+            _templates(context).templates,
             context.default_template,
         )
-        if not isinstance(context.store, SQLStore):
-            raise ConfigError(context.config_file, "scep", "the SCEP front-end needs the SQL store")
         next_ca: tuple[x509.Certificate, ...] = ()
         if settings.next_ca_pem is not None:
             try:
@@ -41,8 +43,10 @@ class ScepFrontEnd:
                     context.config_file, "scep.next_ca_certificates", f"not PEM certificates: {exc}"
                 ) from None
         identity = await ra.load_or_issue(
-            context.service,
-            context.store,
+            service,
+            records,
+            _templates(context),
+            clock,
             context.data_dir,
             settings.ra_template,
             settings.ra_key_passphrase,
@@ -56,8 +60,8 @@ class ScepFrontEnd:
             shown += [("signature", pair.signing.certificate)]
             shown += [("encryption", pair.encryption.certificate)]
         context.banner.extend(ra_info.banner(shown))
-        authorizer = Authorizer(context.store, context.service.clock)
-        scep = Scep(settings, identity, context.service, context.store, authorizer, next_ca, pair)
+        authorizer = Authorizer(context.transactions, clock)
+        scep = Scep(settings, identity, service, records, clock, authorizer, next_ca, pair)
         assert isinstance(app, web.Application)
         add_routes(app, scep)
 
@@ -71,11 +75,8 @@ class ScepFrontEnd:
 
 async def _ndes_pair(context: ProtocolContext, settings: ScepSettings) -> ra.NdesPair:
     """NDES's RA signature and encryption certificates (protocols.md 1.6 item 34)."""
-    common = (
-        context.service,
-        context.store,
-        context.data_dir,
-    )
+    records: Records = context.store
+    common = (context.service, records, _templates(context), context.clock, context.data_dir)
     signing = await ra.load_or_issue(
         *common,
         settings.ra_signature_template,
@@ -93,3 +94,8 @@ async def _ndes_pair(context: ProtocolContext, settings: ScepSettings) -> ra.Nde
         common_name="certgate SCEP RA encryption",
     )
     return ra.NdesPair(signing, encryption)
+
+
+def _templates(context: ProtocolContext) -> Templates:
+    """The policy engine, as the templates SCEP reads."""
+    return context.policy

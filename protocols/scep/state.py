@@ -7,21 +7,22 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.service import EnrollmentService
-from gateway.store import SQLStore
 from protocols.scep.auth import Authorizer
 from protocols.scep.config import Endpoint, ScepSettings
+from protocols.scep.ports import Clock, Enrollment, Records
 from protocols.scep.ra import NdesPair, RegistrationAuthority
 
 
 @dataclass
 class Scep:
-    """Settings, the RA identity, the service and store, and the challenge authorizer."""
+    """Settings, the RA identity, the ports of :mod:`protocols.scep.ports` (enrollment,
+    records, clock), and the challenge authorizer."""
 
     settings: ScepSettings
     ra: RegistrationAuthority
-    service: EnrollmentService
-    store: SQLStore
+    service: Enrollment
+    store: Records
+    clock: Clock
     authorizer: Authorizer
     next_ca: tuple[x509.Certificate, ...] = ()
     ndes: NdesPair | None = None  # set when an endpoint has ra_mode = "ndes-pair"

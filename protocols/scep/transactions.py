@@ -20,8 +20,8 @@ from cryptography import x509
 
 from gateway.model import RequestRecord, RequestState
 from gateway.pkix.csr import csr_der
-from gateway.ports import Store
 from protocols.scep.messages import FailInfo, MessageError
+from protocols.scep.ports import Records
 
 #: Attempts a transaction may have; afterwards the client must start a new transaction.
 MAX_ATTEMPTS = 16
@@ -41,7 +41,7 @@ def attempt_key(base: str, attempt: int) -> str:
     return base if attempt <= 1 else f"{base}{_SEPARATOR}{attempt}"
 
 
-async def attempts(store: Store, base: str) -> list[RequestRecord]:
+async def attempts(store: Records, base: str) -> list[RequestRecord]:
     """Every stored attempt of transaction ``base``, oldest first (empty if it is new). Costs
     one lookup per attempt and one more; transactions with several attempts are rare."""
     found: list[RequestRecord] = []
@@ -53,7 +53,7 @@ async def attempts(store: Store, base: str) -> list[RequestRecord]:
     return found
 
 
-async def latest(store: Store, base: str) -> tuple[RequestRecord | None, int]:
+async def latest(store: Records, base: str) -> tuple[RequestRecord | None, int]:
     """The newest stored attempt of transaction ``base`` and its number (``(None, 0)`` if
     the transaction is new)."""
     found = await attempts(store, base)

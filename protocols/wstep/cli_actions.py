@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.cli.common import actor, emit, table
-from gateway.errors import BadRequest, ConfigError
+from gateway.errors import BadRequest
 from protocols.wstep.users import (
     Account,
     SQLRunner,
@@ -22,10 +22,7 @@ from protocols.wstep.users import (
 
 
 def _store(components: Any) -> SQLRunner:
-    store = components.store
-    if not isinstance(store, SQLRunner):  # pragma: no cover - the shipped store is SQL
-        raise ConfigError(components.config.file, "store", "wstep accounts need the SQL store")
-    return store
+    return components.store
 
 
 def _password(args: argparse.Namespace) -> str:

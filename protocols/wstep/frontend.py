@@ -8,15 +8,15 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import ConfigError
 from gateway.pkix import pem_chain
 from gateway.plugin import Listener, ProtocolContext
 from protocols.wstep.cep import CEPHandler
 from protocols.wstep.ces import CESHandler
 from protocols.wstep.listeners import Listeners
 from protocols.wstep.numbers import RequestNumbers
+from protocols.wstep.ports import Enrollment, Records, Templates, WstepContext
 from protocols.wstep.settings import parse_settings, server_ssl_context
-from protocols.wstep.users import PasswordVerifier, SQLRunner
+from protocols.wstep.users import PasswordVerifier
 
 log = logging.getLogger("certgate.wstep")
 
@@ -28,13 +28,15 @@ class WSTEPFrontEnd:
 
     async def setup(self, context: ProtocolContext, app: Any) -> list[Listener]:
         settings = parse_settings(context.settings, context.config_file)
-        store = context.store
-        if not isinstance(store, SQLRunner):
-            raise ConfigError(context.config_file, "wstep", "needs the SQL store")
-        verifier = PasswordVerifier(store)
+        # The composition of this front-end: the core objects, narrowed to its ports.
+        service: Enrollment = context.service
+        records: Records = context.store
+        templates: Templates = context.policy
+        core = WstepContext(service, records, templates, context.default_template)
+        verifier = PasswordVerifier(context.transactions)
         ssl_context = None
         if settings.tls is not None:
-            chain = await context.service.ca_chain()
+            chain = await service.ca_chain()
             ssl_context = server_ssl_context(settings.tls, pem_chain(chain))
         if settings.allow_password_over_http:
             log.warning(
@@ -44,8 +46,8 @@ class WSTEPFrontEnd:
             )
         listeners = Listeners(context.external_url, settings, ssl_context)
         assert isinstance(app, web.Application)
-        cep = CEPHandler(context, settings, verifier, listeners)
-        ces = CESHandler(context, settings, verifier, listeners, RequestNumbers(store))
+        cep = CEPHandler(core, settings, verifier, listeners)
+        ces = CESHandler(core, settings, verifier, listeners, RequestNumbers(context.transactions))
         app.router.add_post(settings.cep_path, cep.handle)
         app.router.add_post(settings.ces_path, ces.handle)
         if settings.tls is None or ssl_context is None:

@@ -97,8 +97,19 @@ async def test_concurrent_first_starts_issue_one_ra_certificate(tmp_path: Path) 
     a, b = await build(config), await build(config)
     try:
         ra_a, ra_b = await asyncio.gather(
-            ra.load_or_issue(a.service, a.store, config.data_dir, "scep-ra", None, config.file),
-            ra.load_or_issue(b.service, b.store, config.data_dir, "scep-ra", None, config.file),
+            *(
+                ra.load_or_issue(
+                    c.service,
+                    c.store,
+                    c.policy,
+                    c.clock,
+                    config.data_dir,
+                    "scep-ra",
+                    None,
+                    config.file,
+                )
+                for c in (a, b)
+            )
         )
         assert ra_a.certificate == ra_b.certificate
         issued = [r for r in await a.store.list_certificates() if r.template == "scep-ra"]

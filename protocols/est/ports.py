@@ -1,0 +1,98 @@
+"""What the EST front-end uses of the core, declared by the front-end (its consumer).
+
+:class:`protocols.est.frontend.EstFrontEnd` narrows the :class:`gateway.plugin.ProtocolContext`
+to these at start-up; handlers see nothing else. The shipped implementations are
+:class:`gateway.service.EnrollmentService` (:class:`Enrollment`), the store
+(:class:`Records`, and :class:`gateway.ports.Transactions` for EST's own tables),
+:class:`gateway.policy.PolicyEngine` (:class:`Templates`) and the gateway's clock
+(:class:`Clock`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from cryptography import x509
+
+from gateway.model import CertificateRecord, EnrollmentRequest, Outcome, RequestRecord
+from gateway.policy import CertificateTemplate, TemplateCatalog
+
+
+@runtime_checkable
+class Enrollment(Protocol):
+    """The enrollment service, as far as EST uses it."""
+
+    async def enroll(self, request: EnrollmentRequest) -> Outcome:
+        """Judge and, if allowed, issue ``request`` (simpleenroll, simplereenroll and
+        serverkeygen, RFC 7030 §4.2 and §4.4). Idempotent per (protocol, transaction id): a
+        repeat returns the recorded outcome, never a second certificate. A refusal is a
+        ``Denied`` outcome or :class:`gateway.errors.PolicyDenied`; a request waiting for a
+        certificate manager or the CA is ``Pending`` (answered 202 + Retry-After, §4.2.3)."""
+        ...
+
+    async def ca_chain(self, connector: str | None = None) -> tuple[x509.Certificate, ...]:
+        """The issuing chain of ``connector`` (the default CA when ``None``), issuing CA
+        first: the body of /cacerts (RFC 7030 §4.1.3) and the listener's trust anchors."""
+        ...
+
+
+@runtime_checkable
+class Records(Protocol):
+    """Request and certificate lookups, and EST's own audit events."""
+
+    async def get_certificate(self, serial: str) -> CertificateRecord | None:
+        """The inventory record of certificate ``serial`` (lower-case hex, no leading zeros),
+        or ``None`` if this gateway never issued it (simplereenroll's client certificate,
+        RFC 7030 §4.2.2)."""
+        ...
+
+    async def find_requests_by_key(
+        self, protocol: str, principal: str, spki_sha256: str, template: str
+    ) -> list[RequestRecord]:
+        """Requests of ``protocol`` from ``principal`` for the same public key (SHA-256 of
+        the SubjectPublicKeyInfo, hex) and template, newest first: how a retried enrollment
+        finds its transaction (RFC 7030 §4.2.3)."""
+        ...
+
+    async def audit(
+        self,
+        event: str,
+        actor: str,
+        *,
+        request_id: str | None = None,
+        serial: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one event to the audit trail (refusals EST decides before the service
+        records a request, such as ``est.request.refused``)."""
+        ...
+
+
+@runtime_checkable
+class Templates(Protocol):
+    """The certificate templates EST labels name (read-only)."""
+
+    @property
+    def templates(self) -> Mapping[str, CertificateTemplate]:
+        """All templates by name (validating ``[est.labels.*] template``)."""
+        ...
+
+    @property
+    def catalog(self) -> TemplateCatalog:
+        """The templates with their name, OID and successor indexes (policy facts)."""
+        ...
+
+    def template(self, name: str) -> CertificateTemplate:
+        """The template called ``name``; raises :class:`gateway.errors.UnknownTemplate`."""
+        ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The gateway's time (tests move it)."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
