@@ -5,8 +5,10 @@ instructions page), ``account`` (newAccount, account, orders, keyChange), ``orde
 (newOrder, order), ``finalize``, ``authz`` (authorization, challenge), ``certificate`` (with
 format negotiation), ``revoke``, ``renewal_info``. Wire codecs are in ``messages`` (its JSON
 text in ``json_text``) and ``jws``; state in ``tables``, ``records`` (the state
-dataclasses), ``state`` (nonces, accounts, EAB keys) and ``state_orders``, with their SQLite
-statements in ``sqlite_rows``; challenge validation in ``validation``, CAA (RFC 8659) in
+dataclasses, re-exported with the derived order status by ``state``) and the repository
+(``repository``: the interface and its choice; ``repository_core`` and
+``repository_core_orders``: SQLAlchemy Core; ``repository_sqlite`` with the SQL of
+``sqlite_rows``: raw SQLite); challenge validation in ``validation``, CAA (RFC 8659) in
 ``caa``; rate limits in ``ratelimit``; shared request handling (JWS authentication, the
 terms-of-service gate, nonces, responses) in ``base``.
 """

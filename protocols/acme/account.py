@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from protocols.acme import jws as J
-from protocols.acme import state, state_orders
+from protocols.acme import state
 from protocols.acme.base import Acme, handler
 from protocols.acme.eab import binding_echo, parse_binding, unseal
 from protocols.acme.messages import Problem
@@ -69,7 +69,7 @@ async def new_account(acme: Acme, request: web.Request) -> web.Response:
     kid = None
     if eab is not None:
         binding = parse_binding(eab, signed.jws.url, jwk)
-        key = await acme.store.read(state.get_eab_key, binding.kid)
+        key = await acme.store.read(acme.repo.get_eab_key, binding.kid)
         if key is None:
             raise Problem.unauthorized(f"unknown external account binding key {binding.kid!r}")
         J.verify_mac(
@@ -88,7 +88,7 @@ async def new_account(acme: Acme, request: web.Request) -> web.Response:
     )
     made = await acme.write(
         request,
-        state.create_account,
+        acme.repo.create_account,
         str(uuid.uuid4()),
         J.thumbprint(jwk),
         jwk,
@@ -130,7 +130,7 @@ async def account(acme: Acme, request: web.Request) -> web.Response:
     # the terms in force now; anything else is ignored (agreement cannot be withdrawn).
     terms = acme.settings.terms_of_service
     agree = terms if terms and payload.get("termsOfServiceAgreed") is True else None
-    updated = await acme.write(request, state.update_account, me.id, contact, status, agree)
+    updated = await acme.write(request, acme.repo.update_account, me.id, contact, status, agree)
     assert updated is not None
     return await acme.reply(request, account_json(acme, updated))
 
@@ -142,7 +142,7 @@ async def orders(acme: Acme, request: web.Request) -> web.Response:
     me = signed.require_account()
     if me.id != request.match_info["id"]:
         raise Problem.unauthorized("this orders list belongs to another account")
-    ids = await acme.store.read(state_orders.orders_of, me.id)
+    ids = await acme.store.read(acme.repo.orders_of, me.id)
     return await acme.reply(request, {"orders": [acme.url("order", i) for i in ids]})
 
 
@@ -171,12 +171,12 @@ async def key_change(acme: Acme, request: web.Request) -> web.Response:
         raise Problem.malformed("'oldKey' is not the account's current key")
     jwk = J.public_jwk(new_jwk)
     holder = await acme.write(
-        request, state.change_key, me.id, me.thumbprint, J.thumbprint(jwk), jwk
+        request, acme.repo.change_key, me.id, me.thumbprint, J.thumbprint(jwk), jwk
     )
     if holder is not None:  # 9. no other account uses the new key
         problem = Problem.malformed("the new key is already in use by an account", 409)
         problem.headers["Location"] = acme.url("acct", holder.id)
         raise problem
-    updated = await acme.store.read(state.get_account, me.id)
+    updated = await acme.store.read(acme.repo.get_account, me.id)
     assert updated is not None
     return await acme.reply(request, account_json(acme, updated))

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from protocols.acme import state, state_orders
+from protocols.acme import state
 from protocols.acme.base import Acme, Signed, handler
 from protocols.acme.messages import Problem, rfc3339
 from protocols.acme.validation import ANSWER_BUDGET, RETRY_AFTER, validate_in_background
@@ -48,7 +48,7 @@ def authz_json(acme: Acme, authz: state.Authz, status: str) -> dict[str, Any]:
 async def _load_authz(acme: Acme, signed: Signed, authz_id: str) -> state.Authz:
     me = signed.require_account()
     found: list[state.Authz] = await acme.store.read(
-        state_orders.get_authzs, [authz_id], with_challenges=True
+        acme.repo.get_authzs, [authz_id], with_challenges=True
     )
     if not found:
         raise Problem.malformed("no such authorization", 404)
@@ -71,12 +71,10 @@ async def authorization(acme: Acme, request: web.Request) -> web.Response:
         if signed.payload().get("status") != "deactivated":
             raise Problem.malformed("the only status a client may set is 'deactivated'")
         if not await acme.write(
-            request, state_orders.set_authz_status, authz.id, "deactivated", ("pending", "valid")
+            request, acme.repo.set_authz_status, authz.id, "deactivated", ("pending", "valid")
         ):
             raise Problem.malformed(f"authorization is {authz.status}; cannot deactivate", 403)
-        authz = (await acme.store.read(state_orders.get_authzs, [authz.id], with_challenges=True))[
-            0
-        ]
+        authz = (await acme.store.read(acme.repo.get_authzs, [authz.id], with_challenges=True))[0]
     status = authz.effective_status(acme.now())
     return await acme.reply(request, authz_json(acme, authz, status), headers=_retry(authz))
 
@@ -90,7 +88,7 @@ async def _answer_when_quick(
     await asyncio.wait({task}, timeout=ANSWER_BUDGET)
     if not task.done():
         return ch
-    found = await acme.store.read(state_orders.get_challenge, ch.id)
+    found = await acme.store.read(acme.repo.get_challenge, ch.id)
     return ch if found is None else found[0]
 
 
@@ -99,7 +97,7 @@ async def challenge(acme: Acme, request: web.Request) -> web.Response:
     """``{}`` starts validation (pending -> processing); anything else only reads (§7.5.1)."""
     signed = await acme.authenticate(request)
     me = signed.require_account()
-    found = await acme.store.read(state_orders.get_challenge, request.match_info["id"])
+    found = await acme.store.read(acme.repo.get_challenge, request.match_info["id"])
     if found is None:
         raise Problem.malformed("no such challenge", 404)
     if found[1].account_id != me.id:
@@ -112,12 +110,12 @@ async def challenge(acme: Acme, request: web.Request) -> web.Response:
             if acme.context.testing.acme_always_valid:
                 valid_until = now + timedelta(seconds=acme.settings.valid_authz_lifetime)
                 if await acme.write(
-                    request, state_orders.accept_challenge, ch.id, authz.id, now, valid_until
+                    request, acme.repo.accept_challenge, ch.id, authz.id, now, valid_until
                 ):
                     ch = replace(ch, status="valid", validated_at=now)
             else:
                 lease = now + timedelta(seconds=acme.settings.validation_timeout * 3)
-                if await acme.write(request, state_orders.start_challenge, ch.id, lease):
+                if await acme.write(request, acme.repo.start_challenge, ch.id, lease):
                     ch = replace(ch, status="processing")
                     task = acme.spawn(validate_in_background(acme, ch.id, me))
                     ch = await _answer_when_quick(acme, ch, task)

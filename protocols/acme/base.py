@@ -26,6 +26,7 @@ from protocols.acme import state
 from protocols.acme.errors import problem_from
 from protocols.acme.messages import Problem, dumps
 from protocols.acme.ratelimit import RateLimiter
+from protocols.acme.repository import AcmeRepository, open_repository
 from protocols.acme.settings import AcmeSettings
 
 log = logging.getLogger("certgate.acme")
@@ -69,6 +70,8 @@ class Acme:
         if not hasattr(store, "write"):
             raise TypeError("the ACME front-end needs a SQL store with read/write")
         self.store = store
+        #: ACME state statements, chosen once by the store's dialect (repository.py).
+        self.repo: AcmeRepository = open_repository(store.dialect_name)
         self.base = context.external_url + "/acme"
         self.limiter = RateLimiter(settings.rate_limit_window)
         self.tasks: set[asyncio.Task[None]] = set()
@@ -96,7 +99,7 @@ class Acme:
         purge = now if secrets.randbelow(100) == 0 else None
         expires = now + timedelta(seconds=self.settings.nonce_lifetime)
         try:
-            await self.store.write(state.issue_nonce, value, expires, purge)
+            await self.store.write(self.repo.issue_nonce, value, expires, purge)
         except StoreUnavailable:
             # Database down (issue #12): answer newNonce and errors with a nonce anyway. It is
             # not recorded, so it is never accepted (only recorded nonces are, §6.5): a POST
@@ -138,12 +141,12 @@ class Acme:
         if jws.nonce is None:
             raise Problem.bad_nonce("JWS has no anti-replay nonce")
         if account_id is not None:
-            account = await self.store.read(state.get_account, account_id)
+            account = await self.store.read(self.repo.get_account, account_id)
             if account is None:
                 raise Problem.account_does_not_exist("no account at this 'kid'")
             key = J.load_jwk(account.jwk)
         else:
-            account = await self.store.read(state.account_by_thumbprint, thumb)
+            account = await self.store.read(self.repo.account_by_thumbprint, thumb)
         assert key is not None
         J.verify(jws, key)
         signed = Signed(jws, account, key)
@@ -187,7 +190,7 @@ class Acme:
         now = self.now()
         expires = now + timedelta(seconds=self.settings.nonce_lifetime)
         ok, result = await self.store.write(
-            state.with_nonce, signed.jws.nonce, fresh, expires, now, body, args, kw
+            self.repo.with_nonce, signed.jws.nonce, fresh, expires, now, body, args, kw
         )
         request[_FRESH] = fresh
         if not ok:

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.pkix import pem_chain
 from gateway.pkix.certsonly import certs_only_der
-from protocols.acme import state_orders
 from protocols.acme.base import Acme, handler
 from protocols.acme.messages import Problem
 
@@ -98,7 +97,7 @@ async def certificate(acme: Acme, request: web.Request) -> web.Response:
     if not signed.post_as_get:
         raise Problem.malformed("a certificate is fetched with POST-as-GET (empty payload)")
     serial = request.match_info["serial"]
-    owner = await acme.store.read(state_orders.order_for_certificate, serial)
+    owner = await acme.store.read(acme.repo.order_for_certificate, serial)
     if owner is None:
         raise Problem.malformed("no such certificate", 404)
     if owner.account_id != me.id:

@@ -9,9 +9,9 @@ from typing import Any
 from gateway.cli.common import actor, emit, table, ts
 from gateway.config import DEFAULTS
 from gateway.errors import NotFound, UnknownTemplate
-from protocols.acme import state
 from protocols.acme.eab import new_hmac_key, new_kid, seal
 from protocols.acme.messages import b64e
+from protocols.acme.repository import AcmeRepository, open_repository
 from protocols.acme.settings import parse_settings
 
 
@@ -26,6 +26,11 @@ def _settings(components: Any) -> Any:
     )
 
 
+def _repo(components: Any) -> AcmeRepository:
+    """The ACME repository for the command's store, chosen by its dialect."""
+    return open_repository(components.store.dialect_name)
+
+
 async def cmd_eab_create(components: Any, args: argparse.Namespace) -> int:
     settings = _settings(components)
     for name in args.templates:
@@ -34,7 +39,7 @@ async def cmd_eab_create(components: Any, args: argparse.Namespace) -> int:
     kid, secret = new_kid(), new_hmac_key()
     sealed = seal(settings.eab_encryption_key, kid, secret)
     await components.store.write(
-        state.put_eab_key,
+        _repo(components).put_eab_key,
         kid,
         args.principal,
         list(args.templates),
@@ -55,7 +60,7 @@ async def cmd_eab_create(components: Any, args: argparse.Namespace) -> int:
 
 
 async def cmd_eab_list(components: Any, args: argparse.Namespace) -> int:
-    keys = await components.store.read(state.list_eab_keys)
+    keys = await components.store.read(_repo(components).list_eab_keys)
     rows = [
         (
             k["kid"],
@@ -71,14 +76,14 @@ async def cmd_eab_list(components: Any, args: argparse.Namespace) -> int:
 
 
 async def cmd_eab_delete(components: Any, args: argparse.Namespace) -> int:
-    if not await components.store.write(state.delete_eab_key, args.kid):
+    if not await components.store.write(_repo(components).delete_eab_key, args.kid):
         raise NotFound(f"no EAB key {args.kid!r}")
     emit(args, {"kid": args.kid, "deleted": True}, f"deleted EAB key {args.kid}")
     return 0
 
 
 async def cmd_account_list(components: Any, args: argparse.Namespace) -> int:
-    accounts = await components.store.read(state.list_accounts)
+    accounts = await components.store.read(_repo(components).list_accounts)
     rows = [
         (a["id"], a["status"], ",".join(a["contact"]), a["eab_kid"] or "", ts(a["created_at"]))
         for a in accounts
@@ -88,7 +93,7 @@ async def cmd_account_list(components: Any, args: argparse.Namespace) -> int:
 
 
 async def cmd_account_revoke(components: Any, args: argparse.Namespace) -> int:
-    if not await components.store.write(state.revoke_account, args.id):
+    if not await components.store.write(_repo(components).revoke_account, args.id):
         raise NotFound(f"no valid ACME account {args.id!r}")
     await components.store.audit("acme.account.revoked", actor(), detail={"account": args.id})
     emit(args, {"id": args.id, "status": "revoked"}, f"revoked ACME account {args.id}")

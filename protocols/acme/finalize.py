@@ -32,7 +32,7 @@ from gateway.model import (
     serial_hex,
 )
 from gateway.pkix import load_csr
-from protocols.acme import state, state_orders
+from protocols.acme import state
 from protocols.acme.base import Acme, handler
 from protocols.acme.errors import is_csr_rule, problem_for
 from protocols.acme.messages import (
@@ -130,9 +130,7 @@ async def finalize(acme: Acme, request: web.Request) -> web.Response:
             format(parse_cert_id(order.replaces)[1], "x")
         )
         prior = record.certificate if record is not None else None
-    if not await acme.write(
-        request, state_orders.set_order, order.id, "pending", status="processing"
-    ):
+    if not await acme.write(request, acme.repo.set_order, order.id, "pending", status="processing"):
         raise Problem.order_not_ready("order is already being finalized")
     enrollment = EnrollmentRequest(
         csr=csr,
@@ -165,7 +163,7 @@ async def recheck_caa(acme: Acme, me: state.Account, order: state.Order) -> None
     ``[testing] acme_always_valid``). A refusal is a 403 ``caa`` problem with one
     subproblem per refused name; the order stays ``ready`` so a client can finalize again
     once DNS allows it (a SERVFAIL is often transient)."""
-    authzs = await acme.store.read(state_orders.get_authzs, order.authz_ids, with_challenges=True)
+    authzs = await acme.store.read(acme.repo.get_authzs, order.authz_ids, with_challenges=True)
     cutoff = acme.now() - timedelta(seconds=acme.settings.caa_recheck_after)
     due: list[tuple[state.Authz, str | None]] = []
     for authz in authzs:
@@ -194,15 +192,13 @@ async def _fail(acme: Acme, order: state.Order, exc: CertgateError) -> None:
         return
     rule = exc.rule if isinstance(exc, PolicyDenied) else None
     doc = problem_for(exc.code, exc.detail, rule).document()
-    await acme.store.write(
-        state_orders.set_order, order.id, "processing", status="invalid", error=doc
-    )
+    await acme.store.write(acme.repo.set_order, order.id, "processing", status="invalid", error=doc)
 
 
 async def _reopen(acme: Acme, order: state.Order) -> None:
     """Back to ``ready`` after a CSR problem, with a fresh transaction id for the next try."""
     await acme.store.write(
-        state_orders.set_order,
+        acme.repo.set_order,
         order.id,
         "processing",
         status="pending",
@@ -218,7 +214,7 @@ async def apply_outcome(
     if isinstance(outcome, Issued):
         serial = serial_hex(outcome.certificate.serial_number)
         await acme.store.write(
-            state_orders.set_order,
+            acme.repo.set_order,
             order.id,
             "processing",
             status="valid",
@@ -226,9 +222,7 @@ async def apply_outcome(
         )
         return _with(order, status="valid", certificate_serial=serial), "valid", None
     if isinstance(outcome, Pending):
-        await acme.store.write(
-            state_orders.set_order, order.id, None, request_id=outcome.request_id
-        )
+        await acme.store.write(acme.repo.set_order, order.id, None, request_id=outcome.request_id)
         return (
             order,
             "processing",
@@ -239,9 +233,7 @@ async def apply_outcome(
         await _reopen(acme, order)
         raise Problem.bad_csr(f"{outcome.rule}: {outcome.detail}")
     doc = problem_for(_code(outcome.code), outcome.detail, outcome.rule).document()
-    await acme.store.write(
-        state_orders.set_order, order.id, "processing", status="invalid", error=doc
-    )
+    await acme.store.write(acme.repo.set_order, order.id, "processing", status="invalid", error=doc)
     return _with(order, status="invalid", error=doc), "invalid", None
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from aiohttp import web
 
 from gateway.errors import PolicyDenied
-from protocols.acme import state, state_orders
+from protocols.acme import state
 from protocols.acme.base import Acme, handler
 from protocols.acme.errors import is_csr_rule, problem_for
 from protocols.acme.finalize import dry_run, settle
@@ -73,9 +73,9 @@ async def new_order(acme: Acme, request: web.Request) -> web.Response:
         await check_replaces(acme, me, new)
     order_id = str(uuid.uuid4())
     wanted = [(i.type, i.authz_value, i.wildcard) for i in new.identifiers]
-    reused = await acme.store.read(state_orders.reusable_authzs, me.id, wanted, now)
+    reused = await acme.store.read(acme.repo.reusable_authzs, me.id, wanted, now)
     authz_ids: list[str] = []
-    fresh: list[state_orders.NewAuthz] = []
+    fresh: list[state.NewAuthz] = []
     for ident, existing in zip(new.identifiers, reused, strict=True):
         if existing is not None:
             authz_ids.append(existing)
@@ -107,7 +107,7 @@ async def new_order(acme: Acme, request: web.Request) -> web.Response:
         settings.rate_limit_new_orders_window,
         now,
     )
-    made = await acme.write(request, state_orders.create_order, order, fresh, now, limit)
+    made = await acme.write(request, acme.repo.create_order, order, fresh, now, limit)
     if isinstance(made, OverLimit):
         raise made.problem("new orders for this account", now)
     # Reused authorizations are valid; fresh ones are valid only when pre-authorized.
@@ -122,19 +122,19 @@ async def new_order(acme: Acme, request: web.Request) -> web.Response:
 
 def _new_authz(
     acme: Acme, me: state.Account, ident: AcmeIdentifier, now: datetime
-) -> state_orders.NewAuthz:
+) -> state.NewAuthz:
     value = ident.authz_value
     if any(fnmatch.fnmatchcase(ident.value, p) for p in me.eab_domains):
         # Pre-authorized for this EAB principal (internal names): valid, no challenge.
         expires = now + timedelta(seconds=acme.settings.valid_authz_lifetime)
-        return state_orders.NewAuthz(
+        return state.NewAuthz(
             str(uuid.uuid4()), ident.type, value, ident.wildcard, "valid", expires, ()
         )
     challenges = tuple(
         (str(uuid.uuid4()), kind, secrets.token_urlsafe(32)) for kind in challenge_types(ident)
     )
     expires = now + timedelta(seconds=acme.settings.pending_authz_lifetime)
-    return state_orders.NewAuthz(
+    return state.NewAuthz(
         str(uuid.uuid4()), ident.type, value, ident.wildcard, "pending", expires, challenges
     )
 
@@ -147,7 +147,7 @@ async def check_replaces(acme: Acme, me: state.Account, new: NewOrder) -> None:
     record = await acme.service.store.get_certificate(format(serial, "x"))
     if record is None:
         raise Problem.malformed("the certificate named by 'replaces' is unknown", 404)
-    owner = await acme.store.read(state_orders.order_for_certificate, record.serial)
+    owner = await acme.store.read(acme.repo.order_for_certificate, record.serial)
     same_principal = me.principal is not None and record.requester == me.principal
     if not ((owner is not None and owner.account_id == me.id) or same_principal):
         raise Problem.unauthorized(
@@ -157,8 +157,8 @@ async def check_replaces(acme: Acme, me: state.Account, new: NewOrder) -> None:
     if not any(f"{i.type}:{i.value}" in names or i.value in names for i in new.identifiers):
         raise Problem.malformed("the order shares no identifier with the replaced certificate")
     now = acme.now()
-    for other in await acme.store.read(state_orders.order_replacing, new.replaces):
-        got = await acme.store.read(state_orders.get_order, other.id)
+    for other in await acme.store.read(acme.repo.order_replacing, new.replaces):
+        got = await acme.store.read(acme.repo.get_order, other.id)
         if got is not None and state.effective_order_status(got[0], got[1], now) != "invalid":
             raise Problem.already_replaced("the certificate is already being replaced by an order")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocols.acme import state, state_orders
+from protocols.acme import state
 from protocols.acme.base import Acme, Signed
 from protocols.acme.messages import Problem, rfc3339
 
@@ -34,7 +34,7 @@ def order_json(acme: Acme, order: state.Order, status: str) -> dict[str, Any]:
 
 async def load_order(acme: Acme, signed: Signed, order_id: str) -> tuple[state.Order, str]:
     me = signed.require_account()
-    got = await acme.store.read(state_orders.get_order, order_id)
+    got = await acme.store.read(acme.repo.get_order, order_id)
     if got is None:
         raise Problem.malformed("no such order", 404)
     if got[0].account_id != me.id:

@@ -20,10 +20,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
-from gateway.store.sqlite_fast import fetch_one
 from protocols.acme.messages import Problem
 from protocols.acme.tables import acme_rate_counters
 
@@ -64,34 +60,19 @@ class OverLimit:
         )
 
 
-#: +1 in the same window, back to 1 in a new one, in one statement, so concurrent instances
-#: never lose a hit (the row lock, or SQLite's write lock, orders them); SET expressions see
-#: the row as it was. The same SQL runs on PostgreSQL and SQLite (>= 3.35 for RETURNING).
-#: Plain SQL because SQLAlchemy cannot cache the compiled form of ``on_conflict_do_update``
-#: (compiling it on every newOrder cost ~0.2 ms); on SQLite it goes to the driver's cursor
-#: like the issuance path's statements (:mod:`gateway.store.sqlite_fast`).
-_COUNT_HIT_SQL = (
+#: The shared counter (run by the ACME repository's ``count_hit``): +1 in the same window,
+#: back to 1 in a new one, in one statement, so concurrent instances never lose a hit (the row
+#: lock, or SQLite's write lock, orders them); SET expressions see the row as it was. The same
+#: SQL runs on PostgreSQL and SQLite (>= 3.35 for RETURNING); ``{key}`` and ``{slot}`` are
+#: the placeholders of the driver that runs it.
+COUNT_HIT_SQL = (
     'INSERT INTO acme_rate_counters ("key", slot, count) VALUES ({key}, {slot}, 1) '
     'ON CONFLICT ("key") DO UPDATE SET '
     "count = CASE WHEN acme_rate_counters.slot = excluded.slot "
     "THEN acme_rate_counters.count + 1 ELSE 1 END, slot = excluded.slot "
     "RETURNING count"
 )
-_COUNT_HIT = sa.text(_COUNT_HIT_SQL.format(key=":key", slot=":slot"))
-_COUNT_HIT_SQLITE = _COUNT_HIT_SQL.format(key="?", slot="?")
 assert acme_rate_counters.name == "acme_rate_counters"
-
-
-def count_hit(conn: Connection, limit: Limit) -> bool:
-    """Transaction body part: count one hit; False once the window's count exceeds the
-    limit (refused hits count too, so hammering does not help)."""
-    if conn.dialect.name == "sqlite":
-        row = fetch_one(conn, _COUNT_HIT_SQLITE, (limit.key, limit.slot))
-        assert row is not None
-        count = row[0]
-    else:
-        count = conn.execute(_COUNT_HIT, {"key": limit.key, "slot": limit.slot}).scalar_one()
-    return int(count) <= limit.limit
 
 
 @dataclass

@@ -1,9 +1,9 @@
-"""ACME state records: what the transaction bodies in :mod:`state` / :mod:`state_orders` read
-and write (RFC 8555 §7.1).
+"""ACME state records: what the ACME repository (:mod:`protocols.acme.repository`) reads and
+writes (RFC 8555 §7.1).
 
-They live apart from the bodies so that both statement paths can build them: the SQLAlchemy
-Core bodies and the raw SQLite rows of :mod:`protocols.acme.sqlite_rows`, which the bodies
-call (``state`` re-exports every name here).
+They live apart from the implementations so that both build them: SQLAlchemy Core
+(:mod:`protocols.acme.repository_core`) and raw SQLite (the rows of
+:mod:`protocols.acme.sqlite_rows`); :mod:`protocols.acme.state` re-exports every name here.
 """
 
 from __future__ import annotations

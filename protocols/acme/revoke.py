@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives import serialization
 from gateway.errors import Conflict
 from gateway.model import CertificateStatus, RevocationReason, serial_hex
 from gateway.pkix import san_strings
-from protocols.acme import state_orders
 from protocols.acme.base import Acme, handler
 from protocols.acme.messages import Problem, parse_b64_der
 
@@ -50,9 +49,9 @@ async def revoke_cert(acme: Acme, request: web.Request) -> web.Response:
         actor = "acme:certificate-key"
     else:
         me = signed.require_account()
-        owner = await acme.store.read(state_orders.order_for_certificate, record.serial)
+        owner = await acme.store.read(acme.repo.order_for_certificate, record.serial)
         if owner is None or owner.account_id != me.id:
-            held = await acme.store.read(state_orders.valid_identifiers, me.id, acme.now())
+            held = await acme.store.read(acme.repo.valid_identifiers, me.id, acme.now())
             names = {tuple(s.split(":", 1)) for s in san_strings(cert)}
             if not names or not names <= held:
                 raise Problem.unauthorized("this account may not revoke this certificate")

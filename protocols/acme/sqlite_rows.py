@@ -1,22 +1,20 @@
-"""The per-request ACME statements on the raw ``sqlite3`` cursor.
+"""The raw SQLite statements of :class:`protocols.acme.repository_sqlite.SQLiteAcmeRepository`
+and their row decoders (SQL text and tuples only; the repository runs them).
 
-Why: every ACME request runs a handful of small statements (take a nonce and issue the next,
-load the account, the order and its authorizations, a state-machine UPDATE), and SQLAlchemy
-Core's execute machinery (cache-key lookup, bind and result processing, result objects) cost
-several times more Python than SQLite itself; ``get_authzs``' expanding IN list was even
-re-rendered on every call. As :mod:`gateway.store.sqlite_fast` does for the issuance path,
-the bodies in :mod:`protocols.acme.state` and :mod:`protocols.acme.state_orders` call the
-functions here on SQLite (:func:`applies`), inside the transaction the store opened, with
-pre-rendered SQL and parameter tuples, and decode rows straight into the records of
-:mod:`protocols.acme.records`. PostgreSQL keeps the Core statements.
+Why a raw path: every ACME request runs a handful of small statements (take a nonce and issue
+the next, load the account, the order and its authorizations, a state-machine UPDATE), and
+SQLAlchemy Core's execute machinery (cache-key lookup, bind and result processing, result
+objects) costs several times more Python than SQLite itself; ``get_authzs``' expanding IN list
+was even re-rendered on every call. So on SQLite the per-request statements are pre-rendered
+here, run with parameter tuples on the raw cursor (:mod:`gateway.store.raw`), inside the
+transaction the store opened, and their rows decoded straight into the records of
+:mod:`protocols.acme.records`.
 
 Values are encoded exactly as the SQLAlchemy column types write them on SQLite (``UTCDateTime``:
 ISO 8601 text with microseconds; ``JSON``: ``json.dumps``, so ``None`` is the text ``null``;
 ``Boolean``: 0/1), so a Core read and a raw read see the same rows
-(``tests/contract/test_acme_store.py`` compares the stored bytes of both paths). The UPDATEs
-keep the state-machine conditions in their WHERE clause, and driver errors surface as
-SQLAlchemy's exceptions, as in ``sqlite_fast.execute``, so the store's busy-retry and
-savepoint handling treat both paths alike.
+(``tests/contract/test_acme_store.py`` compares the stored bytes of both implementations). The
+UPDATEs keep the state-machine conditions in their WHERE clause.
 """
 
 # The SQL here is rendered from this module's constant column names, never from input.
@@ -25,28 +23,16 @@ savepoint handling treat both paths alike.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from gateway.store.sqlite_fast import (
-    column_encoder,
-    driver_error,
-    execute,
-    fetch_all,
-    fetch_one,
-    raw_cursor,
-    run_statements,
-)
-from gateway.store.sqlite_fast import decode_datetime as _decode_dt
-from gateway.store.sqlite_fast import decode_json as _loads
-from gateway.store.sqlite_fast import encode_datetime as _dt
-from gateway.store.sqlite_fast import encode_json as _json
-from protocols.acme.records import Account, Authz, Challenge, NewAuthz, Order
+from gateway.store.raw import column_encoder
+from gateway.store.raw import decode_datetime as _decode_dt
+from gateway.store.raw import decode_json as _loads
+from protocols.acme.ratelimit import COUNT_HIT_SQL
+from protocols.acme.records import Account, Authz, Challenge, Order
 from protocols.acme.tables import (
     acme_accounts,
     acme_authorizations,
@@ -55,15 +41,6 @@ from protocols.acme.tables import (
     acme_nonces,
     acme_orders,
 )
-
-#: The raw path needs ``DELETE ... RETURNING`` (SQLite 3.35) for the nonce, as Core does;
-#: with an older library everything stays on Core. Tests turn it off to run Core on SQLite.
-ENABLED = sqlite3.sqlite_version_info >= (3, 35, 0)
-
-
-def applies(conn: Connection) -> bool:
-    """Whether the bodies should use this module on ``conn`` (SQLite) instead of Core."""
-    return ENABLED and conn.dialect.name == "sqlite"
 
 
 def _columns(table: sa.Table, names: Sequence[str]) -> str:
@@ -82,31 +59,6 @@ NONCE_INSERT = (
 )
 NONCE_TAKE = "DELETE FROM acme_nonces WHERE value = ? AND expires_at > ? RETURNING value"
 NONCE_PURGE = "DELETE FROM acme_nonces WHERE expires_at < ?"
-
-
-def issue_nonce(
-    conn: Connection, value: str, expires: datetime, purge_before: datetime | None
-) -> None:
-    """:func:`protocols.acme.state.issue_nonce`."""
-    statements: list[tuple[str, tuple[Any, ...]]] = [(NONCE_INSERT, (value, _dt(expires)))]
-    if purge_before is not None:
-        statements.append((NONCE_PURGE, (_dt(purge_before),)))
-    run_statements(conn, statements)
-
-
-def purge_nonces(conn: Connection, now: datetime) -> int:
-    """:func:`protocols.acme.state.purge_nonces`."""
-    return execute(conn, NONCE_PURGE, (_dt(now),))
-
-
-def swap_nonce(
-    conn: Connection, used: str | None, fresh: str, expires: datetime, now: datetime
-) -> bool:
-    """The nonce half of :func:`protocols.acme.state.with_nonce`: take ``used`` if it is live
-    (True), and issue ``fresh`` either way."""
-    taken = used is not None and fetch_one(conn, NONCE_TAKE, (used, _dt(now))) is not None
-    execute(conn, NONCE_INSERT, (fresh, _dt(expires)))
-    return taken
 
 
 # --- accounts and EAB keys (RFC 8555 §7.3) ----------------------------------------------------
@@ -134,32 +86,22 @@ def account_from_row(row: tuple[Any, ...]) -> Account:
     )
 
 
-def get_account(conn: Connection, account_id: str) -> Account | None:
-    """The account row with id ``account_id`` (the caller adds the EAB binding)."""
-    row = fetch_one(conn, ACCOUNT_BY_ID, (account_id,))
-    return None if row is None else account_from_row(row)
-
-
-def account_by_thumbprint(conn: Connection, thumbprint: str) -> Account | None:
-    """The account row holding the key with this RFC 7638 thumbprint."""
-    row = fetch_one(conn, ACCOUNT_BY_THUMBPRINT, (thumbprint,))
-    return None if row is None else account_from_row(row)
-
-
-def get_eab_key(conn: Connection, kid: str) -> dict[str, Any] | None:
-    """:func:`protocols.acme.state.get_eab_key`: every column, decoded."""
-    row = fetch_one(conn, EAB_BY_KID, (kid,))
-    if row is None:
-        return None
-    kid_, principal, templates, domains, secret, created_at = row
+def eab_key_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """An ``EAB_BY_KID`` row as Core's ``dict(row._mapping)``, every column decoded."""
+    kid, principal, templates, domains, secret, created_at = row
     return {
-        "kid": kid_,
+        "kid": kid,
         "principal": principal,
         "templates": json.loads(templates),
         "domains": json.loads(domains),
         "secret": secret,
         "created_at": _decode_dt(created_at),
     }
+
+
+# --- rate counters (RFC 8555 §6.6) --------------------------------------------------------------
+
+COUNT_HIT = COUNT_HIT_SQL.format(key="?", slot="?")
 
 
 # --- orders -------------------------------------------------------------------------------------
@@ -204,26 +146,16 @@ def order_from_row(row: tuple[Any, ...]) -> Order:
     )
 
 
-def get_order(conn: Connection, order_id: str) -> Order | None:
-    """The order row (the caller loads its authorizations)."""
-    row = fetch_one(conn, ORDER_BY_ID, (order_id,))
-    return None if row is None else order_from_row(row)
-
-
-def order_for_certificate(conn: Connection, serial: str) -> Order | None:
-    """:func:`protocols.acme.state_orders.order_for_certificate`."""
-    row = fetch_one(conn, ORDER_BY_SERIAL, (serial,))
-    return None if row is None else order_from_row(row)
-
-
-_ORDER_ENCODERS = {c.name: column_encoder(c) for c in acme_orders.columns}
+ORDER_ENCODERS = {c.name: column_encoder(c) for c in acme_orders.columns}
 _SET_ORDER_SQL: dict[tuple[tuple[str, ...], bool], str] = {}
 
 
-def _set_order_sql(keys: tuple[str, ...], conditional: bool) -> str:
+def set_order_sql(keys: tuple[str, ...], conditional: bool) -> str:
+    """UPDATE of these order columns by id (and expected status when ``conditional``);
+    a column the table does not have fails as Core fails (``CompileError``)."""
     sql = _SET_ORDER_SQL.get((keys, conditional))
     if sql is None:
-        unknown = [k for k in keys if k not in _ORDER_ENCODERS]
+        unknown = [k for k in keys if k not in ORDER_ENCODERS]
         if unknown:  # what Core says for a SET of a column the table does not have
             raise sa.exc.CompileError(f"Unconsumed column names: {', '.join(unknown)}")
         sets = ", ".join(f"{k} = ?" for k in keys)
@@ -231,17 +163,6 @@ def _set_order_sql(keys: tuple[str, ...], conditional: bool) -> str:
         sql = f"UPDATE acme_orders SET {sets} WHERE {where}"
         _SET_ORDER_SQL[(keys, conditional)] = sql  # callers use a handful of column sets
     return sql
-
-
-def set_order(
-    conn: Connection, order_id: str, expect: str | None, values: Mapping[str, Any]
-) -> bool:
-    """:func:`protocols.acme.state_orders.set_order` (``values`` not empty)."""
-    keys = tuple(values)
-    sql = _set_order_sql(keys, expect is not None)
-    params = tuple(_ORDER_ENCODERS[k](values[k]) for k in keys)
-    params += (order_id,) if expect is None else (order_id, expect)
-    return bool(execute(conn, sql, params))
 
 
 # --- authorizations and challenges (RFC 8555 §7.1.4, §7.1.5) ---------------------------------
@@ -310,7 +231,8 @@ def challenge_from_row(row: tuple[Any, ...]) -> Challenge:
     return Challenge(cid, authz_id, type_, token, status, _decode_dt(validated_at), _loads(error))
 
 
-def _authz(row: tuple[Any, ...], challenges: tuple[Challenge, ...]) -> Authz:
+def authz_from_row(row: tuple[Any, ...], challenges: tuple[Challenge, ...]) -> Authz:
+    """An ``_AUTHZ_COLUMNS`` row as an :class:`Authz` with these challenges."""
     aid, account_id, type_, value, wildcard, status, expires_at = row
     return Authz(
         aid,
@@ -322,112 +244,3 @@ def _authz(row: tuple[Any, ...], challenges: tuple[Challenge, ...]) -> Authz:
         _decode_dt(expires_at),  # type: ignore[arg-type]
         challenges,
     )
-
-
-def get_authzs(conn: Connection, ids: Sequence[str], *, with_challenges: bool) -> list[Authz]:
-    """:func:`protocols.acme.state_orders.get_authzs`: the authorizations found, in the order
-    of ``ids``. One id (an authorization or challenge URL, most orders) is a plain
-    primary-key lookup."""
-    if not ids:
-        return []
-    if len(ids) == 1:
-        (only,) = ids
-        row = fetch_one(conn, AUTHZ_BY_ID, (only,))
-        if row is None:
-            return []
-        challenges: tuple[Challenge, ...] = ()
-        if with_challenges:
-            rows = fetch_all(conn, CHALLENGES_OF_AUTHZ, (only,))
-            challenges = tuple(challenge_from_row(r) for r in rows)
-        return [_authz(row, challenges)]
-    params = tuple(ids)
-    found = {r[0]: r for r in fetch_all(conn, authz_by_ids_sql(len(params)), params)}
-    chall: dict[str, list[Challenge]] = {}
-    if with_challenges:
-        for r in fetch_all(conn, challenges_of_authzs_sql(len(params)), params):
-            chall.setdefault(r[1], []).append(challenge_from_row(r))
-    return [_authz(found[i], tuple(chall.get(i, ()))) for i in ids if i in found]
-
-
-def reusable_authzs(
-    conn: Connection, account_id: str, wanted: Sequence[tuple[str, str, bool]], now: datetime
-) -> list[str | None]:
-    """:func:`protocols.acme.state_orders.reusable_authzs`."""
-    at = _dt(now)
-    cur = raw_cursor(conn)
-    found: list[str | None] = []
-    params: tuple[Any, ...] = ()
-    try:
-        for type_, value, wildcard in wanted:
-            params = (account_id, type_, value, bool(wildcard), at)
-            row = cur.execute(REUSABLE_AUTHZ, params).fetchone()
-            found.append(None if row is None else str(row[0]))
-    except sqlite3.Error as exc:
-        raise driver_error(REUSABLE_AUTHZ, params, exc) from exc
-    finally:
-        cur.close()
-    return found
-
-
-def create_order(
-    conn: Connection, order: Order, new_authzs: Sequence[NewAuthz], now: datetime
-) -> None:
-    """The rows of :func:`protocols.acme.state_orders.create_order` (after its rate limit)."""
-    at = _dt(now)
-    statements: list[tuple[str, tuple[Any, ...]]] = [
-        (AUTHZ_INSERT, (a.id, order.account_id, a.type, a.value, bool(a.wildcard), a.status,
-                        _dt(a.expires_at), at))
-        for a in new_authzs
-    ]  # fmt: skip
-    null = _json(None)  # Core writes a JSON column's None as the JSON text "null"
-    statements.extend(
-        (CHALLENGE_INSERT, (cid, a.id, ctype, token, "pending", None, null, None, 0))
-        for a in new_authzs
-        for cid, ctype, token in a.challenges
-    )
-    statements.append(
-        (
-            ORDER_INSERT,
-            (order.id, order.account_id, order.status, order.template, order.profile,
-             _json(order.identifiers), _json(order.authz_ids), _dt(order.not_before),
-             _dt(order.not_after), _dt(order.expires_at), null, order.replaces, 0, None, None,
-             at),
-        )
-    )  # fmt: skip
-    run_statements(conn, statements)
-
-
-def get_challenge(conn: Connection, challenge_id: str) -> Challenge | None:
-    """The challenge row (the caller loads its authorization)."""
-    row = fetch_one(conn, CHALLENGE_BY_ID, (challenge_id,))
-    return None if row is None else challenge_from_row(row)
-
-
-def start_challenge(conn: Connection, challenge_id: str, lease_until: datetime) -> bool:
-    """:func:`protocols.acme.state_orders.start_challenge`: pending -> processing."""
-    return bool(execute(conn, CHALLENGE_START, (_dt(lease_until), challenge_id)))
-
-
-def finish_challenge(
-    conn: Connection,
-    challenge_id: str,
-    authz_id: str,
-    ok: bool,
-    error: dict[str, Any] | None,
-    now: datetime,
-    valid_until: datetime,
-) -> None:
-    """:func:`protocols.acme.state_orders.finish_challenge`: processing -> valid|invalid, and
-    the authorization with it if still pending."""
-    params = (
-        "valid" if ok else "invalid",
-        _dt(now) if ok else None,
-        _json(error),
-        challenge_id,
-    )
-    if not execute(conn, CHALLENGE_FINISH, params):
-        return
-    if ok:
-        execute(conn, AUTHZ_FINISH_VALID, (_dt(valid_until), authz_id))
-    else:
-        execute(conn, AUTHZ_FINISH_INVALID, (authz_id,))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from gateway.errors import Conflict, ErrorCode, NotFound
 from gateway.model import Denied
-from protocols.acme import state, state_orders
+from protocols.acme import state
 from protocols.acme.base import Acme
 from protocols.acme.errors import problem_for
 
@@ -26,7 +26,7 @@ def _names(order: state.Order) -> frozenset[tuple[str, str]]:
 
 async def supersede_older(acme: Acme, order: state.Order) -> None:
     """Withdraw the approval requests of ``order``'s older twins (see the module docstring)."""
-    older = await acme.store.read(state_orders.older_awaiting_core, order)
+    older = await acme.store.read(acme.repo.older_awaiting_core, order)
     names = _names(order)
     actor = f"acme:account:{order.account_id}"
     successor = acme.url("order", order.id)
@@ -40,5 +40,5 @@ async def supersede_older(acme: Acme, order: state.Order) -> None:
         assert isinstance(outcome, Denied)
         doc = problem_for(ErrorCode(outcome.code), outcome.detail, outcome.rule).document()
         await acme.store.write(
-            state_orders.set_order, twin.id, "processing", status="invalid", error=doc
+            acme.repo.set_order, twin.id, "processing", status="invalid", error=doc
         )

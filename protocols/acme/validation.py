@@ -26,7 +26,7 @@ import dns.resolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography import x509
 
-from protocols.acme import caa, state, state_orders
+from protocols.acme import caa, state
 from protocols.acme import jws as J
 from protocols.acme.challenge_errors import (
     Failed,
@@ -35,14 +35,14 @@ from protocols.acme.challenge_errors import (
     endpoint,
     endpoints,
 )
-from protocols.acme.messages import (
+from protocols.acme.challenge_values import (
     ACME_IDENTIFIER_OID,
-    Problem,
     dns01_value,
     key_authorization,
     reverse_dns_name,
     tls_alpn01_expected,
 )
+from protocols.acme.messages import Problem
 
 if TYPE_CHECKING:
     from protocols.acme.base import Acme
@@ -293,12 +293,12 @@ async def validate_in_background(
 ) -> None:
     """Validate one ``processing`` challenge and record the result (never raises)."""
     try:
-        found = await acme.store.read(state_orders.get_challenge, challenge_id)
+        found = await acme.store.read(acme.repo.get_challenge, challenge_id)
         if found is None or found[0].status != "processing":
             return
         ch, authz = found
         if account is None:
-            account = await acme.store.read(state.get_account, authz.account_id)
+            account = await acme.store.read(acme.repo.get_account, authz.account_id)
             if account is None:
                 return
         ok, error = True, None
@@ -317,9 +317,7 @@ async def validate_in_background(
             ok = error is None
         now = acme.now()
         until = now + timedelta(seconds=acme.settings.valid_authz_lifetime)
-        await acme.store.write(
-            state_orders.finish_challenge, ch.id, authz.id, ok, error, now, until
-        )
+        await acme.store.write(acme.repo.finish_challenge, ch.id, authz.id, ok, error, now, until)
     except asyncio.CancelledError:
         raise
     except Exception:  # the lease expires and another sweep retries
@@ -359,10 +357,10 @@ async def sweep(acme: Acme, stop: asyncio.Event) -> None:
         try:
             now = acme.now()
             if rounds % 30 == 0:  # about once a minute
-                await acme.store.write(state.purge_nonces, now)
+                await acme.store.write(acme.repo.purge_nonces, now)
             rounds += 1
             lease = now + timedelta(seconds=acme.settings.validation_timeout * 3)
-            for cid in await acme.store.write(state_orders.claim_stale_challenges, now, lease):
+            for cid in await acme.store.write(acme.repo.claim_stale_challenges, now, lease):
                 acme.spawn(validate_in_background(acme, cid, None))
         except Exception:
             log.exception("challenge sweep failed")

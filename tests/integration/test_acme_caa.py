@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from protocols.acme import jws as J
-from protocols.acme.messages import dns01_value, key_authorization
+from protocols.acme.challenge_values import dns01_value, key_authorization
 from tests.acme_fixtures import make_client  # noqa: F401
 from tests.acme_helpers import ChallTestSrv, Client, challtestsrv, jwk_of
 from tests.acme_helpers_dns import DNSZone, dns_server

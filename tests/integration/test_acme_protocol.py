@@ -12,7 +12,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.server.app import components_of
-from protocols.acme import state
 from protocols.acme.base import ACME
 from protocols.acme.eab import new_hmac_key, seal
 from protocols.acme.messages import b64e
@@ -175,7 +174,7 @@ async def _eab_key(c: Client, **kw: Any) -> tuple[str, bytes]:
     from datetime import UTC, datetime
 
     await acme.store.write(
-        state.put_eab_key,
+        acme.repo.put_eab_key,
         kid,
         kw.get("principal", "team"),
         kw.get("templates", []),
@@ -369,11 +368,11 @@ async def test_expired_nonces_are_refused_and_purged(client: Client) -> None:
 
     acme = client.http.app[ACME]
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    await acme.store.write(state.issue_nonce, "expiredNonceValue0000", past, None)
+    await acme.store.write(acme.repo.issue_nonce, "expiredNonceValue0000", past, None)
     r = await client.post(client.kid or "", nonce="expiredNonceValue0000")
     assert r.problem == "badNonce"
-    await acme.store.write(state.issue_nonce, "expiredNonceValue0001", past, None)
-    assert await acme.store.write(state.purge_nonces, dt.datetime.now(dt.UTC)) >= 1
+    await acme.store.write(acme.repo.issue_nonce, "expiredNonceValue0001", past, None)
+    assert await acme.store.write(acme.repo.purge_nonces, dt.datetime.now(dt.UTC)) >= 1
 
     def count(conn: Any) -> int:
         return int(

@@ -20,9 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols.acme import jws as J
-from protocols.acme import state_orders
 from protocols.acme.base import ACME
-from protocols.acme.messages import ACME_IDENTIFIER_OID, dns01_value, key_authorization
+from protocols.acme.challenge_values import ACME_IDENTIFIER_OID, dns01_value, key_authorization
 from protocols.acme.validation import sweep
 from tests.acme_fixtures import make_client  # noqa: F401
 from tests.acme_helpers import Client, challtestsrv, jwk_of
@@ -326,7 +325,7 @@ async def test_a_challenge_left_processing_is_revalidated_by_the_sweeper(
     acme = c.http.app[ACME]
     # As if another instance took the challenge and died: processing, lease expired.
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
-    assert await acme.store.write(state_orders.start_challenge, ch["url"].rsplit("/", 1)[1], past)
+    assert await acme.store.write(acme.repo.start_challenge, ch["url"].rsplit("/", 1)[1], past)
     assert (await c.post(authz["url"])).json["status"] == "pending"
     stop = asyncio.Event()
     task = asyncio.create_task(sweep(acme, stop))
