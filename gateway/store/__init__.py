@@ -4,7 +4,15 @@ CA's issuance journal, on SQLite (embedded default) or PostgreSQL (shared by man
 Public API: :class:`SQLStore` (implements :class:`gateway.ports.Store`; ``store.journal``
 implements :class:`gateway.ports.IssuanceJournal`), :func:`open_store`,
 :func:`default_sqlite_url` and :data:`metadata` (the schema, for protocol packages that add
-tables in later migrations; see :mod:`gateway.store.tables`).
+tables in later migrations; see :mod:`gateway.store.tables`). Protocol packages with a
+raw-SQLite repository of their own use :mod:`gateway.store.raw` (statements on the store's
+transaction, no ``sqlite3`` import) and choose it when :attr:`SQLStore.raw_sqlite` is true.
+
+Layout: an engine runs transaction bodies (:mod:`~gateway.store.engine`: SQLite in
+:mod:`~gateway.store.sqlite_engine`, PostgreSQL in :mod:`~gateway.store.postgres`); a
+repository is the bodies (:mod:`~gateway.store.repository`: Core, or raw SQLite in
+:mod:`~gateway.store.sqlite_queries`); :class:`SQLStore` puts the two together. Both are
+chosen once, here, from the URL.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import sqlalchemy as sa
 
 from gateway.store.engine import open_database
 from gateway.store.outage import DatabaseUnavailable, private_directory
+from gateway.store.repository import queries_for
 from gateway.store.sql import SQLJournal, SQLStore
 from gateway.store.tables import metadata
 
@@ -57,6 +66,7 @@ def open_store(
     pool_size: int = 10,
     max_overflow: int = 10,
     create: bool = True,
+    raw_sqlite: bool = True,
 ) -> SQLStore:
     """A store for ``url`` (``sqlite+aiosqlite:///path``, ``postgresql+asyncpg://...``).
 
@@ -64,7 +74,9 @@ def open_store(
     ``busy_timeout`` (seconds) bounds how long an SQLite writer waits for another process;
     ``pool_size``/``max_overflow`` size the PostgreSQL pool per process. ``create=False``:
     never create the SQLite file (it must exist). A new SQLite file is created with mode 0600
-    (its -wal/-shm follow) in a directory created 0700.
+    (its -wal/-shm follow) in a directory created 0700. ``raw_sqlite=False`` runs the plain
+    SQLAlchemy Core repository on SQLite too (the contract tests compare it with the fast
+    path; see :mod:`gateway.store.repository`).
     """
     database = open_database(
         url,
@@ -73,4 +85,6 @@ def open_store(
         max_overflow=max_overflow,
         create=create,
     )
-    return SQLStore(database, clock=clock)
+    return SQLStore(
+        database, queries_for(database.dialect_name, raw_sqlite=raw_sqlite), clock=clock
+    )

@@ -8,7 +8,7 @@ certificate per serial, and an audit trail nobody can rewrite.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +26,8 @@ from gateway.model import (
     RevocationReason,
 )
 from gateway.ports import IssuanceJournal, Store
-from gateway.store import queries as q
 from gateway.store.engine import Body, Database, Mode, P, T
+from gateway.store.repository import StoreQueries
 
 
 def _utc_now() -> datetime:
@@ -41,17 +41,20 @@ class SQLJournal:
     CA that crashed after signing finds its certificate again and never signs twice.
     """
 
-    def __init__(self, database: Database, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, database: Database, queries: StoreQueries, clock: Callable[[], datetime]
+    ) -> None:
         self._db = database
+        self._q = queries
         self._clock = clock
 
     async def get(self, request_id: str) -> bytes | None:
-        return await self._db.run(Mode.AUTOCOMMIT, q.journal_get, request_id)
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.journal_get, request_id)
 
     async def put(self, request_id: str, certificate_der: bytes) -> bytes:
         try:
             return await self._db.run(
-                Mode.AUTOCOMMIT, q.journal_put, request_id, certificate_der, self._clock()
+                Mode.AUTOCOMMIT, self._q.journal_put, request_id, certificate_der, self._clock()
             )
         except sa.exc.IntegrityError:
             # Rows are never deleted, so the one that won the race is there to be read.
@@ -64,21 +67,37 @@ class SQLJournal:
 class SQLStore:
     """The durable store (see :class:`gateway.ports.Store` for each method's contract).
 
-    Every method is exactly one database transaction. ``clock`` supplies ``updated_at`` and
+    Every method is exactly one database transaction: the store picks the mode and handles
+    conflicts, ``queries`` (the repository chosen when the store opened, see
+    :mod:`gateway.store.repository`) runs the statements. ``clock`` supplies ``updated_at`` and
     audit timestamps (tests pass a fixed one). Protocol packages keep their own tables in the
     same database through :meth:`read` and :meth:`write`. The store is also the local CA's
     :class:`gateway.ports.IssuanceJournal` (``get``/``put``, or the ``journal`` attribute).
     """
 
-    def __init__(self, database: Database, *, clock: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        database: Database,
+        queries: StoreQueries,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._db = database
+        self._q = queries
         self._clock = clock or _utc_now
-        self.journal = SQLJournal(database, self._clock)
+        self.journal = SQLJournal(database, queries, self._clock)
 
     @property
     def dialect_name(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self._db.dialect_name
+
+    @property
+    def raw_sqlite(self) -> bool:
+        """Whether this store opened with the raw-SQLite repository (the fast path). A
+        protocol package with a raw-SQLite repository of its own chooses it on this flag,
+        once, so both follow one choice (see :mod:`gateway.store.raw`)."""
+        return self._q.raw_sqlite
 
     # -- extension points for protocol packages (ACME, SCEP state) ---------------------------
 
@@ -129,7 +148,7 @@ class SQLStore:
         ``(existing, False)``. Race-safe: the unique constraint decides; the loser's
         transaction rolls back and it reads the winner's committed row."""
         try:
-            created = await self._db.run(Mode.WRITE, q.create_request, record, self._clock())
+            created = await self._db.run(Mode.WRITE, self._q.create_request, record, self._clock())
         except sa.exc.IntegrityError:
             existing = await self.find_request(record.protocol, record.transaction_id)
             if existing is None:  # some other constraint (e.g. a reused id): a caller bug
@@ -144,7 +163,7 @@ class SQLStore:
         (protocol, transaction_id) writes nothing and returns ``(existing, False)``."""
         try:
             created = await self._db.run(
-                Mode.WRITE, q.create_issued, record, certificate, supersedes, self._clock()
+                Mode.WRITE, self._q.create_issued, record, certificate, supersedes, self._clock()
             )
         except sa.exc.IntegrityError:
             return await self._existing_after_conflict(record), False
@@ -153,7 +172,7 @@ class SQLStore:
     async def create_denied(self, record: RequestRecord) -> tuple[RequestRecord, bool]:
         """A request denied before the CA saw it, with its audit events, in one transaction."""
         try:
-            created = await self._db.run(Mode.WRITE, q.create_denied, record, self._clock())
+            created = await self._db.run(Mode.WRITE, self._q.create_denied, record, self._clock())
         except sa.exc.IntegrityError:
             return await self._existing_after_conflict(record), False
         return created, True
@@ -165,22 +184,27 @@ class SQLStore:
         return existing
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
-        return await self._db.run(Mode.AUTOCOMMIT, q.get_request, request_id)
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.get_request, request_id)
 
     async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
-        return await self._db.run(Mode.AUTOCOMMIT, q.find_request, protocol, transaction_id)
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.find_request, protocol, transaction_id)
 
     async def list_requests(
         self, state: RequestState | None = None, limit: int = 100
     ) -> list[RequestRecord]:
         """Newest first."""
-        return await self._db.run(Mode.AUTOCOMMIT, q.list_requests, state, limit)
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.list_requests, state, limit)
 
     async def find_requests_by_key(
         self, protocol: str, principal: str, spki_sha256: str, template: str
     ) -> list[RequestRecord]:
         return await self._db.run(
-            Mode.AUTOCOMMIT, q.find_requests_by_key, protocol, principal, spki_sha256, template
+            Mode.AUTOCOMMIT,
+            self._q.find_requests_by_key,
+            protocol,
+            principal,
+            spki_sha256,
+            template,
         )
 
     async def set_pending(
@@ -234,7 +258,7 @@ class SQLStore:
         detail: Mapping[str, Any],
     ) -> RequestRecord:
         return await self._db.run(
-            Mode.WRITE, q.transition, request_id, target, values, self._clock(), event, detail
+            Mode.WRITE, self._q.transition, request_id, target, values, self._clock(), event, detail
         )
 
     async def record_issued(
@@ -242,7 +266,7 @@ class SQLStore:
     ) -> RequestRecord:
         """Idempotent: for a request already issued, returns it and writes nothing."""
         return await self._db.run(
-            Mode.WRITE, q.record_issued, request_id, certificate, supersedes, self._clock()
+            Mode.WRITE, self._q.record_issued, request_id, certificate, supersedes, self._clock()
         )
 
     async def claim_due_polls(
@@ -250,29 +274,29 @@ class SQLStore:
     ) -> list[RequestRecord]:
         """CA-pending requests with ``next_poll_at`` due (or unset) and ``received`` requests
         idle longer than the lease; ``pending`` for approval waits for a person, not a poll."""
-        return await self._db.run(Mode.WRITE, q.claim_due_polls, now, lease_seconds, limit)
+        return await self._db.run(Mode.WRITE, self._q.claim_due_polls, now, lease_seconds, limit)
 
     # -- certificates -------------------------------------------------------------------------
 
     async def get_certificate(self, serial: str) -> CertificateRecord | None:
-        return await self._db.run(Mode.AUTOCOMMIT, q.get_certificate, serial)
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.get_certificate, serial)
 
     async def list_certificates(
         self, status: CertificateStatus | None = None, limit: int = 1000
     ) -> list[CertificateRecord]:
         """Most recently issued (``not_before``) first."""
-        return await self._db.run(Mode.AUTOCOMMIT, q.list_certificates, status, limit)
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.list_certificates, status, limit)
 
     async def revoke_certificate(
         self, serial: str, reason: RevocationReason, when: datetime
     ) -> CertificateRecord:
         return await self._db.run(
-            Mode.WRITE, q.revoke_certificate, serial, reason, when, self._clock()
+            Mode.WRITE, self._q.revoke_certificate, serial, reason, when, self._clock()
         )
 
     async def revoked_certificates(self) -> list[CertificateRecord]:
         """Oldest revocation first (CRL order)."""
-        return await self._db.run(Mode.AUTOCOMMIT, q.revoked_certificates)
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.revoked_certificates)
 
     # -- audit --------------------------------------------------------------------------------
 
@@ -286,14 +310,46 @@ class SQLStore:
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         await self._db.run(
-            Mode.WRITE, q.append_audit, self._clock(), event, actor, request_id, serial, detail
+            Mode.WRITE,
+            self._q.append_audit,
+            self._clock(),
+            event,
+            actor,
+            request_id,
+            serial,
+            detail,
         )
 
     async def audit_events(
         self, request_id: str | None = None, limit: int = 1000
     ) -> list[AuditEvent]:
         """The latest ``limit`` events, in the order they happened (oldest first)."""
-        return await self._db.run(Mode.AUTOCOMMIT, q.list_audit, request_id, limit)
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.list_audit, request_id, limit)
+
+    async def search_audit(
+        self,
+        *,
+        since: datetime | None = None,
+        events: Sequence[str] = (),
+        serial: str | None = None,
+        request_id: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """The newest ``limit`` events matching every filter given, oldest first. ``events``
+        matches a name exactly or as a dotted prefix; ``since`` is inclusive."""
+        return await self._db.run(
+            Mode.AUTOCOMMIT,
+            self._q.search_audit,
+            since=since,
+            events=events,
+            serial=serial,
+            request_id=request_id,
+            limit=limit,
+        )
+
+    async def get_audit(self, event_id: int) -> AuditEvent | None:
+        """One audit event by id, or ``None``."""
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.get_audit, event_id)
 
 
 def _select_one(conn: Connection) -> None:

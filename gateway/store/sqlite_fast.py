@@ -1,14 +1,16 @@
-"""Raw ``sqlite3`` statements for the per-issuance write path on SQLite.
+"""The raw ``sqlite3`` toolkit of the raw-SQLite repositories (the core store's
+:mod:`gateway.store.sqlite_queries`; protocol packages reach it through
+:mod:`gateway.store.raw`, its public face).
 
 Why: an issuance writes about eight rows in three transactions, and SQLAlchemy Core costs
 roughly 40-50 µs of Python per ``execute`` even with its compiled cache, more than the
-certificate signature itself (see docs/performance.md). On SQLite these few statements go
-straight to the driver's cursor, inside the same transaction the store's runner opened.
+certificate signature itself (see docs/performance.md). On SQLite the hot statements go
+straight to the driver's cursor, inside the same transaction the store's engine opened.
 
 The encoding is exactly what the SQLAlchemy column types in :mod:`gateway.store.tables`
 write on SQLite (fixed-width ISO 8601 text for :class:`UTCDateTime`, ``json.dumps`` for JSON),
-so every read keeps using Core and cannot tell the difference; a contract test writes through
-both paths and compares the rows. PostgreSQL always uses Core.
+so Core reads cannot tell the difference; the contract tests run every store operation on
+the raw and the Core repository and compare the rows (tests/contract/test_store_paths.py).
 """
 
 from __future__ import annotations
@@ -24,11 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.model import (
-    CertificateRecord,
-    RequestRecord,
-)
-from gateway.store.tables import UTCDateTime, certificates, requests
+from gateway.store.tables import UTCDateTime
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -174,77 +172,6 @@ decode_json = _decode_json
 def column_encoder(column: sa.Column[Any]) -> Encoder:
     """What ``column``'s type writes on SQLite (see the module docstring)."""
     return _codecs(column)[0]
-
-
-# --- fixed-order rows for the per-issuance statements ---------------------------------------
-#
-# The generic FastTable.encode looks up one encoder per key; the issuance path instead builds
-# each row's parameter tuple in one expression, in the column order checked below at import.
-
-_REQUEST_COLUMNS = (
-    "id", "protocol", "transaction_id", "template", "kind", "requester", "requester_principal",
-    "csr_der", "spki_sha256", "state", "pending_reason", "connector", "ca_request_id",
-    "denial_code", "denial_rule", "denial_detail", "certificate_serial", "prior_serial",
-    "not_before", "not_after", "next_poll_at", "created_at", "updated_at",
-)  # fmt: skip
-_CERTIFICATE_COLUMNS = (
-    "serial", "request_id", "subject", "sans", "template", "template_major", "requester",
-    "not_before", "not_after", "status", "der", "spki_sha256", "issuer", "revoked_at",
-    "revocation_reason", "superseded_by",
-)  # fmt: skip
-if [c.name for c in requests.columns] != list(_REQUEST_COLUMNS) or [
-    c.name for c in certificates.columns
-] != list(_CERTIFICATE_COLUMNS):  # pragma: no cover - a schema change must update this module
-    raise AssertionError("sqlite_fast column lists are out of date with gateway.store.tables")
-
-INSERT_REQUEST = (
-    f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
-)
-INSERT_CERTIFICATE = (
-    f"INSERT INTO certificates ({', '.join(_CERTIFICATE_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in _CERTIFICATE_COLUMNS)})"
-)
-INSERT_AUDIT = (
-    "INSERT INTO audit_events (at, event, actor, request_id, serial, detail) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-SELECT_REQUEST_BY_TXN = (
-    f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
-    "WHERE protocol = ? AND transaction_id = ?"
-)
-
-SELECT_REQUESTS_BY_KEY = (
-    f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
-    "WHERE requester_principal = ? AND spki_sha256 = ? AND template = ? AND protocol = ? "
-    "ORDER BY created_at DESC, id DESC"
-)
-
-_dt = _encode_datetime
-
-
-def request_row(r: RequestRecord) -> tuple[Any, ...]:
-    """``r`` as INSERT_REQUEST parameters, encoded as the Core column types would."""
-    pending = r.pending_reason
-    return (
-        r.id, r.protocol, r.transaction_id, r.template, r.kind.value,
-        r.requester.json_text, r.requester.principal, r.csr_der, r.spki_sha256,
-        r.state.value, None if pending is None else pending.value, r.connector,
-        r.ca_request_id, r.denial_code, r.denial_rule, r.denial_detail, r.certificate_serial,
-        r.prior_serial, _dt(r.not_before), _dt(r.not_after), _dt(r.next_poll_at),
-        _dt(r.created_at), _dt(r.updated_at),
-    )  # fmt: skip
-
-
-def certificate_row(c: CertificateRecord) -> tuple[Any, ...]:
-    """``c`` as INSERT_CERTIFICATE parameters."""
-    reason = c.revocation_reason
-    return (
-        c.serial, c.request_id, c.subject, json.dumps(list(c.sans)), c.template,
-        c.template_major, c.requester, _dt(c.not_before), _dt(c.not_after), c.status.value,
-        c.der, c.spki_sha256, c.issuer, _dt(c.revoked_at),
-        None if reason is None else int(reason), c.superseded_by,
-    )  # fmt: skip
 
 
 def run_statements(conn: Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:

@@ -1,6 +1,10 @@
-"""Store fixtures: every store test runs against SQLite (a file in tmp_path) and against the
-real PostgreSQL on 127.0.0.1:5432 (a fresh ``certgate_test_<hex>`` database, emptied before
-each test).
+"""Store fixtures: every store test runs against each repository (gateway.store.repository):
+
+* ``sqlite``: SQLite (a file in tmp_path) with the raw-SQLite repository (the fast path);
+* ``sqlite-core``: the same file with the SQLAlchemy Core repository (the plain path the fast
+  path must equal);
+* ``postgresql``: the Core repository on the real PostgreSQL on 127.0.0.1:5432 (a fresh
+  ``certgate_test_<hex>`` database, emptied before each test).
 
 PostgreSQL unreachable -> the PostgreSQL half is skipped, unless ``CERTGATE_REQUIRE_PEERS=1``
 (CI), where it fails instead.
@@ -71,14 +75,22 @@ def pg_database() -> Iterator[str]:
     asyncio.run(_pg_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["sqlite", "sqlite-core", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
+def raw_sqlite(backend: str) -> bool:
+    """Whether stores open with the raw-SQLite repository (``sqlite`` only)."""
+    return backend == "sqlite"
+
+
+@pytest.fixture
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if backend == "sqlite":
+    if backend.startswith("sqlite"):
         return default_sqlite_url(tmp_path)
     server = PG_ADMIN_DSN.removeprefix("postgresql://").rsplit("/", 1)[0]
     return f"postgresql+asyncpg://{server}/{request.getfixturevalue('pg_database')}"
@@ -104,13 +116,13 @@ def clock() -> StepClock:
 
 @pytest.fixture
 async def open_stores(
-    store_url: str, clock: StepClock
+    store_url: str, clock: StepClock, raw_sqlite: bool
 ) -> AsyncIterator[Callable[[], Awaitable[SQLStore]]]:
     """Factory for more migrated stores on the same database (other "instances")."""
     opened: list[SQLStore] = []
 
     async def make() -> SQLStore:
-        store = open_store(store_url, clock=clock.now)
+        store = open_store(store_url, clock=clock.now, raw_sqlite=raw_sqlite)
         opened.append(store)
         await store.migrate()
         return store

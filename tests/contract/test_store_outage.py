@@ -20,7 +20,7 @@ from gateway.errors import StoreUnavailable
 from gateway.model import RequestState
 from gateway.store import DatabaseUnavailable, default_sqlite_url, open_store
 from tests.contract.conftest import StepClock
-from tests.contract.test_store import issued
+from tests.contract.store_records import issued
 from tests.helpers import free_port
 
 

@@ -13,7 +13,6 @@ from gateway.cli.opening import StoreOnly
 from gateway.durations import parse_duration
 from gateway.errors import BadRequest, NotFound
 from gateway.model import AuditEvent
-from gateway.store import queries
 
 if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
     from gateway.server.wiring import Components
@@ -65,8 +64,7 @@ async def cmd_audit_list(c: StoreOnly | Components, args: argparse.Namespace) ->
     if args.limit < 1:
         raise BadRequest("--limit must be at least 1")
     since = parse_since(args.since, datetime.now(UTC)) if args.since else None
-    events = await c.store.read(
-        queries.search_audit,
+    events = await c.store.search_audit(
         since=since,
         events=tuple(args.type),
         serial=normal_serial(args.serial) if args.serial else None,
@@ -79,7 +77,7 @@ async def cmd_audit_list(c: StoreOnly | Components, args: argparse.Namespace) ->
 
 
 async def cmd_audit_show(c: StoreOnly | Components, args: argparse.Namespace) -> int:
-    event = await c.store.read(queries.get_audit, args.id)
+    event = await c.store.get_audit(args.id)
     if event is None:
         raise NotFound(f"no audit event {args.id}")
     emit(args, event_dict(event), fields(event_dict(event)))

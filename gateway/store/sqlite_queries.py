@@ -1,0 +1,237 @@
+"""The raw-SQLite repository of the core store: :class:`SQLiteQueries`.
+
+It is :class:`~gateway.store.repository.CoreQueries` with the statements of the hot paths (the
+ones every enrollment, issuance or download runs) sent straight to the ``sqlite3`` cursor of
+the transaction the engine opened, with the toolkit of :mod:`gateway.store.sqlite_fast`:
+inserting a request, an audit event, a certificate or a journal entry, the issuance itself,
+the two lookups every enrollment asks first, and the certificate read. Everything else (and
+the error paths) is inherited from Core and runs on the same connection. The rows written are
+the ones Core writes, byte for byte; tests/contract/test_store_paths.py runs every store
+operation through both repositories on SQLite and compares the tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.errors import Conflict
+from gateway.model import CertificateRecord, RequestRecord, RequestState
+from gateway.store import sqlite_fast as fast
+from gateway.store.core_audit import SYSTEM_ACTOR, audit_row
+from gateway.store.core_requests import illegal, issued_detail, received_detail
+from gateway.store.repository import CoreQueries
+from gateway.store.rows import (
+    certificate_from_row,
+    certificate_values,
+    request_from_row,
+    request_values,
+)
+from gateway.store.tables import audit_events, ca_journal, certificates, requests
+
+# --- fixed-order rows for the per-issuance statements ---------------------------------------
+#
+# The generic FastTable.encode looks up one encoder per key; the issuance path instead builds
+# each row's parameter tuple in one expression, in the column order checked below at import.
+
+_REQUEST_COLUMNS = (
+    "id", "protocol", "transaction_id", "template", "kind", "requester", "requester_principal",
+    "csr_der", "spki_sha256", "state", "pending_reason", "connector", "ca_request_id",
+    "denial_code", "denial_rule", "denial_detail", "certificate_serial", "prior_serial",
+    "not_before", "not_after", "next_poll_at", "created_at", "updated_at",
+)  # fmt: skip
+_CERTIFICATE_COLUMNS = (
+    "serial", "request_id", "subject", "sans", "template", "template_major", "requester",
+    "not_before", "not_after", "status", "der", "spki_sha256", "issuer", "revoked_at",
+    "revocation_reason", "superseded_by",
+)  # fmt: skip
+if [c.name for c in requests.columns] != list(_REQUEST_COLUMNS) or [
+    c.name for c in certificates.columns
+] != list(_CERTIFICATE_COLUMNS):  # pragma: no cover - a schema change must update this module
+    raise AssertionError("sqlite_queries column lists are out of date with gateway.store.tables")
+
+INSERT_REQUEST = (
+    f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
+)
+INSERT_CERTIFICATE = (
+    f"INSERT INTO certificates ({', '.join(_CERTIFICATE_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _CERTIFICATE_COLUMNS)})"
+)
+INSERT_AUDIT = (
+    "INSERT INTO audit_events (at, event, actor, request_id, serial, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+SELECT_REQUEST_BY_TXN = (
+    f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
+    "WHERE protocol = ? AND transaction_id = ?"
+)
+
+SELECT_REQUESTS_BY_KEY = (
+    f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
+    "WHERE requester_principal = ? AND spki_sha256 = ? AND template = ? AND protocol = ? "
+    "ORDER BY created_at DESC, id DESC"
+)
+
+_dt = fast.encode_datetime
+
+
+def request_row(r: RequestRecord) -> tuple[Any, ...]:
+    """``r`` as INSERT_REQUEST parameters, encoded as the Core column types would."""
+    pending = r.pending_reason
+    return (
+        r.id, r.protocol, r.transaction_id, r.template, r.kind.value,
+        r.requester.json_text, r.requester.principal, r.csr_der, r.spki_sha256,
+        r.state.value, None if pending is None else pending.value, r.connector,
+        r.ca_request_id, r.denial_code, r.denial_rule, r.denial_detail, r.certificate_serial,
+        r.prior_serial, _dt(r.not_before), _dt(r.not_after), _dt(r.next_poll_at),
+        _dt(r.created_at), _dt(r.updated_at),
+    )  # fmt: skip
+
+
+def certificate_row(c: CertificateRecord) -> tuple[Any, ...]:
+    """``c`` as INSERT_CERTIFICATE parameters."""
+    reason = c.revocation_reason
+    return (
+        c.serial, c.request_id, c.subject, json.dumps(list(c.sans)), c.template,
+        c.template_major, c.requester, _dt(c.not_before), _dt(c.not_after), c.status.value,
+        c.der, c.spki_sha256, c.issuer, _dt(c.revoked_at),
+        None if reason is None else int(reason), c.superseded_by,
+    )  # fmt: skip
+
+
+_INSERT_TWO_AUDITS = INSERT_AUDIT + ", (?, ?, ?, ?, ?, ?)"
+_ISSUE = (
+    "UPDATE requests SET state = ?, certificate_serial = ?, next_poll_at = NULL, "
+    "updated_at = ? WHERE id = ? AND state IN ('received', 'pending')"
+)
+_SUPERSEDE = "UPDATE certificates SET superseded_by = ? WHERE serial = ?"
+
+_REQUESTS = fast.FastTable(requests)
+_CERTS = fast.FastTable(certificates)
+_AUDIT = fast.FastTable(audit_events)
+_JOURNAL = fast.FastTable(ca_journal)
+
+
+class SQLiteQueries(CoreQueries):
+    """:class:`CoreQueries` with the hot statements on the raw ``sqlite3`` cursor (SQLite
+    only: the engine must be :class:`gateway.store.sqlite_engine.SQLiteDatabase`)."""
+
+    raw_sqlite = True
+
+    def append_audit(
+        self,
+        conn: Connection,
+        now: datetime,
+        event: str,
+        actor: str,
+        request_id: str | None = None,
+        serial: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        fast.insert(conn, _AUDIT, audit_row(now, event, actor, request_id, serial, detail))
+
+    def create_request(
+        self, conn: Connection, record: RequestRecord, now: datetime
+    ) -> RequestRecord:
+        fast.insert(conn, _REQUESTS, request_values(record))
+        self.append_audit(
+            conn,
+            now,
+            "request.received",
+            record.requester.principal,
+            request_id=record.id,
+            detail=received_detail(record),
+        )
+        return record
+
+    def create_issued(
+        self,
+        conn: Connection,
+        record: RequestRecord,
+        certificate: CertificateRecord,
+        supersedes: str | None,
+        now: datetime,
+    ) -> RequestRecord:
+        """The same rows and audit events as Core, each row's parameters built in one
+        expression (the fixed column order above), on one cursor."""
+        at = fast.encode_datetime(now)
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (INSERT_REQUEST, request_row(record)),
+            (INSERT_CERTIFICATE, certificate_row(certificate)),
+        ]
+        if supersedes is not None:
+            statements.append((_SUPERSEDE, (certificate.serial, supersedes)))
+        # both events in one statement, in order (received, then issued)
+        statements.append(
+            (
+                _INSERT_TWO_AUDITS,
+                (at, "request.received", record.requester.principal, record.id, None,
+                 fast.encode_json(received_detail(record)),
+                 at, "certificate.issued", SYSTEM_ACTOR, record.id, certificate.serial,
+                 fast.encode_json(issued_detail(certificate, supersedes))),
+            )
+        )  # fmt: skip
+        fast.run_statements(conn, statements)
+        return record
+
+    def find_request(
+        self, conn: Connection, protocol: str, transaction_id: str
+    ) -> RequestRecord | None:
+        # every enrollment asks this first
+        raw = fast.fetch_one(conn, SELECT_REQUEST_BY_TXN, (protocol, transaction_id))
+        return None if raw is None else request_from_row(_REQUESTS.decode(raw))
+
+    def find_requests_by_key(
+        self, conn: Connection, protocol: str, principal: str, spki_sha256: str, template: str
+    ) -> list[RequestRecord]:
+        # EST asks this on every enrollment
+        rows = fast.fetch_all(
+            conn, SELECT_REQUESTS_BY_KEY, (principal, spki_sha256, template, protocol)
+        )
+        return [request_from_row(_REQUESTS.decode(row)) for row in rows]
+
+    def record_issued(
+        self,
+        conn: Connection,
+        request_id: str,
+        certificate: CertificateRecord,
+        supersedes: str | None,
+        now: datetime,
+    ) -> RequestRecord:
+        params = (
+            RequestState.ISSUED.value,
+            certificate.serial,
+            fast.encode_datetime(now),
+            request_id,
+        )
+        if fast.execute(conn, _ISSUE, params) == 0:
+            current = self.existing(conn, request_id)
+            if current.state == RequestState.ISSUED.value:
+                return request_from_row(current)
+            raise illegal(current, RequestState.ISSUED)
+        try:
+            fast.insert(conn, _CERTS, certificate_values(certificate))
+        except sa.exc.IntegrityError as exc:
+            raise Conflict(f"certificate serial {certificate.serial} is already recorded") from exc
+        if supersedes is not None:
+            fast.execute(conn, _SUPERSEDE, (certificate.serial, supersedes))
+        self.audit_issued(conn, request_id, certificate, supersedes, now)
+        row = _REQUESTS.get(conn, request_id)
+        assert row is not None
+        return request_from_row(row)
+
+    def get_certificate(self, conn: Connection, serial: str) -> CertificateRecord | None:
+        # every ACME download, EST client-certificate check and outcome read
+        found = _CERTS.get(conn, serial)
+        return None if found is None else certificate_from_row(found)
+
+    def journal_put(self, conn: Connection, request_id: str, der: bytes, now: datetime) -> bytes:
+        values = {"request_id": request_id, "certificate_der": der, "created_at": now}
+        fast.insert(conn, _JOURNAL, values)
+        return der
