@@ -54,15 +54,44 @@ class Unauthorized(CertgateError):
     code = ErrorCode.UNAUTHORIZED
 
 
+class RuleCategory(enum.StrEnum):
+    """What a policy rule judges. Every rule declares one (:class:`gateway.policy.context.Rule`)
+    and each protocol maps a denial by its category, never by the rule's name.
+
+    ``csr`` and ``subject`` are what the CSR itself says beyond the names to certify: an ACME
+    client fixes them with another CSR (badCSR, the order stays ready), while EST and CES tell
+    a CSR that cannot be decoded or whose key is refused (``csr``) from a subject the template
+    refuses (``subject``, a policy refusal).
+    """
+
+    #: The CSR's encoding, its proof of possession and its public key.
+    CSR = "csr"
+    #: The subject name the CSR asks for (RDNs, an empty subject, a CN repeating a SAN).
+    SUBJECT = "subject"
+    #: The names to be certified (subjectAltNames: kinds, syntax, allow-lists, validation).
+    IDENTIFIERS = "identifiers"
+    #: Who asks (the template's Enroll permission).
+    REQUESTER = "requester"
+    #: What the template issues: validity, renewal, supersession, manager approval.
+    ISSUANCE = "issuance"
+
+
 class PolicyDenied(CertgateError):
-    """A named policy rule refused the request (``rule`` e.g. ``key-policy``)."""
+    """A named policy rule refused the request (``rule`` e.g. ``key-algorithm``).
+
+    ``category`` is the rule's :class:`RuleCategory`; the policy engine always sets it. A
+    denial raised outside the engine may leave it ``None``: then
+    :func:`gateway.policy.category_of` finds it from ``rule`` if that names a policy rule
+    (as it does for a recorded :class:`gateway.model.Denied`, which stores only the name).
+    """
 
     code = ErrorCode.POLICY_DENIED
 
-    def __init__(self, rule: str, reason: str) -> None:
+    def __init__(self, rule: str, reason: str, category: RuleCategory | None = None) -> None:
         super().__init__(f"{rule}: {reason}")
         self.rule = rule
         self.reason = reason
+        self.category = category
 
 
 class NotFound(CertgateError):

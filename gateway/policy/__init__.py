@@ -19,7 +19,7 @@ from gateway.policy.extensions import (
 )
 from gateway.policy.loader import load_template, load_templates, parse_template
 from gateway.policy.renewal import certificate_is_due, is_due, renewal_window
-from gateway.policy.rules import RULE_NAMES, RULES
+from gateway.policy.rules import RULE_CATEGORIES, RULE_NAMES, RULES, category_of
 from gateway.policy.template import (
     CertificateTemplate,
     IssuancePolicy,
@@ -34,6 +34,7 @@ from gateway.policy.vocabulary import KeyAlgorithm, SanType, SubjectSource
 
 __all__ = [
     "RULES",
+    "RULE_CATEGORIES",
     "RULE_NAMES",
     "TEMPLATE_EXTENSION_OID",
     "CertificateTemplate",
@@ -51,6 +52,7 @@ __all__ = [
     "SubjectSource",
     "TemplateCatalog",
     "TemplateExtension",
+    "category_of",
     "certificate_is_due",
     "decode_template_extension",
     "encode_template_extension",

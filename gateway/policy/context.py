@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
+from gateway.errors import RuleCategory
 from gateway.model import EnrollmentRequest, RequestKind
 from gateway.pkix.memo import once
 from gateway.policy.catalog import TemplateCatalog
@@ -133,13 +134,16 @@ Context = TypeVar("Context", Facts, Shaped)
 
 @dataclass(frozen=True)
 class Rule(Generic[Context]):
-    """A named policy rule: ``check`` returns ``None`` to pass or the reason for ``effect``."""
+    """A named policy rule: ``check`` returns ``None`` to pass or the reason for ``effect``.
+    ``category`` (required) says what it judges; a denial carries it
+    (:class:`gateway.errors.PolicyDenied`) and the protocols render denials by it."""
 
     name: str
     stage: Stage
     summary: str
     check: Callable[[Context], str | None]
     effect: Effect = Effect.DENY
+    category: RuleCategory = field(kw_only=True)
 
 
 def key_algorithm(key: CertificatePublicKeyTypes) -> KeyAlgorithm | None:

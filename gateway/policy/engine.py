@@ -168,5 +168,5 @@ def _apply(rules: tuple[Rule[_C], ...], context: _C, pending: list[str]) -> None
         if reason is None:
             continue
         if rule.effect is Effect.DENY:
-            raise PolicyDenied(rule.name, reason)
+            raise PolicyDenied(rule.name, reason, rule.category)
         pending.append(f"{rule.name}: {reason}")

@@ -14,6 +14,7 @@ from datetime import timedelta
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from gateway.durations import format_duration
+from gateway.errors import RuleCategory
 from gateway.model import RequestKind
 from gateway.pkix.csr import spki_fingerprint
 from gateway.policy.context import Effect, Rule, Shaped, Stage
@@ -135,24 +136,45 @@ RENEWAL_RULES: tuple[Rule[Shaped], ...] = (
         Stage.VALIDATE,
         "renewal signed by the prior key",
         renewal_prior_signature,
+        category=RuleCategory.ISSUANCE,
     ),
     Rule(
         "renewal-template",
         Stage.VALIDATE,
         "renewal stays in the template lineage",
         renewal_template,
+        category=RuleCategory.ISSUANCE,
     ),
-    Rule("renewal-window", Stage.VALIDATE, "renewal not before it is due", renewal_window_open),
-    Rule("renewal-same-key", Stage.VALIDATE, "renewal keeps the key if required", renewal_same_key),
+    Rule(
+        "renewal-window",
+        Stage.VALIDATE,
+        "renewal not before it is due",
+        renewal_window_open,
+        category=RuleCategory.ISSUANCE,
+    ),
+    Rule(
+        "renewal-same-key",
+        Stage.VALIDATE,
+        "renewal keeps the key if required",
+        renewal_same_key,
+        category=RuleCategory.ISSUANCE,
+    ),
 )
 
 ENFORCE_RULES: tuple[Rule[Shaped], ...] = (
-    Rule("validity", Stage.ENFORCE, "validity window invariants", validity),
+    Rule(
+        "validity",
+        Stage.ENFORCE,
+        "validity window invariants",
+        validity,
+        category=RuleCategory.ISSUANCE,
+    ),
     Rule(
         "manager-approval",
         Stage.ENFORCE,
         "pending until a manager approves",
         manager_approval,
         Effect.PEND,
+        category=RuleCategory.ISSUANCE,
     ),
 )

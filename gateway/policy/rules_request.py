@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from gateway.errors import RuleCategory
 from gateway.model import RequestKind
 from gateway.policy.context import Facts, Rule, Stage, key_algorithm
 from gateway.policy.extensions import applicable_usages
@@ -168,22 +169,65 @@ def key_usage_applicable(facts: Facts) -> str | None:
 
 
 AUTHORIZE_RULES: tuple[Rule[Facts], ...] = (
-    Rule("enroll-permission", Stage.AUTHORIZE, "requester holds Enroll", enroll_permission),
+    Rule(
+        "enroll-permission",
+        Stage.AUTHORIZE,
+        "requester holds Enroll",
+        enroll_permission,
+        category=RuleCategory.REQUESTER,
+    ),
     Rule(
         "superseded-template",
         Stage.AUTHORIZE,
         "no new certs of a superseded template",
         superseded_template,
+        category=RuleCategory.ISSUANCE,
     ),
 )
 
 CHECK_RULES: tuple[Rule[Facts], ...] = (
-    Rule("csr-format", Stage.CHECK, "CSR decodes", csr_format),
-    Rule("csr-signature", Stage.CHECK, "CSR proves key possession", csr_signature),
-    Rule("csr-signature-hash", Stage.CHECK, "no MD5; SHA-1 only if allowed", csr_signature_hash),
-    Rule("key-algorithm", Stage.CHECK, "key type allowed", key_algorithm_allowed),
-    Rule("rsa-key-size", Stage.CHECK, "RSA modulus large enough", rsa_key_size),
-    Rule("key-weak", Stage.CHECK, "no known-weak key (BR 6.1.1.3)", key_weak),
-    Rule("ec-curve", Stage.CHECK, "EC curve allowed", ec_curve),
-    Rule("key-usage", Stage.CHECK, "template key usage fits the key type", key_usage_applicable),
+    Rule("csr-format", Stage.CHECK, "CSR decodes", csr_format, category=RuleCategory.CSR),
+    Rule(
+        "csr-signature",
+        Stage.CHECK,
+        "CSR proves key possession",
+        csr_signature,
+        category=RuleCategory.CSR,
+    ),
+    Rule(
+        "csr-signature-hash",
+        Stage.CHECK,
+        "no MD5; SHA-1 only if allowed",
+        csr_signature_hash,
+        category=RuleCategory.CSR,
+    ),
+    Rule(
+        "key-algorithm",
+        Stage.CHECK,
+        "key type allowed",
+        key_algorithm_allowed,
+        category=RuleCategory.CSR,
+    ),
+    Rule(
+        "rsa-key-size",
+        Stage.CHECK,
+        "RSA modulus large enough",
+        rsa_key_size,
+        category=RuleCategory.CSR,
+    ),
+    Rule(
+        "key-weak",
+        Stage.CHECK,
+        "no known-weak key (BR 6.1.1.3)",
+        key_weak,
+        category=RuleCategory.CSR,
+    ),
+    Rule("ec-curve", Stage.CHECK, "EC curve allowed", ec_curve, category=RuleCategory.CSR),
+    Rule(
+        "key-usage",
+        Stage.CHECK,
+        "template key usage fits the key type",
+        key_usage_applicable,
+        category=RuleCategory.CSR,
+    ),
 )

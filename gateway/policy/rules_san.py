@@ -11,6 +11,7 @@ import re
 
 from cryptography import x509
 
+from gateway.errors import RuleCategory
 from gateway.model import Identifier
 from gateway.policy.context import Rule, Shaped, Stage
 from gateway.policy.template import SanPolicy
@@ -176,12 +177,56 @@ def _normalize(identifier: Identifier) -> Identifier:
 
 
 SAN_RULES: tuple[Rule[Shaped], ...] = (
-    Rule("san-count", Stage.VALIDATE, "not too many SANs", san_count),
-    Rule("san-required", Stage.VALIDATE, "a SAN when required", san_required),
-    Rule("san-type", Stage.VALIDATE, "SAN kinds allowed", san_type),
-    Rule("san-wildcard", Stage.VALIDATE, "wildcards only if allowed", san_wildcard),
-    Rule("san-dns-syntax", Stage.VALIDATE, "DNS names well formed", san_dns_syntax),
-    Rule("san-dns-allow-list", Stage.VALIDATE, "DNS names in the allow-list", san_dns_allow_list),
-    Rule("san-uri-allow-list", Stage.VALIDATE, "URIs in the allow-list", san_uri_allow_list),
-    Rule("san-validated", Stage.VALIDATE, "dns/ip SANs validated (ACME)", san_validated),
+    Rule(
+        "san-count",
+        Stage.VALIDATE,
+        "not too many SANs",
+        san_count,
+        category=RuleCategory.IDENTIFIERS,
+    ),
+    Rule(
+        "san-required",
+        Stage.VALIDATE,
+        "a SAN when required",
+        san_required,
+        category=RuleCategory.IDENTIFIERS,
+    ),
+    Rule(
+        "san-type", Stage.VALIDATE, "SAN kinds allowed", san_type, category=RuleCategory.IDENTIFIERS
+    ),
+    Rule(
+        "san-wildcard",
+        Stage.VALIDATE,
+        "wildcards only if allowed",
+        san_wildcard,
+        category=RuleCategory.IDENTIFIERS,
+    ),
+    Rule(
+        "san-dns-syntax",
+        Stage.VALIDATE,
+        "DNS names well formed",
+        san_dns_syntax,
+        category=RuleCategory.IDENTIFIERS,
+    ),
+    Rule(
+        "san-dns-allow-list",
+        Stage.VALIDATE,
+        "DNS names in the allow-list",
+        san_dns_allow_list,
+        category=RuleCategory.IDENTIFIERS,
+    ),
+    Rule(
+        "san-uri-allow-list",
+        Stage.VALIDATE,
+        "URIs in the allow-list",
+        san_uri_allow_list,
+        category=RuleCategory.IDENTIFIERS,
+    ),
+    Rule(
+        "san-validated",
+        Stage.VALIDATE,
+        "dns/ip SANs validated (ACME)",
+        san_validated,
+        category=RuleCategory.IDENTIFIERS,
+    ),
 )

@@ -12,6 +12,7 @@ import ipaddress
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from gateway.errors import RuleCategory
 from gateway.policy.context import Rule, Shaped, Stage
 from gateway.policy.shape import MAX_CN_LENGTH
 from gateway.policy.vocabulary import SubjectSource, rdn_label
@@ -111,10 +112,23 @@ SUBJECT_RULES: tuple[Rule[Shaped], ...] = (
         Stage.VALIDATE,
         "subject comes from where the template says",
         subject_source,
+        category=RuleCategory.SUBJECT,
     ),
-    Rule("subject-rdn", Stage.VALIDATE, "RDNs allowed, matching, counted", subject_rdn),
     Rule(
-        "subject-empty", Stage.VALIDATE, "empty subject allowed and backed by a SAN", subject_empty
+        "subject-rdn",
+        Stage.VALIDATE,
+        "RDNs allowed, matching, counted",
+        subject_rdn,
+        category=RuleCategory.SUBJECT,
     ),
-    Rule("cn-in-sans", Stage.VALIDATE, "CN repeats a SAN", cn_in_sans),
+    Rule(
+        "subject-empty",
+        Stage.VALIDATE,
+        "empty subject allowed and backed by a SAN",
+        subject_empty,
+        category=RuleCategory.SUBJECT,
+    ),
+    Rule(
+        "cn-in-sans", Stage.VALIDATE, "CN repeats a SAN", cn_in_sans, category=RuleCategory.SUBJECT
+    ),
 )

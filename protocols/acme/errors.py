@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from gateway.errors import CAUnavailable, CertgateError, ErrorCode, PolicyDenied, StoreUnavailable
+from gateway.errors import (
+    CAUnavailable,
+    CertgateError,
+    ErrorCode,
+    PolicyDenied,
+    RuleCategory,
+    StoreUnavailable,
+)
+from gateway.policy import category_of
 from protocols.acme.messages import Problem
 
-#: Policy rules about the CSR itself: a denial by one of them is ``badCSR`` and leaves the
-#: order ``ready`` (RFC 8555 §7.4); any other rule refuses the identifiers or the requester.
-CSR_RULE_PREFIXES = ("csr-", "key-", "subject-", "cn-")
-CSR_RULES = ("rsa-key-size", "ec-curve")
+#: Rule categories about the CSR itself (its encoding, key and subject): a denial is
+#: ``badCSR`` and leaves the order ``ready`` (RFC 8555 §7.4), and newOrder's probe CSR ignores
+#: them; any other category refuses the identifiers, the issuance or the requester.
+CSR_CATEGORIES = frozenset({RuleCategory.CSR, RuleCategory.SUBJECT})
 
 
-def is_csr_rule(rule: str | None) -> bool:
-    return rule is not None and (rule.startswith(CSR_RULE_PREFIXES) or rule in CSR_RULES)
+def is_csr_rule(rule: str | None, category: RuleCategory | None = None) -> bool:
+    """Whether a denial by ``rule`` (of ``category``, else the rule's registered category)
+    concerns the CSR itself."""
+    return (category or category_of(rule)) in CSR_CATEGORIES
 
 
-def problem_for(code: ErrorCode, detail: str, rule: str | None = None) -> Problem:
-    """The ACME problem for a core error code; total over :class:`ErrorCode`."""
+def problem_for(
+    code: ErrorCode, detail: str, rule: str | None = None, category: RuleCategory | None = None
+) -> Problem:
+    """The ACME problem for a core error code; total over :class:`ErrorCode`. A policy
+    denial is rendered by its rule's category (``category``, else ``rule``'s registered one):
+    badCSR, unauthorized for the requester, else rejectedIdentifier."""
     match code:
         case ErrorCode.BAD_REQUEST:
             return Problem.malformed(detail)
@@ -27,9 +41,10 @@ def problem_for(code: ErrorCode, detail: str, rule: str | None = None) -> Proble
         case ErrorCode.UNAUTHORIZED:
             return Problem.unauthorized(detail)
         case ErrorCode.POLICY_DENIED:
-            if is_csr_rule(rule):
+            category = category or category_of(rule)
+            if category in CSR_CATEGORIES:
                 return Problem.bad_csr(f"{rule}: {detail}")
-            if rule == "enroll-permission":
+            if category is RuleCategory.REQUESTER:
                 return Problem.unauthorized(f"{rule}: {detail}")
             return Problem.rejected_identifier(f"{rule}: {detail}" if rule else detail)
         case ErrorCode.NOT_FOUND:
@@ -53,8 +68,12 @@ def problem_from(exc: CertgateError) -> Problem:
     if isinstance(exc, StoreUnavailable):
         problem = Problem.server_internal(exc.detail, 503)
     else:
+        denied = exc if isinstance(exc, PolicyDenied) else None
         problem = problem_for(
-            exc.code, exc.detail, exc.rule if isinstance(exc, PolicyDenied) else None
+            exc.code,
+            exc.detail,
+            denied.rule if denied else None,
+            denied.category if denied else None,
         )
     if isinstance(exc, CAUnavailable):
         problem.headers["Retry-After"] = str(exc.retry_after)

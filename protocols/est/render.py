@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from gateway.errors import CAUnavailable, CertgateError, ErrorCode
+from gateway.errors import CAUnavailable, CertgateError, ErrorCode, RuleCategory
 from gateway.model import Denied, Issued, Outcome, Pending
+from gateway.policy import category_of
 from protocols.est.messages import CERTS_ONLY, certs_only_body
 
 #: Every error code's EST status. Tests iterate every ErrorCode through this table.
@@ -31,10 +32,6 @@ STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.INTERNAL: 500,
 }
 
-#: Policy rules that judge the CSR itself: their denials are a bad request (400), not 403.
-_CSR_RULE_PREFIXES = ("csr-", "key-")
-_CSR_RULES = frozenset({"rsa-key-size", "ec-curve"})
-
 
 @dataclass(frozen=True)
 class EstReply:
@@ -51,8 +48,11 @@ def text(status: int, reason: str, headers: Mapping[str, str] | None = None) -> 
     return EstReply(status, (reason.rstrip("\n") + "\n").encode(), "text/plain", headers or {})
 
 
-def is_csr_rule(rule: str | None) -> bool:
-    return rule is not None and (rule.startswith(_CSR_RULE_PREFIXES) or rule in _CSR_RULES)
+def is_csr_rule(rule: str | None, category: RuleCategory | None = None) -> bool:
+    """Whether a denial by ``rule`` (of ``category``, else the rule's registered category)
+    judged the CSR itself (its encoding, possession proof or key: category ``csr``): a bad
+    request (400), where any other policy denial is 403."""
+    return (category or category_of(rule)) is RuleCategory.CSR
 
 
 def error_reply(code: ErrorCode, detail: str, *, realm: str, retry_after: int = 30) -> EstReply:

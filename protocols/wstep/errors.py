@@ -2,7 +2,8 @@
 
 Every :class:`gateway.errors.ErrorCode` has exactly one fault (``tests/unit/test_wstep_errors``
 iterates them all). HRESULTs are the ones AD CS returns for the same situation, so Windows
-clients show their usual messages; a policy denial is refined by the rule that denied.
+clients show their usual messages; a policy denial is refined by the category of the rule that
+denied (and, where AD CS is more specific, by the rule itself), never by a rule-name prefix.
 Every SOAP fault, ``Sender`` or ``Receiver``, travels with HTTP 500, as AD CS's CES (a WCF
 service) sends it: SOAP 1.2 part 2 §7.5.1.2 would allow 400 for ``Sender`` faults, but CES
 clients read the fault body only from a 500 (cepces raises an HTTP error for anything else, so
@@ -13,8 +14,9 @@ SOAP fault, never an HTML page.
 from __future__ import annotations
 
 from gateway import wstep_hresults as hr
-from gateway.errors import CertgateError, ErrorCode
+from gateway.errors import CertgateError, ErrorCode, RuleCategory
 from gateway.model import Denied
+from gateway.policy import category_of
 from gateway.wstep_messages import EnrollmentFault
 
 #: ErrorCode -> (SOAP fault code, HRESULT name, InvalidRequest).
@@ -32,20 +34,41 @@ FAULTS: dict[ErrorCode, tuple[str, str, bool]] = {
     ErrorCode.INTERNAL: ("Receiver", "E_UNEXPECTED", False),
 }
 
-#: Policy rule -> the HRESULT AD CS uses for the same refusal (prefix match on ``rule``).
-RULE_HRESULTS: tuple[tuple[str, str], ...] = (
-    ("enroll-permission", "CERTSRV_E_TEMPLATE_DENIED"),
-    ("superseded-template", "CERTSRV_E_UNSUPPORTED_CERT_TYPE"),
-    ("csr-", "CRYPT_E_ASN1_BADTAG"),
-    ("key-", "CERTSRV_E_KEY_LENGTH"),
-    ("rsa-key-size", "CERTSRV_E_KEY_LENGTH"),
-    ("ec-curve", "CERTSRV_E_KEY_LENGTH"),
-    ("subject-", "CERTSRV_E_BAD_REQUESTSUBJECT"),
-    ("cn-in-sans", "CERTSRV_E_BAD_REQUESTSUBJECT"),
-    ("san-required", "CERTSRV_E_SUBJECT_ALT_NAME_REQUIRED"),
-    ("san-", "CERTSRV_E_BAD_REQUESTSUBJECT"),
-    ("renewal-", "CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE"),
-)
+#: A policy denial's HRESULT by the denying rule's category (:class:`RuleCategory`): the one
+#: AD CS returns for the same kind of refusal.
+CATEGORY_HRESULTS: dict[RuleCategory, str] = {
+    RuleCategory.CSR: "CRYPT_E_ASN1_BADTAG",
+    RuleCategory.SUBJECT: "CERTSRV_E_BAD_REQUESTSUBJECT",
+    RuleCategory.IDENTIFIERS: "CERTSRV_E_BAD_REQUESTSUBJECT",
+    RuleCategory.REQUESTER: "CERTSRV_E_TEMPLATE_DENIED",
+    RuleCategory.ISSUANCE: "CERTSRV_E_ENROLL_DENIED",
+}
+
+#: Where AD CS has a more specific HRESULT than the category's, the rule named exactly (every
+#: name is a registered policy rule: tests/unit/test_policy_categories checks).
+RULE_HRESULTS: dict[str, str] = {
+    "key-algorithm": "CERTSRV_E_KEY_LENGTH",
+    "rsa-key-size": "CERTSRV_E_KEY_LENGTH",
+    "key-weak": "CERTSRV_E_KEY_LENGTH",
+    "ec-curve": "CERTSRV_E_KEY_LENGTH",
+    "key-usage": "CERTSRV_E_KEY_LENGTH",
+    "san-required": "CERTSRV_E_SUBJECT_ALT_NAME_REQUIRED",
+    "superseded-template": "CERTSRV_E_UNSUPPORTED_CERT_TYPE",
+    "renewal-prior-signature": "CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE",
+    "renewal-template": "CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE",
+    "renewal-window": "CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE",
+    "renewal-same-key": "CERTSRV_E_BAD_RENEWAL_CERT_ATTRIBUTE",
+}
+
+
+def denial_hresult(rule: str | None) -> str | None:
+    """The HRESULT name for a policy denial by ``rule``: the rule's own refinement, else its
+    category's; ``None`` when ``rule`` is not a policy rule (the error code's HRESULT)."""
+    category = category_of(rule)
+    if rule is None or category is None:
+        return None
+    return RULE_HRESULTS.get(rule, CATEGORY_HRESULTS[category])
+
 
 #: Faults whose cause is the caller's credentials carry this WS-Security subcode.
 FAILED_AUTHENTICATION = "o:FailedAuthentication"
@@ -76,16 +99,15 @@ def fault_for_denial(denied: Denied, request_id: str | None) -> EnrollmentFault:
         code = ErrorCode.POLICY_DENIED
     detail = f"{denied.rule}: {denied.detail}" if denied.rule else denied.detail
     fault = fault_for(code, detail, request_id=request_id)
-    if code is ErrorCode.POLICY_DENIED and denied.rule:
-        for prefix, name in RULE_HRESULTS:
-            if denied.rule.startswith(prefix):
-                return EnrollmentFault(
-                    code=fault.code,
-                    reason=fault.reason,
-                    hresult=hr.code(name),
-                    request_id=request_id,
-                    invalid_request=True,
-                )
+    name = denial_hresult(denied.rule) if code is ErrorCode.POLICY_DENIED else None
+    if name is not None:
+        return EnrollmentFault(
+            code=fault.code,
+            reason=fault.reason,
+            hresult=hr.code(name),
+            request_id=request_id,
+            invalid_request=True,
+        )
     return fault
 
 

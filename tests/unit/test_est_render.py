@@ -7,9 +7,9 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from gateway.errors import CAUnavailable, ErrorCode, PolicyDenied, Unauthorized
+from gateway.errors import CAUnavailable, ErrorCode, PolicyDenied, RuleCategory, Unauthorized
 from gateway.model import Denied, Issued, Pending, PendingReason
-from gateway.policy import RULE_NAMES
+from gateway.policy import RULE_CATEGORIES, RULE_NAMES
 from protocols.est.render import (
     STATUS,
     denied_reply,
@@ -51,7 +51,7 @@ def test_policy_exception_is_403_naming_the_rule() -> None:
 @pytest.mark.parametrize("rule", RULE_NAMES)
 def test_csr_rules_are_400_and_other_rules_403(rule: str) -> None:
     reply = denied_reply(Denied("policy-denied", "no", rule), realm="r")
-    csr_rule = rule.startswith(("csr-", "key-")) or rule in ("rsa-key-size", "ec-curve")
+    csr_rule = RULE_CATEGORIES[rule] is RuleCategory.CSR  # by category, never a name prefix
     assert is_csr_rule(rule) is csr_rule
     assert reply.status == (400 if csr_rule else 403)
     assert rule.encode() in reply.body
