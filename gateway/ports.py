@@ -50,6 +50,13 @@ class Transactions(Protocol):
     :class:`gateway.errors.StoreUnavailable` from either method, never as a driver error.
     """
 
+    @property
+    def dialect_name(self) -> str:
+        """The SQL dialect bodies run on (``"sqlite"`` or ``"postgresql"``), fixed when the
+        store opens: a front-end with a dialect-specific repository chooses it once from
+        this, never per query."""
+        ...
+
     async def read(self, body: TransactionBody[P, T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``body(conn, *args, **kw)`` without an explicit transaction: each statement
         sees the latest commit. For single-statement reads; use :meth:`write` when several

@@ -19,12 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.config import TestingConfig
 from gateway.errors import CertgateError, StoreUnavailable
-from gateway.plugin import ProtocolContext
 from protocols.acme import jws as J
 from protocols.acme import state
 from protocols.acme.errors import problem_from
 from protocols.acme.messages import Problem, dumps
+from protocols.acme.ports import AcmePorts
 from protocols.acme.ratelimit import RateLimiter
 from protocols.acme.repository import AcmeRepository, open_repository
 from protocols.acme.settings import AcmeSettings
@@ -61,18 +62,26 @@ class Signed:
 class Acme:
     """The ACME front-end's state for one process."""
 
-    def __init__(self, context: ProtocolContext, settings: AcmeSettings) -> None:
-        self.context = context
+    def __init__(
+        self,
+        ports: AcmePorts,
+        settings: AcmeSettings,
+        *,
+        external_url: str,
+        testing: TestingConfig,
+    ) -> None:
         self.settings = settings
-        self.service = context.service
-        self.policy = context.policy
-        store: Any = context.store
-        if not hasattr(store, "write"):
-            raise TypeError("the ACME front-end needs a SQL store with read/write")
-        self.store = store
+        #: The ports of :mod:`protocols.acme.ports`, and nothing else of the core.
+        self.service = ports.service
+        self.records = ports.records
+        self.policy = ports.templates
+        self.clock = ports.clock
+        self.store = ports.transactions
+        self.external_url = external_url
+        self.testing = testing
         #: ACME state statements, chosen once by the store's dialect (repository.py).
-        self.repo: AcmeRepository = open_repository(store.dialect_name)
-        self.base = context.external_url + "/acme"
+        self.repo: AcmeRepository = open_repository(self.store.dialect_name)
+        self.base = external_url + "/acme"
         self.limiter = RateLimiter(settings.rate_limit_window)
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -82,7 +91,7 @@ class Acme:
         return "/".join((self.base, *parts))
 
     def now(self) -> datetime:
-        return self.service.clock.now()
+        return self.clock.now()
 
     def spawn(self, coro: Awaitable[None]) -> asyncio.Future[None]:
         """Run ``coro`` in the background (kept referenced until done)."""
@@ -146,6 +155,7 @@ class Acme:
                 raise Problem.account_does_not_exist("no account at this 'kid'")
             key = J.load_jwk(account.jwk)
         else:
+            assert thumb is not None  # no 'kid': signed with a 'jwk', thumbprinted above
             account = await self.store.read(self.repo.account_by_thumbprint, thumb)
         assert key is not None
         J.verify(jws, key)
@@ -208,7 +218,7 @@ class Acme:
         return kid[len(prefix) :]
 
     def url_of(self, request: web.Request) -> str:
-        return self.context.external_url + request.raw_path.split("?")[0]
+        return self.external_url + request.raw_path.split("?")[0]
 
     # -- responses -----------------------------------------------------------------------------
 

@@ -106,13 +106,13 @@ async def certificate(acme: Acme, request: web.Request) -> web.Response:
     if media is None:
         offered = ", ".join(OFFERED)
         raise Problem.malformed(f"no acceptable certificate format; offered: {offered}", 406)
-    record = await acme.service.store.get_certificate(serial)
+    record = await acme.records.get_certificate(serial)
     if record is None:
         raise Problem.malformed("no such certificate", 404)
     vary = {"Vary": "Accept"}
     if media == PKIX_CERT:
         # A single-certificate format: the issuer is linked as rel="up" (RFC 8555 §7.4.2).
-        up = f'<{acme.context.external_url}/ca/issuing.crt>;rel="up"'
+        up = f'<{acme.external_url}/ca/issuing.crt>;rel="up"'
         der = record.certificate.public_bytes(serialization.Encoding.DER)
         return await acme.reply(request, der, links=[up], content_type=PKIX_CERT, headers=vary)
     template = acme.policy.templates.get(record.template)

@@ -126,9 +126,7 @@ async def finalize(acme: Acme, request: web.Request) -> web.Response:
         await recheck_caa(acme, me, order)
     prior = None
     if order.replaces:
-        record = await acme.service.store.get_certificate(
-            format(parse_cert_id(order.replaces)[1], "x")
-        )
+        record = await acme.records.get_certificate(format(parse_cert_id(order.replaces)[1], "x"))
         prior = record.certificate if record is not None else None
     if not await acme.write(request, acme.repo.set_order, order.id, "pending", status="processing"):
         raise Problem.order_not_ready("order is already being finalized")

@@ -15,6 +15,7 @@ from protocols.acme import account, authz, certificate, directory, finalize, ord
 from protocols.acme import tables as _tables  # noqa: F401  (declare the tables on metadata)
 from protocols.acme.base import ACME, Acme, handler
 from protocols.acme.messages import Problem
+from protocols.acme.ports import AcmePorts
 from protocols.acme.renewal_info import renewal_info
 from protocols.acme.settings import parse_settings
 from protocols.acme.validation import sweep
@@ -40,14 +41,22 @@ class AcmeFrontEnd:
     name = "acme"
 
     async def setup(self, context: ProtocolContext, app: Any) -> list[Listener]:
+        # The composition of this front-end: the core objects, narrowed to ACME's ports.
+        ports = AcmePorts(
+            service=context.service,
+            records=context.store,
+            templates=context.policy,
+            clock=context.clock,
+            transactions=context.transactions,
+        )
         settings = parse_settings(
             context.settings,
             context.config_file,
             default_template=context.default_template,
-            templates=context.policy.templates,
+            templates=ports.templates.templates,
             data_dir=context.data_dir,
         )
-        acme = Acme(context, settings)
+        acme = Acme(ports, settings, external_url=context.external_url, testing=context.testing)
         app[ACME] = acme
         r = app.router
         r.add_get("/acme/directory", directory.directory)

@@ -144,7 +144,7 @@ async def check_replaces(acme: Acme, me: state.Account, new: NewOrder) -> None:
     shares an identifier, and no live order replaces it yet (409 ``alreadyReplaced``)."""
     assert new.replaces is not None
     _, serial = parse_cert_id(new.replaces)
-    record = await acme.service.store.get_certificate(format(serial, "x"))
+    record = await acme.records.get_certificate(format(serial, "x"))
     if record is None:
         raise Problem.malformed("the certificate named by 'replaces' is unknown", 404)
     owner = await acme.store.read(acme.repo.order_for_certificate, record.serial)

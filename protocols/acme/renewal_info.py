@@ -46,7 +46,7 @@ async def renewal_info(acme: Acme, request: web.Request) -> web.Response:
         raise Problem.malformed("renewalInfo is fetched with GET", 405)
     text = request.match_info["cert_id"]
     _, serial = parse_cert_id(text)
-    record = await acme.service.store.get_certificate(format(serial, "x"))
+    record = await acme.records.get_certificate(format(serial, "x"))
     if record is None or certificate_cert_id(record.certificate) != text:
         raise Problem.malformed("the certificate is unknown to this server", 404)
     due = acme.service.renewal_of(record)

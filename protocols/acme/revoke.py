@@ -40,7 +40,7 @@ async def revoke_cert(acme: Acme, request: web.Request) -> web.Response:
         raise Problem.malformed(
             f"certificate has an invalid X.509 version ({exc.parsed_version}; RFC 5280 §4.1.2.1)"
         ) from None
-    record = await acme.service.store.get_certificate(serial_hex(cert.serial_number))
+    record = await acme.records.get_certificate(serial_hex(cert.serial_number))
     if record is None or record.der != der:
         raise Problem.malformed("the certificate was not issued by this server", 404)
     if signed.jws.kid is None:  # signed by the certificate key itself

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,6 +24,7 @@ from gateway.errors import Conflict
 from gateway.passwords import hash_password as hash_password
 from gateway.passwords import secret_digest
 from gateway.passwords import verify_password as verify_password
+from gateway.ports import Transactions
 from protocols.est.tables import est_codes, est_deliveries, est_users
 
 P = ParamSpec("P")
@@ -33,11 +34,8 @@ T = TypeVar("T")
 VERIFIED_TTL = timedelta(seconds=60)
 
 
-class StateStore(Protocol):
-    """The part of the gateway store EST needs (satisfied by :class:`gateway.store.SQLStore`)."""
-
-    async def read(self, body: Callable[..., T], *args: Any) -> T: ...
-    async def write(self, body: Callable[..., T], *args: Any) -> T: ...
+#: What EST state needs of the gateway store: :class:`gateway.ports.Transactions`.
+StateStore = Transactions
 
 
 # --- passwords and codes (pure) ---------------------------------------------------------------

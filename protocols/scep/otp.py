@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.passwords import secret_digest
-from gateway.store import SQLStore
+from gateway.ports import Transactions
+from protocols.scep.ports import OtpStore
 from protocols.scep.tables import scep_otps
 
 #: 20 random bytes as base32 without padding: 32 characters, 160 bits.
@@ -38,7 +39,7 @@ def _new_password() -> str:
 
 
 async def create(
-    store: SQLStore,
+    store: OtpStore,
     endpoint: str,
     identity: str | None,
     ttl: timedelta,
@@ -78,7 +79,7 @@ class Redeemed:
 
 
 async def redeem(
-    store: SQLStore, endpoint: str, password: str, transaction_id: str, now: datetime
+    store: Transactions, endpoint: str, password: str, transaction_id: str, now: datetime
 ) -> Redeemed | None:
     """Consume ``password`` for ``transaction_id``; ``None`` if unknown, expired, for another
     endpoint, or already used by another transaction."""

@@ -16,7 +16,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,18 +23,15 @@ from sqlalchemy.engine import Connection
 from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.passwords import hash_password as hash_password
 from gateway.passwords import verify_password as check_password
+from gateway.ports import Transactions
 from protocols.wstep.tables import wstep_users
 
 _CACHE_SECONDS = 300
 _CACHE_SIZE = 4096
 
 
-@runtime_checkable
-class SQLRunner(Protocol):
-    """The part of :class:`gateway.store.SQLStore` this package uses."""
-
-    async def read(self, body: Any, *args: Any) -> Any: ...
-    async def write(self, body: Any, *args: Any) -> Any: ...
+#: What this package needs of the gateway store: :class:`gateway.ports.Transactions`.
+SQLRunner = Transactions
 
 
 @dataclass(frozen=True)
