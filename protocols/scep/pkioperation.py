@@ -173,7 +173,7 @@ async def _serve(scep: Scep, endpoint: Endpoint, message: PKIMessage, digest: st
             raise MessageError(FailInfo.BAD_ALG, _legacy_refusal(endpoint, "MD5"))
         raise MessageError(FailInfo.BAD_ALG, f"digest {message.digest!r} is not accepted")
     verify(message)
-    _check_signing_time(message, scep.service.clock.now())
+    _check_signing_time(message, scep.clock.now())
     try:
         kind = MessageType(message.message_type)
     except ValueError:
