@@ -5,14 +5,12 @@ from __future__ import annotations
 from gateway.errors import Conflict, ErrorCode, NotFound
 from gateway.model import (
     Denied,
-    EnrollmentRequest,
     Outcome,
     PendingReason,
     RequestRecord,
     RequestState,
 )
 from gateway.observability import events
-from gateway.pkix import load_csr
 from gateway.service.core import ServiceCore
 from gateway.service.enrollment import Enrollment
 
@@ -26,7 +24,9 @@ class Approvals:
         """Grant a pending-approval request: re-plan it (policy may have changed) and submit."""
         stored = await self._awaiting_approval(request_id)
         await self._core.store.audit("request.approved", actor, request_id=request_id)
-        return await self._enrollment.decide(stored, await self.rebuild(stored), approved=True)
+        return await self._enrollment.decide(
+            stored, await self._enrollment.rebuild(stored), approved=True
+        )
 
     async def deny(self, request_id: str, actor: str, reason: str) -> Outcome:
         """Refuse a pending-approval request."""
@@ -65,20 +65,3 @@ class Approvals:
         ):
             raise Conflict(f"request {request_id} is {stored.state.value}, not awaiting approval")
         return stored
-
-    async def rebuild(self, stored: RequestRecord) -> EnrollmentRequest:
-        """The :class:`EnrollmentRequest` a stored request was made from (to judge it again)."""
-        prior = None
-        if stored.prior_serial:
-            prior_record = await self._core.store.get_certificate(stored.prior_serial)
-            prior = prior_record.certificate if prior_record else None
-        return EnrollmentRequest(
-            csr=load_csr(stored.csr_der),
-            template=stored.template,
-            requester=stored.requester,
-            transaction_id=stored.transaction_id,
-            kind=stored.kind,
-            prior_certificate=prior,
-            not_before=stored.not_before,
-            not_after=stored.not_after,
-        )

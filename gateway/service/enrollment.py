@@ -12,12 +12,18 @@ Order of events (architecture.md, "One request, end to end"):
    CA-pending with the CA's id, or denied).
 
 Repeating a transaction returns the recorded outcome and never issues twice; a transaction
-found still ``received`` (a crash between submit and record) is resubmitted.
+found still ``received`` (a crash between submit and record) is resubmitted; a different
+request under the same transaction id is judged afresh as its next attempt
+(:mod:`gateway.service.retries`).
 """
 
 from __future__ import annotations
 
-from gateway.errors import BadRequest, Conflict, ErrorCode, PolicyDenied
+import dataclasses
+
+from cryptography import x509
+
+from gateway.errors import BadRequest, ErrorCode, PolicyDenied
 from gateway.model import (
     Denied,
     EnrollmentRequest,
@@ -26,10 +32,13 @@ from gateway.model import (
     RequestState,
     new_request_id,
 )
+from gateway.pkix import load_csr
+from gateway.pkix.csr import csr_der, csr_spki_sha256
 from gateway.policy import PolicyDecision
 from gateway.ports import InProcessSigner
+from gateway.service import retries
 from gateway.service.core import ServiceCore
-from gateway.service.issuance import InProcess, Issuance, RecordedFirst
+from gateway.service.issuance import InProcess, Issuance, RecordedFirst, TransactionTaken
 from gateway.service.records import Inventory, request_record
 
 
@@ -44,20 +53,67 @@ class Enrollment:
         self._strategies: dict[str, Issuance] = {}
 
     async def enroll(self, request: EnrollmentRequest) -> Outcome:
-        """Judge and (if allowed) issue one request; idempotent per (protocol, transaction)."""
+        """Judge and (if allowed) issue one request; a repeat of a transaction gets its
+        recorded outcome (see :mod:`gateway.service.retries`)."""
         template = self._core.policy.template(request.template)  # UnknownTemplate first
         if not request.transaction_id:
             raise BadRequest("a transaction id is required")
+        return await self._attempt(request, template.connector, request.transaction_id)
+
+    async def _attempt(self, request: EnrollmentRequest, connector: str, key: str) -> Outcome:
+        """Store and judge ``request`` as the attempt stored under ``key``. No lookup first:
+        the store's unique key decides, and a taken key goes to :meth:`_again`."""
         record = request_record(
-            new_request_id(), self._core.clock.now(), request, connector=template.connector
+            new_request_id(), self._core.clock.now(), request, connector=connector
         )
-        strategy = self._strategy(template.connector)
-        if strategy.records_first:
-            stored, created = await self._core.store.create_request(record)
-            if not created:
-                return await self.resume(stored, request)
-            record = stored
-        return await self._judge(record, request, strategy, approved=False)
+        if key != record.transaction_id:
+            record = dataclasses.replace(record, transaction_id=key)
+        strategy = self._strategy(connector)
+        try:
+            if strategy.records_first:
+                stored, created = await self._core.store.create_request(record)
+                if not created:
+                    raise TransactionTaken(stored)
+                record = stored
+            return await self._judge(record, request, strategy, approved=False)
+        except TransactionTaken as taken:
+            return await self._again(taken.stored, request, connector)
+
+    async def _again(
+        self, stored: RequestRecord, request: EnrollmentRequest, connector: str
+    ) -> Outcome:
+        """``request``'s transaction key is taken by ``stored``: a repeat of it or of an
+        earlier attempt gets that attempt's outcome; a different request the next attempt."""
+        transaction = request.transaction_id
+        retries.check_key(stored, request.spki_sha256, transaction)
+        digest = retries.request_digest(request.csr_der)
+        if retries.same_request(stored, digest):
+            return await self.resume(stored, request)
+        store, protocol = self._core.store, request.requester.protocol
+        tried = await retries.attempts(store, protocol, transaction)
+        match = retries.repeated(tried, digest)
+        if match is not None:
+            return await self.resume(match, request)
+        return await self._attempt(request, connector, retries.next_attempt(tried, transaction))
+
+    async def repeat_of(
+        self, protocol: str, transaction_id: str, csr: x509.CertificateSigningRequest
+    ) -> Outcome | None:
+        """The outcome of the attempt of a transaction that made the same request as ``csr``
+        (resubmitted if still ``received``); None if the transaction is new or ``csr`` would
+        be judged afresh as its next attempt. ``Conflict`` if the transaction belongs to
+        another key or has a different request waiting; ``BadRequest`` if it has no attempts
+        left. Protocols that authenticate each message ask this before authenticating a
+        retry (a one-time challenge is spent by then)."""
+        tried = await retries.attempts(self._core.store, protocol, transaction_id)
+        if not tried:
+            return None
+        retries.check_key(tried[0], csr_spki_sha256(csr), transaction_id)
+        match = retries.repeated(tried, retries.request_digest(csr_der(csr)))
+        if match is not None:
+            return await self.resume(match, await self.rebuild(match))
+        retries.next_attempt(tried, transaction_id)  # refuses while one is waiting
+        return None
 
     async def decide(
         self, stored: RequestRecord, request: EnrollmentRequest, *, approved: bool
@@ -66,16 +122,29 @@ class Enrollment:
         return await self._judge(stored, request, self.recorded, approved=approved)
 
     async def resume(self, stored: RequestRecord, request: EnrollmentRequest) -> Outcome:
-        """Answer a transaction the store already holds: its recorded outcome, or (still
-        ``received``: a crash between recording and the outcome, or a concurrent duplicate)
-        submit it again; the connector returns what it already issued for this request id."""
-        if stored.spki_sha256 != request.spki_sha256:
-            raise Conflict(
-                f"transaction {request.transaction_id!r} was already used with a different key"
-            )
+        """Answer a repeat of ``stored``: its recorded outcome, or (still ``received``: a
+        crash between recording and the outcome, or a concurrent duplicate) submit it again;
+        the connector returns what it already issued for this request id."""
         if stored.state is RequestState.RECEIVED:
             return await self.decide(stored, request, approved=False)
         return await self._core.outcome_of(stored)
+
+    async def rebuild(self, stored: RequestRecord) -> EnrollmentRequest:
+        """The :class:`EnrollmentRequest` a stored request was made from (to judge it again)."""
+        prior = None
+        if stored.prior_serial:
+            prior_record = await self._core.store.get_certificate(stored.prior_serial)
+            prior = prior_record.certificate if prior_record else None
+        return EnrollmentRequest(
+            csr=load_csr(stored.csr_der),
+            template=stored.template,
+            requester=stored.requester,
+            transaction_id=stored.transaction_id,
+            kind=stored.kind,
+            prior_certificate=prior,
+            not_before=stored.not_before,
+            not_after=stored.not_after,
+        )
 
     async def _judge(
         self,
@@ -113,7 +182,7 @@ class Enrollment:
         if strategy is None:
             ca = self._core.connector(connector)
             if isinstance(ca, InProcessSigner) and ca.atomic_issuance:
-                strategy = InProcess(self._core, self.inventory, ca, self.resume)
+                strategy = InProcess(self._core, self.inventory, ca)
             else:
                 strategy = self.recorded
             self._strategies[connector] = strategy

@@ -28,6 +28,7 @@ from gateway.model import (
 from gateway.observability import events
 from gateway.policy import PolicyEngine
 from gateway.ports import CAConnector, CRLCapable, Store
+from gateway.service import retries
 from gateway.service.approvals import Approvals
 from gateway.service.core import ServiceCore
 from gateway.service.enrollment import Enrollment
@@ -57,7 +58,7 @@ class EnrollmentService:
         self._enrollment = Enrollment(self._core)
         self._approvals = Approvals(self._core, self._enrollment)
         self._renewal = Renewal(self._core)
-        self._poller = Poller(self._core, self._enrollment, self._approvals)
+        self._poller = Poller(self._core, self._enrollment)
 
     @property
     def store(self) -> Store:
@@ -118,9 +119,22 @@ class EnrollmentService:
         return await self._core.outcome_of(stored)
 
     async def find_transaction(self, protocol: str, transaction_id: str) -> Outcome | None:
-        """The recorded outcome of a protocol's transaction, None if it is unknown."""
-        stored = await self._core.store.find_request(protocol, transaction_id)
+        """The recorded outcome of a transaction's newest attempt, None if it is unknown."""
+        stored = await self.transaction_request(protocol, transaction_id)
         return None if stored is None else await self._core.outcome_of(stored)
+
+    async def transaction_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
+        """The stored request of a transaction's newest attempt (what a poll by the client's
+        transaction id follows; :mod:`gateway.service.retries`), None if it is unknown."""
+        return await retries.latest(self._core.store, protocol, transaction_id)
+
+    async def repeat_of(
+        self, protocol: str, transaction_id: str, csr: x509.CertificateSigningRequest
+    ) -> Outcome | None:
+        """The recorded outcome if ``csr`` repeats an attempt of the transaction, None if it
+        would be judged afresh (see :meth:`Enrollment.repeat_of`: ``Conflict`` for another
+        key or while a different request waits)."""
+        return await self._enrollment.repeat_of(protocol, transaction_id, csr)
 
     # -- certificate manager actions -------------------------------------------------------
 

@@ -17,7 +17,6 @@ records first), plan, then deny, park for approval or issue through the strategy
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Protocol
 
@@ -41,8 +40,14 @@ from gateway.ports import InProcessSigner
 from gateway.service.core import APPROVAL_RETRY_AFTER, ServiceCore
 from gateway.service.records import Inventory
 
-#: Answers a request whose transaction the store already holds (a retry or a lost race).
-Resume = Callable[[RequestRecord, EnrollmentRequest], Awaitable[Outcome]]
+
+class TransactionTaken(Exception):
+    """The store already holds this transaction key (a repeat, another attempt, or a lost
+    race): ``stored`` is its row; the enrollment path decides what that means."""
+
+    def __init__(self, stored: RequestRecord) -> None:
+        super().__init__(stored.transaction_id)
+        self.stored = stored
 
 
 class Issuance(Protocol):
@@ -143,18 +148,15 @@ class InProcess:
     There is no lookup of the transaction first: the store's unique transaction key decides.
     A repeated transaction is judged and signed again in memory, that certificate is discarded
     unseen when the store refuses the duplicate, and the client gets the recorded outcome
-    (``resume``) -- a wasted signature on a retry instead of an extra query on every new
-    enrollment."""
+    -- a wasted signature on a retry instead of an extra query on every new
+    enrollment. Each such duplicate raises :class:`TransactionTaken`."""
 
     records_first = False
 
-    def __init__(
-        self, core: ServiceCore, inventory: Inventory, signer: InProcessSigner, resume: Resume
-    ) -> None:
+    def __init__(self, core: ServiceCore, inventory: Inventory, signer: InProcessSigner) -> None:
         self._core = core
         self._inventory = inventory
         self._signer = signer
-        self._resume = resume
 
     async def deny(
         self, record: RequestRecord, request: EnrollmentRequest, denied: Denied
@@ -170,13 +172,13 @@ class InProcess:
             )
         )
         if not created:
-            return await self._resume(stored, request)
+            raise TransactionTaken(stored)
         return events.settled(stored, denied)
 
     async def park(self, record: RequestRecord, request: EnrollmentRequest) -> Outcome:
         stored, created = await self._core.store.create_request(record)
         if not created:
-            return await self._resume(stored, request)
+            raise TransactionTaken(stored)
         await self._core.store.set_pending(stored.id, PendingReason.APPROVAL)
         return events.settled(
             stored, Pending(stored.id, APPROVAL_RETRY_AFTER, PendingReason.APPROVAL)
@@ -204,5 +206,5 @@ class InProcess:
         if not created:
             # A concurrent duplicate of this transaction was stored first: ours is discarded
             # unseen and the client gets the recorded outcome, never a second certificate.
-            return await self._resume(stored, request)
+            raise TransactionTaken(stored)
         return events.settled(issued, result)

@@ -9,7 +9,6 @@ import logging
 from gateway.errors import CAUnavailable, StoreUnavailable
 from gateway.model import RequestRecord, RequestState
 from gateway.observability import events
-from gateway.service.approvals import Approvals
 from gateway.service.core import ServiceCore
 from gateway.service.enrollment import Enrollment
 
@@ -17,10 +16,9 @@ log = logging.getLogger("certgate.service")
 
 
 class Poller:
-    def __init__(self, core: ServiceCore, enrollment: Enrollment, approvals: Approvals) -> None:
+    def __init__(self, core: ServiceCore, enrollment: Enrollment) -> None:
         self._core = core
         self._enrollment = enrollment
-        self._approvals = approvals
 
     async def poll_pending_once(self, lease_seconds: int = 60) -> int:
         """Advance CA-pending requests and recover ones a crash left ``received``."""
@@ -37,7 +35,7 @@ class Poller:
             stored.state is RequestState.PENDING and stored.ca_request_id is None
         ):
             # Recorded but never answered by the CA (crash, or CA was unavailable): resubmit.
-            request = await self._approvals.rebuild(stored)
+            request = await self._enrollment.rebuild(stored)
             approved = stored.state is RequestState.PENDING
             await self._enrollment.decide(stored, request, approved=approved)
             return

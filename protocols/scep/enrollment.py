@@ -5,7 +5,8 @@ Authentication, in order:
 1. a transactionID already recorded with the same public key is a client retry (RFC 8894
    §3.2.1.1): the recorded outcome of the same request is returned and nothing is issued
    twice; a different CSR after a FAILURE or an issuance is judged afresh as a new attempt of
-   the transaction, and refused while an attempt is pending (:mod:`protocols.scep.transactions`);
+   the transaction, and refused while an attempt is pending (the service's retry mechanism,
+   :mod:`gateway.service.retries`);
 2. a message signed by a valid, unrevoked certificate of this CA (RenewalReq always, PKCSReq
    too: macOS renews that way) is a renewal authenticated by that certificate when the endpoint
    allows renewal (RFC 8894 §2.4, §3.3.1.2) -- but a certificate may only renew *itself*: the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from gateway.errors import BadCSR
+from gateway.errors import BadCSR, BadRequest, Conflict
 from gateway.model import (
     CertificateStatus,
     EnrollmentRequest,
@@ -172,35 +173,19 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
     base = message.transaction_id
     if renewing:
         base = renewal_transaction(base, message.signer)
+    try:
+        # A retry of a recorded request gets its recorded outcome before any authorization
+        # (its one-time challenge is spent); a changed CSR after a FAILURE (fixed subject,
+        # fresh challenge) or an issuance (new names for the same key) is judged afresh by
+        # the service as the transaction's next attempt, never answered with the certificate
+        # or refusal of a request it is not. Another key, or a different CSR while one is
+        # pending, is refused.
+        repeat = await scep.service.repeat_of(transactions.PROTOCOL, base, csr)
+    except (Conflict, BadRequest) as exc:
+        raise MessageError(FailInfo.BAD_REQUEST, exc.detail) from None
+    if repeat is not None:
+        return repeat
     txn = base
-    tried = await transactions.attempts(scep.store, base)
-    stored, attempt = (tried[-1], len(tried)) if tried else (None, 0)
-    if stored is not None:
-        if stored.spki_sha256 != spki:
-            raise MessageError(FailInfo.BAD_REQUEST, "the transactionID was used with another key")
-        if stored.state is RequestState.RECEIVED:
-            return await _submit(
-                scep,
-                csr,
-                template,
-                stored.requester,
-                stored.transaction_id,
-                stored.kind,
-                message.signer,
-            )
-        for earlier in reversed(tried):
-            if transactions.same_request(earlier.csr_der, csr):
-                return await scep.service.outcome_of(earlier)  # a retry: its recorded outcome
-        if stored.state is RequestState.PENDING:
-            raise MessageError(
-                FailInfo.BAD_REQUEST,
-                "this transaction has a request pending for another CSR: poll it with its own "
-                "CSR, or wait until it is decided",
-            )
-        # A changed CSR after a FAILURE (fixed subject, fresh challenge) or after an issuance
-        # (new names for the same key) is judged afresh; never answered with the certificate
-        # or refusal of a request it is not.
-        txn = transactions.next_attempt(base, attempt)
     if renewing:
         record = await scep.store.get_certificate(serial_hex(message.signer.serial_number))
         assert record is not None

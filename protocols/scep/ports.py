@@ -36,6 +36,17 @@ class Enrollment(Protocol):
         retry of a PKCSReq, RFC 8894 §3.3.3, answer from it)."""
         ...
 
+    async def repeat_of(
+        self, protocol: str, transaction_id: str, csr: x509.CertificateSigningRequest
+    ) -> Outcome | None:
+        """The recorded outcome if ``csr`` repeats a request already made under the
+        transaction (a retransmission, RFC 8894 §3.2.1.1; one still ``received`` is
+        resubmitted), None if it is new or would be judged afresh as the transaction's next
+        attempt. :class:`gateway.errors.Conflict` if the transaction belongs to another key or
+        has a different request pending; :class:`gateway.errors.BadRequest` if it has no
+        attempts left (:mod:`gateway.service.retries`)."""
+        ...
+
     async def ca_chain(self, connector: str | None = None) -> tuple[x509.Certificate, ...]:
         """The issuing chain of ``connector`` (the default CA when ``None``), issuing CA
         first (GetCACert, RFC 8894 §4.2)."""

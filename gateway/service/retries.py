@@ -1,0 +1,154 @@
+"""One retry mechanism for every protocol (issue #14 item 8).
+
+A transaction is identified by protocol, the client's transaction id and a digest of the
+request itself (:func:`request_digest`). A *repeat* -- same protocol, transaction id and
+digest -- gets the recorded outcome (a request still ``received`` is resubmitted; the CA is
+idempotent per request id), never a second certificate. A *different* request under the same
+transaction id (a corrected subject after a refusal, new names after an issuance) is judged
+afresh as the next *attempt* of the transaction; it is never answered with another request's
+outcome. Two rules bound that:
+
+* a transaction belongs to one key: another key under the same id is a :class:`Conflict`
+  (the id is the client's, and another key is another client);
+* while the newest attempt is undecided (``received``/``pending``), a different request is a
+  :class:`Conflict` naming it, so one transaction never has two requests waiting.
+
+Storage: attempt 1 is stored under the client's id, attempt *n* under ``<id>#<n>``
+(:func:`attempt_key`), so the store's unique (protocol, transaction_id) key also makes
+concurrent identical attempts collide instead of issuing twice; a transaction has at most
+:data:`MAX_ATTEMPTS`. The digest is recomputed from the stored CSR when needed (only when a
+transaction id is seen again), so requests stored before this mechanism keep working.
+Protocols keep only their wire part: which id the client sent (SCEP's transactionID, an ACME
+order, a WSTEP RequestID) or how one is derived (EST has none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+from cryptography.x509.oid import AttributeOID
+
+from gateway.errors import BadCSR, BadRequest, Conflict
+from gateway.model import PendingReason, RequestRecord, RequestState
+from gateway.pkix.der import element_length, header_length, oid
+
+#: Attempts a transaction may have; afterwards the client must start a new transaction.
+MAX_ATTEMPTS = 16
+#: States in which an attempt is still undecided.
+WAITING = frozenset({RequestState.RECEIVED, RequestState.PENDING})
+_SEPARATOR = "#"
+
+
+class RequestLookup(Protocol):
+    """The one store method the attempts of a transaction are read with."""
+
+    async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
+        """The request stored under exactly this (protocol, transaction key), if any."""
+        ...
+
+
+_CHALLENGE_PASSWORD = oid(AttributeOID.CHALLENGE_PASSWORD.dotted_string)
+
+
+def request_digest(csr_der: bytes) -> str:
+    """Hex SHA-256 of what a PKCS#10 request asks for: its CertificationRequestInfo (RFC 2986
+    §4.1: version, subject, public key, attributes -- among them the requested extensions)
+    without the challengePassword attribute.
+
+    Not the CSR's DER: the signature is not the request (an ECDSA re-signature differs every
+    time), and the challengePassword is the authentication of an attempt, not what it asks for
+    (EST re-creates it with each TLS session's tls-unique, RFC 7030 §3.5; SCEP clients fetch a
+    fresh challenge). Not only key + subject + extensions either: every other attribute the
+    client asked for is part of the request too. :class:`BadCSR` if ``csr_der`` does not have
+    the shape of a PKCS#10 request."""
+    der = csr_der
+    try:
+        info = header_length(der, 0)
+        end = info + element_length(der, info)
+        start = offset = info + header_length(der, info)
+        for _ in range(3):  # version, subject, subjectPKInfo
+            offset += element_length(der, offset)
+        if offset > end or end > len(der):
+            raise IndexError
+        digest = hashlib.sha256(der[start:offset])
+        if offset < end and der[offset] == 0xA0:  # attributes [0] IMPLICIT SET OF Attribute
+            offset += header_length(der, offset)
+            while offset < end:
+                size = element_length(der, offset)
+                attribute = der[offset : offset + size]
+                kind = header_length(attribute, 0)
+                if attribute[kind : kind + element_length(attribute, kind)] != _CHALLENGE_PASSWORD:
+                    digest.update(attribute)
+                offset += size
+    except IndexError:
+        raise BadCSR("the CSR is truncated") from None
+    return digest.hexdigest()
+
+
+def attempt_key(transaction_id: str, attempt: int) -> str:
+    """The stored transaction key of ``attempt`` (1 = the client's own id)."""
+    return transaction_id if attempt <= 1 else f"{transaction_id}{_SEPARATOR}{attempt}"
+
+
+def same_request(stored: RequestRecord, digest: str) -> bool:
+    """True if ``stored`` asked for what a request with ``digest`` asks for."""
+    try:
+        return request_digest(stored.csr_der) == digest
+    except BadCSR:
+        return False
+
+
+async def attempts(store: RequestLookup, protocol: str, transaction_id: str) -> list[RequestRecord]:
+    """Every stored attempt of a transaction, oldest first (empty if it is new). One lookup
+    per attempt and one more; transactions with several attempts are rare."""
+    found: list[RequestRecord] = []
+    while len(found) < MAX_ATTEMPTS:
+        record = await store.find_request(protocol, attempt_key(transaction_id, len(found) + 1))
+        if record is None:
+            break
+        found.append(record)
+    return found
+
+
+async def latest(store: RequestLookup, protocol: str, transaction_id: str) -> RequestRecord | None:
+    """The newest attempt of a transaction (what a poll by transaction id follows)."""
+    found = await attempts(store, protocol, transaction_id)
+    return found[-1] if found else None
+
+
+def check_key(stored: RequestRecord, spki_sha256: str, transaction_id: str) -> None:
+    """``Conflict`` if the transaction was opened for another key."""
+    if stored.spki_sha256 != spki_sha256:
+        raise Conflict(f"transaction {transaction_id!r} was already used with a different key")
+
+
+def repeated(tried: list[RequestRecord], digest: str) -> RequestRecord | None:
+    """The attempt (newest first) that made the same request, if any."""
+    for earlier in reversed(tried):
+        if same_request(earlier, digest):
+            return earlier
+    return None
+
+
+def next_attempt(tried: list[RequestRecord], transaction_id: str) -> str:
+    """The key under which a different request is judged afresh; ``Conflict`` while the
+    newest attempt is undecided, ``BadRequest`` once the transaction has no attempts left."""
+    newest = tried[-1]
+    if newest.state in WAITING:
+        waiting_for = (
+            "certificate manager approval"
+            if newest.pending_reason is PendingReason.APPROVAL
+            else "the CA"
+        )
+        raise Conflict(
+            f"transaction {transaction_id!r} has a request pending for another CSR (request "
+            f"{newest.id}, waiting for {waiting_for}): send that CSR again to learn its "
+            "outcome; a different CSR is judged once it is decided"
+        )
+    if len(tried) >= MAX_ATTEMPTS:
+        raise BadRequest(
+            f"transaction {transaction_id!r} already has {MAX_ATTEMPTS} attempts; start a new "
+            "transaction"
+        )
+    return attempt_key(transaction_id, len(tried) + 1)
