@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.errors import Unauthorized
 from gateway.model import CertificateStatus, Requester, serial_hex
 from gateway.pkix import fingerprint
-from gateway.ports import Store
 from gateway.wstep_messages import Envelope
+from protocols.wstep.ports import Records
 from protocols.wstep.settings import WSTEPSettings
 from protocols.wstep.users import PasswordVerifier
 
@@ -52,7 +52,7 @@ async def authenticate(
     envelope: Envelope,
     settings: WSTEPSettings,
     verifier: PasswordVerifier,
-    store: Store,
+    store: Records,
 ) -> Requester:
     """The caller as a :class:`Requester`; :class:`Unauthorized` if nobody proved anything."""
     if envelope.username is not None:
@@ -92,6 +92,6 @@ async def authenticate(
     raise Unauthorized("authentication required: a UsernameToken or a TLS client certificate")
 
 
-async def _refused(store: Store, username: str, rule: str) -> None:
+async def _refused(store: Records, username: str, rule: str) -> None:
     detail = {"rule": rule, "username": username[:255]}
     await store.audit("wstep.request.refused", "anonymous", detail=detail)

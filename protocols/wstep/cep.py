@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.errors import CertgateError, ErrorCode
-from gateway.plugin import ProtocolContext
 from gateway.wstep_messages import build_envelope
 from gateway.xcep_messages import (
     ACTION_GET_POLICIES,
@@ -22,6 +21,7 @@ from protocols.wstep.auth import authenticate
 from protocols.wstep.errors import fault_for, fault_for_exception
 from protocols.wstep.listeners import Listeners
 from protocols.wstep.policies import policy_document
+from protocols.wstep.ports import WstepContext
 from protocols.wstep.settings import WSTEPSettings
 from protocols.wstep.transport import (
     SOAPFault,
@@ -39,7 +39,7 @@ log = logging.getLogger("certgate.wstep")
 class CEPHandler:
     """aiohttp handler for ``POST <path>/CEP``."""
 
-    context: ProtocolContext
+    context: WstepContext
     settings: WSTEPSettings
     verifier: PasswordVerifier
     listeners: Listeners

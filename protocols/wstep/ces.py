@@ -50,7 +50,6 @@ from gateway.model import (
 )
 from gateway.pkix import load_csr
 from gateway.pkix.wstep_cms import certs_only, is_signed_data, open_signed_request
-from gateway.plugin import ProtocolContext
 from gateway.policy import TEMPLATE_EXTENSION_OID, decode_template_extension
 from gateway.wstep_messages import (
     ACTION_RST,
@@ -65,6 +64,7 @@ from protocols.wstep.auth import PROTOCOL, authenticate
 from protocols.wstep.errors import fault_for, fault_for_denial, fault_for_exception
 from protocols.wstep.listeners import Listeners
 from protocols.wstep.numbers import RequestNumbers, parse_number
+from protocols.wstep.ports import WstepContext
 from protocols.wstep.settings import WSTEPSettings
 from protocols.wstep.tables import MAX_REQUEST_NUMBER
 from protocols.wstep.transport import (
@@ -91,7 +91,7 @@ _LEGACY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 class CESHandler:
     """aiohttp handler for ``POST <path>/CES``."""
 
-    context: ProtocolContext
+    context: WstepContext
     settings: WSTEPSettings
     verifier: PasswordVerifier
     listeners: Listeners
@@ -274,7 +274,7 @@ def _parse(envelope: Envelope) -> TokenRequest:
 
 
 def _template_by_oid(
-    context: ProtocolContext, ext: x509.Extension[x509.ExtensionType]
+    context: WstepContext, ext: x509.Extension[x509.ExtensionType]
 ) -> str | None:
     if not isinstance(ext.value, x509.UnrecognizedExtension):
         return None
