@@ -22,7 +22,8 @@ from protocols.wstep.users import (
 
 
 def _store(components: Any) -> SQLRunner:
-    return components.store
+    store: SQLRunner = components.store
+    return store
 
 
 def _password(args: argparse.Namespace) -> str:
