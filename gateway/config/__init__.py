@@ -277,7 +277,11 @@ def parse_config(
     log_t.finish()
     metrics = _metrics(root.table("metrics"))
 
-    protocols = {name: dict(root.table(name).data) for name in PROTOCOL_SECTIONS}
+    protocols: dict[str, Mapping[str, Any]] = {}
+    for name in PROTOCOL_SECTIONS:
+        protocol_t = root.table(name)
+        protocol_t.bool("enabled", False)  # `enabled = "yes"` must not silently mean off
+        protocols[name] = dict(protocol_t.data)
     root.finish()
 
     return Config(

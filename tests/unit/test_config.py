@@ -140,3 +140,14 @@ def test_port_override_keeps_a_configured_external_url(tmp_path: Path) -> None:
     text = "[server]\nexternal_url = 'https://ca.example.test'\n"
     server = load_config(write(tmp_path, text)).server
     assert server.listening_on("0.0.0.0", 9443).external_url == "https://ca.example.test"
+
+
+def test_a_front_ends_enabled_switch_must_be_a_boolean(tmp_path: Path) -> None:
+    """The front-end's own table is validated when it is mounted, and only if enabled: a
+    non-boolean ``enabled`` would silently leave it off, so the configuration refuses it."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "[est]\nenabled = 'yes'\n"))
+    assert (info.value.key_path, info.value.reason) == (
+        "est.enabled",
+        "expected true or false, got a string",
+    )
