@@ -24,9 +24,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from gateway.store.engine import open_database
+from gateway.store.journal import SQLJournal
 from gateway.store.outage import DatabaseUnavailable, private_directory
 from gateway.store.repository import queries_for
-from gateway.store.sql import SQLJournal, SQLStore
+from gateway.store.sql import SQLStore
 from gateway.store.tables import metadata
 
 __all__ = [

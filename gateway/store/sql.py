@@ -27,41 +27,12 @@ from gateway.model import (
 )
 from gateway.ports import IssuanceJournal, Store
 from gateway.store.engine import Body, Database, Mode, P, T
+from gateway.store.journal import SQLJournal
 from gateway.store.repository import StoreQueries
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class SQLJournal:
-    """:class:`gateway.ports.IssuanceJournal` in the ``ca_journal`` table of the same database.
-
-    ``put`` is a single INSERT (plus a read when it lost the race on the primary key), so a local
-    CA that crashed after signing finds its certificate again and never signs twice.
-    """
-
-    def __init__(
-        self, database: Database, queries: StoreQueries, clock: Callable[[], datetime]
-    ) -> None:
-        self._db = database
-        self._q = queries
-        self._clock = clock
-
-    async def get(self, request_id: str) -> bytes | None:
-        return await self._db.run(Mode.AUTOCOMMIT, self._q.journal_get, request_id)
-
-    async def put(self, request_id: str, certificate_der: bytes) -> bytes:
-        try:
-            return await self._db.run(
-                Mode.AUTOCOMMIT, self._q.journal_put, request_id, certificate_der, self._clock()
-            )
-        except sa.exc.IntegrityError:
-            # Rows are never deleted, so the one that won the race is there to be read.
-            existing = await self.get(request_id)
-            if existing is None:
-                raise
-            return existing
 
 
 class SQLStore:
