@@ -15,6 +15,12 @@ from hypothesis import strategies as st
 
 from gateway.errors import ErrorCode
 from protocols.acme import jws as J
+from protocols.acme.challenge_values import (
+    dns01_value,
+    key_authorization,
+    reverse_dns_name,
+    tls_alpn01_expected,
+)
 from protocols.acme.errors import problem_for
 from protocols.acme.messages import (
     AcmeIdentifier,
@@ -23,14 +29,10 @@ from protocols.acme.messages import (
     b64e,
     cert_id,
     csr_identifiers,
-    dns01_value,
     dumps,
-    key_authorization,
     parse_cert_id,
     parse_identifier,
     parse_new_order,
-    reverse_dns_name,
-    tls_alpn01_expected,
 )
 from tests.helpers import make_csr
 
