@@ -34,7 +34,9 @@ class EstFrontEnd:
             templates.templates,
         )
         own_chain = await service.ca_chain()
-        cert_path, key_path = await server_credentials(settings, context)
+        cert_path, key_path = await server_credentials(
+            settings, service, context.data_dir, context.config_file
+        )
         anchors = (*own_chain, *settings.all_anchors())
         ssl_context = server_context(cert_path, key_path, anchors)
         est = EstContext(

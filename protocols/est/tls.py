@@ -41,7 +41,7 @@ from cryptography.x509.oid import NameOID
 from gateway.errors import BadRequest, ConfigError
 from gateway.model import EnrollmentRequest, Issued, Requester
 from gateway.pkix import pem_chain
-from gateway.plugin import ProtocolContext
+from protocols.est.ports import Enrollment
 from protocols.est.settings import EstSettings
 from protocols.est.tls_request import request_client_certificates
 
@@ -53,17 +53,20 @@ _TLS_UNIQUE = frozenset({"TLSv1.2", "TLSv1.1", "TLSv1"})
 LISTENER_PRINCIPAL = "certgate-est-listener"
 
 
-async def server_credentials(settings: EstSettings, context: ProtocolContext) -> tuple[Path, Path]:
-    """Paths of the listener's PEM chain and key: configured, or issued by the local CA."""
+async def server_credentials(
+    settings: EstSettings, service: Enrollment, data_dir: Path, config_file: str
+) -> tuple[Path, Path]:
+    """Paths of the listener's PEM chain and key: configured, or issued through ``service``
+    (kept in ``<data_dir>/est``); ``config_file`` names the configuration in errors."""
     if settings.tls_certificate and settings.tls_key:
         return settings.tls_certificate, settings.tls_key
-    directory = context.data_dir / "est"
+    directory = data_dir / "est"
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     cert_path, key_path = directory / "server.pem", directory / "server.key"
     lock = await asyncio.to_thread(_lock, directory / ".lock")
     try:
         if not _usable(cert_path, key_path, settings.server_names):
-            await _issue(settings, context, cert_path, key_path)
+            await _issue(settings, service, config_file, cert_path, key_path)
     finally:
         os.close(lock)
     return cert_path, key_path
@@ -100,7 +103,11 @@ def _usable(cert_path: Path, key_path: Path, names: tuple[str, ...]) -> bool:
 
 
 async def _issue(
-    settings: EstSettings, context: ProtocolContext, cert_path: Path, key_path: Path
+    settings: EstSettings,
+    service: Enrollment,
+    config_file: str,
+    cert_path: Path,
+    key_path: Path,
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
@@ -117,10 +124,10 @@ async def _issue(
         requester=Requester("est", LISTENER_PRINCIPAL, "local"),
         transaction_id=f"est-listener:{uuid.uuid4()}",
     )
-    outcome = await context.service.enroll(request)
+    outcome = await service.enroll(request)
     if not isinstance(outcome, Issued):
         raise ConfigError(
-            context.config_file,
+            config_file,
             "est.server_names",
             f"the local CA did not issue the EST server certificate: {outcome}",
         )
