@@ -184,8 +184,10 @@ class Table:
         try:
             return kind(value)
         except ValueError:
-            allowed = ", ".join(member.value for member in kind)
-            self.fail(name, f"{value!r} is not one of {allowed}")
+            allowed = [member.value for member in kind]
+            hint = difflib.get_close_matches(value, allowed, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            self.fail(name, f"{value!r} is not one of {', '.join(allowed)}{suggestion}")
 
     def regex(self, name: builtins.str, default: builtins.str) -> re.Pattern[builtins.str]:
         """A regular expression (applied with full-match semantics by its users)."""

@@ -145,12 +145,7 @@ def parse_settings(name: str, data: Mapping[str, Any], config_file: str) -> Loca
         )
     r = _Reader(name, data, config_file)
     algorithm_text = r.string("key_algorithm", KeyAlgorithm.EC_P256.value)
-    try:
-        algorithm = KeyAlgorithm(algorithm_text)
-    except ValueError:
-        choices = ", ".join(a.value for a in KeyAlgorithm)
-        reason = f"expected one of {choices}, got {algorithm_text!r}"
-        raise r.error("key_algorithm", reason) from None
+    algorithm = r.table.choice("key_algorithm", algorithm_text, KeyAlgorithm)
     prefix = r.string("common_name_prefix", "certgate")
     if not prefix.strip():
         raise r.error("common_name_prefix", "must not be empty")

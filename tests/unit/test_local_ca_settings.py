@@ -85,6 +85,8 @@ def test_errors_use_the_one_reader_style_with_a_suggestion(tmp_path: Path) -> No
     )
     with pytest.raises(ConfigError, match="write '30s'"):
         _construct({"crl_validity": 30}, tmp_path)
+    with pytest.raises(ConfigError, match=r"\(did you mean 'ec-p256'\?\)$"):
+        _construct({"key_algorithm": "ec-p265"}, tmp_path)
 
 
 def test_passphrase_options_without_their_source_are_refused(
