@@ -92,6 +92,26 @@ def test_no_front_end_probes_the_store() -> None:
     assert found == [], "front-ends probe the store:\n" + "\n".join(found)
 
 
+#: Modules that compose a front-end (receive the whole ProtocolContext) or run operator
+#: commands (receive the CLI's components): the only ones that may name the core's classes.
+COMPOSITION = {"frontend.py", "setup.py", "cli.py", "cli_actions.py"}
+#: The concrete core classes (and the whole context) a handler must not be typed with.
+CONCRETE = {"ProtocolContext", "EnrollmentService", "SQLStore", "PolicyEngine", "Store"}
+
+
+def test_only_the_composition_names_the_concrete_core() -> None:
+    found = []
+    for path in _modules():
+        if path.name in COMPOSITION:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gateway"):
+                names = {alias.name for alias in node.names} & CONCRETE
+                if names:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {sorted(names)}")
+    assert found == [], "handlers typed with the concrete core:\n" + "\n".join(found)
+
+
 def test_the_scans_see_what_they_forbid() -> None:
     """The two scans above flag the shapes they are meant to (not vacuous)."""
     tree = ast.parse(
