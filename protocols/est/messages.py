@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from gateway.errors import BadCSR, BadRequest
 from gateway.pkix import load_csr
 from gateway.pkix.certsonly import certs_only_der
 from gateway.pkix.csr import csr_der
-from gateway.pkix.der import element_length, header_length, oid, tlv
+from gateway.pkix.der import oid, tlv
+from gateway.service import request_digest
 
 #: The operations of RFC 7030 §3.2.2 (a CA label must not equal one of them).
 OPERATIONS = frozenset({"cacerts", "simpleenroll", "simplereenroll", "fullcmc", "serverkeygen"})
@@ -103,29 +103,10 @@ def request_fingerprint(csr: x509.CertificateSigningRequest) -> str:
 
 def request_fingerprint_der(der: bytes) -> str:
     """:func:`request_fingerprint` of a DER PKCS#10 request (e.g. one stored with a request
-    record). :class:`BadCSR` if it does not have the shape of one."""
-    password = oid(AttributeOID.CHALLENGE_PASSWORD.dotted_string)
-    try:
-        info = header_length(der, 0)
-        end = info + element_length(der, info)
-        start = offset = info + header_length(der, info)
-        for _ in range(3):  # version, subject, subjectPKInfo
-            offset += element_length(der, offset)
-        if offset > end or end > len(der):
-            raise IndexError
-        digest = hashlib.sha256(der[start:offset])
-        if offset < end and der[offset] == 0xA0:  # attributes [0] IMPLICIT SET OF Attribute
-            offset += header_length(der, offset)
-            while offset < end:
-                size = element_length(der, offset)
-                attribute = der[offset : offset + size]
-                kind = header_length(attribute, 0)
-                if attribute[kind : kind + element_length(attribute, kind)] != password:
-                    digest.update(attribute)
-                offset += size
-    except IndexError:
-        raise BadCSR("the CSR is truncated") from None
-    return digest.hexdigest()
+    record): the service's request digest (:func:`gateway.service.request_digest`), the one
+    definition every protocol's retries share. :class:`BadCSR` if it does not have the shape
+    of one."""
+    return request_digest(der)
 
 
 def tls_unique_matches(password: bytes, tls_unique: bytes) -> bool:

@@ -4,12 +4,15 @@ RFC 7030 §4.2.3: after a 202 the client "sends the same request repeatedly", po
 TLS session with a re-created CSR (new tls-unique in its challengePassword, same key; §3.5), so
 the CSR *bytes* cannot be the key, but what the CSR asks for can. The transaction is keyed by
 (label, template, authenticated principal, SPKI, operation, prior certificate) and the CSR's
-request fingerprint (:func:`protocols.est.messages.request_fingerprint`: its
-CertificationRequestInfo without the challengePassword):
+request fingerprint -- the service's request digest (:func:`gateway.service.request_digest`:
+its CertificationRequestInfo without the challengePassword), so the service's retry mechanism
+(:mod:`gateway.service.retries`) recognizes the repeat that this id names:
 
     transaction_id = sha256(key) + "." + request_fingerprint[:32] + "." + generation
 
-The newest request with that key and fingerprint stays *open* while it is received or pending,
+This derivation is EST's wire part (RFC 7030 gives the client no transaction id); replaying a
+repeat and judging anything else afresh is the service's. The newest request with that key
+and fingerprint stays *open* while it is received or pending,
 and until its final answer (certificate or refusal) has been delivered to the client, plus
 ``[est] retry_window`` (default 5 minutes, so a response lost on the wire is answered again
 instead of issuing twice). While open, the same transaction id is reused and the service
@@ -38,7 +41,7 @@ from datetime import datetime, timedelta
 
 from gateway.errors import BadCSR, Conflict
 from gateway.model import PendingReason, RequestKind, RequestRecord, RequestState
-from protocols.est.messages import request_fingerprint_der
+from gateway.service import request_digest
 from protocols.est.ports import Records
 from protocols.est.state import EstState
 
@@ -145,6 +148,6 @@ def _stored_fingerprint(record: RequestRecord) -> str | None:
     """The request fingerprint of an id without one, from the CSR stored with the request
     (requests received before this version); None if that CSR is not usable."""
     try:
-        return request_fingerprint_der(record.csr_der)[:_CONTENT_CHARS]
+        return request_digest(record.csr_der)[:_CONTENT_CHARS]
     except BadCSR:
         return None
