@@ -16,16 +16,31 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.fake_connectors import register_entry_points
-from tests.helpers import REPO, certgate, csr_pem, init_gateway, make_csr, write_config
+from tests.helpers import REPO, certgate, csr_pem, make_csr, write_config
 
 TESTING_SWITCH = """
 [testing]
 enabled = true
 acme_always_valid = true
 """
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI as a real process: the crash ends it (never the test's interpreter), and the
+    test connectors' entry points are found on its PYTHONPATH."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        cwd=REPO,
+    )
 
 
 def _setup(tmp_path: Path, connector_type: str) -> tuple[Path, Path, list[str], dict[str, str]]:
@@ -52,20 +67,21 @@ def _setup(tmp_path: Path, connector_type: str) -> tuple[Path, Path, list[str], 
     ]
     eps = register_entry_points(tmp_path / "eps")
     env = {"PYTHONPATH": os.pathsep.join([str(eps), str(REPO)])}
-    init_gateway(normal, env=env)
+    init = _cli("init", "-c", str(normal), env=env)
+    assert init.returncode == 0, init.stderr
     return crashing, normal, args, env
 
 
 def _retry_issues_exactly_one(normal: Path, args: list[str], env: dict[str, str]) -> None:
-    first = certgate(*args, "-c", str(normal), env=env)
+    first = _cli(*args, "-c", str(normal), env=env)
     assert first.returncode == 0, first.stderr
-    again = certgate(*args, "-c", str(normal), env=env)
+    again = _cli(*args, "-c", str(normal), env=env)
     assert again.returncode == 0, again.stderr
     serial = json.loads(first.stdout)["serial"]
     assert json.loads(again.stdout)["serial"] == serial
-    certs = json.loads(certgate("certs", "list", "-c", str(normal), "--json", env=env).stdout)
+    certs = json.loads(_cli("certs", "list", "-c", str(normal), "--json", env=env).stdout)
     assert [c["serial"] for c in certs] == [serial]
-    requests = json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout)
+    requests = json.loads(_cli("requests", "list", "-c", str(normal), "--json", env=env).stdout)
     assert len(requests) == 1 and requests[0]["state"] == "issued"
 
 
@@ -73,12 +89,10 @@ def test_local_ca_crash_before_commit_leaves_nothing_and_retry_issues_one(
     tmp_path: Path,
 ) -> None:
     crashing, normal, args, env = _setup(tmp_path, "local")
-    crashed = certgate(*args, "-c", str(crashing), env={**env, "CERTGATE_TESTING": "1"})
+    crashed = _cli(*args, "-c", str(crashing), env=env)
     assert crashed.returncode == 70, crashed.stderr  # os._exit in CrashAfterSign
-    assert (
-        json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout) == []
-    )
-    assert json.loads(certgate("certs", "list", "-c", str(normal), "--json", env=env).stdout) == []
+    assert json.loads(_cli("requests", "list", "-c", str(normal), "--json", env=env).stdout) == []
+    assert json.loads(_cli("certs", "list", "-c", str(normal), "--json", env=env).stdout) == []
     _retry_issues_exactly_one(normal, args, env)
 
 
@@ -86,20 +100,18 @@ def test_connector_crash_after_issuing_then_retry_returns_the_same_certificate(
     tmp_path: Path,
 ) -> None:
     crashing, normal, args, env = _setup(tmp_path, "journaled-local")
-    crashed = certgate(*args, "-c", str(crashing), env={**env, "CERTGATE_TESTING": "1"})
+    crashed = _cli(*args, "-c", str(crashing), env=env)
     assert crashed.returncode == 70, crashed.stderr
-    requests = json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout)
+    requests = json.loads(_cli("requests", "list", "-c", str(normal), "--json", env=env).stdout)
     assert len(requests) == 1 and requests[0]["state"] == "received"
-    assert json.loads(certgate("certs", "list", "-c", str(normal), "--json", env=env).stdout) == []
+    assert json.loads(_cli("certs", "list", "-c", str(normal), "--json", env=env).stdout) == []
     _retry_issues_exactly_one(normal, args, env)
 
 
 def test_poller_recovers_a_request_left_received(tmp_path: Path) -> None:
     """Without any client retry, the poller resubmits a request a crash left ``received``."""
     crashing, normal, args, env = _setup(tmp_path, "journaled-local")
-    assert (
-        certgate(*args, "-c", str(crashing), env={**env, "CERTGATE_TESTING": "1"}).returncode == 70
-    )
+    assert _cli(*args, "-c", str(crashing), env=env).returncode == 70
     import asyncio
 
     from gateway.config import load_config
@@ -120,11 +132,9 @@ def test_poller_recovers_a_request_left_received(tmp_path: Path) -> None:
             sys.path.remove(str(tmp_path / "eps"))
 
     asyncio.run(poll())
-    requests = json.loads(certgate("requests", "list", "-c", str(normal), "--json", env=env).stdout)
+    requests = json.loads(_cli("requests", "list", "-c", str(normal), "--json", env=env).stdout)
     assert requests[0]["state"] == "issued"
-    assert (
-        len(json.loads(certgate("certs", "list", "-c", str(normal), "--json", env=env).stdout)) == 1
-    )
+    assert len(json.loads(_cli("certs", "list", "-c", str(normal), "--json", env=env).stdout)) == 1
 
 
 def test_testing_switches_are_refused_without_the_environment_flag(tmp_path: Path) -> None:
