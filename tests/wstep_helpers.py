@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway.wstep_messages import (
+from gateway.codecs.ms.wstrust import (
     ACTION_RST,
     REQUEST_ISSUE,
     REQUEST_QUERY,
@@ -23,7 +23,7 @@ from gateway.wstep_messages import (
     build_envelope,
     build_request_body,
 )
-from gateway.xcep_messages import ACTION_GET_POLICIES, build_get_policies_body
+from gateway.codecs.ms.xcep import ACTION_GET_POLICIES, build_get_policies_body
 from tests.helpers import (
     REPO,
     certgate,

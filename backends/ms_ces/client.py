@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from backends.ms_ces.settings import AuthMode, CESSettings
+from gateway.codecs.ms.wstrust import SOAP_CONTENT_TYPE
 from gateway.errors import CAUnavailable, ConfigError, ConnectorError
-from gateway.wstep_messages import SOAP_CONTENT_TYPE
 
 #: Largest answer read from a CES server (a response with a long chain is a few dozen KiB).
 MAX_RESPONSE_BYTES = 1024 * 1024

@@ -49,19 +49,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from backends.ms_ces.client import SOAPClient
 from backends.ms_ces.settings import AuthMode, CESSettings, parse_settings
-from gateway import wstep_hresults as hr
-from gateway.errors import BadRequest, CAUnavailable, ConnectorError, ErrorCode
-from gateway.model import (
-    ConnectorOutcome,
-    ConnectorPending,
-    Denied,
-    IssuancePlan,
-    Issued,
-    RevocationReason,
-)
-from gateway.pkix.wstep_cms import read_certs_only
-from gateway.ports import ConnectorContext, IssuanceJournal
-from gateway.wstep_messages import (
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.wstrust import (
     ACTION_RST,
     REQUEST_ISSUE,
     REQUEST_QUERY,
@@ -74,12 +63,24 @@ from gateway.wstep_messages import (
     parse_envelope,
     parse_reply,
 )
-from gateway.xcep_messages import (
+from gateway.codecs.ms.xcep import (
     ACTION_GET_POLICIES,
     PolicyDocument,
     build_get_policies_body,
     parse_get_policies_response,
 )
+from gateway.errors import BadRequest, CAUnavailable, ConnectorError, ErrorCode
+from gateway.model import (
+    ConnectorOutcome,
+    ConnectorPending,
+    Denied,
+    IssuancePlan,
+    Issued,
+    RevocationReason,
+)
+from gateway.pkix.certsonly import read_certs_only
+from gateway.pkix.cms_algorithms import CMSError
+from gateway.ports import ConnectorContext, IssuanceJournal
 
 _T = TypeVar("_T")
 log = logging.getLogger("certgate.connector.ms_ces")
@@ -291,8 +292,8 @@ class MSCESConnector:
         if pkcs7 is None:
             return self._chain
         try:
-            certs = [c for c in read_certs_only(pkcs7) if c != leaf]
-        except BadRequest:
+            certs = [c for c in read_certs_only(pkcs7)[0] if c != leaf]
+        except CMSError:
             return self._chain
         chain: list[x509.Certificate] = []
         current = leaf

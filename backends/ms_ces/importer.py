@@ -32,9 +32,9 @@ from datetime import timedelta
 
 from asn1crypto import x509 as asn1_x509
 
+from gateway.codecs.ms.xcep import Policy, PolicyDocument
 from gateway.policy import format_duration
 from gateway.policy.vocabulary import EKUS
-from gateway.xcep_messages import Policy, PolicyDocument
 
 _NAME_FLAGS = {
     0x1: "ENROLLEE_SUPPLIES_SUBJECT",

@@ -80,6 +80,16 @@ def subcommand(
     return sub.add_parser(name, parents=[common], help=help_, description=help_)
 
 
+def group_actions(sub: SubParsers, name: str) -> SubParsers:
+    """The actions of the group ``name`` registered before by :func:`command_group`, for a
+    plug-in that adds an action to a built-in group (``certgate templates import`` is the
+    ms_ces connector's); ``KeyError`` when there is no such group."""
+    for candidate in sub.choices[name]._actions:
+        if isinstance(candidate, argparse._SubParsersAction):
+            return candidate
+    raise KeyError(f"{name!r} is not a command group")
+
+
 # --- output -------------------------------------------------------------------------------
 
 

@@ -1,10 +1,11 @@
-"""``certgate templates list|show|import``: the certificate templates policy enforces.
-Actions in :mod:`gateway.cli.actions.templates`."""
+"""``certgate templates list|show``: the certificate templates policy enforces. Actions in
+:mod:`gateway.cli.actions.templates`. Connectors may add actions to the group through their
+``certgate.cli`` entry point (:func:`gateway.cli.common.group_actions`): ``templates import``
+(AD CS templates over MS-XCEP) is the ms_ces connector's, :mod:`backends.ms_ces.cli`."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from gateway.cli.common import Opens, SubParsers, action, command_group, subcommand
 
@@ -19,11 +20,3 @@ def register(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     show = subcommand(tpl, common, "show", "every setting of one template")
     show.add_argument("name", help="template name")
     action(show, f"{_ACTIONS}:cmd_templates_show", Opens.TEMPLATES)
-    imp = subcommand(tpl, common, "import", "import AD CS templates over MS-XCEP")
-    imp.add_argument("--xcep", required=True, metavar="URL", help="CEP GetPolicies endpoint")
-    imp.add_argument(
-        "--connector", required=True, help="ms_ces connector: its credentials, and the route"
-    )
-    imp.add_argument("--out", type=Path, help="directory (default: [policy] templates_dir)")
-    imp.add_argument("--force", action="store_true", help="overwrite existing files")
-    action(imp, f"{_ACTIONS}:cmd_templates_import")

@@ -1,5 +1,6 @@
 """CMS (RFC 5652) building blocks for SCEP and EST: SignedData with signed attributes,
-EnvelopedData with key transport, and degenerate certificates-only SignedData.
+EnvelopedData with key transport; the degenerate certificates-only SignedData's reader is
+re-exported from :mod:`gateway.pkix.certsonly`.
 
 Structures come from asn1crypto; the cryptography itself from ``cryptography`` (the high-level
 PKCS#7 API there cannot verify signed attributes, nor decrypt 3DES or OAEP, see protocols.md
@@ -25,6 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+# The builders live in cms_build (raw DER assembly) and the certs-only builder and reader in
+# certsonly; this module imports both (they import neither this module nor each other) and
+# re-exports what SCEP uses, so a SCEP message needs one module.
+from gateway.pkix.certsonly import read_certs_only
 from gateway.pkix.cms_algorithms import (
     CIPHERS,
     CMSError,
@@ -33,9 +38,7 @@ from gateway.pkix.cms_algorithms import (
     hash_for,
 )
 from gateway.pkix.cms_ber import primitive_encrypted_content
-
-# The builders live in cms_build (raw DER assembly); re-exported so callers need one module.
-from gateway.pkix.cms_build import attribute, certs_only, envelope, sign
+from gateway.pkix.cms_build import attribute, envelope, sign
 
 ID_DATA = "1.2.840.113549.1.7.1"
 ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -291,21 +294,6 @@ def _ski(cert: x509.Certificate) -> bytes | None:
         return None
 
 
-def read_certs_only(der: bytes) -> tuple[tuple[x509.Certificate, ...], tuple[bytes, ...]]:
-    """Certificates and DER CRLs of a (degenerate) SignedData."""
-    signed = _load_content_info(der, ID_SIGNED_DATA)
-    try:
-        certs = tuple(
-            _to_crypto_cert(c.chosen)
-            for c in signed["certificates"] or []
-            if c.name == "certificate"
-        )
-        crls = tuple(c.chosen.dump() for c in signed["crls"] or [])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CMSError(f"malformed SignedData: {str(exc)[:120]}") from None
-    return certs, crls
-
-
 __all__ = [
     "CIPHERS",
     "CMSError",
@@ -315,7 +303,6 @@ __all__ = [
     "SignedMessage",
     "UnsupportedAlgorithm",
     "attribute",
-    "certs_only",
     "decrypt_enveloped",
     "envelope",
     "hash_for",

@@ -1,5 +1,5 @@
 """CMS builders (RFC 5652): SignedData with signed attributes, EnvelopedData with key
-transport, degenerate certificates-only SignedData.
+transport (the degenerate certificates-only SignedData is :mod:`gateway.pkix.certsonly`).
 
 The DER is assembled directly from already-encoded parts (certificates, names, OIDs) instead of
 through asn1crypto's object model: a CertRep is built on every SCEP request, and building it
@@ -180,15 +180,3 @@ def sign(
         + tlv(0x31, signer_info),
     )
     return _content_info(_ID_SIGNED_DATA, signed)
-
-
-def certs_only(certificates: Sequence[x509.Certificate], crls: Sequence[bytes] = ()) -> bytes:
-    """A degenerate certificates-only SignedData (RFC 5652 §5.2; RFC 8894 §3.4): version 1, no
-    digest algorithms, id-data without content, no signers; CRLs (DER) in ``crls``."""
-    body = integer(1) + tlv(0x31, b"") + tlv(0x30, oid(_ID_DATA))
-    if certificates:
-        body += tlv(0xA0, b"".join(_der(c) for c in certificates))
-    if crls:
-        body += tlv(0xA1, b"".join(crls))
-    body += tlv(0x31, b"")
-    return _content_info(_ID_SIGNED_DATA, tlv(0x30, body))

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.errors import StoreUnavailable
 from gateway.pkix import cms
+from gateway.pkix.certsonly import certs_only_der
 from protocols.scep.config import Endpoint
 from protocols.scep.messages import TransportError, caps_text, decode_get_message
 from protocols.scep.pkioperation import pki_operation
@@ -114,12 +115,14 @@ def _ca_cert(scep: Scep, endpoint: Endpoint) -> web.Response:
             body=certs[0].public_bytes(serialization.Encoding.DER),
             content_type="application/x-x509-ca-cert",
         )
-    return web.Response(body=cms.certs_only(certs), content_type="application/x-x509-ca-ra-cert")
+    return web.Response(
+        body=certs_only_der(certs), content_type="application/x-x509-ca-ra-cert"
+    )
 
 
 def _next_ca_cert(scep: Scep) -> web.Response:
     """GetNextCACert (RFC 8894 §4.7.1): the successor CA (and RA) certificates as a degenerate
     SignedData, itself signed by the current RA key, which chains to the current CA."""
-    inner = cms.certs_only(scep.next_ca)
+    inner = certs_only_der(scep.next_ca)
     signed = cms.sign(inner, scep.ra.certificate, scep.ra.key, certificates=scep.ra.ca_chain)
     return web.Response(body=signed, content_type="application/x-x509-next-ca-cert")

@@ -18,6 +18,7 @@ from gateway.errors import CertgateError, ErrorCode, StoreUnavailable
 from gateway.model import Denied, Issued, Outcome, Pending, serial_hex
 from gateway.observability.events import protocol_refusal
 from gateway.pkix import cms
+from gateway.pkix.certsonly import certs_only_der
 from protocols.scep import enrollment, lookup
 from protocols.scep.config import Endpoint
 from protocols.scep.errors import fail_info, fail_text
@@ -196,9 +197,9 @@ async def _serve(scep: Scep, endpoint: Endpoint, message: PKIMessage, digest: st
         return _render(request, digest, outcome)
     if kind is MessageType.GET_CERT:
         certificate = await lookup.get_cert(scep, request.content)
-        return _success(request, digest, cms.certs_only([certificate]))
+        return _success(request, digest, certs_only_der([certificate]))
     crl = await lookup.get_crl(scep, request.content)
-    return _success(request, digest, cms.certs_only([], crls=[crl]))
+    return _success(request, digest, certs_only_der([], crls=[crl]))
 
 
 def _success(request: Request, digest: str, content: bytes) -> Reply:
@@ -218,7 +219,7 @@ def _render(request: Request, digest: str, outcome: Outcome) -> Reply:
     """Issued -> SUCCESS (leaf first, then the chain), Pending -> PENDING, Denied -> FAILURE."""
     if isinstance(outcome, Issued):
         certs: list[x509.Certificate] = list(outcome.full_chain)
-        return _success(request, digest, cms.certs_only(certs))
+        return _success(request, digest, certs_only_der(certs))
     if isinstance(outcome, Pending):
         return Reply(
             transaction_id=request.message.transaction_id,

@@ -13,8 +13,8 @@ Module map, in reading order:
 * :mod:`.policies`   -- templates as XCEP policies; :mod:`.cep` the GetPolicies endpoint;
 * :mod:`.ces`        -- the RequestSecurityToken endpoint (Issue, QueryTokenStatus).
 
-Wire codecs live in the core (:mod:`gateway.wstep_messages`, :mod:`gateway.xcep_messages`,
-:mod:`gateway.pkix.wstep_cms`) because the ``ms_ces`` connector speaks the same messages.
+The wire codecs are in :mod:`gateway.codecs.ms` (SOAP, WS-Trust, XCEP, HRESULTs, the CES CMS
+helpers) because the ``ms_ces`` connector speaks the same messages.
 """
 
 from __future__ import annotations

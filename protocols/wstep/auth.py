@@ -20,10 +20,10 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.codecs.ms.wstrust import Envelope
 from gateway.errors import Unauthorized
 from gateway.model import CertificateStatus, Requester, serial_hex
 from gateway.pkix import fingerprint
-from gateway.wstep_messages import Envelope
 from protocols.wstep.ports import Records
 from protocols.wstep.settings import WSTEPSettings
 from protocols.wstep.users import PasswordVerifier

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.errors import CertgateError, ErrorCode
-from gateway.wstep_messages import build_envelope
-from gateway.xcep_messages import (
+from gateway.codecs.ms.wstrust import build_envelope
+from gateway.codecs.ms.xcep import (
     ACTION_GET_POLICIES,
     ACTION_GET_POLICIES_RESPONSE,
     build_get_policies_response_body,
     parse_get_policies,
 )
+from gateway.errors import CertgateError, ErrorCode
 from protocols.wstep.auth import authenticate
 from protocols.wstep.errors import fault_for, fault_for_exception
 from protocols.wstep.listeners import Listeners

@@ -36,7 +36,17 @@ from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway import wstep_hresults as hr
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.cms import is_signed_data, open_signed_request
+from gateway.codecs.ms.wstrust import (
+    ACTION_RST,
+    EnrollmentFault,
+    Envelope,
+    TokenRequest,
+    TokenResponse,
+    build_response,
+    parse_request,
+)
 from gateway.errors import BadRequest, CertgateError, ErrorCode, NotFound
 from gateway.model import (
     CertificateStatus,
@@ -49,17 +59,8 @@ from gateway.model import (
     serial_hex,
 )
 from gateway.pkix import load_csr
-from gateway.pkix.wstep_cms import certs_only, is_signed_data, open_signed_request
+from gateway.pkix.certsonly import certs_only_der
 from gateway.policy import TEMPLATE_EXTENSION_OID, decode_template_extension
-from gateway.wstep_messages import (
-    ACTION_RST,
-    EnrollmentFault,
-    Envelope,
-    TokenRequest,
-    TokenResponse,
-    build_response,
-    parse_request,
-)
 from protocols.wstep.auth import PROTOCOL, authenticate
 from protocols.wstep.errors import fault_for, fault_for_denial, fault_for_exception
 from protocols.wstep.listeners import Listeners
@@ -189,7 +190,7 @@ class CESHandler:
                 request_id=wire_id,
                 disposition_message=ISSUED,
                 certificate=outcome.certificate.public_bytes(_DER),
-                pkcs7=certs_only(list(outcome.full_chain)),
+                pkcs7=certs_only_der(outcome.full_chain),
             )
         elif isinstance(outcome, Pending):
             # No outer BinarySecurityToken: AD CS puts its CA response there, and certgate has

@@ -13,11 +13,11 @@ SOAP fault, never an HTML page.
 
 from __future__ import annotations
 
-from gateway import wstep_hresults as hr
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.wstrust import EnrollmentFault
 from gateway.errors import CertgateError, ErrorCode, RuleCategory
 from gateway.model import Denied
 from gateway.policy import category_of
-from gateway.wstep_messages import EnrollmentFault
 
 #: ErrorCode -> (SOAP fault code, HRESULT name, InvalidRequest).
 FAULTS: dict[ErrorCode, tuple[str, str, bool]] = {

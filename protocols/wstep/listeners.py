@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.xcep_messages import AUTH_CERTIFICATE, AUTH_USERNAME
+from gateway.codecs.ms.xcep import AUTH_CERTIFICATE, AUTH_USERNAME
 from protocols.wstep.settings import WSTEPSettings
 
 

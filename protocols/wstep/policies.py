@@ -19,9 +19,7 @@ import hashlib
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from gateway.model import Requester
-from gateway.policy import CertificateTemplate, KeyAlgorithm, SubjectSource
-from gateway.xcep_messages import (
+from gateway.codecs.ms.xcep import (
     AUTH_CERTIFICATE,
     AUTH_USERNAME,
     EnrollmentCA,
@@ -29,6 +27,8 @@ from gateway.xcep_messages import (
     PolicyDocument,
     PolicyExtension,
 )
+from gateway.model import Requester
+from gateway.policy import CertificateTemplate, KeyAlgorithm, SubjectSource
 
 ENROLLEE_SUPPLIES_SUBJECT = 0x1
 ENROLLEE_SUPPLIES_SUBJECT_ALT_NAME = 0x10000

@@ -3,7 +3,7 @@ request body in bounded time, answer with ``application/soap+xml``.
 
 Hostile input never reaches the parser unbounded: a body larger than ``max_body_bytes`` or one
 that trickles in slower than ``read_timeout`` is refused with a fault, and the XML itself is
-parsed with DTDs and entities forbidden (:func:`gateway.wstep_messages.parse_xml`).
+parsed with DTDs and entities forbidden (:func:`gateway.codecs.ms.wstrust.parse_xml`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.errors import BadRequest, ErrorCode
-from gateway.wstep_messages import (
+from gateway.codecs.ms.wstrust import (
     SOAP_CONTENT_TYPE,
     EnrollmentFault,
     Envelope,
     build_fault,
     parse_envelope,
 )
+from gateway.errors import BadRequest, ErrorCode
 from protocols.wstep.errors import fault_for, http_status
 from protocols.wstep.settings import WSTEPSettings
 

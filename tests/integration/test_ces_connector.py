@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from backends.ms_ces import MSCESConnector
+from gateway.codecs.ms.wstrust import TokenResponse, build_response, parse_envelope, parse_request
 from gateway.errors import CAUnavailable, ConfigError, ConnectorError
 from gateway.model import ConnectorPending, Denied, IssuancePlan, Issued
 from gateway.ports import ConnectorContext
-from gateway.wstep_messages import TokenResponse, build_response, parse_envelope, parse_request
 from tests.helpers import free_port, make_csr
 from tests.wstep_helpers import VECTORS
 

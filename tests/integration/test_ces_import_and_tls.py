@@ -18,10 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.codecs.ms.wstrust import EnrollmentFault, TokenResponse, parse_reply
 from gateway.model import Issued
 from gateway.policy import load_template, load_templates
 from gateway.ports import ConnectorContext
-from gateway.wstep_messages import EnrollmentFault, TokenResponse, parse_reply
 from tests.helpers import (
     TEMPLATES,
     certgate,

@@ -22,10 +22,10 @@ from aiohttp import web
 from cryptography import x509
 
 from backends.ms_ces import MSCESConnector
+from gateway.codecs.ms.wstrust import parse_envelope, parse_request
 from gateway.errors import CAUnavailable, ConnectorError
 from gateway.model import Issued
 from gateway.ports import ConnectorContext
-from gateway.wstep_messages import parse_envelope, parse_request
 from tests.helpers import free_port
 from tests.integration.test_ces_connector import MemoryJournal, plan
 from tests.kerberos_helpers import HOST, REALM, require_kerberos, start_realm

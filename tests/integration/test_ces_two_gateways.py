@@ -18,9 +18,9 @@ import pytest
 from cryptography import x509
 
 from backends.ms_ces import MSCESConnector
+from gateway.codecs.ms.wstrust import TokenResponse, parse_reply
 from gateway.model import ConnectorOutcome, ConnectorPending
 from gateway.ports import ConnectorContext
-from gateway.wstep_messages import TokenResponse, parse_reply
 from tests.helpers import (
     TEMPLATES,
     certgate,

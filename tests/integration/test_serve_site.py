@@ -211,7 +211,7 @@ def test_workers_serve_every_listener(tmp_path: Path) -> None:
 
 
 def test_ces_enrolls_over_https_with_the_bootstrap_account(site: Site) -> None:
-    from gateway.wstep_messages import TokenResponse, parse_reply
+    from gateway.codecs.ms.wstrust import TokenResponse, parse_reply
     from tests.helpers import csr_pem, make_csr
     from tests.wstep_helpers import get_policies, post, rst
 

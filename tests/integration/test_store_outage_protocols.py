@@ -27,11 +27,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway import wstep_hresults as hr
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.wstrust import EnrollmentFault, parse_reply
 from gateway.config import load_config
 from gateway.pkix import cms
 from gateway.server.app import components_of, create_app
-from gateway.wstep_messages import EnrollmentFault, parse_reply
 from protocols.est.routes import EST_CONTEXT
 from protocols.wstep.users import Account, add_account, hash_password
 from tests import scep_client as sc

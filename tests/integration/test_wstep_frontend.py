@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
-from gateway import wstep_hresults as hr
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.cms import sign_request
+from gateway.codecs.ms.wstrust import EnrollmentFault, TokenResponse, parse_reply
 from gateway.config import load_config
 from gateway.model import RequestKind, RequestRecord
-from gateway.pkix.wstep_cms import sign_request
 from gateway.server.app import components_of, create_app
-from gateway.wstep_messages import EnrollmentFault, TokenResponse, parse_reply
 from protocols.wstep.numbers import RequestNumbers
 from protocols.wstep.users import Account, add_account, hash_password
 from tests.helpers import TEMPLATES, ec_key, make_csr, write_config
@@ -248,8 +248,8 @@ async def test_get_policies_lists_templates_and_is_schema_valid(client: Client) 
     etree.XMLSchema(etree.parse(str(VECTORS / "xsd" / "xcep.xsd"))).assertValid(
         etree.ElementTree(body)
     )
-    from gateway.wstep_messages import parse_envelope
-    from gateway.xcep_messages import parse_get_policies_response
+    from gateway.codecs.ms.wstrust import parse_envelope
+    from gateway.codecs.ms.xcep import parse_get_policies_response
 
     document = parse_get_policies_response(parse_envelope(data))
     by_name = {p.common_name: p for p in document.policies}

@@ -22,12 +22,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway import wstep_hresults as hr
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.wstrust import WSSE, WST, WSTEP, EnrollmentFault, TokenResponse, parse_reply
 from gateway.config import load_config
 from gateway.model import RequestKind, RequestRecord
 from gateway.server.app import components_of, create_app
 from gateway.store import open_store
-from gateway.wstep_messages import WSSE, WST, WSTEP, EnrollmentFault, TokenResponse, parse_reply
 from protocols.wstep.numbers import RequestNumbers
 from protocols.wstep.tables import MAX_REQUEST_NUMBER
 from protocols.wstep.users import Account, add_account, hash_password

@@ -17,11 +17,11 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway import wstep_hresults as hr
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.wstrust import EnrollmentFault, TokenResponse, parse_envelope, parse_reply
+from gateway.codecs.ms.xcep import AUTH_CERTIFICATE, AUTH_USERNAME, parse_get_policies_response
 from gateway.config import load_config
 from gateway.server.app import LISTENERS, components_of, create_app
-from gateway.wstep_messages import EnrollmentFault, TokenResponse, parse_envelope, parse_reply
-from gateway.xcep_messages import AUTH_CERTIFICATE, AUTH_USERNAME, parse_get_policies_response
 from protocols.wstep.users import Account, add_account, hash_password
 from tests.helpers import free_port, make_csr, write_config
 from tests.wstep_helpers import PASSWORD, SOAP_HEADERS, get_policies, rst, tls_files

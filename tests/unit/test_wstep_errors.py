@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import wstep_hresults as hr
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.wstrust import EnrollmentFault, build_fault, parse_reply
 from gateway.errors import ErrorCode
 from gateway.model import Denied
 from gateway.policy import RULE_NAMES
-from gateway.wstep_messages import EnrollmentFault, build_fault, parse_reply
 from protocols.wstep.errors import FAULTS, fault_for, fault_for_denial, http_status
 
 

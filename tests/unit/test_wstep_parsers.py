@@ -6,15 +6,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import BadRequest
-from gateway.pkix.wstep_cms import open_signed_request
-from gateway.wstep_messages import (
+from gateway.codecs.ms.cms import open_signed_request
+from gateway.codecs.ms.wstrust import (
     build_envelope,
     parse_envelope,
     parse_reply,
     parse_request,
 )
-from gateway.xcep_messages import parse_get_policies_response
+from gateway.codecs.ms.xcep import parse_get_policies_response
+from gateway.errors import BadRequest
 from tests.wstep_helpers import VECTORS
 
 XMLISH = st.one_of(

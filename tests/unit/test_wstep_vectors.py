@@ -12,10 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
-from gateway import wstep_hresults as hr
-from gateway.pkix import load_csr
-from gateway.pkix.wstep_cms import certs_only, open_signed_request, read_certs_only
-from gateway.wstep_messages import (
+from gateway.codecs.ms import hresults as hr
+from gateway.codecs.ms.cms import open_signed_request
+from gateway.codecs.ms.wstrust import (
     REQUEST_ISSUE,
     REQUEST_QUERY,
     VALUE_PKCS10,
@@ -30,11 +29,13 @@ from gateway.wstep_messages import (
     parse_reply,
     parse_request,
 )
-from gateway.xcep_messages import (
+from gateway.codecs.ms.xcep import (
     build_get_policies_response_body,
     parse_get_policies,
     parse_get_policies_response,
 )
+from gateway.pkix import load_csr
+from gateway.pkix.certsonly import certs_only_der, read_certs_only
 from tests.wstep_helpers import VECTORS
 
 XSD = VECTORS / "xsd"
@@ -106,7 +107,7 @@ def test_issued_fixture_yields_leaf_chain_and_request_id() -> None:
     assert isinstance(reply, TokenResponse) and reply.issued
     assert reply.request_id == "61" and reply.disposition_message == "Issued"
     assert reply.certificate == x509.load_pem_x509_certificate(vector("leaf.pem")).public_bytes(DER)
-    assert reply.pkcs7 is not None and len(read_certs_only(reply.pkcs7)) == 3
+    assert reply.pkcs7 is not None and len(read_certs_only(reply.pkcs7)[0]) == 3
     _validate(WST, vector("rstrc_issued.xml"))
 
 
@@ -187,7 +188,7 @@ def test_built_request_response_and_fault_are_schema_valid_and_round_trip() -> N
     chain = x509.load_pem_x509_certificates(vector("chain.pem"))
     der = leaf.public_bytes(DER)
     for response in (
-        TokenResponse("61", "Issued", der, certs_only([leaf, *chain])),
+        TokenResponse("61", "Issued", der, certs_only_der([leaf, *chain])),
         TokenResponse("65", "Taken Under Submission"),
         TokenResponse("66", "Taken Under Submission", reference="https://ces.test/wstep/CES"),
     ):

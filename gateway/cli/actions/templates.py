@@ -1,4 +1,5 @@
-"""``certgate templates list|show|import``: the certificate templates policy enforces."""
+"""``certgate templates list|show``: the certificate templates policy enforces (``templates
+import`` is the ms_ces connector's: :mod:`backends.ms_ces.cli_actions`)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from gateway.cli.common import EXIT_OK, duration, emit, fields, table
 from gateway.cli.opening import TemplatesOnly
-from gateway.errors import CertgateError
 
 if TYPE_CHECKING:  # the server's components: only the gateway-level commands get them
     from gateway.server.wiring import Components
@@ -83,41 +82,4 @@ async def cmd_templates_show(c: TemplatesOnly | Components, args: argparse.Names
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
     else:
         print(fields(data))
-    return EXIT_OK
-
-
-async def cmd_templates_import(c: Components, args: argparse.Namespace) -> int:
-    """Fetch GetPolicies from an AD CS CEP and write one template file per policy."""
-    from backends.ms_ces import MSCESConnector  # the CLI is the composition root
-    from backends.ms_ces.importer import import_policies
-    from gateway.policy import load_template
-
-    connector = c.connectors.get(args.connector)
-    if not isinstance(connector, MSCESConnector):
-        raise CertgateError(f"connector {args.connector!r} is not an ms_ces connector")
-    document = await connector.fetch_policies(args.xcep)
-    imported = import_policies(document, connector=args.connector, source=args.xcep)
-    out: Path = args.out or c.config.templates_dir
-    out.mkdir(parents=True, exist_ok=True)
-    clashes = [t.name for t in imported if (out / f"{t.name}.toml").exists()]
-    if clashes and not args.force:
-        raise CertgateError(f"{out}: {', '.join(clashes)} exist (use --force to overwrite)")
-    for template in imported:
-        path = out / f"{template.name}.toml"
-        path.write_text(template.toml, encoding="utf-8")
-        load_template(path)  # what was written must load (ConfigError names the key)
-    rows = [(t.name, t.adcs_name, len(t.unmapped)) for t in imported]
-    data = [
-        {
-            "name": t.name,
-            "adcs_template": t.adcs_name,
-            "file": str(out / f"{t.name}.toml"),
-            "unmapped": list(t.unmapped),
-        }
-        for t in imported
-    ]
-    human = table(rows, ["NAME", "AD CS TEMPLATE", "NOT MAPPED"]) + "".join(
-        f"\n{t.name}: {item}" for t in imported for item in t.unmapped
-    )
-    emit(args, data, human)
     return EXIT_OK

@@ -1,7 +1,7 @@
 """SOAP 1.2 envelopes with WS-Addressing and WS-Security UsernameToken headers, parsed safely.
 
-Pure bytes -> objects -> bytes, shared by the MS-WSTEP (:mod:`gateway.wstep_messages`) and
-MS-XCEP (:mod:`gateway.xcep_messages`) codecs.
+Pure bytes -> objects -> bytes, shared by the MS-WSTEP (:mod:`gateway.codecs.ms.wstrust`)
+and MS-XCEP (:mod:`gateway.codecs.ms.xcep`) codecs.
 
 * SOAP 1.2 part 1 §5: ``Envelope`` = optional ``Header`` + ``Body``.
 * WS-Addressing 1.0 SOAP binding §2: ``Action`` (mustUnderstand), ``MessageID``, ``To``,

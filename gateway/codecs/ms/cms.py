@@ -1,5 +1,5 @@
-"""CMS helpers for MS-WSTEP: renewal requests signed by the old certificate, and the
-certs-only PKCS#7 that carries an issuer chain.
+"""CMS helpers for MS-WSTEP: renewal requests signed by the old certificate (the certs-only
+PKCS#7 that carries an issuer chain is :mod:`gateway.pkix.certsonly`, shared with EST and SCEP).
 
 * MS-WSTEP §3.1.4.2.1.1 / wstep renewal example: a renewal is a CMS ``SignedData`` (RFC 5652
   §5) whose encapsulated content (type ``id-data``) is the new PKCS#10 request, signed with the
@@ -7,7 +7,6 @@ certs-only PKCS#7 that carries an issuer chain.
 * RFC 5652 §5.4: with signed attributes the signature covers their DER ``SET OF`` encoding and
   the ``message-digest`` attribute must equal the content's digest; without them it covers the
   content itself (Windows sends both forms).
-* RFC 8551 §3.8 / RFC 5652 §5: a "certs-only" degenerate ``SignedData`` carries a chain.
 """
 
 from __future__ import annotations
@@ -160,16 +159,3 @@ def sign_request(
             [pkcs7.PKCS7Options.NoCapabilities, pkcs7.PKCS7Options.Binary],
         )
     )
-
-
-def certs_only(certificates: list[x509.Certificate]) -> bytes:
-    """A degenerate certs-only SignedData (DER) holding ``certificates``."""
-    return pkcs7.serialize_certificates(certificates, serialization.Encoding.DER)
-
-
-def read_certs_only(der: bytes) -> list[x509.Certificate]:
-    """The certificates of a certs-only (or any) PKCS#7 SignedData; :class:`BadRequest`."""
-    try:
-        return pkcs7.load_der_pkcs7_certificates(der)
-    except ValueError as exc:
-        raise BadRequest(f"not a PKCS#7 certificate bundle: {str(exc)[:100]}") from None

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
+from gateway.codecs.ms.soap import XSI, Envelope, q
 from gateway.errors import BadRequest
-from gateway.soap import XSI, Envelope, q
 
 XCEP = "http://schemas.microsoft.com/windows/pki/2009/01/enrollmentpolicy"
 ACTION_GET_POLICIES = f"{XCEP}/IPolicy/GetPolicies"

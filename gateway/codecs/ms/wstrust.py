@@ -19,8 +19,8 @@ connector (``backends.ms_ces``) use it, so neither imports the other.
 * MS-WSTEP §3.1.4.1.3.x: errors are SOAP 1.2 faults (SOAP 1.2 part 1 §5.4) whose
   ``Detail/CertificateEnrollmentWSDetail`` holds the HRESULT as a signed 32-bit decimal.
 
-Envelopes, WS-Addressing, the UsernameToken and safe XML parsing are in :mod:`gateway.soap`
-(re-exported here).
+Envelopes, WS-Addressing, the UsernameToken and safe XML parsing are in
+:mod:`gateway.codecs.ms.soap` (re-exported here).
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from types import MappingProxyType
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape, quoteattr
 
-from gateway.errors import BadRequest
-from gateway.soap import (
+from gateway.codecs.ms.soap import (
     ANONYMOUS,
     PASSWORD_TEXT,
     SOAP,
@@ -51,6 +50,7 @@ from gateway.soap import (
     q,
     text_of,
 )
+from gateway.errors import BadRequest
 
 WST = "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
 WSTEP = "http://schemas.microsoft.com/windows/pki/2009/01/enrollment"
