@@ -1,0 +1,78 @@
+"""The service's retry mechanism (gateway.service.retries) on every store backend (SQLite raw,
+SQLite Core, PostgreSQL) and both issuance strategies: it rests on the store's unique
+(protocol, transaction_id) key, so a repeat replays, a different CSR under the same id is
+judged afresh, and concurrent duplicates of either never issue twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from backends.local_ca import LocalCA
+from gateway.model import EnrollmentRequest, Issued, Outcome
+from gateway.policy import PolicyEngine, load_templates
+from gateway.ports import CAConnector, ConnectorContext
+from gateway.service import EnrollmentService, local_requester
+from gateway.store import SQLStore
+from tests.fake_connectors import JournaledLocalCA
+from tests.helpers import TEMPLATES, make_csr
+from tests.pki_helpers import ec_key
+
+
+@pytest.fixture(params=["in-process", "recorded-first"])
+async def service(
+    request: pytest.FixtureRequest, store: SQLStore, tmp_path: Path
+) -> AsyncIterator[EnrollmentService]:
+    kind = LocalCA if request.param == "in-process" else JournaledLocalCA
+    context = ConnectorContext("local", {}, tmp_path, store, startup_warnings=False)
+    connector: CAConnector = kind(context)
+    await connector.start()
+    service = EnrollmentService(
+        store, PolicyEngine(load_templates(TEMPLATES)), {"local": connector}
+    )
+    await service.start()
+    yield service
+    await connector.close()
+
+
+def _enroll(
+    service: EnrollmentService, txn: str, csr: x509.CertificateSigningRequest
+) -> asyncio.Future[Outcome]:
+    request = EnrollmentRequest(
+        csr=csr, template="tls-server", requester=local_requester("alice"), transaction_id=txn
+    )
+    return asyncio.ensure_future(service.enroll(request))
+
+
+def _serial(outcome: Outcome) -> int:
+    assert isinstance(outcome, Issued), outcome
+    return outcome.certificate.serial_number
+
+
+async def test_a_repeat_replays_and_a_different_csr_is_judged_afresh(
+    service: EnrollmentService, store: SQLStore
+) -> None:
+    key = ec_key()
+    first = await _enroll(service, "t", make_csr(key, dns=("a.example.test",)))
+    again = await _enroll(service, "t", make_csr(key, dns=("a.example.test",)))
+    other = await _enroll(service, "t", make_csr(key, dns=("b.example.test",)))
+    assert _serial(again) == _serial(first) != _serial(other)
+    assert len(await store.list_certificates()) == 2
+    attempt = await store.find_request("cli", "t#2")
+    assert attempt is not None and attempt.certificate_serial == format(_serial(other), "x")
+
+
+async def test_concurrent_duplicates_of_a_new_attempt_issue_once(
+    service: EnrollmentService, store: SQLStore
+) -> None:
+    key = ec_key()
+    await _enroll(service, "c", make_csr(key, dns=("a.example.test",)))
+    changed = [make_csr(key, dns=("b.example.test",)) for _ in range(4)]
+    outcomes = await asyncio.gather(*(_enroll(service, "c", csr) for csr in changed))
+    assert len({_serial(outcome) for outcome in outcomes}) == 1
+    assert len(await store.list_certificates()) == 2
+    assert await store.find_request("cli", "c#3") is None
