@@ -37,6 +37,12 @@ class Enrollment(Protocol):
         RequestID, MS-WSTEP §3.1.4.1.3.3)."""
         ...
 
+    async def transaction_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
+        """The stored request of a transaction's newest attempt (a different CSR under the
+        same transaction id is judged afresh as another attempt: :mod:`gateway.service.
+        retries`), None if the transaction is unknown: whose RequestID an answer carries."""
+        ...
+
     async def ca_chain(self, connector: str | None = None) -> tuple[x509.Certificate, ...]:
         """The issuing chain of ``connector`` (the default CA when ``None``), issuing CA
         first (the CAs GetPolicies lists, MS-XCEP §3.1.4.1.3.2; the TLS listener's chain)."""

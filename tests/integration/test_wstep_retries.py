@@ -14,6 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from gateway.codecs.ms.wstrust import TokenResponse, parse_reply
 from gateway.config import load_config
 from gateway.server.app import components_of, create_app
 from protocols.wstep.users import Account, add_account, hash_password
@@ -36,10 +37,14 @@ async def client(
     yield http
 
 
-async def _issue(client: Client, csr: x509.CertificateSigningRequest, txn: str) -> None:
+async def _issue(client: Client, csr: x509.CertificateSigningRequest, txn: str) -> str:
+    """Issue; the RequestID (CES request number) of the answer."""
     body = rst(csr.public_bytes(Encoding.DER), extra_context={"certgate-request-id": txn})
     response = await client.post("/wstep/CES", data=body, headers=SOAP_HEADERS)
     assert response.status == 200, await response.text()
+    reply = parse_reply(await response.read())
+    assert isinstance(reply, TokenResponse) and reply.request_id, reply
+    return reply.request_id
 
 
 async def _issued(client: Client) -> list[tuple[str, ...]]:
@@ -52,11 +57,16 @@ async def test_a_resubmission_replays_and_a_different_csr_is_judged_afresh(
     client: Client,
 ) -> None:
     key = ec_key()
-    await _issue(client, make_csr(key, cn="a.example", dns=("a.example",)), "req-7")
+    number = await _issue(client, make_csr(key, cn="a.example", dns=("a.example",)), "req-7")
     first = await _issued(client)
-    await _issue(client, make_csr(key, cn="a.example", dns=("a.example",)), "req-7")
-    assert await _issued(client) == first  # re-signed, the same request: replayed
-    await _issue(client, make_csr(key, cn="b.example", dns=("b.example",)), "req-7")
+    again = await _issue(client, make_csr(key, cn="a.example", dns=("a.example",)), "req-7")
+    assert await _issued(client) == first and again == number  # re-signed: replayed
+    other = await _issue(client, make_csr(key, cn="b.example", dns=("b.example",)), "req-7")
+    assert other != number  # the new attempt has a request number of its own
+    # the first request, repeated after the second, still gets its own number
+    assert await _issue(client, make_csr(key, cn="a.example", dns=("a.example",)), "req-7") == (
+        number
+    )
     issued = await _issued(client)
     assert len(issued) == 2 and any("b.example" in str(sans) for sans in issued)
     store = components_of(client.app).store
