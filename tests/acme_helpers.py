@@ -270,41 +270,31 @@ class Client:
 # --- real processes: certgate serve, pebble-challtestsrv ---------------------------------------
 
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
-from tests.helpers import REPO, free_port, http_ok, require_tool, stop_process, wait_until_up  # noqa: E402
+from tests.gateway_process import gateway_process  # noqa: E402
+from tests.helpers import free_port, http_ok, require_tool, stop_process  # noqa: E402
 
 
 @contextmanager
 def serving(
     cfg: Path, port: int, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[str]]:
-    """``certgate serve`` on ``port`` until the block ends (log in <cfg dir>/serve-<port>.log)."""
-    log = open(cfg.parent / f"serve-{port}.log", "a")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--port", str(port), *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "CERTGATE_TESTING": "1", **(env or {})},
-    )
-    try:
-        wait_until_up(
-            proc,
-            lambda: http_ok(f"http://127.0.0.1:{port}/acme/directory"),
-            (cfg.parent / f"serve-{port}.log").read_text,
-            message="gateway did not start",
-        )
-        yield proc
-    finally:
-        stop_process(proc)
-        log.close()
+    """``certgate serve`` on ``port`` until the block ends (log in <cfg dir>/serve-<port>.log),
+    through :func:`tests.gateway_process.gateway_process`."""
+    with gateway_process(
+        cfg,
+        *args,
+        port=port,
+        env={"CERTGATE_TESTING": "1", **(env or {})},
+        ready=lambda p: http_ok(f"http://127.0.0.1:{p}/acme/directory"),
+        append_log=True,
+    ) as gateway:
+        yield gateway.proc
 
 
 @dataclass

@@ -9,33 +9,14 @@ started with.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import logging_state_restored
+
 
 @pytest.fixture(autouse=True)
 def _restore_logging_state() -> Iterator[None]:
-    manager = logging.Logger.manager
-    root = logging.getLogger()
-    saved_root = (root.handlers[:], root.level, root.disabled)
-    saved = {
-        name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled)
-        for name, lg in manager.loggerDict.items()
-        if isinstance(lg, logging.Logger)
-    }
-    saved_disable = manager.disable
-    yield
-    logging.captureWarnings(False)
-    root.handlers[:], root.level, root.disabled = saved_root
-    for name, lg in list(manager.loggerDict.items()):
-        if not isinstance(lg, logging.Logger):
-            continue
-        if name in saved:
-            lg.handlers[:], lg.level, lg.propagate, lg.disabled = saved[name]
-        else:
-            lg.handlers[:] = []
-            lg.setLevel(logging.NOTSET)
-            lg.propagate, lg.disabled = True, False
-    logging.disable(saved_disable)
+    with logging_state_restored():
+        yield

@@ -4,11 +4,9 @@ subprocess, curl as the EST client, and openssl to read the answers."""
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.error
@@ -18,14 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.gateway_process import gateway_process, healthy
 from tests.helpers import (
-    REPO,
     TEMPLATES,
-    free_port,
-    http_ok,
     require_tool,
-    stop_process,
-    wait_until_up,
 )
 
 #: A device template for EST: devices re-enroll when *they* decide (early_renewal = true).
@@ -134,38 +128,12 @@ def write_est_config(tmp: Path, *, est_port: int, extra: str = "", est: str = ""
 
 @contextmanager
 def serving(cfg: Path, est_port: int, *args: str) -> Iterator[Gateway]:
-    """``certgate serve`` in a subprocess until both listeners answer; SIGTERM afterwards."""
-    http_port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "serve",
-            "-c",
-            str(cfg),
-            "--port",
-            str(http_port),
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env=os.environ.copy(),
-    )
-    try:
-        wait_until_up(
-            proc,
-            lambda: http_ok(f"http://127.0.0.1:{http_port}/healthz") and _tcp_ok(est_port),
-            lambda: proc.stdout.read() if proc.stdout else "",
-            message="gateway did not start",
-        )
-        yield Gateway(cfg, http_port, est_port, cfg.parent)
-    finally:
-        stop_process(proc)
-        if proc.stdout:
-            proc.stdout.close()
+    """``certgate serve`` as a real process (:func:`tests.gateway_process.gateway_process`)
+    until both listeners answer; SIGTERM afterwards."""
+    with gateway_process(
+        cfg, *args, ready=lambda port: healthy(port) and _tcp_ok(est_port)
+    ) as gateway:
+        yield Gateway(cfg, gateway.port, est_port, cfg.parent)
 
 
 def _tcp_ok(port: int) -> bool:

@@ -4,7 +4,9 @@ Certificates and keys come from :mod:`tests.pki_helpers`."""
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
+import logging
 import os
 import shutil
 import signal
@@ -12,10 +14,13 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,35 +92,153 @@ def free_port() -> int:
 
 
 def certgate(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, check: bool = False
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    check: bool = False,
+    input: str | None = None,
+    process: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (as an operator would)."""
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        cwd=REPO,
-    )
+    """Run the CLI as an operator would and return what a process would have: exit code,
+    standard output and standard error (text).
+
+    In-process through ``gateway.cli.main(argv)`` by default (a CLI process costs a second of
+    interpreter start and imports; the suite runs hundreds): the call gets the environment
+    ``env`` adds, the checkout as working directory, ``input`` as standard input, a logging set-up
+    of its own, and a ``SystemExit`` or an uncaught exception becomes the exit code a process
+    would have had. ``process=True`` (and always ``serve``, which only returns when stopped)
+    runs the real console command in a subprocess instead, for what is about the process
+    itself; ``timeout`` applies to that only."""
+    if process or "serve" in args:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+            cwd=REPO,
+        )
+    else:
+        proc = run_cli(list(args), env=env, input=input)
     if check and proc.returncode != 0:
         raise AssertionError(f"certgate {args} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
 
 
-def init_gateway(cfg: Path, env: dict[str, str] | None = None) -> None:
-    """``certgate init``: create the data directory, database and CA that operator commands
-    act on (they never create one themselves). In-process unless ``env`` is needed or an
-    event loop is running; then as a real CLI process."""
+def run_cli(
+    argv: list[str], *, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``gateway.cli.main(argv)`` in this interpreter with the process-wide state it touches
+    (environment, working directory, standard streams, logging) set up as for a fresh process
+    and put back afterwards. From inside a running event loop (an async test) it runs on a
+    thread of its own: ``main`` runs its own loop, and the caller waits for it as it would
+    for a subprocess."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        if env is None:
-            from gateway.cli import main
+        return _run_cli(argv, env, input)
+    result: list[subprocess.CompletedProcess[str]] = []
+    errors: list[BaseException] = []
 
-            assert main(["init", "-c", str(cfg)]) == 0, f"certgate init -c {cfg} failed"
-            return
+    def target() -> None:
+        try:
+            result.append(_run_cli(argv, env, input))
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="certgate-cli")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def _run_cli(
+    argv: list[str], env: dict[str, str] | None, input: str | None
+) -> subprocess.CompletedProcess[str]:
+    from gateway.cli import main
+
+    out, err = _binary_text_stream(), _binary_text_stream()
+    saved_env, saved_cwd = os.environ.copy(), os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    code: int
+    with logging_state_restored():
+        # A fresh process has no logging handler: main()'s basicConfig must install its own,
+        # writing to this call's standard error, and not find pytest's capture handlers.
+        logging.getLogger().handlers[:] = []
+        os.environ.update(env or {})
+        os.chdir(REPO)
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(input or ""), out, err
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse errors and --help, as the interpreter maps them
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                print(exc.code, file=err)
+                code = 1
+        except KeyboardInterrupt:
+            code = 130
+        except Exception:  # an uncaught exception: the interpreter's traceback and exit 1
+            traceback.print_exc(file=err)
+            code = 1
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = saved_streams
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["certgate", *argv], code, _text(out), _text(err))
+
+
+def _binary_text_stream() -> io.TextIOWrapper:
+    """A text stream with a ``.buffer`` (``certgate ca crl`` writes bytes to stdout)."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    """What ``subprocess.run(..., text=True)`` would have read: UTF-8, universal newlines."""
+    stream.flush()
+    raw = stream.buffer.getvalue()  # type: ignore[attr-defined]
+    return str(raw.decode("utf-8")).replace("\r\n", "\n").replace("\r", "\n")
+
+
+@contextmanager
+def logging_state_restored() -> Iterator[None]:
+    """Put the logging configuration back as it was on exit: root and named loggers'
+    handlers, levels, propagation and disabled flags, ``logging.disable`` and
+    ``captureWarnings`` (the CLI's ``main`` and ``serve``'s set-up configure them for the
+    whole interpreter)."""
+    manager = logging.Logger.manager
+    root = logging.getLogger()
+    saved_root = (root.handlers[:], root.level, root.disabled)
+    saved = {
+        name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled)
+        for name, lg in manager.loggerDict.items()
+        if isinstance(lg, logging.Logger)
+    }
+    saved_disable = manager.disable
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], root.level, root.disabled = saved_root
+        for name, lg in list(manager.loggerDict.items()):
+            if not isinstance(lg, logging.Logger):
+                continue
+            if name in saved:
+                lg.handlers[:], lg.level, lg.propagate, lg.disabled = saved[name]
+            else:
+                lg.handlers[:] = []
+                lg.setLevel(logging.NOTSET)
+                lg.propagate, lg.disabled = True, False
+        logging.disable(saved_disable)
+
+
+def init_gateway(cfg: Path, env: dict[str, str] | None = None) -> None:
+    """``certgate init``: create the data directory, database and CA that operator commands
+    act on (they never create one themselves)."""
     certgate("init", "-c", str(cfg), env=env, check=True)
 
 

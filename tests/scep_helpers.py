@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.gateway_process import gateway_process
 from tests.helpers import (
-    REPO,
     TEMPLATES,
-    free_port,
-    http_ok,
-    stop_process,
-    wait_until_up,
     write_config,
 )
 
@@ -109,34 +103,7 @@ challenge = "none"
 
 @contextmanager
 def serving(cfg: Path, *args: str, port: int | None = None) -> Iterator[int]:
-    """``certgate serve`` as a subprocess on a free loopback port until healthy; stopped by its
-    own pid (SIGTERM, then SIGKILL) on exit."""
-    port = port or free_port()
-    log = cfg.parent / f"serve-{port}.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "serve",
-                "-c",
-                str(cfg),
-                "--port",
-                str(port),
-                *args,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-    try:
-        wait_until_up(
-            proc,
-            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
-            log.read_text,
-            timeout=60,
-        )
-        yield port
-    finally:
-        stop_process(proc)
+    """``certgate serve`` as a real process (:func:`tests.gateway_process.gateway_process`) on
+    a free loopback port until healthy; stopped (SIGTERM, then SIGKILL) on exit."""
+    with gateway_process(cfg, *args, port=port) as gateway:
+        yield gateway.port

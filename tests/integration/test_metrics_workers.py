@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,18 +19,14 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.est_helpers import write_est_config
+from tests.gateway_process import gateway_process
 from tests.helpers import (
-    REPO,
     certgate,
     free_port,
-    http_ok,
     init_gateway,
-    stop_process,
-    wait_until_up,
 )
 
 PASSWORD = "workers-password-1"
-SERVE = (sys.executable, "-m", "gateway.cli", "serve")
 ISSUED = {"protocol": "est", "template": "device", "outcome": "issued"}
 
 
@@ -86,20 +79,13 @@ def test_two_workers_report_the_same_summed_counts(tmp_path: Path) -> None:
         "est", "user", "add", "alice", "--password-env", "PW", "-c", str(cfg),
         env={"PW": PASSWORD}, check=True,
     )  # fmt: skip
-    port = free_port()
     runtime = tmp_path / "tmp"
     runtime.mkdir()
     stderr = tmp_path / "stderr.log"
-    with stderr.open("w") as err:
-        proc = subprocess.Popen(
-            [*SERVE, "-c", str(cfg), "--port", str(port), "--workers", "2"],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            cwd=REPO,
-            env={**os.environ, "TMPDIR": str(runtime)},
-        )
-    try:
-        wait_until_up(proc, lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), stderr.read_text)
+    with gateway_process(
+        cfg, "--workers", "2", env={"TMPDIR": str(runtime)}, log=stderr, stdout_to_log=False
+    ) as gateway:
+        port, proc = gateway.port, gateway.proc
         assert [p.name[:17] for p in runtime.iterdir()] == ["certgate-metrics-"]
         # Enroll until both workers have issued (SO_REUSEPORT spreads new connections).
         enrolled = 0
@@ -122,7 +108,5 @@ def test_two_workers_report_the_same_summed_counts(tmp_path: Path) -> None:
             scrapers = pids(log_lines(stderr), lambda x: x.get("path") == "/metrics")
         assert len(scrapers) == 2, "one worker answered every scrape"
         assert answers == [enrolled] * len(answers)
-    finally:
-        stop_process(proc)
     assert proc.returncode == 0, stderr.read_text()[-2000:]
     assert list(runtime.iterdir()) == []  # the run's metrics directory is removed at exit

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,31 +12,16 @@ from pathlib import Path
 
 from cryptography import x509
 
-from tests.helpers import REPO, free_port, http_ok, stop_process, wait_until_up, write_config
+from tests.gateway_process import GatewayProcess, gateway_process
+from tests.helpers import certgate, write_config
 
 
 @contextmanager
 def serving(
     cfg: Path, *args: str, env: dict[str, str] | None = None
-) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        wait_until_up(
-            proc,
-            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
-            lambda: proc.stdout.read() if proc.stdout else "",
-        )
-        yield proc, port
-    finally:
-        stop_process(proc)
+) -> Iterator[tuple[GatewayProcess, int]]:
+    with gateway_process(cfg, *args, env=env) as gateway:
+        yield gateway, gateway.port
 
 
 def get(port: int, path: str) -> tuple[int, bytes, dict[str, str]]:
@@ -64,9 +47,9 @@ def test_serve_answers_healthz_readyz_and_prints_url_and_fingerprint(tmp_path: P
         assert status == 200
         crl = x509.load_der_x509_crl(body)
         assert crl.issuer == chain[0].subject and len(crl) == 0
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        out = proc.stdout.read()  # type: ignore[union-attr]
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(timeout=15) == 0
+        out = proc.output()
     assert f"http://127.0.0.1:{port}" in out
     assert "root CA SHA-256" in out and ":" in out.split("root CA SHA-256")[1].split()[0]
 
@@ -97,7 +80,7 @@ def test_workers_share_one_port(tmp_path: Path) -> None:
             status, _, _ = get(port, "/readyz")
             assert status == 200
         children = subprocess.run(
-            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+            ["pgrep", "-P", str(proc.proc.pid)], capture_output=True, text=True
         ).stdout.split()
         pids.update(children)
         assert len(pids) >= 2
@@ -112,13 +95,8 @@ def test_wrong_ca_passphrase_refuses_to_start_with_clear_message(tmp_path: Path)
     env = {"CERTGATE_CA_PASSPHRASE": "correct horse battery staple"}
     with serving(cfg, env=env):
         pass
-    proc = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--port", "0"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-        env={**os.environ, "CERTGATE_CA_PASSPHRASE": "wrong"},
+    proc = certgate(
+        "serve", "-c", str(cfg), "--port", "0", env={"CERTGATE_CA_PASSPHRASE": "wrong"}, timeout=30
     )
     assert proc.returncode == 2
     assert "passphrase" in proc.stderr.lower() and "Traceback" not in proc.stderr

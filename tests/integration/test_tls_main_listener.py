@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,7 +27,8 @@ from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.server.app import MAIN_TLS, create_app
 from gateway.server.run import bind_main, start_listeners
-from tests.helpers import REPO, free_port, stop_process, write_config
+from tests.gateway_process import gateway_process
+from tests.helpers import free_port, http_ok, write_config
 
 
 def _tls_config(tmp: Path, tls: str = "", *, plain: int | None = None) -> Path:
@@ -186,13 +185,8 @@ def test_sighup_reloads_the_certificate_of_a_serving_process(tmp_path: Path) -> 
     files = tmp_path / "files"
     _self_signed(files, "first")
     cfg = _tls_config(tmp_path, 'certificate = "files/tls.pem"\nkey = "files/tls.key"')
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-    )  # fmt: skip
 
-    def served() -> x509.Certificate | None:
+    def served(port: int) -> x509.Certificate | None:
         ctx = ssl.create_default_context(cafile=str(files / "tls.pem"))
         try:
             with ssl_socket(port, ctx) as s:
@@ -200,19 +194,14 @@ def test_sighup_reloads_the_certificate_of_a_serving_process(tmp_path: Path) -> 
         except (OSError, ssl.SSLError):
             return None
 
-    try:
-        deadline = time.monotonic() + 60
-        while served() is None:
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.2)
+    with gateway_process(cfg, ready=lambda port: served(port) is not None) as gateway:
+        proc = gateway.proc
         second = _self_signed(files, "second")
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
-        while served() != second:
+        while served(gateway.port) != second:
             assert proc.poll() is None and time.monotonic() < deadline, "not reloaded"
             time.sleep(0.2)
-    finally:
-        stop_process(proc)
 
 
 def ssl_socket(port: int, ctx: ssl.SSLContext) -> ssl.SSLSocket:
@@ -291,21 +280,7 @@ def test_missing_certificate_files_stop_serve_in_one_line(
 
 
 def test_sighup_without_tls_keeps_a_plain_gateway_serving(tmp_path: Path) -> None:
-    from tests.helpers import http_ok
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(write_config(tmp_path)),
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not http_ok(f"http://127.0.0.1:{port}/healthz"):
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGHUP)
+    with gateway_process(write_config(tmp_path)) as gateway:
+        gateway.proc.send_signal(signal.SIGHUP)
         time.sleep(0.5)
-        assert proc.poll() is None and http_ok(f"http://127.0.0.1:{port}/healthz")
-    finally:
-        stop_process(proc)
+        assert gateway.proc.poll() is None and http_ok(f"{gateway.url}/healthz")
