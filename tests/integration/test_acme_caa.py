@@ -60,6 +60,7 @@ def _caa_error(authz: dict[str, Any]) -> dict[str, Any]:
     return error
 
 
+@pytest.mark.interop
 async def test_no_caa_records_anywhere_allow_issuance(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -70,6 +71,7 @@ async def test_no_caa_records_anywhere_allow_issuance(
     assert fin.status == 200 and fin.json["status"] == "valid", fin.body
 
 
+@pytest.mark.interop
 async def test_issue_for_this_ca_on_a_parent_allows(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -78,6 +80,7 @@ async def test_issue_for_this_ca_on_a_parent_allows(
     assert (await _validate(c, "www.deep.caa.test", cts.set_txt))["status"] == "valid"
 
 
+@pytest.mark.interop
 async def test_issue_for_another_ca_on_a_parent_refuses_with_a_caa_error(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -89,6 +92,7 @@ async def test_issue_for_another_ca_on_a_parent_refuses_with_a_caa_error(
     assert (await c.post(authz["order"]["url"])).json["status"] == "invalid"
 
 
+@pytest.mark.interop
 async def test_the_closest_caa_rrset_wins(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -98,6 +102,7 @@ async def test_the_closest_caa_rrset_wins(
     assert (await _validate(c, "mine.caa.test", cts.set_txt))["status"] == "valid"
 
 
+@pytest.mark.interop
 async def test_an_empty_issuer_authorizes_no_ca(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -106,6 +111,7 @@ async def test_an_empty_issuer_authorizes_no_ca(
     _caa_error(await _validate(c, "closed.caa.test", cts.set_txt))
 
 
+@pytest.mark.interop
 async def test_issuewild_governs_wildcards_and_only_wildcards(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -116,6 +122,7 @@ async def test_issuewild_governs_wildcards_and_only_wildcards(
     assert (await _validate(c, "wild.caa.test", cts.set_txt))["status"] == "valid"
 
 
+@pytest.mark.interop
 async def test_issue_applies_to_wildcards_when_there_is_no_issuewild(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -124,6 +131,7 @@ async def test_issue_applies_to_wildcards_when_there_is_no_issuewild(
     assert (await _validate(c, "*.w2.caa.test", cts.set_txt))["status"] == "valid"
 
 
+@pytest.mark.interop
 async def test_servfail_refuses_with_the_reason(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -133,6 +141,7 @@ async def test_servfail_refuses_with_the_reason(
     assert "SERVFAIL" in error["detail"] and "broken.caa.test" in error["detail"]
 
 
+@pytest.mark.interop
 async def test_accounturi_must_name_the_requesting_account(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -144,6 +153,7 @@ async def test_accounturi_must_name_the_requesting_account(
     assert "accounturi" in error["detail"]
 
 
+@pytest.mark.interop
 async def test_validationmethods_must_list_the_method_used(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -155,6 +165,7 @@ async def test_validationmethods_must_list_the_method_used(
     assert (await _validate(c, "vm2.caa.test", cts.set_txt))["status"] == "valid"
 
 
+@pytest.mark.interop
 async def test_caa_is_off_without_caa_identities(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -165,6 +176,7 @@ async def test_caa_is_off_without_caa_identities(
     assert (await _validate(c, "off.caa.test", cts.set_txt))["status"] == "valid"
 
 
+@pytest.mark.interop
 async def test_finalize_rechecks_caa_and_keeps_the_order_ready(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:
@@ -185,6 +197,7 @@ async def test_finalize_rechecks_caa_and_keeps_the_order_ready(
     assert fin.status == 200 and fin.json["status"] == "valid", fin.body
 
 
+@pytest.mark.interop
 async def test_finalize_within_the_recheck_window_does_not_ask_again(
     make_client: Callable[..., Any], cts: ChallTestSrv
 ) -> None:

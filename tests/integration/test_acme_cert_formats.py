@@ -57,6 +57,7 @@ async def test_pem_chain_is_the_default(client: Client, accept: str) -> None:
     assert len(chain) >= 2 and chain[0].subject != chain[1].subject
 
 
+@pytest.mark.interop
 async def test_pkcs7_is_the_chain_as_certs_only_der(client: Client) -> None:
     openssl = require_tool("openssl")
     url = await _issued(client)
@@ -72,6 +73,7 @@ async def test_pkcs7_is_the_chain_as_certs_only_der(client: Client) -> None:
     assert any('rel="alternate"' in link for link in links)  # the other chain, as for PEM
 
 
+@pytest.mark.interop
 async def test_pkcs7_of_the_alternate_chain_carries_the_root(client: Client) -> None:
     openssl = require_tool("openssl")
     url = await _issued(client)

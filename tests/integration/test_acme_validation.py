@@ -291,6 +291,7 @@ async def test_tls_alpn01(
         assert "127.0.0.1" in error["detail"], error
 
 
+@pytest.mark.interop
 async def test_dns01_through_a_real_dns_server(make_client: Callable[..., Any]) -> None:
     with challtestsrv() as dns:
         c = await make_client(f'dns_resolver = "127.0.0.1:{dns.dns_port}"\n', testing="")

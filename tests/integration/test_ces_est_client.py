@@ -23,6 +23,8 @@ from tests.est_helpers import serving as est_serving
 from tests.helpers import TEMPLATES, certgate, free_port, init_gateway, require_tool
 from tests.wstep_helpers import PASSWORD, add_user, gateway_b_config, serving
 
+pytestmark = pytest.mark.interop
+
 PKCS10 = ("-H", "Content-Type: application/pkcs10")
 ALICE = ("--user", "alice:correct horse")
 

@@ -48,6 +48,7 @@ def openssl_csr(
     return csr
 
 
+@pytest.mark.interop
 def test_enroll_tls_server_returns_chain_openssl_verifies(cfg: Path, tmp_path: Path) -> None:
     csr = openssl_csr(tmp_path, "web")
     out = tmp_path / "chain.pem"
@@ -80,6 +81,7 @@ def test_enroll_tls_server_returns_chain_openssl_verifies(cfg: Path, tmp_path: P
     assert b"TLS Web Server Authentication" in text
 
 
+@pytest.mark.interop
 def test_approval_flow_pending_then_approve_then_show_yields_certificate(
     cfg: Path, tmp_path: Path
 ) -> None:
@@ -108,6 +110,7 @@ def test_approval_flow_pending_then_approve_then_show_yields_certificate(
     assert [c["serial"] for c in certs] == [shown["certificate_serial"]]
 
 
+@pytest.mark.interop
 def test_denied_approval_is_recorded_and_issues_nothing(cfg: Path, tmp_path: Path) -> None:
     csr = openssl_csr(tmp_path, "dev", subj="/CN=device-0002", san="")
     pending = json.loads(
@@ -136,6 +139,7 @@ def test_denied_approval_is_recorded_and_issues_nothing(cfg: Path, tmp_path: Pat
     assert json.loads(certgate("certs", "list", "-c", str(cfg), "--json").stdout) == []
 
 
+@pytest.mark.interop
 def test_revoked_certificate_is_on_the_next_crl(cfg: Path, tmp_path: Path) -> None:
     csr = openssl_csr(tmp_path, "web")
     issued = json.loads(
@@ -183,6 +187,7 @@ def test_garbage_csr_is_a_clear_error_and_records_nothing(cfg: Path, tmp_path: P
     assert json.loads(certgate("requests", "list", "-c", str(cfg), "--json").stdout) == []
 
 
+@pytest.mark.interop
 def test_csr_with_broken_signature_is_denied_by_rule_and_not_issued(
     cfg: Path, tmp_path: Path
 ) -> None:
@@ -202,6 +207,7 @@ def test_csr_with_broken_signature_is_denied_by_rule_and_not_issued(
     assert json.loads(certgate("certs", "list", "-c", str(cfg), "--json").stdout) == []
 
 
+@pytest.mark.interop
 def test_unknown_template_is_a_clear_error(cfg: Path, tmp_path: Path) -> None:
     csr = openssl_csr(tmp_path, "web")
     proc = certgate("enroll", "-c", str(cfg), "--template", "no-such", "--csr", str(csr))
@@ -228,6 +234,7 @@ def test_templates_list_shows_the_shipped_templates(cfg: Path) -> None:
     assert {"tls-server", "device", "approval-required"} <= names
 
 
+@pytest.mark.interop
 def test_major_version_bump_makes_issued_certificates_due(tmp_path: Path) -> None:
     import shutil
 

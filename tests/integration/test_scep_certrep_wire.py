@@ -76,6 +76,7 @@ def _encapsulated(body: bytes) -> Any:
     return info["content"]["encap_content_info"]
 
 
+@pytest.mark.interop
 async def test_failure_certrep_carries_empty_id_data_content_that_openssl_verifies(
     app_client: tuple[Any, x509.Certificate, x509.Certificate], tmp_path: Path
 ) -> None:
@@ -90,6 +91,7 @@ async def test_failure_certrep_carries_empty_id_data_content_that_openssl_verifi
     assert encap["content"].native == b""  # present and empty, not absent
 
 
+@pytest.mark.interop
 async def test_pending_certrep_carries_empty_id_data_content_that_openssl_verifies(
     app_client: tuple[Any, x509.Certificate, x509.Certificate], tmp_path: Path
 ) -> None:

@@ -140,6 +140,7 @@ async def test_pkcsreq_signed_by_a_throwaway_key_is_issued_and_encrypted_to_that
     assert issued.public_key() == device.public_key() and issued.subject == csr.subject
 
 
+@pytest.mark.interop
 async def test_openssl_verifies_the_pair_certrep_and_decrypts_it_with_the_throwaway_key(
     h: H, tmp_path: Path
 ) -> None:

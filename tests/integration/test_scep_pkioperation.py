@@ -369,6 +369,7 @@ async def test_chunked_post_body_is_accepted(scep: Scep) -> None:
     assert c.read(await r.read()).status == PKIStatus.SUCCESS
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("transport", ["rsaes_pkcs1v15", "rsaes_oaep"])
 async def test_certrep_verifies_and_decrypts_with_openssl(
     scep: Scep, tmp_path: Path, transport: str

@@ -22,6 +22,8 @@ from cryptography import x509
 from tests.helpers import certgate, require_tool
 from tests.scep_helpers import STATIC_PASSWORD, scep_config, serving
 
+pytestmark = pytest.mark.interop
+
 ENDPOINTS = """
 [scep.endpoints.legacy]
 template = "scep-device"
