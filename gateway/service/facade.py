@@ -21,9 +21,12 @@ from gateway.model import (
     CertificateRecord,
     CertificateStatus,
     EnrollmentRequest,
+    Issued,
     Outcome,
+    Pending,
     RequestRecord,
     RevocationReason,
+    serial_hex,
 )
 from gateway.observability import events
 from gateway.policy import PolicyEngine
@@ -127,6 +130,22 @@ class EnrollmentService:
         """The stored request of a transaction's newest attempt (what a poll by the client's
         transaction id follows; :mod:`gateway.service.retries`), None if it is unknown."""
         return await retries.latest(self._core.store, protocol, transaction_id)
+
+    async def request_id_of(self, protocol: str, transaction_id: str, outcome: Outcome) -> str:
+        """The id of the request ``outcome`` (from :meth:`enroll` of that transaction) is the
+        outcome of, '' if none was recorded: the pending request, the request an issued
+        certificate was issued for, else the transaction's newest attempt. Under one client
+        transaction id a different CSR is another attempt, so the client's id alone does not
+        name it."""
+        if isinstance(outcome, Pending):
+            return outcome.request_id
+        if isinstance(outcome, Issued):
+            serial = serial_hex(outcome.certificate.serial_number)
+            issued = await self._core.store.get_certificate(serial)
+            if issued is not None and issued.request_id:
+                return issued.request_id
+        stored = await self.transaction_request(protocol, transaction_id)
+        return stored.id if stored is not None else ""
 
     async def repeat_of(
         self, protocol: str, transaction_id: str, csr: x509.CertificateSigningRequest

@@ -205,18 +205,8 @@ class CESHandler:
         return soap_response(build_response(response, relates_to=envelope.message_id))
 
     async def _request_id(self, outcome: Outcome, transaction: str) -> str:
-        """The certgate request id behind an outcome ('' when nothing was recorded): the
-        request a certificate was issued for, else the transaction's newest attempt (a
-        different CSR under the same transaction id is another attempt)."""
-        if isinstance(outcome, Pending):
-            return outcome.request_id
-        if isinstance(outcome, Issued):
-            serial = serial_hex(outcome.certificate.serial_number)
-            issued = await self.context.store.get_certificate(serial)
-            if issued is not None and issued.request_id:
-                return issued.request_id
-        record = await self.context.service.transaction_request(PROTOCOL, transaction)
-        return record.id if record is not None else ""
+        """The certgate request id behind an outcome ('' when nothing was recorded)."""
+        return await self.context.service.request_id_of(PROTOCOL, transaction, outcome)
 
     def _template(self, token_request: TokenRequest, csr: x509.CertificateSigningRequest) -> str:
         named = token_request.context.get(TEMPLATE_CONTEXT)

@@ -37,10 +37,11 @@ class Enrollment(Protocol):
         RequestID, MS-WSTEP §3.1.4.1.3.3)."""
         ...
 
-    async def transaction_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
-        """The stored request of a transaction's newest attempt (a different CSR under the
-        same transaction id is judged afresh as another attempt: :mod:`gateway.service.
-        retries`), None if the transaction is unknown: whose RequestID an answer carries."""
+    async def request_id_of(self, protocol: str, transaction_id: str, outcome: Outcome) -> str:
+        """The id of the request ``outcome`` of the transaction is the outcome of ('' if none
+        was recorded): the RequestID an answer carries (MS-WSTEP §3.1.4.1.4). A different CSR
+        under the same transaction id is another attempt (:mod:`gateway.service.retries`), so
+        the transaction id alone does not name it."""
         ...
 
     async def ca_chain(self, connector: str | None = None) -> tuple[x509.Certificate, ...]:

@@ -112,6 +112,10 @@ async def test_a_different_csr_after_an_issuance_is_judged_afresh(
     assert _serial(await service.find_transaction("cli", "t2")) == _serial(second)
     stored = await service.store.find_request("cli", "t2#2")
     assert stored is not None and stored.certificate_serial == format(_serial(second), "x")
+    first_stored = await service.store.find_request("cli", "t2")
+    assert first_stored is not None
+    assert await service.request_id_of("cli", "t2", second) == stored.id
+    assert await service.request_id_of("cli", "t2", first) == first_stored.id
     assert len(await service.store.list_certificates()) == 2
 
 

@@ -30,5 +30,5 @@ async def cmd_enroll(c: Components, args: argparse.Namespace) -> int:
         transaction_id=args.transaction_id or str(uuid.uuid4()),
     )
     outcome = await c.service.enroll(request)
-    stored = await c.store.find_request("cli", request.transaction_id)
-    return print_outcome(args, outcome, stored.id if stored else None)
+    request_id = await c.service.request_id_of("cli", request.transaction_id, outcome)
+    return print_outcome(args, outcome, request_id or None)
