@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +90,43 @@ def gateway_process(
         yield gateway
     finally:
         stop_process(proc)
+
+
+@asynccontextmanager
+async def gateway_in_process(
+    cfg: Path, *, port: int | None = None, env: dict[str, str] | None = None
+) -> AsyncIterator[int]:
+    """The real app (:func:`gateway.server.app.create_app`) on real loopback sockets with the
+    real listeners (:func:`gateway.server.run.start_listeners`, as ``serve`` runs it), in this
+    process and event loop; yields the main listener's port, and cleans the app up (as a
+    SIGTERM would) when the block ends.
+
+    For HTTP behaviour that needs a socket rather than aiohttp's test client (a client that
+    switches between two instances, a restart) but not a process. The site must exist
+    (``certgate init``): unlike ``serve``, nothing is created here. ``env`` is added to the
+    environment while the block runs (the configuration reads ``env:`` references and
+    ``CERTGATE_TESTING``)."""
+    from gateway.config import load_config
+    from gateway.server.app import create_app
+    from gateway.server.listen import bind
+    from gateway.server.run import start_listeners
+
+    saved = os.environ.copy()
+    os.environ.update(env or {})
+    try:
+        config = load_config(cfg)
+        sockets = bind("127.0.0.1", port or 0, key="test listener")
+        try:
+            app = await create_app(config)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        runner = await start_listeners(app, config, sockets, reuse_port=False)
+        try:
+            yield int(sockets[0].getsockname()[1])
+        finally:
+            await runner.cleanup()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

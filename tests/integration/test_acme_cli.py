@@ -1,4 +1,4 @@
-"""`certgate acme eab ...` run as an operator would (real CLI process)."""
+"""`certgate acme eab ...` run as an operator would (the CLI's ``main``, in-process)."""
 
 from __future__ import annotations
 
@@ -50,15 +50,17 @@ def test_eab_create_prints_the_key_once_and_stores_it_encrypted(tmp_path: Path) 
 async def test_an_account_revoked_by_the_operator_gets_401(tmp_path: Path) -> None:
     import asyncio
 
-    from tests.acme_helpers import Client, RealHTTP, serving
+    from tests.acme_helpers import Client, RealHTTP
+    from tests.gateway_process import gateway_in_process
     from tests.helpers import free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cfg = acme_config(tmp_path, port=port, external_url=base)
+    init_gateway(cfg)
     http = RealHTTP(port)
     try:
-        with serving(cfg, port):
+        async with gateway_in_process(cfg, port=port, env={"CERTGATE_TESTING": "1"}):
             c = Client(http, base=base)  # type: ignore[arg-type]
             await c.get_directory()
             assert (await c.register()).status == 201

@@ -1,5 +1,9 @@
 """ACME state lives in the database: a flow survives a gateway restart (SQLite), and two
-gateway processes on one PostgreSQL share orders, nonces and rate-limit counts."""
+gateway instances on one PostgreSQL share orders, nonces and rate-limit counts.
+
+Each instance is the real app on its own loopback socket, in this process
+(:func:`tests.gateway_process.gateway_in_process`): the state they share is what their stores
+share, nothing is held at module level."""
 
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.acme_helpers import Client, RealHTTP, acme_config, serving
-from tests.helpers import free_port
+from tests.acme_helpers import Client, RealHTTP, acme_config
+from tests.gateway_process import gateway_in_process
+from tests.helpers import free_port, init_gateway
 
 ALWAYS_VALID = "acme_always_valid = true\n"
+TESTING = {"CERTGATE_TESTING": "1"}
 PG_ADMIN_DSN = os.environ.get(
     "CERTGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -36,13 +42,14 @@ async def test_a_flow_survives_a_restart_on_sqlite(tmp_path: Path) -> None:
     http = RealHTTP(port)
     try:
         c = Client(http, base=base)  # type: ignore[arg-type]
-        with serving(cfg, port):
+        init_gateway(cfg, env=TESTING)
+        async with gateway_in_process(cfg, port=port, env=TESTING):
             await c.get_directory()
             assert (await c.register()).status == 201
             order = await c.new_order("restart.example.com")
             assert order.status == 201
             nonce = (await c.post(c.kid or "")).headers["Replay-Nonce"]
-        with serving(cfg, port):
+        async with gateway_in_process(cfg, port=port, env=TESTING):
             # a nonce issued before the restart is still good (once)
             assert (await c.post(order.headers["Location"], nonce=nonce)).status == 200
             await _complete(c, order.json)
@@ -92,15 +99,14 @@ def _configs(tmp_path: Path, pg_url: str, acme: str = "") -> tuple[Path, Path]:
         )
         for side in ("a", "b")
     )
-    with serving(cfg_a, free_port(), env=ENV):
-        pass  # instance A creates the CA; B uses the same CA files
+    init_gateway(cfg_a, env=ENV)  # A's site and CA; B uses the same CA files
     text = cfg_b.read_text().replace(str(tmp_path / "b" / "data"), str(tmp_path / "a" / "data"))
     cfg_b.write_text(text)
     return cfg_a, cfg_b
 
 
 BASE = "https://acme.example.net"  # one external name in front of both instances
-ENV = {"ACME_EAB_KEY": "shared"}
+ENV = {"ACME_EAB_KEY": "shared", **TESTING}
 
 
 async def _two_instances(tmp_path: Path, pg_url: str) -> None:
@@ -110,7 +116,10 @@ async def _two_instances(tmp_path: Path, pg_url: str) -> None:
     env = ENV
     http = RealHTTP(port_a)
     try:
-        with serving(cfg_a, port_a, env=env), serving(cfg_b, port_b, env=env):
+        async with (
+            gateway_in_process(cfg_a, port=port_a, env=env),
+            gateway_in_process(cfg_b, port=port_b, env=env),
+        ):
             c = Client(http, base=base)  # type: ignore[arg-type]
             await c.get_directory()
             assert (await c.register()).status == 201
@@ -142,7 +151,10 @@ async def _shared_limits(tmp_path: Path, pg_url: str) -> None:
     port_a, port_b = free_port(), free_port()
     http = RealHTTP(port_a)
     try:
-        with serving(cfg_a, port_a, env=ENV), serving(cfg_b, port_b, env=ENV):
+        async with (
+            gateway_in_process(cfg_a, port=port_a, env=ENV),
+            gateway_in_process(cfg_b, port=port_b, env=ENV),
+        ):
             c = Client(http, base=BASE)  # type: ignore[arg-type]
             await c.get_directory()
             assert (await c.register()).status == 201

@@ -1,4 +1,5 @@
-"""`certgate serve` as a real process: health, readiness, CA publication, workers, shutdown."""
+"""`certgate serve` as a real process: health, readiness, CA publication, workers, shutdown;
+and what is HTTP behaviour only, through aiohttp's test client on the real app."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from cryptography import x509
 
+from gateway.config import load_config
+from gateway.server.app import create_app
 from tests.gateway_process import GatewayProcess, gateway_process
-from tests.helpers import certgate, write_config
+from tests.helpers import certgate, init_gateway, write_config
 
 
 @contextmanager
@@ -54,22 +59,19 @@ def test_serve_answers_healthz_readyz_and_prints_url_and_fingerprint(tmp_path: P
     assert "root CA SHA-256" in out and ":" in out.split("root CA SHA-256")[1].split()[0]
 
 
-def test_oversize_body_gets_413_and_server_keeps_serving(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path)
-    with serving(cfg) as (_, port):
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/healthz", method="POST", data=b"x" * (2 * 1024 * 1024)
-        )
-        try:
-            urllib.request.urlopen(req, timeout=5)
-            status = 200
-        except urllib.error.HTTPError as e:
-            status = e.code
-        except (ConnectionError, urllib.error.URLError):
-            status = 413  # the server may close before reading everything
-        assert status in (405, 413)
-        assert get(port, "/healthz")[0] == 200
-        assert get(port, "/nope")[0] == 404
+async def test_oversize_body_gets_413_and_server_keeps_serving(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """HTTP behaviour: the real app through aiohttp's test client, no process."""
+    client = await aiohttp_client(await create_app(load_config(write_config(tmp_path))))
+    try:
+        r = await client.post("/healthz", data=b"x" * (2 * 1024 * 1024))
+        status = r.status
+    except aiohttp.ClientError:
+        status = 413  # the server may close before reading everything
+    assert status in (405, 413)
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/nope")).status == 404
 
 
 def test_workers_share_one_port(tmp_path: Path) -> None:
@@ -92,9 +94,7 @@ def test_wrong_ca_passphrase_refuses_to_start_with_clear_message(tmp_path: Path)
         """
         """,
     )
-    env = {"CERTGATE_CA_PASSPHRASE": "correct horse battery staple"}
-    with serving(cfg, env=env):
-        pass
+    init_gateway(cfg, env={"CERTGATE_CA_PASSPHRASE": "correct horse battery staple"})
     proc = certgate(
         "serve", "-c", str(cfg), "--port", "0", env={"CERTGATE_CA_PASSPHRASE": "wrong"}, timeout=30
     )
