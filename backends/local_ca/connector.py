@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 from cryptography import x509
 
-from backends.local_ca.bootstrap import CAMaterial, open_ca
+from backends.local_ca.bootstrap import CAMaterial, ca_directory, open_ca
 from backends.local_ca.issuer import Issuer
 from backends.local_ca.settings import LocalCASettings, parse_settings
 from gateway.errors import CAUnavailable, ConnectorError
@@ -56,6 +57,17 @@ class LocalCA:
         self._journal: IssuanceJournal = context.journal
         self._material: CAMaterial | None = None
         self._issuer: Issuer | None = None
+
+    @staticmethod
+    def missing_material(data_dir: Path, name: str) -> str | None:
+        """What connector ``name`` lacks in ``data_dir`` for a gateway that already exists, or
+        ``None``: its CA (``chain.pem`` completes a CA directory). The operator CLI, which finds
+        this class by entry point only, asks before every command but ``init`` and ``serve``,
+        since :meth:`start` on a mistyped ``--data`` would create a new CA there."""
+        directory = ca_directory(data_dir, name)
+        if (directory / "chain.pem").is_file():
+            return None
+        return f"no local CA for connector {name!r} ({directory})"
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -103,19 +103,24 @@ async def require_schema(config: Config) -> None:
 def require_local_cas(config: Config, args: argparse.Namespace) -> None:
     """Every local CA connector's CA must exist in the data directory: with a database server
     the database may well exist while this directory is not the one holding its CA (a mistyped
-    ``--data``), and opening the connector would create a new CA there."""
-    from backends.local_ca.bootstrap import ca_directory
+    ``--data``), and opening the connector would create a new CA there.
+
+    The CLI knows connectors by entry point only (import-linter contract): a connector class
+    with material of its own in the data directory says what is missing through its optional
+    static method ``missing_material(data_dir, name) -> str | None``."""
+    from importlib.metadata import entry_points
 
     directory = config.data_dir
     for name, connector in config.connectors.items():
-        if (
-            connector.type == "local"
-            and not (ca_directory(directory, name) / "chain.pem").is_file()
-        ):
-            raise DataDirError(
-                f"{directory} ({data_dir_source(config, args)}): no local CA for connector "
-                f"{name!r} ({ca_directory(directory, name)}); `certgate init` creates it"
-            )
+        # gateway.server.wiring.CONNECTOR_GROUP, not imported: this module stays light.
+        for ep in entry_points(group="certgate.connectors", name=connector.type):
+            missing = getattr(ep.load(), "missing_material", None)
+            problem = None if missing is None else missing(directory, name)
+            if problem is not None:
+                raise DataDirError(
+                    f"{directory} ({data_dir_source(config, args)}): {problem}; "
+                    "`certgate init` creates it"
+                )
 
 
 def store_url(config: Config) -> str:
