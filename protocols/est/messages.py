@@ -92,21 +92,15 @@ def challenge_password(csr: x509.CertificateSigningRequest) -> bytes | None:
 
 
 def request_fingerprint(csr: x509.CertificateSigningRequest) -> str:
-    """Hex SHA-256 of what a CSR asks for: its CertificationRequestInfo (RFC 2986 §4.1:
-    version, subject, key, attributes) without the challengePassword attribute. Two CSRs with
-    the same fingerprint are the same EST request (RFC 7030 §4.2.3) even when the client
-    re-signed it or re-created it with the tls-unique of a new TLS session in the
-    challengePassword (§3.5, §4.2.3: "the CSR will need to be recreated"). Reads the DER the
-    CSR was parsed from (no second decode)."""
-    return request_fingerprint_der(csr_der(csr))
-
-
-def request_fingerprint_der(der: bytes) -> str:
-    """:func:`request_fingerprint` of a DER PKCS#10 request (e.g. one stored with a request
-    record): the service's request digest (:func:`gateway.service.request_digest`), the one
-    definition every protocol's retries share. :class:`BadCSR` if it does not have the shape
-    of one."""
-    return request_digest(der)
+    """What identifies an EST request across retries: the service's request digest
+    (:func:`gateway.service.request_digest`, the one definition every protocol's retries
+    share) -- SHA-256 of the CertificationRequestInfo (RFC 2986 §4.1: version, subject, key,
+    attributes) without the challengePassword attribute. Two CSRs with the same fingerprint
+    are the same EST request (RFC 7030 §4.2.3) even when the client re-signed it or re-created
+    it with the tls-unique of a new TLS session in the challengePassword (§3.5, §4.2.3: "the
+    CSR will need to be recreated"). Reads the DER the CSR was parsed from (no second
+    decode); :class:`BadCSR` if it does not have the shape of a PKCS#10 request."""
+    return request_digest(csr_der(csr))
 
 
 def tls_unique_matches(password: bytes, tls_unique: bytes) -> bool:

@@ -48,12 +48,15 @@ class Records(Protocol):
         RFC 7030 §4.2.2)."""
         ...
 
-    async def find_requests_by_key(
-        self, protocol: str, principal: str, spki_sha256: str, template: str
-    ) -> list[RequestRecord]:
-        """Requests of ``protocol`` from ``principal`` for the same public key (SHA-256 of
-        the SubjectPublicKeyInfo, hex) and template, newest first: how a retried enrollment
-        finds its transaction (RFC 7030 §4.2.3)."""
+    async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
+        """The request stored under exactly this (protocol, transaction key), if any: how
+        :mod:`protocols.est.transactions` finds the generations and attempts of the
+        transaction it derives (RFC 7030 §4.2.3 retries; :mod:`gateway.service.retries`)."""
+        ...
+
+    async def get_request(self, request_id: str) -> RequestRecord | None:
+        """The request with certgate id ``request_id``, if any (the stored transaction key of
+        a request that answered 202, for EST's delivery bookkeeping)."""
         ...
 
     async def audit(

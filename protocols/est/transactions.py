@@ -1,36 +1,51 @@
-"""EST idempotency: an EST request carries no transaction id, so certgate derives one.
+"""EST's wire part of a transaction: RFC 7030 gives the client no transaction id, so certgate
+derives one; repeats, attempts and replay are the service's (:mod:`gateway.service.retries`).
 
-RFC 7030 §4.2.3: after a 202 the client "sends the same request repeatedly", possibly in a new
-TLS session with a re-created CSR (new tls-unique in its challengePassword, same key; §3.5), so
-the CSR *bytes* cannot be the key, but what the CSR asks for can. The transaction is keyed by
-(label, template, authenticated principal, SPKI, operation, prior certificate) and the CSR's
-request fingerprint -- the service's request digest (:func:`gateway.service.request_digest`:
-its CertificationRequestInfo without the challengePassword), so the service's retry mechanism
-(:mod:`gateway.service.retries`) recognizes the repeat that this id names:
+EST's transaction id is who asks, for which key, how (§4.2.3: after a 202 the client "sends the
+same request repeatedly"; it has nothing else to name it by):
 
-    transaction_id = sha256(key) + "." + request_fingerprint[:32] + "." + generation
+    key = sha256(label, template, authenticated principal, SPKI, operation, prior certificate)
+    transaction_id = key + "." + generation
 
-This derivation is EST's wire part (RFC 7030 gives the client no transaction id); replaying a
-repeat and judging anything else afresh is the service's. The newest request with that key
-and fingerprint stays *open* while it is received or pending,
-and until its final answer (certificate or refusal) has been delivered to the client, plus
-``[est] retry_window`` (default 5 minutes, so a response lost on the wire is answered again
-instead of issuing twice). While open, the same transaction id is reused and the service
-returns the recorded outcome: a retry never issues twice. Once it is closed, the same CSR gets
-``generation + 1``, a new transaction: a genuine later re-enrollment goes through policy again.
+and the service adds the request digest (:func:`gateway.service.request_digest`: the
+CertificationRequestInfo without the challengePassword, so a CSR re-signed or re-created with a
+new session's tls-unique, §3.5, is still the same request). A repeat of an attempt of that
+transaction is answered with its recorded outcome, never issued twice; a different CSR for the
+same key is judged afresh as the transaction's next attempt (``<id>#<n>``, issue #12: a CSR for
+CN=second never gets the CN=first certificate), and refused with 409 naming the waiting request
+while the newest attempt is still received or pending (one key never has two requests waiting
+for a certificate manager or the CA; resending that CSR polls it).
 
-A *different* CSR for the same key is another request, judged afresh (issue #12: a CSR for
-CN=second never gets the CN=first certificate, a corrected CSR never gets the old refusal) --
-except while an earlier request for the same key is still received or pending: then it is
-refused with 409 naming that request, so that one key never has two requests waiting for a
-certificate manager or the CA. Resending the pending CSR polls it; once it is decided, the new
-CSR is judged.
+What stays EST's, because its transaction has no end the client could mark:
 
-Only transactions that answered 202 are tracked in ``est_deliveries`` (a request answered at
-once was delivered when it was decided, its ``updated_at``), so the common path writes nothing
-beyond what the service stores. The id is deterministic, so two concurrent identical first
-requests collide on the service's (protocol, transaction id) uniqueness instead of issuing
-twice.
+* the retry window: a repeat is a retry only while the attempt it repeats is *open* --
+  received or pending, decided after a 202 but not yet picked up, or answered less than
+  ``[est] retry_window`` ago (default 5 minutes, so an answer lost on the wire is sent again).
+  The same CSR after that is a later enrollment that goes through policy again; the service
+  would replay it within the transaction, so it opens the next *generation* (a new transaction,
+  ``key.<g+1>``). So does a CSR that finds its generation's attempts used up.
+* repeats are looked for in the newest generation and the one before it (a request answered
+  within the window stays there when the same key's other CSR opens a new one). Only a 202 that
+  was decided and never picked up while two later generations were opened is older: its repeat
+  is judged afresh.
+* 202 bookkeeping in ``est_deliveries`` by the stored key of the attempt (only transactions
+  that answered 202; one answered at once was delivered when it was decided, ``updated_at``).
+
+Generations are contiguous from 0 (each is opened by storing its first attempt, and concurrent
+openings collide on the store's unique (protocol, transaction id)), so the newest is found in
+O(log n) exact lookups; a new enrollment costs two (this form, then the previous version's).
+
+Requests stored by earlier versions:
+
+* ``key.<generation>`` (the first form: one request per generation) *is* this form: such a
+  request is attempt 1 of its generation, its digest computed from the CSR stored with it.
+* ``key.<fingerprint[:32]>.<generation>`` (the previous version: one transaction per key and
+  request fingerprint, which is the service's digest): a CSR that repeats no open attempt of
+  this form is looked up under that form by its own digest, and an open request found there is
+  answered (a pending approval from before the upgrade finishes when the client polls).
+  Not carried over: such a waiting request does not refuse a *different* CSR with 409 (it is
+  found only by its own CSR), and a chain of that form continued from a first-form request
+  (``key.<fp>.<g>`` with g > 0 but no ``key.<fp>.0``) is not found.
 """
 
 from __future__ import annotations
@@ -39,30 +54,43 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.errors import BadCSR, Conflict
-from gateway.model import PendingReason, RequestKind, RequestRecord, RequestState
-from gateway.service import request_digest
-from protocols.est.ports import Records
+from gateway.errors import BadRequest, Conflict
+from gateway.model import PendingReason, RequestKind, RequestRecord
+from gateway.service.retries import WAITING, RequestLookup, attempts, next_attempt, repeated
 from protocols.est.state import EstState
+
+PROTOCOL = "est"
+#: Hex digits of the request fingerprint in the previous version's ids (128 bits).
+_LEGACY_FINGERPRINT = 32
 
 
 @dataclass(frozen=True)
 class Transaction:
+    """Where a request goes: it is enrolled under ``transaction_id``. A retry repeats the open
+    attempt ``request_id``, stored under the key ``attempt``."""
+
     transaction_id: str
-    #: an earlier request with this key is still open (this is a retry)
+    #: an earlier attempt made the same request and is still open (this is a retry)
     retry: bool
     request_id: str | None = None
+    attempt: str | None = None
 
 
 def transaction_key(
     label: str, template: str, principal: str, spki: str, kind: RequestKind, prior: str | None
 ) -> str:
+    """SHA-256 (hex) of who asks for which key how: the stem of EST's transaction ids."""
     material = "\x1f".join((label, template, principal, spki, kind.value, prior or "-"))
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def generation_id(key: str, generation: int) -> str:
+    """The transaction id of a key's ``generation`` (0 first)."""
+    return f"{key}.{generation}"
+
+
 async def find_transaction(
-    store: Records,
+    store: RequestLookup,
     state: EstState,
     *,
     label: str,
@@ -71,83 +99,98 @@ async def find_transaction(
     spki: str,
     kind: RequestKind,
     prior: str | None,
-    request: str,
+    digest: str,
     retry_window: int,
     now: datetime,
 ) -> Transaction:
-    """The transaction a request belongs to (see the module docstring). ``request`` is the
-    CSR's request fingerprint. Raises :class:`Conflict` for a different CSR while an earlier
-    request with the same key is still waiting."""
+    """The transaction a request belongs to (see the module docstring). ``digest`` is the CSR's
+    request digest. Raises :class:`Conflict` for a different CSR while the newest attempt of
+    the key's transaction is still waiting."""
     key = transaction_key(label, template, principal, spki, kind, prior)
-    content = request[:_CONTENT_CHARS]
-    same: list[tuple[int, RequestRecord]] = []
-    waiting: list[RequestRecord] = []
-    for record in await store.find_requests_by_key("est", principal, spki, template):
-        if not record.transaction_id.startswith(key + "."):
-            continue
-        recorded, generation = _parse(record.transaction_id[len(key) + 1 :])
-        if recorded is None:
-            recorded = _stored_fingerprint(record)
-        if recorded == content:
-            same.append((generation, record))
-        elif record.state in _WAITING:
-            waiting.append(record)
-    if same:
-        generation, newest = max(same, key=lambda item: item[0])
-        if await _open(newest, state, retry_window, now):
-            return Transaction(newest.transaction_id, retry=True, request_id=newest.id)
-        generation += 1
-    else:
-        generation = 0
-    if waiting:
-        raise Conflict(
-            f"request {waiting[0].id} for this key is still waiting for "
-            f"{_waiting_for(waiting[0])}; send that same CSR again to learn its outcome "
-            "(RFC 7030 §4.2.3). A different CSR for this key is judged once it is decided"
-        )
-    return Transaction(f"{key}.{content}.{generation}", retry=False)
+    count, _ = await _generations(store, f"{key}.")
+    latest = await attempts(store, PROTOCOL, generation_id(key, count - 1)) if count else []
+    match, generation = repeated(latest, digest), count - 1
+    if match is None and count > 1:
+        generation = count - 2
+        match = repeated(await attempts(store, PROTOCOL, generation_id(key, generation)), digest)
+    if match is not None and await _open(match, state, retry_window, now):
+        return _retry(generation_id(key, generation), match)
+    legacy = await _legacy(store, key, digest)
+    if legacy is not None and await _open(legacy, state, retry_window, now):
+        return _retry(legacy.transaction_id, legacy)
+    if not latest:
+        return Transaction(generation_id(key, 0), retry=False)
+    current = generation_id(key, count - 1)
+    try:
+        next_attempt(latest, current)
+    except Conflict:
+        raise _still_waiting(latest[-1]) from None
+    except BadRequest:  # the generation's attempts are used up: the next generation
+        return Transaction(generation_id(key, count), retry=False)
+    if match is not None and generation == count - 1:
+        # The same request, closed: within this transaction the service would replay it.
+        return Transaction(generation_id(key, count), retry=False)
+    return Transaction(current, retry=False)
 
 
-#: Request states in which a transaction is still undecided.
-_WAITING = (RequestState.RECEIVED, RequestState.PENDING)
-#: Hex digits of the request fingerprint kept in the transaction id (128 bits).
-_CONTENT_CHARS = 32
+def _retry(transaction_id: str, attempt: RequestRecord) -> Transaction:
+    return Transaction(
+        transaction_id, retry=True, request_id=attempt.id, attempt=attempt.transaction_id
+    )
 
 
-async def _open(newest: RequestRecord, state: EstState, retry_window: int, now: datetime) -> bool:
-    """True while a repeat of ``newest`` is a retry: undecided, decided but not yet picked up,
-    or answered less than ``retry_window`` seconds ago."""
-    if newest.state in _WAITING:
+async def _generations(store: RequestLookup, stem: str) -> tuple[int, RequestRecord | None]:
+    """How many generations ``<stem>0``, ``<stem>1``, ... are stored (contiguous from 0), and
+    the first attempt of the newest: doubling, then bisection."""
+
+    async def get(generation: int) -> RequestRecord | None:
+        return await store.find_request(PROTOCOL, f"{stem}{generation}")
+
+    newest = await get(0)
+    if newest is None:
+        return 0, None
+    present, absent = 0, 1
+    while (record := await get(absent)) is not None:
+        present, absent, newest = absent, absent * 2, record
+    while absent - present > 1:
+        middle = (present + absent) // 2
+        record = await get(middle)
+        if record is None:
+            absent = middle
+        else:
+            present, newest = middle, record
+    return present + 1, newest
+
+
+async def _legacy(store: RequestLookup, key: str, digest: str) -> RequestRecord | None:
+    """The newest request stored for this request under the previous version's id form
+    (``key.<fingerprint>.<generation>``), if any."""
+    _, newest = await _generations(store, f"{key}.{digest[:_LEGACY_FINGERPRINT]}.")
+    return newest
+
+
+async def _open(attempt: RequestRecord, state: EstState, retry_window: int, now: datetime) -> bool:
+    """True while a repeat of ``attempt`` is a retry: undecided, decided but not yet picked
+    up, or answered less than ``retry_window`` seconds ago."""
+    if attempt.state in WAITING:
         return True
-    delivery = await state.delivery(newest.transaction_id)
+    delivery = await state.delivery(attempt.transaction_id)
     if delivery is None:
         # Answered at once: the answer left with the response that decided it.
-        answered_at: datetime | None = newest.updated_at
+        answered_at: datetime | None = attempt.updated_at
     else:
         answered_at = delivery.delivered_at  # None: approved/decided, not yet picked up
     return answered_at is None or now - answered_at < timedelta(seconds=retry_window)
 
 
-def _waiting_for(record: RequestRecord) -> str:
-    if record.pending_reason is PendingReason.APPROVAL:
-        return "certificate manager approval"
-    return "the CA"
-
-
-def _parse(tail: str) -> tuple[str | None, int]:
-    """(request fingerprint, generation) from what follows the key in a transaction id; ids
-    written before the fingerprint was part of them (``key.generation``) have none."""
-    content, _, generation = tail.rpartition(".")
-    try:
-        return (content or None), int(generation)
-    except ValueError:
-        return (content or None), 0
-
-
-def _stored_fingerprint(record: RequestRecord) -> str | None:
-    """The request fingerprint of an id without one, from the CSR stored with the request
-    (requests received before this version); None if that CSR is not usable."""
-    try:
-        return request_digest(record.csr_der)[:_CONTENT_CHARS]
-    except BadCSR:
-        return None
+def _still_waiting(newest: RequestRecord) -> Conflict:
+    waiting_for = (
+        "certificate manager approval"
+        if newest.pending_reason is PendingReason.APPROVAL
+        else "the CA"
+    )
+    return Conflict(
+        f"request {newest.id} for this key is still waiting for {waiting_for}; send that same "
+        "CSR again to learn its outcome (RFC 7030 §4.2.3). A different CSR for this key is "
+        "judged once it is decided"
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,20 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from gateway.config import load_config
-from gateway.model import RequestState
+from gateway.model import (
+    EnrollmentRequest,
+    PendingReason,
+    Requester,
+    RequestKind,
+    RequestState,
+    new_request_id,
+)
+from gateway.pkix.csr import csr_spki_sha256
 from gateway.server.app import components_of, create_app
+from gateway.service import request_digest
+from gateway.service.records import request_record
 from protocols.est.routes import EST_CONTEXT
+from protocols.est.transactions import transaction_key
 from tests.est_helpers import write_est_config
 from tests.helpers import free_port
 
@@ -170,3 +182,48 @@ async def test_a_different_csr_while_one_is_pending_is_refused_not_queued(h: H) 
     status, body, _ = await h.post("/approval/simpleenroll", csr(key, "second"))
     assert status == 202, body
     assert pending.id.encode() not in body
+
+
+async def test_a_different_csr_is_the_next_attempt_and_the_first_is_still_replayed(h: H) -> None:
+    """One transaction per requester and key (the service's retry mechanism): CN=second is its
+    attempt 2 with its own certificate; CN=first resent within the window still gets the
+    CN=first certificate, never the newer attempt's."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    _, first, _ = await h.post("/simpleenroll", csr(key, "first"))
+    status, second, _ = await h.post("/simpleenroll", csr(key, "second"))
+    assert status == 200 and issued_cn(second) == "second"
+    status, again, _ = await h.post("/simpleenroll", csr(key, "first"))
+    assert status == 200 and again == first
+    stored = sorted(r.transaction_id for r in await h.requests())
+    assert len(stored) == 2 and stored[1] == stored[0] + "#2"
+
+
+async def test_a_pending_approval_stored_by_the_previous_version_finishes(h: H) -> None:
+    """A request that answered 202 before the upgrade (its id in the previous form,
+    ``key.<fingerprint>.<generation>``) is found by the client's repeat, and its certificate is
+    delivered once approved -- no second request."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = csr(key, "legacy", password=b"A")
+    parsed = x509.load_der_x509_csr(der)
+    stem = transaction_key(
+        "approval", "approval-required", "alice", csr_spki_sha256(parsed), RequestKind.NEW, None
+    )
+    c = components_of(h.app)
+    request = EnrollmentRequest(
+        csr=parsed,
+        template="approval-required",
+        requester=Requester("est", "alice", "basic"),
+        transaction_id=f"{stem}.{request_digest(der)[:32]}.0",
+    )
+    connector = c.policy.template("approval-required").connector
+    stored, _ = await c.store.create_request(
+        request_record(new_request_id(), datetime.now(UTC), request, connector=connector)
+    )
+    await c.store.set_pending(stored.id, PendingReason.APPROVAL)
+    status, body, _ = await h.post("/approval/simpleenroll", csr(key, "legacy", password=b"B"))
+    assert status == 202 and stored.id.encode() in body
+    await c.service.approve(stored.id, "manager")
+    status, body, _ = await h.post("/approval/simpleenroll", csr(key, "legacy", password=b"C"))
+    assert status == 200, body
+    assert issued_cn(body) == "legacy"
+    assert [r.id for r in await h.requests()] == [stored.id]

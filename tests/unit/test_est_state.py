@@ -1,35 +1,27 @@
-"""EST state on a real SQLite store: derived transaction ids (retry vs. later enrollment),
-one-time codes, password hashes; and the checks on client certificates."""
+"""EST state on a real SQLite store: one-time codes, password hashes; and the checks on client
+certificates. Derived transaction ids (retry vs. later enrollment) are in
+test_est_transactions.py."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 
-from gateway.errors import BadRequest, Conflict, PolicyDenied
+from gateway.errors import BadRequest, PolicyDenied
 from gateway.model import (
     CertificateRecord,
     CertificateStatus,
-    Requester,
-    RequestKind,
-    RequestRecord,
-    RequestState,
     serial_hex,
 )
 from gateway.store import SQLStore, default_sqlite_url, open_store
 from protocols.est.auth import check_own_certificate, principal_of
-from protocols.est.messages import request_fingerprint_der
 from protocols.est.settings import parse_settings
 from protocols.est.state import EstState, code_hash, hash_password, verify_password
 from protocols.est.tls import parse_forwarded_certificate, transport_facts
-from protocols.est.transactions import find_transaction, transaction_key
 from tests.pki_helpers import PrivateKey, certificate, ec_key
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -60,135 +52,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLStore]:
     await s.migrate()
     yield s
     await s.close()
-
-
-def _record(txn: str, spki: str = "ab" * 32, kind: RequestKind = RequestKind.NEW) -> RequestRecord:
-    return RequestRecord(
-        id=f"id-{txn[-6:]}-{kind.value}",
-        protocol="est",
-        transaction_id=txn,
-        template="device",
-        kind=kind,
-        requester=Requester("est", "alice", "basic"),
-        csr_der=b"0",
-        spki_sha256=spki,
-        state=RequestState.PENDING,
-        created_at=NOW,
-        updated_at=NOW,
-    )
-
-
-async def _txn(store: SQLStore, state: EstState, **kw: object) -> object:
-    args: dict[str, object] = {
-        "label": "",
-        "template": "device",
-        "principal": "alice",
-        "spki": "ab" * 32,
-        "kind": RequestKind.NEW,
-        "prior": None,
-        "request": CSR_A,
-        "retry_window": 300,
-        "now": state.clock(),
-    }
-    args.update(kw)
-    return await find_transaction(store, state, **args)  # type: ignore[arg-type]
-
-
-KEY = transaction_key("", "device", "alice", "ab" * 32, RequestKind.NEW, None)
-#: Request fingerprints of two different CSRs (protocols.est.messages.request_fingerprint).
-CSR_A, CSR_B = "a1" * 32, "b2" * 32
-A = f"{KEY}.{CSR_A[:32]}"
-
-
-async def test_a_202_stays_open_until_its_answer_is_picked_up_plus_window(
-    store: SQLStore,
-) -> None:
-    clock = Clock()
-    state = EstState(store, clock)
-    first = await _txn(store, state)
-    assert (first.transaction_id, first.retry) == (f"{A}.0", False)  # type: ignore[attr-defined]
-    stored, _ = await store.create_request(_record(f"{A}.0"))
-    await state.mark_pending(f"{A}.0")
-    retry = await _txn(store, state)
-    assert (retry.transaction_id, retry.retry) == (f"{A}.0", True)  # type: ignore[attr-defined]
-    await store.set_denied(stored.id, "policy-denied", "no", "manager")  # decided, not picked up
-    clock.at += timedelta(days=3)
-    assert (await _txn(store, state, now=clock.at)).retry  # type: ignore[attr-defined]
-    await state.mark_delivered(f"{A}.0")
-    clock.at += timedelta(seconds=299)
-    assert (await _txn(store, state, now=clock.at)).retry  # type: ignore[attr-defined]
-    clock.at += timedelta(seconds=2)
-    later = await _txn(store, state, now=clock.at)
-    assert (later.transaction_id, later.retry) == (f"{A}.1", False)  # type: ignore[attr-defined]
-
-
-async def test_an_answer_given_at_once_is_repeated_only_within_the_window(
-    store: SQLStore,
-) -> None:
-    clock = Clock()
-    state = EstState(store, clock)
-    stored, _ = await store.create_request(_record(f"{A}.0"))
-    await store.set_denied(stored.id, "policy-denied", "no", "subject-rdn")
-    clock.at += timedelta(seconds=10)
-    assert (await _txn(store, state, now=clock.at)).retry  # type: ignore[attr-defined]
-    clock.at += timedelta(seconds=300)
-    assert not (await _txn(store, state, now=clock.at)).retry  # type: ignore[attr-defined]
-
-
-async def test_renewal_of_another_certificate_is_another_transaction(store: SQLStore) -> None:
-    state = EstState(store, Clock())
-    key = transaction_key("", "device", "alice", "ab" * 32, RequestKind.RENEWAL, "01")
-    await store.create_request(_record(f"{key}.{CSR_A[:32]}.0", kind=RequestKind.RENEWAL))
-    assert (await _txn(store, state, kind=RequestKind.RENEWAL, prior="01")).retry  # type: ignore[attr-defined]
-    other = await _txn(store, state, kind=RequestKind.RENEWAL, prior="02")
-    assert not other.retry  # type: ignore[attr-defined]
-    assert not (await _txn(store, state)).retry  # type: ignore[attr-defined]
-
-
-async def test_another_csr_with_the_same_key_is_another_transaction(store: SQLStore) -> None:
-    clock = Clock()
-    state = EstState(store, clock)
-    stored, _ = await store.create_request(_record(f"{A}.0"))
-    await store.set_denied(stored.id, "policy-denied", "no", "subject-rdn")
-    assert (await _txn(store, state)).retry  # type: ignore[attr-defined]
-    other = await _txn(store, state, request=CSR_B)
-    assert (other.transaction_id, other.retry) == (f"{KEY}.{CSR_B[:32]}.0", False)  # type: ignore[attr-defined]
-
-
-async def test_another_csr_while_one_is_pending_is_a_conflict(store: SQLStore) -> None:
-    state = EstState(store, Clock())
-    stored, _ = await store.create_request(_record(f"{A}.0"))
-    with pytest.raises(Conflict, match=stored.id):
-        await _txn(store, state, request=CSR_B)
-    assert (await _txn(store, state)).retry  # type: ignore[attr-defined]
-
-
-async def test_a_request_from_before_fingerprinted_ids_is_found_by_its_stored_csr(
-    store: SQLStore,
-) -> None:
-    """Ids written before the CSR fingerprint was part of them (``key.generation``): the CSR
-    stored with the request decides, so a request pending across the upgrade is still found
-    by the same CSR and a different CSR is not answered with it."""
-    state = EstState(store, Clock())
-    key = ec_key()
-    same = _csr_der(key, "dev")
-    legacy = replace(_record(f"{KEY}.0"), csr_der=same)
-    stored, _ = await store.create_request(legacy)
-    found = await _txn(store, state, request=request_fingerprint_der(_csr_der(key, "dev")))
-    assert (found.transaction_id, found.retry) == (f"{KEY}.0", True)  # type: ignore[attr-defined]
-    other = request_fingerprint_der(_csr_der(key, "other"))
-    with pytest.raises(Conflict, match=stored.id):  # still pending
-        await _txn(store, state, request=other)
-    await store.set_denied(stored.id, "policy-denied", "no", "subject-rdn")
-    fresh = await _txn(store, state, request=other)
-    assert (fresh.transaction_id, fresh.retry) == (f"{KEY}.{other[:32]}.0", False)  # type: ignore[attr-defined]
-
-
-def _csr_der(key: PrivateKey, cn: str) -> bytes:
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    )
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)  # type: ignore[arg-type]
 
 
 async def test_code_is_bound_once(store: SQLStore) -> None:

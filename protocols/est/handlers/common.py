@@ -139,8 +139,9 @@ async def submit(
     prior: x509.Certificate | None = None,
     superseded_by: str | None = None,
 ) -> Outcome:
-    """Enroll with the derived EST transaction (:mod:`protocols.est.transactions`), enforce
-    one-time codes, and record the delivery of a final answer."""
+    """Enroll under the derived EST transaction (:mod:`protocols.est.transactions`; the
+    service replays a repeat and judges anything else afresh), enforce one-time codes, and
+    record the delivery of a final answer."""
     spki = spki_of(csr)
     try:
         txn = await find_transaction(
@@ -152,7 +153,7 @@ async def submit(
             spki=spki,
             kind=kind,
             prior=serial_hex(prior.serial_number) if prior is not None else None,
-            request=request_fingerprint(csr),
+            digest=request_fingerprint(csr),
             retry_window=est.settings.retry_window,
             now=est.now(),
         )
@@ -186,7 +187,7 @@ async def submit(
             )
         )
         if reason is not None:
-            await _refused(est, requester, "csr-signature", reason, txn.transaction_id)
+            await _refused(est, requester, "csr-signature", reason, txn.attempt)
             raise Refusal(
                 denied_reply(
                     Denied(ErrorCode.POLICY_DENIED.value, reason, "csr-signature"),
@@ -196,10 +197,19 @@ async def submit(
     await _spend_code(est, auth, spki, txn)
     outcome = await est.service.enroll(request)
     if isinstance(outcome, Pending):
-        await est.state.mark_pending(txn.transaction_id)
-    elif txn.retry:
-        await est.state.mark_delivered(txn.transaction_id)
+        await est.state.mark_pending(await _attempt_of(est, txn, outcome))
+    elif txn.retry and txn.attempt is not None:
+        await est.state.mark_delivered(txn.attempt)
     return outcome
+
+
+async def _attempt_of(est: EstContext, txn: Transaction, pending: Pending) -> str:
+    """The stored key of the attempt that answered 202 (the service chooses it for a new
+    request: ``<id>#<n>`` for a transaction's later attempts)."""
+    if txn.retry and txn.attempt is not None:
+        return txn.attempt
+    stored = await est.store.get_request(pending.request_id)
+    return stored.transaction_id if stored is not None else txn.transaction_id
 
 
 async def _refused(
