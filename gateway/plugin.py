@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from gateway.clock import Clock
 from gateway.config import TestingConfig
+from gateway.listener_tls import ListenerCertificate
 from gateway.policy import PolicyEngine
 from gateway.ports import Store, Transactions
 from gateway.service import EnrollmentService
@@ -58,12 +59,18 @@ class ProtocolContext:
 
 @dataclass(frozen=True)
 class Listener:
-    """An extra socket the server shell opens for a front-end (e.g. EST over mutual TLS)."""
+    """An extra socket the server shell opens for a front-end (e.g. EST over mutual TLS).
+
+    ``certificate``, when the front-end keeps its listener certificate through
+    :class:`gateway.listener_tls.ListenerCertificate` (whose ``context`` is ``ssl_context``),
+    is renewed and reloaded by the shell like the main listener's: every
+    :data:`gateway.listener_tls.CHECK_INTERVAL` and on SIGHUP."""
 
     name: str
     host: str
     port: int
     ssl_context: ssl.SSLContext | None = None
+    certificate: ListenerCertificate | None = None
 
 
 class FrontEnd(Protocol):

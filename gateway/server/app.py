@@ -29,13 +29,14 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.config import Config
 from gateway.errors import CAUnavailable, CertgateError, ConfigError, NotFound
+from gateway.listener_tls import ListenerCertificate
 from gateway.observability.logs import fields
 from gateway.pkix import pem_chain
 from gateway.plugin import FrontEnd, Listener, ProtocolContext
 from gateway.server.listen import read_timeout_middleware
 from gateway.server.metrics import add_metrics_route, claim_routes, metrics_middleware
 from gateway.server.switched_off import add_switched_off_routes
-from gateway.server.tls import ListenerCertificate
+from gateway.server.tls import main_listener_certificate
 from gateway.server.wiring import Components, build
 
 log = logging.getLogger("certgate.server")
@@ -232,6 +233,13 @@ MAIN_TLS: web.AppKey[ListenerCertificate] = web.AppKey("main_tls", ListenerCerti
 PROTOCOL_GROUP = "certgate.protocols"
 
 
+def listener_certificates(app: web.Application) -> list[ListenerCertificate]:
+    """The certificates the shell renews and reloads (SIGHUP): the main listener's, then
+    those of the front-ends' listeners that keep theirs (:attr:`Listener.certificate`)."""
+    main = [app[MAIN_TLS]] if MAIN_TLS in app else []
+    return main + [lst.certificate for lst in app[LISTENERS] if lst.certificate is not None]
+
+
 def load_front_ends(config: Config) -> list[tuple[str, FrontEnd]]:
     """Front-ends whose configuration table says ``enabled = true``, found by entry point."""
     enabled = [name for name, table in config.protocols.items() if table.get("enabled") is True]
@@ -278,10 +286,9 @@ async def create_app(config: Config, components: Components | None = None) -> we
 
     listeners: list[Listener] = []
     banner: list[tuple[str, str]] = []
-    main_tls = None
     try:
         if config.server.tls is not None:
-            main_tls = ListenerCertificate(config, built.service)
+            main_tls = main_listener_certificate(config, built.service)
             await main_tls.start()
             app[MAIN_TLS] = main_tls
         front_ends = load_front_ends(config)
@@ -322,8 +329,8 @@ async def create_app(config: Config, components: Components | None = None) -> we
                     name="certgate-poller",
                 )
             )
-        if main_tls is not None:
-            tasks.append(asyncio.create_task(main_tls.run(stop), name="certgate-tls-renewal"))
+        for certificate in listener_certificates(app):
+            tasks.append(asyncio.create_task(certificate.run(stop), name="certgate-tls-renewal"))
         yield
         stop.set()
         for task in tasks:

@@ -5,7 +5,8 @@ a port in use ends the start-up in one line before a data directory, database or
 -- then prepares shared state once (migrations, CA creation, the listener certificate) so
 workers never race on first start, prints the banner (:mod:`gateway.server.banner`), then
 either serves itself (N = 1) or supervises N workers, forwarding SIGTERM/SIGINT for a graceful
-shutdown and SIGHUP, which reloads the main listener's certificate (:mod:`gateway.server.tls`).
+shutdown and SIGHUP, which reloads the listeners' certificates (the main listener's and the
+front-ends', :mod:`gateway.listener_tls`).
 Every worker serves every listener. Every listener is served through
 :mod:`gateway.server.listen` (read timeouts, quiet bad-request log).
 """
@@ -33,7 +34,7 @@ from gateway.observability.logs import configure_logging
 from gateway.observability.metrics import prepare_multiprocess
 from gateway.pkix import fingerprint
 from gateway.plugin import Listener
-from gateway.server.app import BANNER, LISTENERS, MAIN_TLS, create_app
+from gateway.server.app import BANNER, LISTENERS, MAIN_TLS, create_app, listener_certificates
 from gateway.server.banner import client_lines, write_root
 from gateway.server.listen import (
     HANDLER_ARGS,
@@ -250,14 +251,16 @@ async def _serve_async(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[None]] = set()
+    certificates = listener_certificates(app)
 
     def reload() -> None:  # SIGHUP never ends the gateway: it reloads, or says why not
-        if main_tls is None:
-            log.info("SIGHUP: nothing to reload (the main listener has no [server.tls])")
+        if not certificates:
+            log.info("SIGHUP: nothing to reload (no listener keeps a TLS certificate)")
             return
-        task = loop.create_task(main_tls.reload("SIGHUP"))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        for certificate in certificates:
+            task = loop.create_task(certificate.reload("SIGHUP"))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()

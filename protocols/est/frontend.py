@@ -1,5 +1,6 @@
 """Wiring of the EST front-end: validate ``[est]``, provision the listener's certificate, build
-its ``SSLContext``, add the routes, return the HTTPS listener."""
+its ``SSLContext``, add the routes, return the HTTPS listener (with its certificate, which the
+server shell renews and reloads on SIGHUP)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from protocols.est.ports import Clock, Enrollment, Records, Templates
 from protocols.est.routes import add_routes, est_listener_only
 from protocols.est.settings import parse_settings
 from protocols.est.state import EstState
-from protocols.est.tls import server_context, server_credentials
+from protocols.est.tls import listener_certificate
 
 
 class EstFrontEnd:
@@ -34,11 +35,12 @@ class EstFrontEnd:
             templates.templates,
         )
         own_chain = await service.ca_chain()
-        cert_path, key_path = await server_credentials(
-            settings, service, context.data_dir, context.config_file
-        )
         anchors = (*own_chain, *settings.all_anchors())
-        ssl_context = server_context(cert_path, key_path, anchors)
+        certificate = listener_certificate(
+            settings, service, context.data_dir, context.config_file, anchors
+        )
+        await certificate.start()
+        ssl_context = certificate.context
         est = EstContext(
             settings=settings,
             service=service,
@@ -52,4 +54,4 @@ class EstFrontEnd:
             raise TypeError("the EST front-end needs an aiohttp application")
         add_routes(app, est)
         app.middlewares.append(est_listener_only(ssl_context))
-        return [Listener("est", settings.host, settings.port, ssl_context)]
+        return [Listener("est", settings.host, settings.port, ssl_context, certificate)]

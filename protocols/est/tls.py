@@ -1,11 +1,11 @@
 """The EST HTTPS listener (RFC 7030 §3.3): its server certificate, its ``SSLContext``, and what
 a request learned from TLS (client certificate, protocol version, tls-unique).
 
-The server certificate comes from ``[est] tls_certificate``/``tls_key`` or is issued once by the
+The server certificate comes from ``[est] tls_certificate``/``tls_key`` or is issued by the
 gateway's own CA (through the enrollment service, template ``[est] server_template``) for
 ``[est] server_names`` and kept in ``<data dir>/est/`` (key mode 0600); it is re-issued when the
-names change or less than a third of its lifetime is left. Workers serialise this with a file
-lock so that ``--workers N`` issues one certificate.
+names change or less than a third of its lifetime is left, one certificate for ``--workers N``,
+and reloaded on SIGHUP like the main listener's: :mod:`gateway.listener_tls` does all of that.
 
 Client certificates are requested, not required, and the handshake completes whoever issued
 them (:mod:`protocols.est.tls_request`): OpenSSL checks only that the client holds the
@@ -19,27 +19,20 @@ check off, ``X509_V_FLAG_NO_CHECK_TIME``), and says so in the log.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import fcntl
-import ipaddress
 import logging
-import os
 import ssl
 import sys
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from gateway.errors import BadRequest, ConfigError
-from gateway.model import EnrollmentRequest, Issued, Requester
+from gateway.errors import BadRequest
+from gateway.listener_tls import CertificateSource, ListenerCertificate
+from gateway.listener_tls import server_context as new_server_context
+from gateway.model import Requester
 from gateway.pkix import pem_chain
 from protocols.est.ports import Enrollment
 from protocols.est.settings import EstSettings
@@ -53,108 +46,39 @@ _TLS_UNIQUE = frozenset({"TLSv1.2", "TLSv1.1", "TLSv1"})
 LISTENER_PRINCIPAL = "certgate-est-listener"
 
 
-async def server_credentials(
-    settings: EstSettings, service: Enrollment, data_dir: Path, config_file: str
-) -> tuple[Path, Path]:
-    """Paths of the listener's PEM chain and key: configured, or issued through ``service``
-    (kept in ``<data_dir>/est``); ``config_file`` names the configuration in errors."""
-    if settings.tls_certificate and settings.tls_key:
-        return settings.tls_certificate, settings.tls_key
-    directory = data_dir / "est"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    cert_path, key_path = directory / "server.pem", directory / "server.key"
-    lock = await asyncio.to_thread(_lock, directory / ".lock")
-    try:
-        if not _usable(cert_path, key_path, settings.server_names):
-            await _issue(settings, service, config_file, cert_path, key_path)
-    finally:
-        os.close(lock)
-    return cert_path, key_path
-
-
-def _lock(path: Path) -> int:
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
-def _names(names: tuple[str, ...]) -> list[x509.GeneralName]:
-    out: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            out.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            out.append(x509.DNSName(name))
-    return out
-
-
-def _usable(cert_path: Path, key_path: Path, names: tuple[str, ...]) -> bool:
-    if not (cert_path.exists() and key_path.exists()):
-        return False
-    try:
-        cert = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound):
-        return False
-    if set(sans) != set(_names(names)):
-        return False
-    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    return cert.not_valid_after_utc - datetime.now(UTC) > lifetime / 3
-
-
-async def _issue(
+def listener_certificate(
     settings: EstSettings,
     service: Enrollment,
+    data_dir: Path,
     config_file: str,
-    cert_path: Path,
-    key_path: Path,
-) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, settings.server_names[0])])
-        )
-        .add_extension(x509.SubjectAlternativeName(_names(settings.server_names)), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    request = EnrollmentRequest(
-        csr=csr,
+    anchors: tuple[x509.Certificate, ...],
+) -> ListenerCertificate:
+    """The listener's certificate (configured, or issued through ``service`` and kept in
+    ``<data_dir>/est``) in the :func:`server_context` for ``anchors``, not loaded yet:
+    :meth:`ListenerCertificate.start` obtains and loads it, and the server shell renews and
+    reloads it like the main listener's (:mod:`gateway.listener_tls`). ``config_file`` names
+    the configuration in errors."""
+    source = CertificateSource(
+        what="EST listener certificate",
+        config_file=config_file,
+        config_key="est",
+        names_key="est.server_names",
+        names=settings.server_names,
         template=settings.server_template,
         requester=Requester("est", LISTENER_PRINCIPAL, "local"),
-        transaction_id=f"est-listener:{uuid.uuid4()}",
+        directory=data_dir / "est",
+        certificate=settings.tls_certificate,
+        key=settings.tls_key,
     )
-    outcome = await service.enroll(request)
-    if not isinstance(outcome, Issued):
-        raise ConfigError(
-            config_file,
-            "est.server_names",
-            f"the local CA did not issue the EST server certificate: {outcome}",
-        )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    tmp_key = key_path.with_suffix(".tmp")
-    fd = os.open(tmp_key, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key_pem)
-    os.replace(tmp_key, key_path)
-    tmp_cert = cert_path.with_suffix(".tmp")
-    tmp_cert.write_bytes(pem_chain(outcome.full_chain))
-    os.replace(tmp_cert, cert_path)
+    return ListenerCertificate(source, service, server_context(anchors), log)
 
 
-def server_context(
-    cert_path: Path, key_path: Path, anchors: tuple[x509.Certificate, ...]
-) -> ssl.SSLContext:
+def server_context(anchors: tuple[x509.Certificate, ...]) -> ssl.SSLContext:
     """TLS 1.2 and 1.3, client certificates requested; whoever issued one, the handshake
     completes and the handler judges it per label (``anchors``, the union of all labels',
-    are OpenSSL's only where that cannot be arranged)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_path, key_path)
+    are OpenSSL's only where that cannot be arranged). No server certificate yet: see
+    :func:`listener_certificate`."""
+    ctx = new_server_context()
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.verify_flags |= _NO_CHECK_TIME
     # tls-unique must stay the handshake's: no renegotiation (RFC 7030 §3.5).

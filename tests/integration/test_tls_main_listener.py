@@ -182,24 +182,38 @@ async def test_certificate_from_files_is_reloaded_without_a_restart(tmp_path: Pa
 
 
 def test_sighup_reloads_the_certificate_of_a_serving_process(tmp_path: Path) -> None:
-    files = tmp_path / "files"
+    """SIGHUP reloads the main listener's certificate and those of the front-ends' listeners
+    (EST's mutual-TLS port here)."""
+    files, est_files = tmp_path / "files", tmp_path / "files" / "est"
     _self_signed(files, "first")
+    _self_signed(est_files, "est-first")
+    est_port = free_port()
     cfg = _tls_config(tmp_path, 'certificate = "files/tls.pem"\nkey = "files/tls.key"')
+    cfg.write_text(
+        cfg.read_text()
+        + f'[est]\nenabled = true\nhost = "127.0.0.1"\nport = {est_port}\n'
+        + 'server_names = ["localhost"]\n'
+        + 'tls_certificate = "files/est/tls.pem"\ntls_key = "files/est/tls.key"\n'
+    )
 
-    def served(port: int) -> x509.Certificate | None:
-        ctx = ssl.create_default_context(cafile=str(files / "tls.pem"))
+    def served(port: int, directory: Path = files) -> x509.Certificate | None:
+        ctx = ssl.create_default_context(cafile=str(directory / "tls.pem"))
         try:
             with ssl_socket(port, ctx) as s:
                 return x509.load_der_x509_certificate(s.getpeercert(binary_form=True))
         except (OSError, ssl.SSLError):
             return None
 
-    with gateway_process(cfg, ready=lambda port: served(port) is not None) as gateway:
+    def ready(port: int) -> bool:
+        return served(port) is not None and served(est_port, est_files) is not None
+
+    with gateway_process(cfg, ready=ready) as gateway:
         proc = gateway.proc
         second = _self_signed(files, "second")
+        est_second = _self_signed(est_files, "est-second")
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
-        while served(gateway.port) != second:
+        while served(gateway.port) != second or served(est_port, est_files) != est_second:
             assert proc.poll() is None and time.monotonic() < deadline, "not reloaded"
             time.sleep(0.2)
 

@@ -21,7 +21,8 @@ def test_listener_context_is_tls12_plus_with_optional_client_certificates(tmp_pa
     write_cert(tmp_path / "c.pem", cert)
     write_key(tmp_path / "k.pem", key)
     _, anchor = self_signed("anchor")
-    ctx = server_context(tmp_path / "c.pem", tmp_path / "k.pem", (anchor,))
+    ctx = server_context((anchor,))
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_OPTIONAL
     assert not [c["name"] for c in ctx.get_ciphers() if "NULL" in c["name"].upper()]
