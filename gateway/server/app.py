@@ -1,10 +1,10 @@
 """aiohttp application factory: health, CA publication and the protocol sub-apps.
 
 Middleware order (outermost first): read timeouts (:mod:`gateway.server.listen`) -> request
-id -> request metrics (:mod:`gateway.server.metrics`) -> access log -> error shield -> device
-listener guard. The error shield turns anything unexpected into a terse 500 without a
-traceback (the traceback goes to the log with the request id), and aiohttp's body-limit error
-into 413.
+id -> request timing (one measurement for the access log and the request metrics of
+:mod:`gateway.server.metrics`) -> error shield -> device listener guard. The error shield
+turns anything unexpected into a terse 500 without a traceback (the traceback goes to the log
+with the request id), and aiohttp's body-limit error into 413.
 
 With ``[server.tls]`` the main listener speaks HTTPS (:mod:`gateway.server.tls`, certificate in
 ``app[MAIN_TLS]``) and plain HTTP is served only for the paths devices fetch without TLS
@@ -34,7 +34,7 @@ from gateway.observability.logs import fields
 from gateway.pkix import pem_chain
 from gateway.plugin import FrontEnd, Listener, ProtocolContext
 from gateway.server.listen import read_timeout_middleware
-from gateway.server.metrics import add_metrics_route, claim_routes, metrics_middleware
+from gateway.server.metrics import add_metrics_route, claim_routes, observe_request
 from gateway.server.switched_off import add_switched_off_routes
 from gateway.server.tls import main_listener_certificate
 from gateway.server.wiring import Components, build
@@ -82,8 +82,9 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 @web.middleware
-async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One line per request, after it completes."""
+async def timing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time every request once, after it completes: its access log line and its latency and
+    status metrics (:func:`gateway.server.metrics.observe_request`) get the same figures."""
     started = time.perf_counter()
     status = 500
     try:
@@ -94,6 +95,8 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = exc.status
         raise
     finally:
+        seconds = time.perf_counter() - started
+        observe_request(request, status, seconds)
         if request.app.get(ACCESS_LOG, True):
             # Fields, not prose: `[logging] format = "json"` makes each one a JSON key.
             access_log.info(
@@ -103,7 +106,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
                     method=request.method,
                     path=request.path_qs[:200],
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    duration_ms=round(seconds * 1000, 1),
                     request_id=request.get("request_id", "-"),
                 ),
             )
@@ -266,8 +269,7 @@ async def create_app(config: Config, components: Components | None = None) -> we
         middlewares=[
             read_timeout_middleware,
             request_id_middleware,
-            metrics_middleware,
-            access_log_middleware,
+            timing_middleware,
             error_middleware,
         ],
     )

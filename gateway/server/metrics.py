@@ -1,4 +1,4 @@
-"""``GET /metrics`` (Prometheus text format) and the request latency middleware.
+"""``GET /metrics`` (Prometheus text format) and the request latency and status counts.
 
 ``/metrics`` is served on the main listener only: the extra TLS listeners the front-ends open
 (EST's, CES's) answer 404 for it, and the plain device listener serves only device paths. It is
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -28,9 +26,7 @@ from gateway.config import MetricsConfig
 from gateway.observability.metrics import CONTENT_TYPE, activate, exposition
 from gateway.observability.scrape import scrape_state
 
-__all__ = ["add_metrics_route", "claim_routes", "metrics_middleware"]
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+__all__ = ["add_metrics_route", "claim_routes", "observe_request"]
 
 #: Which front-end registered each route (:func:`claim_routes`).
 ROUTE_PROTOCOLS: web.AppKey[dict[AbstractResource, str]] = web.AppKey("route_protocols", dict)
@@ -69,24 +65,14 @@ def _labels(request: web.Request) -> tuple[str, str]:
     return protocol, resource.canonical
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Time every request and count its status, by route (see the module docstring)."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics = activate()
-        protocol, operation = _labels(request)
-        seconds = time.perf_counter() - started
-        metrics.child(metrics.http_seconds, protocol, operation).observe(seconds)
-        metrics.child(metrics.http_responses, protocol, operation, str(status)).inc()
+def observe_request(request: web.Request, status: int, seconds: float) -> None:
+    """Count a completed request's status and latency by route (see the module docstring);
+    the shell's request timing middleware (:mod:`gateway.server.app`) calls it once per
+    request with the duration it also logs."""
+    metrics = activate()
+    protocol, operation = _labels(request)
+    metrics.child(metrics.http_seconds, protocol, operation).observe(seconds)
+    metrics.child(metrics.http_responses, protocol, operation, str(status)).inc()
 
 
 def _peer_allowed(request: web.Request, config: MetricsConfig) -> bool:
