@@ -32,52 +32,61 @@ log = logging.getLogger("certgate.enrollment")
 connector_log = logging.getLogger("certgate.connector")
 
 OutcomeT = TypeVar("OutcomeT", Issued, Pending, Denied)
+Fields = dict[str, object]
+
+
+def _decision(record: RequestRecord, outcome: Issued | Pending | Denied) -> tuple[str, str, Fields]:
+    """What ``outcome`` is for the log and the metrics: its result (``issued``, ``pending``,
+    ``denied``), its log message, and the line's fields after the requester's (see the module
+    docstring)."""
+    if isinstance(outcome, Issued):
+        certificate = outcome.certificate
+        return (
+            "issued",
+            "certificate issued",
+            {
+                "subject": certificate.subject.rfc4514_string(),
+                "serial": serial_hex(certificate.serial_number),
+                "request_id": record.id,
+                "kind": record.kind.value,
+            },
+        )
+    if isinstance(outcome, Pending):
+        return (
+            "pending",
+            "request pending",
+            {"request_id": record.id, "reason": outcome.reason.value},
+        )
+    return (
+        "denied",
+        "request refused",
+        {
+            "request_id": record.id,
+            "rule": outcome.rule or "-",
+            "reason": outcome.detail,
+            "code": outcome.code,
+        },
+    )
+
+
+def _record_line(level: int, message: str, record: RequestRecord, detail: Fields) -> None:
+    """One line about ``record``: protocol, template and requester, then ``detail``."""
+    log.log(
+        level,
+        message,
+        extra=fields(
+            protocol=record.protocol,
+            template=record.template,
+            requester=record.requester.principal,
+            **detail,
+        ),
+    )
 
 
 def settled(record: RequestRecord, outcome: OutcomeT) -> OutcomeT:
     """Log and count the outcome just recorded for ``record``; returns ``outcome``."""
-    who = record.requester.principal
-    if isinstance(outcome, Issued):
-        certificate = outcome.certificate
-        name = "issued"
-        log.info(
-            "certificate issued",
-            extra=fields(
-                protocol=record.protocol,
-                template=record.template,
-                requester=who,
-                subject=certificate.subject.rfc4514_string(),
-                serial=serial_hex(certificate.serial_number),
-                request_id=record.id,
-                kind=record.kind.value,
-            ),
-        )
-    elif isinstance(outcome, Pending):
-        name = "pending"
-        log.info(
-            "request pending",
-            extra=fields(
-                protocol=record.protocol,
-                template=record.template,
-                requester=who,
-                request_id=record.id,
-                reason=outcome.reason.value,
-            ),
-        )
-    else:
-        name = "denied"
-        log.info(
-            "request refused",
-            extra=fields(
-                protocol=record.protocol,
-                template=record.template,
-                requester=who,
-                request_id=record.id,
-                rule=outcome.rule or "-",
-                reason=outcome.detail,
-                code=outcome.code,
-            ),
-        )
+    name, message, detail = _decision(record, outcome)
+    _record_line(logging.INFO, message, record, detail)
     metrics = active()
     if metrics is not None:
         metrics.child(metrics.enrollments, record.protocol, record.template, name).inc()
@@ -88,15 +97,8 @@ def settled(record: RequestRecord, outcome: OutcomeT) -> OutcomeT:
 
 def failed(record: RequestRecord, detail: str) -> None:
     """The connector failed for good on ``record`` (the request is recorded ``failed``)."""
-    log.warning(
-        "request failed",
-        extra=fields(
-            protocol=record.protocol,
-            template=record.template,
-            requester=record.requester.principal,
-            request_id=record.id,
-            reason=detail,
-        ),
+    _record_line(
+        logging.WARNING, "request failed", record, {"request_id": record.id, "reason": detail}
     )
     metrics = active()
     if metrics is not None:
