@@ -57,6 +57,14 @@ class Transactions(Protocol):
         this, never per query."""
         ...
 
+    @property
+    def raw_sqlite(self) -> bool:
+        """Whether the store runs its own state on the raw-SQLite repository (the fast path;
+        false on PostgreSQL and when the store was opened with ``raw_sqlite=False``). A
+        front-end with a raw-SQLite repository of its own chooses it only when this is true,
+        once, with :attr:`dialect_name`, so its state and the core's follow one choice."""
+        ...
+
     async def read(self, body: TransactionBody[P, T], *args: P.args, **kw: P.kwargs) -> T:
         """Run ``body(conn, *args, **kw)`` without an explicit transaction: each statement
         sees the latest commit. For single-statement reads; use :meth:`write` when several

@@ -79,8 +79,11 @@ class Acme:
         self.store = ports.transactions
         self.external_url = external_url
         self.testing = testing
-        #: ACME state statements, chosen once by the store's dialect (repository.py).
-        self.repo: AcmeRepository = open_repository(self.store.dialect_name)
+        #: ACME state statements, chosen once by the store's dialect and its repository
+        #: choice (repository.py): Core whenever the core store runs Core.
+        self.repo: AcmeRepository = open_repository(
+            self.store.dialect_name, raw_sqlite=self.store.raw_sqlite
+        )
         self.base = external_url + "/acme"
         self.limiter = RateLimiter(settings.rate_limit_window)
         self.tasks: set[asyncio.Task[None]] = set()

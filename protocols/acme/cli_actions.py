@@ -27,8 +27,10 @@ def _settings(components: Any) -> Any:
 
 
 def _repo(components: Any) -> AcmeRepository:
-    """The ACME repository for the command's store, chosen by its dialect."""
-    return open_repository(components.store.dialect_name)
+    """The ACME repository for the command's store, chosen by its dialect and its
+    repository choice (``raw_sqlite``), as the front-end chooses it."""
+    store = components.store
+    return open_repository(store.dialect_name, raw_sqlite=store.raw_sqlite)
 
 
 async def cmd_eab_create(components: Any, args: argparse.Namespace) -> int:

@@ -7,13 +7,21 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 import protocols.acme
+from gateway import config as gateway_config
+from gateway.store import default_sqlite_url, open_store
+from protocols.acme import cli_actions
+from protocols.acme.base import Acme
+from protocols.acme.ports import AcmePorts
 from protocols.acme.repository import AcmeRepository, open_repository
 from protocols.acme.repository_core import CoreAcmeRepository
 from protocols.acme.repository_sqlite import SQLiteAcmeRepository
+from protocols.acme.settings import parse_settings
 
 METHODS = sorted(
     name
@@ -48,3 +56,32 @@ def test_the_choice_is_made_in_one_place_and_no_body_asks_the_dialect() -> None:
                 readers.add(path.name)
     assert readers <= {"base.py", "cli_actions.py"}, readers
     assert type(open_repository("postgresql")) is CoreAcmeRepository
+
+
+@pytest.mark.parametrize("raw", [True, False])
+async def test_the_front_end_and_the_cli_follow_the_stores_repository_choice(
+    tmp_path: Path, raw: bool
+) -> None:
+    """ACME's state runs Core whenever the core store does (``open_store(raw_sqlite=False)``),
+    read through :attr:`gateway.ports.Transactions.raw_sqlite`, not the dialect alone."""
+    store = open_store(default_sqlite_url(tmp_path), raw_sqlite=raw)
+    try:
+        assert store.raw_sqlite is raw
+        settings = parse_settings(
+            {}, "certgate.toml", default_template="web", templates={"web": {}}, data_dir=tmp_path
+        )
+        ports = AcmePorts(
+            service=cast(Any, None),
+            records=cast(Any, None),
+            templates=cast(Any, None),
+            clock=cast(Any, None),
+            transactions=store,
+        )
+        acme = Acme(
+            ports, settings, external_url="https://gw.test", testing=gateway_config.TestingConfig()
+        )
+        expected = SQLiteAcmeRepository if raw else CoreAcmeRepository
+        assert type(acme.repo) is expected
+        assert type(cli_actions._repo(SimpleNamespace(store=store))) is expected
+    finally:
+        await store.close()
