@@ -3,8 +3,9 @@ CA's issuance journal, on SQLite (embedded default) or PostgreSQL (shared by man
 
 Public API: :class:`SQLStore` (implements :class:`gateway.ports.Store`; ``store.journal``
 implements :class:`gateway.ports.IssuanceJournal`), :func:`open_store`,
-:func:`default_sqlite_url` and :data:`metadata` (the schema, for protocol packages that add
-tables in later migrations; see :mod:`gateway.store.tables`). Protocol packages with a
+:func:`default_sqlite_url`, :data:`metadata` (the schema, for protocol packages that add
+tables in later migrations; see :mod:`gateway.store.tables`) and the column types such tables
+use, :class:`UTCDateTime` and :class:`JSONType`. Protocol packages with a
 raw-SQLite repository of their own use :mod:`gateway.store.raw` (statements on the store's
 transaction, no ``sqlite3`` import) and choose it when :attr:`SQLStore.raw_sqlite` is true.
 
@@ -28,12 +29,14 @@ from gateway.store.journal import SQLJournal
 from gateway.store.outage import DatabaseUnavailable, private_directory
 from gateway.store.repository import queries_for
 from gateway.store.sql import SQLStore
-from gateway.store.tables import metadata
+from gateway.store.tables import JSONType, UTCDateTime, metadata
 
 __all__ = [
     "DatabaseUnavailable",
+    "JSONType",
     "SQLJournal",
     "SQLStore",
+    "UTCDateTime",
     "default_sqlite_url",
     "metadata",
     "open_store",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from gateway.store.tables import JSONType, UTCDateTime, metadata
+from gateway.store import JSONType, UTCDateTime, metadata
 
 #: RFC 8555 §6.5: issued on every response, deleted when used (DELETE ... RETURNING).
 acme_nonces = sa.Table(

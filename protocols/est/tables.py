@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from gateway.store.tables import JSONType, UTCDateTime, metadata
+from gateway.store import JSONType, UTCDateTime, metadata
 
 est_users = sa.Table(
     "est_users",

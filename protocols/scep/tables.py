@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from gateway.store.tables import UTCDateTime, metadata
+from gateway.store import UTCDateTime, metadata
 
 scep_otps = sa.Table(
     "scep_otps",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from gateway.store.tables import JSONType, UTCDateTime, metadata
+from gateway.store import JSONType, UTCDateTime, metadata
 
 #: Largest CES request number: fits both an unsigned and a signed 32-bit integer.
 MAX_REQUEST_NUMBER = 2**31 - 1
