@@ -176,7 +176,7 @@ def certgate_json(cfg: Path, *args: str) -> tuple[int, dict]:  # type: ignore[ty
 
 async def test_resubmission_reaching_b_returns_the_first_certificate(tmp_path: Path) -> None:
     from backends.ms_ces import MSCESConnector
-    from tests.integration.test_ces_connector import MemoryJournal, plan
+    from tests.ces_fixtures import MemoryJournal, plan
 
     b_port, b_tls = free_port(), free_port()
     b_cfg = gateway_b_config(tmp_path / "b", port=b_port, tls_port=b_tls)

@@ -26,8 +26,8 @@ from gateway.codecs.ms.wstrust import parse_envelope, parse_request
 from gateway.errors import CAUnavailable, ConnectorError
 from gateway.model import Issued
 from gateway.ports import ConnectorContext
+from tests.ces_fixtures import MemoryJournal, plan
 from tests.helpers import free_port
-from tests.integration.test_ces_connector import MemoryJournal, plan
 from tests.kerberos_helpers import HOST, REALM, require_kerberos, start_realm
 from tests.wstep_helpers import VECTORS
 
