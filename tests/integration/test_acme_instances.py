@@ -8,24 +8,19 @@ share, nothing is held at module level."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from tests.acme_helpers import Client, RealHTTP, acme_config
 from tests.gateway_process import gateway_in_process
 from tests.helpers import free_port, init_gateway
+from tests.pg_helpers import scratch_database
 
 ALWAYS_VALID = "acme_always_valid = true\n"
 TESTING = {"CERTGATE_TESTING": "1"}
-PG_ADMIN_DSN = os.environ.get(
-    "CERTGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 async def _complete(c: Client, order: dict[str, Any]) -> None:
@@ -61,24 +56,7 @@ async def test_a_flow_survives_a_restart_on_sqlite(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"certgate_acme_{secrets.token_hex(6)}"
-
-    async def admin(sql: str) -> None:
-        try:
-            conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            if os.environ.get("CERTGATE_REQUIRE_PEERS") == "1":
-                pytest.fail(f"PostgreSQL unreachable: {exc}")
-            pytest.skip(f"PostgreSQL unreachable: {exc}")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    yield f"{dsn}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from scratch_database("certgate_acme")
 
 
 @pytest.mark.postgres

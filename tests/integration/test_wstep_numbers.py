@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -17,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-import asyncpg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -32,14 +29,12 @@ from protocols.wstep.numbers import RequestNumbers
 from protocols.wstep.tables import MAX_REQUEST_NUMBER
 from protocols.wstep.users import Account, add_account, hash_password
 from tests.helpers import ec_key, make_csr, write_config
+from tests.pg_helpers import scratch_database
 from tests.wstep_helpers import PASSWORD, SOAP_HEADERS, rst
 
 DER = Encoding.DER
 Client = Any
 CES = "/wstep/CES"
-PG_ADMIN_DSN = os.environ.get(
-    "CERTGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 async def _app_client(
@@ -273,24 +268,7 @@ async def test_a_bare_pkcs10_sent_as_cepces_renews_is_a_new_request_of_the_calle
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"certgate_wstep_{secrets.token_hex(6)}"
-
-    async def admin(sql: str) -> None:
-        try:
-            conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            if os.environ.get("CERTGATE_REQUIRE_PEERS") == "1":
-                pytest.fail(f"PostgreSQL unreachable: {exc}")
-            pytest.skip(f"PostgreSQL unreachable: {exc}")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    yield f"{dsn}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from scratch_database("certgate_wstep")
 
 
 @pytest.mark.postgres

@@ -1,0 +1,43 @@
+"""A scratch PostgreSQL database per test, for tests that run gateways or stores on one shared
+database (tests/integration/test_acme_instances.py, test_wstep_numbers.py).
+
+The server is ``CERTGATE_TEST_PG_DSN`` (default: the trust-auth PostgreSQL on 127.0.0.1:5432).
+An unreachable server skips the test, or fails it when ``CERTGATE_REQUIRE_PEERS=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+PG_ADMIN_DSN = os.environ.get(
+    "CERTGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def scratch_database(prefix: str) -> Iterator[str]:
+    """Create ``<prefix>_<random>`` and yield its SQLAlchemy URL (``postgresql+asyncpg://``);
+    drop it (closing its connections) afterwards. Use as ``yield from`` in a fixture."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+
+    async def admin(sql: str) -> None:
+        try:
+            conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            if os.environ.get("CERTGATE_REQUIRE_PEERS") == "1":
+                pytest.fail(f"PostgreSQL unreachable: {exc}")
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    yield f"{dsn}/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
