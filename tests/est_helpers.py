@@ -19,6 +19,9 @@ from pathlib import Path
 from tests.gateway_process import gateway_process, healthy
 from tests.helpers import (
     TEMPLATES,
+    certgate,
+    free_port,
+    init_gateway,
     require_tool,
 )
 
@@ -134,6 +137,22 @@ def serving(cfg: Path, est_port: int, *args: str) -> Iterator[Gateway]:
         cfg, *args, ready=lambda port: healthy(port) and _tcp_ok(est_port)
     ) as gateway:
         yield Gateway(cfg, gateway.port, est_port, cfg.parent)
+
+
+@contextmanager
+def est_gateway(tmp: Path, est: str, *, user: str, password: str) -> Iterator[Gateway]:
+    """The EST test gateway: :func:`write_est_config` with ``est`` on a free EST port, the
+    database initialised, one EST user ``user`` with ``password`` (Basic auth), then
+    :func:`serving` until the block ends."""
+    port = free_port()
+    cfg = write_est_config(tmp, est_port=port, est=est)
+    init_gateway(cfg)
+    certgate(
+        "est", "user", "add", user, "--password-env", "PW", "-c", str(cfg),
+        env={"PW": password}, check=True,
+    )  # fmt: skip
+    with serving(cfg, port) as gateway:
+        yield gateway
 
 
 def _tcp_ok(port: int) -> bool:

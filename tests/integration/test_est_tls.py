@@ -24,8 +24,7 @@ from cryptography.x509.oid import AttributeOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.est_helpers import Gateway, serving, write_est_config
-from tests.helpers import certgate, free_port, init_gateway
+from tests.est_helpers import Gateway, est_gateway
 
 AUTH = "Basic " + base64.b64encode(b"bob:hunter22").decode()
 
@@ -33,10 +32,8 @@ AUTH = "Basic " + base64.b64encode(b"bob:hunter22").decode()
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("est-tls")
-    port = free_port()
-    cfg = write_est_config(
+    with est_gateway(
         tmp,
-        est_port=port,
         est="""
         trusted_proxies = ["127.0.0.1/32"]
         [est.labels.pop]
@@ -52,13 +49,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         [est.labels.closed]
         template = "est-fleet"
         """,
-    )
-    init_gateway(cfg)
-    certgate(
-        "est", "user", "add", "bob", "--password-env", "PW", "-c", str(cfg),
-        env={"PW": "hunter22"}, check=True,
-    )  # fmt: skip
-    with serving(cfg, port) as gateway:
+        user="bob",
+        password="hunter22",
+    ) as gateway:
         yield gateway
 
 
