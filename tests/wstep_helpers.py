@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -24,13 +22,11 @@ from gateway.codecs.ms.wstrust import (
     build_request_body,
 )
 from gateway.codecs.ms.xcep import ACTION_GET_POLICIES, build_get_policies_body
+from tests.gateway_process import gateway_process
 from tests.helpers import (
     REPO,
     certgate,
-    http_ok,
     init_gateway,
-    stop_process,
-    wait_until_up,
     write_config,
 )
 from tests.pki_helpers import self_signed, write_cert, write_key
@@ -132,23 +128,7 @@ def post(
 def serving(
     cfg: Path, port: int, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[str]]:
-    """A real ``certgate serve`` on ``port``; stopped (SIGTERM, then kill) on exit."""
-    log = (cfg.parent / f"serve-{port}.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        wait_until_up(
-            proc,
-            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
-            (cfg.parent / f"serve-{port}.log").read_text,
-        )
-        yield proc
-    finally:
-        stop_process(proc)
-        log.close()
+    """A real ``certgate serve`` on ``port`` (:func:`tests.gateway_process.gateway_process`);
+    stopped (SIGTERM, then kill) on exit."""
+    with gateway_process(cfg, port=port, env=env) as gateway:
+        yield gateway.proc
