@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.interop.cepces_gateway)
 """openSUSE cepces v0.3.17 (``cepces-submit``, the CES client Samba and SSSD use for Linux
 autoenrollment against AD CS) against a real ``certgate serve`` (issue #13).
 
@@ -10,7 +11,7 @@ The gateway: local CA, the wstep front-end on HTTP and on a TLS listener (self-s
 certificate, cepces' ``cas``), a password account made with ``certgate wstep user add`` and a
 client certificate issued by the gateway (``certgate enroll``). cepces-submit is run as
 certmonger runs it (operation and data in ``CERTMONGER_*`` variables, exit codes per
-cepces/certmonger/core.py), then under a private certmonger daemon.
+cepces/certmonger/core.py); under a private certmonger daemon in test_wstep_cepces_certmonger.py.
 
 Reproduce::
 
@@ -22,28 +23,27 @@ Reproduce::
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.helpers import certgate, free_port, make_csr, require_tool
+from tests.helpers import certgate, free_port
+from tests.interop.cepces_gateway import (
+    USER,
+    Gateway,
+    _issued_by_gateway,
+    _pending,
+    gateway,  # noqa: F401
+)
 from tests.interop.cepces_harness import (
     ISSUED,
     REJECTED,
     UNDERCONFIGURED,
     WAITMORE,
     Auth,
-    Cepces,
     RecordingProxy,
     certmonger_csr,
     locate_cepces,
@@ -54,92 +54,11 @@ from tests.interop.cepces_harness import (
     wire_shape,
     write_conf,
 )
-from tests.interop.test_scep_certmonger import Certmonger, _status, _wait_status
-from tests.pki_helpers import write_key
 from tests.wstep_helpers import PASSWORD, add_user, gateway_b_config, serving
 
 pytestmark = pytest.mark.interop
 
-USER = "linux-host"
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "cepces"
-
-
-@dataclass
-class Gateway:
-    cfg: Path
-    port: int
-    tls_port: int
-    work: Path
-    tls_cert: Path
-    client_cert: Path
-    client_key: Path
-    cepces: Cepces
-
-    @property
-    def cep_url(self) -> str:
-        return f"https://127.0.0.1:{self.tls_port}/wstep/CEP"
-
-    @property
-    def ces_url(self) -> str:
-        return f"https://127.0.0.1:{self.tls_port}/wstep/CES"
-
-    def auth(self, kind: str, password: str = PASSWORD) -> Auth:
-        if kind == "Certificate":
-            return Auth(kind, certfile=self.client_cert, keyfile=self.client_key)
-        return Auth(kind, username=USER, password=password)
-
-    def client(self, name: str, kind: str, **conf: object) -> Path:
-        """A working directory with a cepces.conf for ``kind`` authentication."""
-        workdir = self.work / "clients" / name
-        options = {"endpoint": self.cep_url, "cas": self.tls_cert, **conf}
-        auth = options.pop("auth", None) or self.auth(kind)
-        write_conf(workdir, auth=auth, **options)  # type: ignore[arg-type]
-        return workdir
-
-    def cli(self, *args: str) -> str:
-        proc = certgate(*args, "-c", str(self.cfg), check=True)
-        return proc.stdout
-
-    def chain(self) -> list[x509.Certificate]:
-        """The gateway's CA chain (issuing CA first), as ``certgate ca export`` writes it."""
-        out = self.work / "ca-chain.pem"
-        self.cli("ca", "export", "--out", str(out))
-        return pem_certificates(out.read_text())
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    cepces = locate_cepces()
-    tmp = tmp_path_factory.mktemp("cepces")
-    port, tls_port = free_port(), free_port()
-    cfg = gateway_b_config(tmp, port=port, tls_port=tls_port)
-    add_user(cfg, USER, principal=USER)
-    # The Certificate endpoint's client: a device certificate this gateway issued.
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = tmp / "client.csr"
-    csr.write_bytes(make_csr(key, cn="cepces-client").public_bytes(Encoding.PEM))
-    client_cert = tmp / "client-chain.pem"
-    certgate(
-        "enroll", "-c", str(cfg), "--template", "device", "--csr", str(csr),
-        "--principal", "cepces-client", "--out", str(client_cert), check=True,
-    )  # fmt: skip
-    client_key = write_key(tmp / "client.key", key)
-    with serving(cfg, port):
-        yield Gateway(
-            cfg, port, tls_port, tmp, tmp / "tls" / "tls.crt", client_cert, client_key, cepces
-        )
-
-
-def _issued_by_gateway(gateway: Gateway, pem: str, csr_pem: str) -> x509.Certificate:
-    """The one certificate in ``pem``: for the CSR's key, signed by the gateway's issuing CA."""
-    certs = pem_certificates(pem)
-    assert len(certs) == 1, pem
-    cert = certs[0]
-    issuing = gateway.chain()[0]
-    cert.verify_directly_issued_by(issuing)
-    csr = x509.load_pem_x509_csr(csr_pem.encode())
-    assert cert.public_key() == csr.public_key()
-    return cert
 
 
 @pytest.mark.parametrize("kind", ["Certificate", "UsernamePassword"])
@@ -159,13 +78,6 @@ def test_submit_issues_a_certificate_from_the_gateway_ca(gateway: Gateway, kind:
     assert result.code == ISSUED, result
     cert = _issued_by_gateway(gateway, result.out, csr)
     assert cert.subject.rfc4514_string() == f"CN=cepces-{kind.lower()}"
-
-
-def _pending(gateway: Gateway) -> list[dict[str, object]]:
-    listed: list[dict[str, object]] = json.loads(
-        gateway.cli("requests", "list", "--state", "pending", "--json")
-    )
-    return listed
 
 
 def test_manager_approval_is_pending_until_approved_then_the_poll_issues(
@@ -289,133 +201,6 @@ def test_fetch_roots_prints_the_ca_chain(gateway: Gateway) -> None:
     for cert in printed:
         cn = str(cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
         assert f"{cn}\n-----BEGIN CERTIFICATE-----" in result.out
-
-
-# certmonger asks a new CA's helper for these on ``getcert add-ca``; each answer that changes
-# the CA's data restarts the CA's requests, and a SUBMIT already running is abandoned (its
-# cepces-submit still reaches the gateway). Seen here: ``getcert request`` right after
-# ``add-ca`` ran SUBMIT five times, and the gateway issued five certificates for one request.
-# So the scripts wait until the helper has answered them all (operations.log, written by the
-# wrapper) before they request.
-_CA_DATA = (
-    "IDENTIFY",
-    "FETCH-ROOTS",
-    "GET-SUPPORTED-TEMPLATES",
-    "GET-DEFAULT-TEMPLATE",
-    "GET-NEW-REQUEST-REQUIREMENTS",
-    "GET-RENEW-REQUEST-REQUIREMENTS",
-)
-
-
-def _start_certmonger(gateway: Gateway, name: str, body: str) -> tuple[Certmonger, Path, Path]:
-    """A private certmonger daemon (see test_scep_certmonger) with cepces as CA ``cepces``
-    (``getcert add-ca -c cepces -e <cepces-submit>``), running ``body`` once the CA is set up.
-    Returns the session, the client's working directory and the daemon's output file."""
-    require_tool("certmonger")
-    require_tool("getcert")
-    workdir = gateway.client(name, "UsernamePassword")
-    helper = gateway.cepces.wrapper(workdir)
-    cm = Certmonger(gateway.work / f"cm-{name}", "unused")
-    pattern = "|".join(_CA_DATA)
-    script = cm.home / "script.sh"
-    script.write_text(
-        "#!/bin/bash\n"
-        f"export HOME={cm.env['HOME']}\n"
-        f"getcert add-ca -s -c cepces -e '{helper}' || exit 9\n"
-        f"for i in $(seq 1 300); do n=$(grep -c -E '^({pattern}) ' {workdir}/operations.log); "
-        f'[ "${{n:-0}}" -ge {len(_CA_DATA)} ] && break; sleep 0.2; done\n'
-        "sleep 2\n" + body
-    )
-    script.chmod(0o700)
-    return cm, workdir, script
-
-
-def _run_script(cm: Certmonger, script: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [cm.dbus, "--", cm.exe, "-s", "-n", "-c", str(script)],
-        env=cm.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: Certmonger.stop ends the bus too
-    )
-
-
-def _submits(workdir: Path) -> list[str]:
-    lines = (workdir / "operations.log").read_text().splitlines()
-    return [line for line in lines if line.startswith("SUBMIT ")]
-
-
-def test_certmonger_with_cepces_reaches_monitoring(gateway: Gateway) -> None:
-    out = gateway.work / "cm-out"
-    out.mkdir()
-    cm, workdir, script = _start_certmonger(
-        gateway,
-        "certmonger",
-        f"getcert request -s -w --wait-timeout=60 -c cepces -T device -f {out}/cert.pem "
-        f"-k {out}/key.pem -N CN=cepces-certmonger -I cm >/dev/null\n"
-        "getcert list -s -i cm\n",
-    )
-    proc = _run_script(cm, script)
-    try:
-        log = Certmonger.finish(proc, 120)
-    finally:
-        Certmonger.stop(proc)
-    assert _status(log, "cm") == "MONITORING", log
-    cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
-    assert cert.subject.rfc4514_string() == "CN=cepces-certmonger"
-    cert.verify_directly_issued_by(gateway.chain()[0])
-    # certmonger learned the template from cepces and put it into its CSR.
-    assert "profile: device" in log, log
-    assert _submits(workdir) == ["SUBMIT  -> 0"], (workdir / "operations.log").read_text()
-
-
-def test_certmonger_with_cepces_picks_up_an_approved_request(gateway: Gateway) -> None:
-    """The approval flow under certmonger: cepces answers WAITMORE with its cookie, certmonger
-    polls (POLL with CERTMONGER_CA_COOKIE) after the printed delay, and reaches MONITORING once
-    an operator approves; no second request is made."""
-    out = gateway.work / "cm-approval-out"
-    out.mkdir()
-    pending, approved = out / "pending", out / "approved"
-    before = {r["id"] for r in _pending(gateway)}
-    cm, workdir, script = _start_certmonger(
-        gateway,
-        "certmonger-approval",
-        f"getcert request -s -c cepces -T approval-required -f {out}/cert.pem "
-        f"-k {out}/key.pem -N CN=cepces-cm-approval -I pend >/dev/null\n"
-        + _wait_status("pend", "CA_WORKING")
-        + f"getcert list -s -i pend > {pending}.tmp; mv {pending}.tmp {pending}\n"
-        f"for i in $(seq 1 300); do [ -e {approved} ] && break; sleep 0.2; done\n"
-        + _wait_status("pend", "MONITORING")
-        + _wait_status("pend", "MONITORING")
-        + "getcert list -s -i pend\n",
-    )
-    proc = _run_script(cm, script)
-    try:
-        deadline = time.monotonic() + 90
-        while not pending.exists():
-            assert proc.poll() is None, Certmonger.finish(proc, 5)
-            assert time.monotonic() < deadline, "certmonger never reached CA_WORKING"
-            time.sleep(0.2)
-        assert _status(pending.read_text(), "pend") == "CA_WORKING", pending.read_text()
-        new = [r for r in _pending(gateway) if r["id"] not in before]
-        assert len(new) == 1, new
-        gateway.cli("requests", "approve", str(new[0]["id"]))
-        approved.touch()
-        log = Certmonger.finish(proc, 120)
-    finally:
-        Certmonger.stop(proc)
-    assert _status(log, "pend") == "MONITORING", log
-    cert = x509.load_pem_x509_certificate((out / "cert.pem").read_bytes())
-    assert cert.subject.rfc4514_string() == "CN=cepces-cm-approval"
-    operations = (workdir / "operations.log").read_text()
-    assert _submits(workdir) == ["SUBMIT  -> 5"], operations
-    polls = [line for line in operations.splitlines() if line.startswith("POLL ")]
-    assert (
-        polls
-        and polls[-1].endswith(" -> 0")
-        and all(re.fullmatch(r"POLL \d+,https://\S+/wstep/CES -> [05]", line) for line in polls)
-    ), operations
 
 
 # What each vector file holds: (file, client, operation, which recorded request of that run).
