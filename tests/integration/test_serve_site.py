@@ -10,7 +10,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from gateway.cli import main
-from tests.helpers import REPO, free_port, require_tool, stop_process
+from tests.gateway_process import gateway_process
+from tests.helpers import free_port, require_tool
 
 
 @dataclass
@@ -70,27 +70,20 @@ def _https_ok(url: str, root: Path) -> bool:
 
 @contextmanager
 def serving(site_dir: Path, ports: list[str], *args: str) -> Iterator[Site]:
-    log = site_dir / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "-c", str(site_dir / "certgate.toml"),
-             *args],
-            stdout=out, stderr=subprocess.STDOUT, cwd=REPO, text=True,
-        )  # fmt: skip
     port, plain, est = (int(p) for p in ports)
     root = site_dir / "data" / "root-ca.pem"
-    try:
-        deadline = time.monotonic() + 60
-        while not (
-            _https_ok(f"https://localhost:{port}/healthz", root)
+    log = site_dir / "serve.log"
+    with gateway_process(
+        site_dir / "certgate.toml",
+        *args,
+        port=port,  # the site's own port, named again
+        log=log,
+        ready=lambda p: (
+            _https_ok(f"https://localhost:{p}/healthz", root)
             and "data directory" in log.read_text()
-        ):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not come up: {log.read_text()}")
-            time.sleep(0.2)
-        yield Site(site_dir, port, plain, est, log.read_text())
-    finally:
-        stop_process(proc)
+        ),
+    ) as gateway:
+        yield Site(site_dir, port, plain, est, gateway.output())
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +128,7 @@ def test_banner_names_listeners_trust_anchors_and_fingerprints(site: Site) -> No
     assert not any(s in text for s in secrets)  # files are named, never their content
 
 
+@pytest.mark.interop
 def test_banner_est_command_enrolls_verbatim(site: Site, tmp_path: Path) -> None:
     require_tool("curl")
     require_tool("openssl")
@@ -145,6 +139,7 @@ def test_banner_est_command_enrolls_verbatim(site: Site, tmp_path: Path) -> None
     assert cert.issuer.rfc4514_string() == "CN=certgate Issuing CA"
 
 
+@pytest.mark.interop
 def test_banner_certbot_command_gets_a_certificate_over_https(site: Site, tmp_path: Path) -> None:
     command = site.command("certbot")
     assert command.startswith(f"REQUESTS_CA_BUNDLE={site.root} certbot ")
@@ -156,6 +151,7 @@ def test_banner_certbot_command_gets_a_certificate_over_https(site: Site, tmp_pa
     assert [str(ip) for ip in sans.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
 
 
+@pytest.mark.interop
 def test_banner_scepclient_command_enrolls_over_the_plain_listener(
     site: Site, tmp_path: Path
 ) -> None:
