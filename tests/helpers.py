@@ -4,6 +4,7 @@ Certificates and keys come from :mod:`tests.pki_helpers`."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import ipaddress
 import logging
@@ -104,11 +105,12 @@ def certgate(
 
     In-process through ``gateway.cli.main(argv)`` by default (a CLI process costs a second of
     interpreter start and imports; the suite runs hundreds): the call gets the environment
-    ``env`` adds, the checkout as working directory, ``input`` as standard input, a logging set-up
-    of its own, and a ``SystemExit`` or an uncaught exception becomes the exit code a process
-    would have had. ``process=True`` (and always ``serve``, which only returns when stopped)
-    runs the real console command in a subprocess instead, for what is about the process
-    itself; ``timeout`` applies to that only."""
+    ``env`` adds (its ``PYTHONPATH`` first on the import path), the checkout as working
+    directory, ``input`` as standard input, a logging set-up of its own, and a ``SystemExit``
+    or an uncaught exception becomes the exit code a process would have had.
+    ``process=True`` (and always ``serve``, which only returns when stopped) runs the real
+    console command in a subprocess instead, for what is about the process itself;
+    ``timeout`` applies to that only."""
     if process or "serve" in args:
         proc = subprocess.run(
             [sys.executable, "-m", "gateway.cli", *args],
@@ -161,8 +163,10 @@ def _run_cli(
     from gateway.cli import main
 
     out, err = _binary_text_stream(), _binary_text_stream()
-    saved_env, saved_cwd = os.environ.copy(), os.getcwd()
+    saved_env, saved_cwd, saved_path = os.environ.copy(), os.getcwd(), sys.path[:]
     saved_streams = sys.stdin, sys.stdout, sys.stderr
+    # PYTHONPATH as a process would see it: first on the import path (entry points included).
+    extra_path = [p for p in (env or {}).get("PYTHONPATH", "").split(os.pathsep) if p]
     code: int
     with logging_state_restored():
         # A fresh process has no logging handler: main()'s basicConfig must install its own,
@@ -170,6 +174,9 @@ def _run_cli(
         logging.getLogger().handlers[:] = []
         os.environ.update(env or {})
         os.chdir(REPO)
+        if extra_path:
+            sys.path[:0] = extra_path
+            importlib.invalidate_caches()
         sys.stdin, sys.stdout, sys.stderr = io.StringIO(input or ""), out, err
         try:
             code = main(argv)
@@ -186,6 +193,7 @@ def _run_cli(
             code = 1
         finally:
             sys.stdin, sys.stdout, sys.stderr = saved_streams
+            sys.path[:] = saved_path
             os.chdir(saved_cwd)
             os.environ.clear()
             os.environ.update(saved_env)

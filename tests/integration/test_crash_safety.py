@@ -30,17 +30,11 @@ acme_always_valid = true
 """
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The CLI as a real process: the crash ends it (never the test's interpreter), and the
-    test connectors' entry points are found on its PYTHONPATH."""
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=120,
-        cwd=REPO,
-    )
+def _cli(*args: str, env: dict[str, str], crash: bool = False) -> subprocess.CompletedProcess[str]:
+    """The CLI, with the test connectors' entry points found on its PYTHONPATH: as a real
+    process where it ``crash``es (the crash ends it, never the test's interpreter), else
+    in-process (:func:`tests.helpers.certgate`)."""
+    return certgate(*args, env=env, process=crash, timeout=120)
 
 
 def _setup(tmp_path: Path, connector_type: str) -> tuple[Path, Path, list[str], dict[str, str]]:
@@ -89,7 +83,7 @@ def test_local_ca_crash_before_commit_leaves_nothing_and_retry_issues_one(
     tmp_path: Path,
 ) -> None:
     crashing, normal, args, env = _setup(tmp_path, "local")
-    crashed = _cli(*args, "-c", str(crashing), env=env)
+    crashed = _cli(*args, "-c", str(crashing), env=env, crash=True)
     assert crashed.returncode == 70, crashed.stderr  # os._exit in CrashAfterSign
     assert json.loads(_cli("requests", "list", "-c", str(normal), "--json", env=env).stdout) == []
     assert json.loads(_cli("certs", "list", "-c", str(normal), "--json", env=env).stdout) == []
@@ -100,7 +94,7 @@ def test_connector_crash_after_issuing_then_retry_returns_the_same_certificate(
     tmp_path: Path,
 ) -> None:
     crashing, normal, args, env = _setup(tmp_path, "journaled-local")
-    crashed = _cli(*args, "-c", str(crashing), env=env)
+    crashed = _cli(*args, "-c", str(crashing), env=env, crash=True)
     assert crashed.returncode == 70, crashed.stderr
     requests = json.loads(_cli("requests", "list", "-c", str(normal), "--json", env=env).stdout)
     assert len(requests) == 1 and requests[0]["state"] == "received"
@@ -111,7 +105,7 @@ def test_connector_crash_after_issuing_then_retry_returns_the_same_certificate(
 def test_poller_recovers_a_request_left_received(tmp_path: Path) -> None:
     """Without any client retry, the poller resubmits a request a crash left ``received``."""
     crashing, normal, args, env = _setup(tmp_path, "journaled-local")
-    assert _cli(*args, "-c", str(crashing), env=env).returncode == 70
+    assert _cli(*args, "-c", str(crashing), env=env, crash=True).returncode == 70
     import asyncio
 
     from gateway.config import load_config
@@ -119,7 +113,6 @@ def test_poller_recovers_a_request_left_received(tmp_path: Path) -> None:
 
     async def poll() -> None:
         import importlib
-        import sys
 
         sys.path.insert(0, str(tmp_path / "eps"))
         importlib.invalidate_caches()
