@@ -52,8 +52,12 @@ def run(tree: Path, bench: str, args: list[str], timeout: float) -> str:
     return head + proc.stdout + (("\n# stderr\n" + proc.stderr[-3000:]) if proc.returncode else "")
 
 
+#: Table rows: a label followed by at least three numbers (acme_load's and scep_load's tables).
+ROW = re.compile(r"^\s*\S.*?(\s+\d+(\.\d+)?x?){3,}")
+
+
 def figures(text: str) -> list[str]:
-    return [line.rstrip() for line in text.splitlines() if FIGURE.search(line)]
+    return [line.rstrip() for line in text.splitlines() if FIGURE.search(line) or ROW.match(line)]
 
 
 def main() -> int:
