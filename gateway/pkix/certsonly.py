@@ -38,9 +38,7 @@ _ID_DATA = "1.2.840.113549.1.7.1"
 _ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 
 
-def certs_only_der(
-    certificates: Sequence[x509.Certificate], crls: Sequence[bytes] = ()
-) -> bytes:
+def certs_only_der(certificates: Sequence[x509.Certificate], crls: Sequence[bytes] = ()) -> bytes:
     """DER ContentInfo(SignedData) holding ``certificates`` in the order given (see the module
     docstring: the chain order, subject certificate first) and the DER ``crls`` (SCEP GetCRL,
     RFC 8894 §3.3.2: no certificate, one CRL); no signers, no content. ``ValueError`` when

@@ -115,9 +115,7 @@ def _ca_cert(scep: Scep, endpoint: Endpoint) -> web.Response:
             body=certs[0].public_bytes(serialization.Encoding.DER),
             content_type="application/x-x509-ca-cert",
         )
-    return web.Response(
-        body=certs_only_der(certs), content_type="application/x-x509-ca-ra-cert"
-    )
+    return web.Response(body=certs_only_der(certs), content_type="application/x-x509-ca-ra-cert")
 
 
 def _next_ca_cert(scep: Scep) -> web.Response:

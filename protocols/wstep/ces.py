@@ -271,9 +271,7 @@ def _parse(envelope: Envelope) -> TokenRequest:
         raise bad_request(exc.detail) from None
 
 
-def _template_by_oid(
-    context: WstepContext, ext: x509.Extension[x509.ExtensionType]
-) -> str | None:
+def _template_by_oid(context: WstepContext, ext: x509.Extension[x509.ExtensionType]) -> str | None:
     if not isinstance(ext.value, x509.UnrecognizedExtension):
         return None
     try:
