@@ -1,8 +1,9 @@
 """The audit trail in SQLAlchemy Core: append, list, search, show.
 
 Part of :class:`gateway.store.repository.CoreQueries`; the request and inventory bodies append
-their events through :meth:`AuditQueries.append_audit`, which the raw-SQLite repository
-overrides (:mod:`gateway.store.sqlite_queries`).
+their events through :meth:`AuditQueries.append_audit`. Every single-row INSERT the bodies
+share goes through :meth:`AuditQueries.insert_row`, the one statement the raw-SQLite
+repository replaces for them (:mod:`gateway.store.sqlite_queries`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from sqlalchemy.engine import Connection
 
 from gateway.model import AuditEvent
 from gateway.store.rows import audit_from_row
-from gateway.store.tables import audit_events
+from gateway.store.tables import audit_events, ca_journal, requests
 
 #: Who the gateway's own transitions are attributed to in the audit trail.
 SYSTEM_ACTOR = "certgate"
 
-_INSERT_AUDIT = sa.insert(audit_events)
+#: The INSERT of each table whose rows go through :meth:`AuditQueries.insert_row`.
+_INSERTS = {table: sa.insert(table) for table in (audit_events, requests, ca_journal)}
 
 
 def audit_row(
@@ -46,6 +48,11 @@ def audit_row(
 class AuditQueries:
     """Audit bodies; each is ``body(conn, ...)`` run in one transaction by the engine."""
 
+    def insert_row(self, conn: Connection, table: sa.Table, values: Mapping[str, Any]) -> None:
+        """INSERT one row (column -> Python value) into ``table`` (``audit_events``,
+        ``requests`` or ``ca_journal``); a constraint violation raises ``IntegrityError``."""
+        conn.execute(_INSERTS[table], values)
+
     def append_audit(
         self,
         conn: Connection,
@@ -57,7 +64,8 @@ class AuditQueries:
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         """Append one event; the trail is append-only (the schema refuses UPDATE/DELETE)."""
-        conn.execute(_INSERT_AUDIT, audit_row(now, event, actor, request_id, serial, detail))
+        row = audit_row(now, event, actor, request_id, serial, detail)
+        self.insert_row(conn, audit_events, row)
 
     def list_audit(self, conn: Connection, request_id: str | None, limit: int) -> list[AuditEvent]:
         """The newest ``limit`` events (of one request, if given), oldest first."""

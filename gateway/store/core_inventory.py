@@ -27,7 +27,6 @@ _REVOKE = (
     .returning(*certificates.c)
 )
 # A plain INSERT: a second put for one request id raises IntegrityError (see SQLJournal.put).
-_INSERT_JOURNAL = sa.insert(ca_journal)
 _SELECT_JOURNAL = sa.select(ca_journal.c.certificate_der).where(
     ca_journal.c.request_id == sa.bindparam("rid")
 )
@@ -99,5 +98,5 @@ class InventoryQueries(AuditQueries):
         """Insert; a second put for the same id raises ``IntegrityError`` (the caller then
         reads the certificate that was recorded first)."""
         values = {"request_id": request_id, "certificate_der": der, "created_at": now}
-        conn.execute(_INSERT_JOURNAL, values)
+        self.insert_row(conn, ca_journal, values)
         return der

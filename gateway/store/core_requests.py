@@ -40,7 +40,6 @@ _CERT = certificates.c
 # Plain INSERTs: SQLAlchemy cannot cache the compiled form of ``ON CONFLICT`` inserts (it
 # recompiled the 23-column request insert on every call, ~250 us), so a unique violation is
 # caught instead (see SQLStore.create_request).
-_INSERT_REQUEST = sa.insert(requests)
 _INSERT_CERT = sa.insert(certificates)
 _SELECT_REQUEST = sa.select(requests)
 _SELECT_REQUEST_BY_ID = _SELECT_REQUEST.where(_REQ.id == sa.bindparam("rid"))
@@ -106,7 +105,7 @@ class RequestQueries(InventoryQueries):
         A duplicate (protocol, transaction_id) raises ``IntegrityError`` and rolls back; the
         caller then reads the row that won (see :meth:`gateway.store.SQLStore.create_request`).
         """
-        conn.execute(_INSERT_REQUEST, request_values(record))
+        self.insert_row(conn, requests, request_values(record))
         self.append_audit(
             conn,
             now,

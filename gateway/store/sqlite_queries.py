@@ -3,7 +3,8 @@
 It is :class:`~gateway.store.repository.CoreQueries` with the statements of the hot paths (the
 ones every enrollment, issuance or download runs) sent straight to the ``sqlite3`` cursor of
 the transaction the engine opened, with the toolkit of :mod:`gateway.store.sqlite_fast`:
-inserting a request, an audit event, a certificate or a journal entry, the issuance itself,
+inserting a request, an audit event or a journal entry (:meth:`SQLiteQueries.insert_row`, which
+Core's bodies call for those rows), inserting a certificate, the issuance itself,
 the two lookups every enrollment asks first, and the certificate read. Everything else (and
 the error paths) is inherited from Core and runs on the same connection. The rows written are
 the ones Core writes, byte for byte; tests/contract/test_store_paths.py runs every store
@@ -23,14 +24,13 @@ from sqlalchemy.engine import Connection
 from gateway.errors import Conflict
 from gateway.model import CertificateRecord, RequestRecord, RequestState
 from gateway.store import sqlite_fast as fast
-from gateway.store.core_audit import SYSTEM_ACTOR, audit_row
+from gateway.store.core_audit import SYSTEM_ACTOR
 from gateway.store.core_requests import illegal, issued_detail, received_detail
 from gateway.store.repository import CoreQueries
 from gateway.store.rows import (
     certificate_from_row,
     certificate_values,
     request_from_row,
-    request_values,
 )
 from gateway.store.tables import audit_events, ca_journal, certificates, requests
 
@@ -112,10 +112,9 @@ _ISSUE = (
 )
 _SUPERSEDE = "UPDATE certificates SET superseded_by = ? WHERE serial = ?"
 
-_REQUESTS = fast.FastTable(requests)
 _CERTS = fast.FastTable(certificates)
-_AUDIT = fast.FastTable(audit_events)
-_JOURNAL = fast.FastTable(ca_journal)
+_FAST_TABLES = {table: fast.FastTable(table) for table in (requests, audit_events, ca_journal)}
+_REQUESTS = _FAST_TABLES[requests]
 
 
 class SQLiteQueries(CoreQueries):
@@ -124,31 +123,9 @@ class SQLiteQueries(CoreQueries):
 
     raw_sqlite = True
 
-    def append_audit(
-        self,
-        conn: Connection,
-        now: datetime,
-        event: str,
-        actor: str,
-        request_id: str | None = None,
-        serial: str | None = None,
-        detail: Mapping[str, Any] | None = None,
-    ) -> None:
-        fast.insert(conn, _AUDIT, audit_row(now, event, actor, request_id, serial, detail))
-
-    def create_request(
-        self, conn: Connection, record: RequestRecord, now: datetime
-    ) -> RequestRecord:
-        fast.insert(conn, _REQUESTS, request_values(record))
-        self.append_audit(
-            conn,
-            now,
-            "request.received",
-            record.requester.principal,
-            request_id=record.id,
-            detail=received_detail(record),
-        )
-        return record
+    def insert_row(self, conn: Connection, table: sa.Table, values: Mapping[str, Any]) -> None:
+        # the audit, request and journal rows every enrollment writes (Core's bodies call this)
+        fast.insert(conn, _FAST_TABLES[table], values)
 
     def create_issued(
         self,
@@ -230,8 +207,3 @@ class SQLiteQueries(CoreQueries):
         # every ACME download, EST client-certificate check and outcome read
         found = _CERTS.get(conn, serial)
         return None if found is None else certificate_from_row(found)
-
-    def journal_put(self, conn: Connection, request_id: str, der: bytes, now: datetime) -> bytes:
-        values = {"request_id": request_id, "certificate_der": der, "created_at": now}
-        fast.insert(conn, _JOURNAL, values)
-        return der
