@@ -1,0 +1,1 @@
+"""The admin API's core-level pieces: the plug-in shape (plugin.py), API tokens and the operations the API and the console share."""
