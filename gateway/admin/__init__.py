@@ -1,1 +1,2 @@
-"""The admin API's core-level pieces: the plug-in shape (plugin.py), API tokens and the operations the API and the console share."""
+"""The admin API's core-level pieces: the plug-in shape (plugin.py), API tokens (tokens.py)
+and the operations the API and the console share (operations.py)."""
