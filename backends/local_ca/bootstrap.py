@@ -7,6 +7,9 @@ The CA directory (``<data_dir>/ca``, or ``<data_dir>/ca-<name>`` for a connector
     root.key.pem  issuing.key.pem                                    encrypted PKCS#8, mode 0600
     passphrase                                  only if no passphrase is configured, mode 0600
 
+With ``key_store = "pkcs11"`` the two keys live in the token instead (generated there, or found
+by label: :mod:`backends.local_ca.pkcs11_store`) and the directory holds only certificates.
+
 Creation is safe against several worker processes starting at once and against a crash
 halfway: under an ``flock`` on ``<data_dir>/.<dir>.lock`` the material is written into a
 staging directory, fsynced, and renamed into place, so the CA directory either exists complete
@@ -37,6 +40,7 @@ from backends.local_ca.keystore import (
     CASigner,
     FileKeyStore,
     KeyDecryptionError,
+    KeyStore,
     KeyStoreError,
     spki_der,
     write_file,
@@ -132,15 +136,19 @@ def _create(settings: LocalCASettings, directory: Path, root_urls: tuple[str, ..
     process won the race (only possible where ``flock`` is not honoured)."""
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
     try:
-        passphrase = settings.passphrase
-        if passphrase is None:
-            passphrase = secrets.token_urlsafe(32).encode("ascii")
-            write_private_file(staging / PASSPHRASE_FILE, passphrase)
-        store = FileKeyStore(staging, passphrase, generated=settings.passphrase is None)
-        if settings.import_source:
-            chain = _adopt(settings, store)
+        if settings.pkcs11 is not None:
+            # No passphrase and no key file: the token generates and keeps the keys.
+            chain = _generate(settings, _token_store(settings), root_urls)
         else:
-            chain = _generate(settings, store, root_urls)
+            passphrase = settings.passphrase
+            if passphrase is None:
+                passphrase = secrets.token_urlsafe(32).encode("ascii")
+                write_private_file(staging / PASSPHRASE_FILE, passphrase)
+            store = FileKeyStore(staging, passphrase, generated=settings.passphrase is None)
+            if settings.import_source:
+                chain = _adopt(settings, store)
+            else:
+                chain = _generate(settings, store, root_urls)
         write_file(staging / ISSUING_PEM, _pem(chain[:1]), 0o644)
         write_file(staging / ROOT_PEM, _pem(chain[-1:]), 0o644)
         write_file(staging / CHAIN_PEM, _pem(chain), 0o644)
@@ -166,13 +174,18 @@ def _create(settings: LocalCASettings, directory: Path, root_urls: tuple[str, ..
 
 
 def _generate(
-    settings: LocalCASettings, store: FileKeyStore, root_urls: tuple[str, ...]
+    settings: LocalCASettings, store: KeyStore, root_urls: tuple[str, ...]
 ) -> tuple[x509.Certificate, ...]:
     """A self-signed root and an issuing CA under it (RFC 5280 §4.2.1.1-§4.2.1.3, §4.2.1.9),
     the issuing CA naming ``root_urls`` as caIssuers (§4.2.2.1) when given."""
     now = datetime.now(UTC).replace(microsecond=0)
-    root_key = store.generate("root", settings.key_algorithm)
-    issuing_key = store.generate("issuing", settings.key_algorithm)
+    with _token_errors(settings):
+        root_key = store.generate("root", settings.key_algorithm)
+        try:
+            issuing_key = store.generate("issuing", settings.key_algorithm)
+        except BaseException:
+            root_key.close()
+            raise
     try:
         root_name = _name(settings, "Root CA")
         root_not_after = now + settings.root_validity
@@ -278,18 +291,68 @@ def _adopt(settings: LocalCASettings, store: FileKeyStore) -> tuple[x509.Certifi
     return (cert, *imported.issuers)
 
 
+def _token_store(settings: LocalCASettings) -> KeyStore:
+    """The PKCS#11 key store (python-pkcs11 is an optional extra, imported only here)."""
+    assert settings.pkcs11 is not None
+    try:
+        from backends.local_ca.pkcs11_store import Pkcs11KeyStore
+    except ImportError as exc:
+        if exc.name != "pkcs11":
+            raise
+        raise settings.error(
+            "key_store",
+            "needs python-pkcs11, which is not installed: pip install 'certgate[pkcs11]'",
+        ) from None
+    return Pkcs11KeyStore(settings.pkcs11)
+
+
+@contextlib.contextmanager
+def _token_errors(settings: LocalCASettings) -> Iterator[None]:
+    """A token problem at start-up as one ConfigError line naming the setting that explains it
+    (a wrong PIN, a missing token or module, a key label not found)."""
+    try:
+        yield
+    except KeyStoreError as exc:
+        setting = getattr(exc, "setting", None)
+        if setting is None:
+            raise _broken(settings, str(exc)) from None
+        raise settings.error(setting, str(exc)) from None
+
+
+def _load_token(settings: LocalCASettings, directory: Path, created: bool) -> CAMaterial:
+    """The issuing key from the token, checked against the CA certificate in ``directory``."""
+    chain = _read_chain(settings, directory)
+    store = _token_store(settings)
+    with _token_errors(settings):
+        signer = store.load("issuing")
+    if spki_der(signer.public_key()) != spki_der(chain[0].public_key()):
+        signer.close()
+        raise settings.error(
+            "pkcs11_key_label",
+            f"{store.location('issuing')} does not match {directory / CHAIN_PEM}",
+        )
+    return CAMaterial(directory, signer, chain, created)
+
+
+def _read_chain(settings: LocalCASettings, directory: Path) -> tuple[x509.Certificate, ...]:
+    chain_path = directory / CHAIN_PEM
+    try:
+        return tuple(x509.load_pem_x509_certificates(chain_path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "no PEM certificates"
+        raise _broken(settings, f"cannot read {chain_path}: {reason}") from None
+
+
 def _load(
     settings: LocalCASettings, directory: Path, created: bool, warn: bool = True
 ) -> CAMaterial:
+    if settings.pkcs11 is not None:
+        return _load_token(settings, directory, created)
     passphrase = settings.passphrase
     if passphrase is None:
         passphrase = _generated_passphrase(settings, directory, warn)
     chain_path = directory / CHAIN_PEM
-    try:
-        chain = tuple(x509.load_pem_x509_certificates(chain_path.read_bytes()))
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "no PEM certificates"
-        raise _broken(settings, f"cannot read {chain_path}: {reason}") from None
+    chain = _read_chain(settings, directory)
     store = FileKeyStore(directory, passphrase, generated=settings.passphrase is None)
     try:
         signer = store.load("issuing")

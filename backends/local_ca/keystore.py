@@ -1,19 +1,19 @@
 """The one interface through which the local CA uses its private keys.
 
 Everything above this module holds a :class:`CASigner`: it can sign a certificate or CRL
-builder and tell its public key, but it never hands out key material. Today's implementation,
-:class:`FileKeyStore`, keeps each key as an encrypted PKCS#8 PEM file (RFC 5958 §3, PBES2
+builder and tell its public key, but it never hands out key material. Two implementations:
+:class:`FileKeyStore` keeps each key as an encrypted PKCS#8 PEM file (RFC 5958 §3, PBES2
 with scrypt, see :mod:`gateway.pkix.keyfile`) with mode 0600 and holds the decrypted key only
-in memory.
-A PKCS#11 store (SoftHSM in tests) will implement the same two protocols: it encodes the
-builder's TBSCertificate/TBSCertList (e.g. signing with a throwaway key of the same algorithm
-and keeping its ``tbs_*_bytes``), has the token sign those bytes, and assembles the result, so
-nothing above this module changes.
+in memory; :mod:`backends.local_ca.pkcs11_store` keeps it in a PKCS#11 token. A token signer
+has the token sign the encoded TBSCertificate/TBSCertList and assembles the result
+(:func:`signed_certificate`, :func:`signed_crl`), so nothing above this module changes.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +29,7 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 from backends.local_ca import der
 from backends.local_ca.settings import KeyAlgorithm
 from gateway.pkix import keyfile
+from gateway.pkix.der import tlv
 
 #: The software key types a CA may use (Ed25519/Ed448 and DSA CAs are not supported).
 CAPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -107,16 +108,84 @@ class KeyStore(Protocol):
     def load(self, label: str) -> CASigner: ...
 
 
-def signature_hash(key: CAPrivateKey) -> SignatureHash:
+def signature_hash(key: CAPrivateKey | PublicKeyTypes) -> SignatureHash:
     """SHA-256 for RSA and P-256, SHA-384 for P-384, SHA-512 for P-521 (RFC 5758 §3.2)."""
-    if isinstance(key, rsa.RSAPrivateKey):
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         if key.key_size < 2048:
             raise KeyStoreError(f"RSA-{key.key_size} is too small for a CA (at least 2048)")
         return _SHA256
+    if not isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        raise KeyStoreError(f"unsupported CA key type {type(key).__name__} (use RSA or ECDSA)")
     found = _CURVE_HASH.get(key.curve.name)
     if found is None:
         raise KeyStoreError(f"unsupported CA curve {key.curve.name}")
     return found
+
+
+def signature_algorithm(key: CAPrivateKey | PublicKeyTypes, digest: SignatureHash) -> bytes:
+    """The DER AlgorithmIdentifier CertificateBuilder.sign chooses for ``key`` and ``digest``:
+    sha*WithRSAEncryption with NULL parameters (RFC 4055 §5), ecdsa-with-SHA* without
+    (RFC 5758 §3.2)."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return der.algorithm_identifier(_RSA_SIGNATURE_OIDS[digest.name], null_parameters=True)
+    return der.algorithm_identifier(_ECDSA_SIGNATURE_OIDS[digest.name], null_parameters=False)
+
+
+_throwaway_lock = threading.Lock()
+_throwaway: dict[str, CAPrivateKey] = {}
+
+
+def _throwaway_key(kind: str) -> CAPrivateKey:
+    """A key of ``kind`` ("rsa", "ec") whose only use is to have cryptography encode a
+    builder's TBS part (its signature is thrown away); made once per process."""
+    with _throwaway_lock:
+        key = _throwaway.get(kind)
+        if key is None:
+            key = (
+                rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                if kind == "rsa"
+                else ec.generate_private_key(ec.SECP256R1())
+            )
+            _throwaway[kind] = key
+        return key
+
+
+def _signed(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
+    """``SEQUENCE { tbs, signatureAlgorithm, signatureValue BIT STRING }``: the same shape
+    for a Certificate (RFC 5280 §4.1.1) and a CertificateList (§5.1.1)."""
+    return tlv(0x30, tbs + algorithm + tlv(0x03, b"\x00" + signature))
+
+
+def _encoder_key(key: PublicKeyTypes) -> CAPrivateKey:
+    return _throwaway_key("rsa" if isinstance(key, rsa.RSAPublicKey) else "ec")
+
+
+def signed_certificate(
+    builder: x509.CertificateBuilder,
+    key: PublicKeyTypes,
+    sign_tbs: Callable[[bytes], bytes],
+) -> x509.Certificate:
+    """``builder``'s certificate signed by ``sign_tbs`` (a key cryptography cannot hold):
+    cryptography encodes the TBSCertificate (signing it with a throwaway key of the same
+    algorithm, so the signature AlgorithmIdentifier inside is the right one), ``sign_tbs``
+    signs those bytes, and the Certificate is assembled around them. ``key``: the signing
+    key's public key (its algorithm and hash choose the signature algorithm)."""
+    digest = signature_hash(key)
+    tbs = builder.sign(_encoder_key(key), digest).tbs_certificate_bytes
+    algorithm = signature_algorithm(key, digest)
+    return x509.load_der_x509_certificate(_signed(tbs, algorithm, sign_tbs(tbs)))
+
+
+def signed_crl(
+    builder: x509.CertificateRevocationListBuilder,
+    key: PublicKeyTypes,
+    sign_tbs: Callable[[bytes], bytes],
+) -> x509.CertificateRevocationList:
+    """Like :func:`signed_certificate`, for a CRL's TBSCertList (RFC 5280 §5.1.2)."""
+    digest = signature_hash(key)
+    tbs = builder.sign(_encoder_key(key), digest).tbs_certlist_bytes
+    algorithm = signature_algorithm(key, digest)
+    return x509.load_der_x509_crl(_signed(tbs, algorithm, sign_tbs(tbs)))
 
 
 def ca_private_key(key: object) -> CAPrivateKey:
@@ -137,11 +206,9 @@ class SoftwareSigner:
         # The same algorithms CertificateBuilder.sign chooses for these keys and hashes.
         if isinstance(key, rsa.RSAPrivateKey):
             self._scheme: tuple[object, ...] = (padding.PKCS1v15(), self._hash)
-            oid, null = _RSA_SIGNATURE_OIDS[self._hash.name], True
         else:
             self._scheme = (ec.ECDSA(self._hash),)
-            oid, null = _ECDSA_SIGNATURE_OIDS[self._hash.name], False
-        self._algorithm = der.algorithm_identifier(oid, null_parameters=null)
+        self._algorithm = signature_algorithm(key, self._hash)
 
     @property
     def signature_algorithm(self) -> bytes:

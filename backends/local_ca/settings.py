@@ -3,9 +3,10 @@
 Every problem is a :class:`gateway.errors.ConfigError` naming ``connectors.<name>.<key>``: the
 table is read through :class:`gateway.toml_reader.Table`, like every other table, and its
 durations in the one grammar of :mod:`gateway.durations` (positive).
-Secrets (``passphrase``, ``import_key_passphrase``, ``import_pkcs12_passphrase``) are references
-(``env:VAR`` or ``file:PATH``) resolved here with :func:`gateway.config.resolve_secret`, the
-same resolver every other secret-bearing key uses; they are kept out of ``repr``.
+Secrets (``passphrase``, ``import_key_passphrase``, ``import_pkcs12_passphrase``,
+``pkcs11_pin``) are references (``env:VAR`` or ``file:PATH``) resolved here with
+:func:`gateway.config.resolve_secret`, the same resolver every other secret-bearing key
+uses; they are kept out of ``repr``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,30 @@ class ImportSource:
     chain: Path | None = None
 
 
+class KeyStoreKind(enum.StrEnum):
+    """Where the CA keys live: encrypted files in the CA directory, or a PKCS#11 token."""
+
+    FILE = "file"
+    PKCS11 = "pkcs11"
+
+
+@dataclass(frozen=True)
+class Pkcs11Settings:
+    """A PKCS#11 token holding the CA keys (``key_store = "pkcs11"``).
+
+    The token is chosen by ``token_label`` or ``slot`` (a slot id); the user PIN comes from a
+    secret reference. ``key_label`` is the CKA_LABEL of the issuing CA key pair,
+    ``root_key_label`` the root's (used once, when the CA is created).
+    """
+
+    module: Path
+    pin: str = field(repr=False)
+    key_label: str
+    root_key_label: str
+    token_label: str | None = None
+    slot: int | None = None
+
+
 @dataclass(frozen=True)
 class LocalCASettings:
     """Validated settings of one local CA connector (defaults as in ``conf/certgate.toml``)."""
@@ -73,6 +98,12 @@ class LocalCASettings:
     crl_urls: tuple[str, ...] | None = None
     aia_urls: tuple[str, ...] | None = None
     import_source: ImportSource | None = None
+    #: ``None``: the keys are encrypted files in the CA directory (``key_store = "file"``).
+    pkcs11: Pkcs11Settings | None = None
+
+    @property
+    def key_store(self) -> KeyStoreKind:
+        return KeyStoreKind.FILE if self.pkcs11 is None else KeyStoreKind.PKCS11
 
     def key_path(self, key: str) -> str:
         """The configuration key path of ``key``, as error messages name it."""
@@ -144,16 +175,20 @@ def parse_settings(name: str, data: Mapping[str, Any], config_file: str) -> Loca
             "a local CA's name names its directory: use letters, digits, '-' and '_'",
         )
     r = _Reader(name, data, config_file)
+    _refuse_stray_pkcs11(r, data)
     algorithm_text = r.string("key_algorithm", KeyAlgorithm.EC_P256.value)
     algorithm = r.table.choice("key_algorithm", algorithm_text, KeyAlgorithm)
     prefix = r.string("common_name_prefix", "certgate")
     if not prefix.strip():
         raise r.error("common_name_prefix", "must not be empty")
+    store_text = r.string("key_store", KeyStoreKind.FILE.value)
+    store = r.table.choice("key_store", store_text, KeyStoreKind)
+    pkcs11 = _pkcs11(r, name) if store is KeyStoreKind.PKCS11 else None
     settings = LocalCASettings(
         name=name,
         config_file=config_file,
         key_algorithm=algorithm,
-        passphrase=_passphrase(r),
+        passphrase=_passphrase(r) if pkcs11 is None else None,
         common_name_prefix=prefix,
         organization=r.string("organization", ""),
         root_validity=r.duration("root_validity", "20y"),
@@ -162,9 +197,69 @@ def parse_settings(name: str, data: Mapping[str, Any], config_file: str) -> Loca
         crl_urls=r.urls("crl_urls"),
         aia_urls=r.urls("aia_urls"),
         import_source=_import_source(r),
+        pkcs11=pkcs11,
     )
+    if pkcs11 is not None and settings.import_source is not None:
+        # A token-held key is never read from a file: it is put into the token with the
+        # token's own tools and named by pkcs11_key_label.
+        raise r.error("key_store", 'import_* settings are not supported with key_store = "pkcs11"')
     r.finish()
     return settings
+
+
+_PKCS11_KEYS = (
+    "pkcs11_module",
+    "pkcs11_token_label",
+    "pkcs11_slot",
+    "pkcs11_pin",
+    "pkcs11_key_label",
+    "pkcs11_root_key_label",
+)
+
+
+def _refuse_stray_pkcs11(r: _Reader, data: Mapping[str, Any]) -> None:
+    """``pkcs11_*`` keys without ``key_store = "pkcs11"`` would be silently ignored."""
+    if data.get("key_store") == KeyStoreKind.PKCS11.value:
+        return
+    for key in _PKCS11_KEYS:
+        if key in data:
+            raise r.error(key, 'only meaningful with key_store = "pkcs11"')
+
+
+def _pkcs11(r: _Reader, name: str) -> Pkcs11Settings:
+    """The ``pkcs11_*`` keys (``key_store = "pkcs11"``); no passphrase, the PIN by reference."""
+    if r.table.raw("passphrase") is not None:
+        raise r.error("passphrase", 'not used with key_store = "pkcs11" (the token holds the keys)')
+    module = r.file_path("pkcs11_module")
+    if module is None:
+        raise r.error("pkcs11_module", 'required with key_store = "pkcs11"')
+    token_label = r.table.opt_str("pkcs11_token_label")
+    slot = r.table.raw("pkcs11_slot")
+    if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or slot < 0):
+        raise r.error("pkcs11_slot", "expected a slot id (a non-negative integer)")
+    if (token_label is None) == (slot is None):
+        raise r.error("pkcs11_token_label", "set either pkcs11_token_label or pkcs11_slot")
+    pin = r.table.raw("pkcs11_pin")
+    if pin is None:
+        raise r.error("pkcs11_pin", 'required with key_store = "pkcs11" (env:VAR or file:PATH)')
+    resolved = resolve_secret(pin, r.file, r.table.key("pkcs11_pin"))
+    if not resolved:
+        raise r.error("pkcs11_pin", "the secret is empty")
+    key_label = r.string("pkcs11_key_label", f"certgate-{name}-issuing")
+    root_label = r.string("pkcs11_root_key_label", f"certgate-{name}-root")
+    for key, label in (("pkcs11_key_label", key_label), ("pkcs11_root_key_label", root_label)):
+        if not label.strip():
+            raise r.error(key, "must not be empty")
+    if key_label == root_label:
+        raise r.error("pkcs11_root_key_label", "must differ from pkcs11_key_label")
+    return Pkcs11Settings(
+        module=module,
+        pin=resolved,
+        key_label=key_label,
+        root_key_label=root_label,
+        token_label=token_label,
+        slot=slot,
+    )
 
 
 def _passphrase(r: _Reader) -> bytes | None:
