@@ -33,6 +33,7 @@ from gateway.listener_tls import ListenerCertificate
 from gateway.observability.logs import fields
 from gateway.pkix import pem_chain
 from gateway.plugin import FrontEnd, Listener, ProtocolContext
+from gateway.server.console import add_console_routes
 from gateway.server.listen import read_timeout_middleware
 from gateway.server.metrics import add_metrics_route, claim_routes, observe_request
 from gateway.server.switched_off import add_switched_off_routes
@@ -285,6 +286,8 @@ async def create_app(config: Config, components: Components | None = None) -> we
     app.router.add_get("/ca/root.pem", ca_root_pem)
     app.router.add_get("/ca/crl", ca_crl)
     add_metrics_route(app, config.metrics)
+    if config.server.tls is not None:  # the console's cookie is Secure: HTTPS only
+        add_console_routes(app, config.server.external_url)
 
     listeners: list[Listener] = []
     banner: list[tuple[str, str]] = []
