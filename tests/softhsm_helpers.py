@@ -82,6 +82,8 @@ def soft_token(tmp: Path, label: str = "certgate-test", pin: str = "4711-user") 
         f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
     )
     token = SoftToken(conf, module, label, pin, "so-4711")
-    done = token.util("--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "so-4711")
+    done = token.util(
+        "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "so-4711"
+    )
     assert done.returncode == 0, done.stderr
     return token
