@@ -35,6 +35,7 @@ from gateway.toml_reader import Table
 __all__ = [
     "DEFAULTS",
     "PROTOCOL_SECTIONS",
+    "AdminConfig",
     "Config",
     "ConnectorConfig",
     "MetricsConfig",
@@ -114,6 +115,13 @@ class TestingConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """``[admin]``: the admin REST API under ``/api/v1`` on the main listener (issue #16)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """``[metrics]``: ``GET /metrics`` on the main listener, open to any peer unless ``allow``
     lists networks (:mod:`gateway.server.metrics`)."""
@@ -149,6 +157,7 @@ class Config:
     #: ``[logging] format``: "text" or "json" (one JSON object per line)
     log_format: str = "text"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -276,6 +285,9 @@ def parse_config(
         log_t.fail("format", f"must be 'text' or 'json', not {log_format!r}")
     log_t.finish()
     metrics = _metrics(root.table("metrics"))
+    admin_t = root.table("admin")
+    admin = AdminConfig(enabled=admin_t.bool("enabled", True))
+    admin_t.finish()
 
     protocols: dict[str, Mapping[str, Any]] = {}
     for name in PROTOCOL_SECTIONS:
@@ -297,5 +309,6 @@ def parse_config(
         log_level=level,
         log_format=log_format,
         metrics=metrics,
+        admin=admin,
         protocols=MappingProxyType(protocols),
     )

@@ -317,6 +317,11 @@ async def create_app(config: Config, components: Components | None = None) -> we
             listeners.extend(await front_end.setup(context, app))
             claim_routes(app, name)
             banner.extend(context.banner)
+        if config.admin.enabled:  # /api/v1; the device guard keeps it off the plain listener
+            from gateway.server.admin import listener_views, mount_admin
+
+            enabled = [name for name, _ in front_ends]
+            mount_admin(app, config, built, enabled, listener_views(config, listeners))
     except BaseException:
         if owned:
             await built.close()

@@ -35,6 +35,7 @@ from gateway.model import (
     RevocationReason,
 )
 from gateway.store.core_requests import RequestQueries
+from gateway.store.core_search import SearchQueries
 
 
 class StoreQueries(Protocol):
@@ -134,6 +135,50 @@ class StoreQueries(Protocol):
     ) -> list[AuditEvent]: ...
     def get_audit(self, conn: Connection, event_id: int) -> AuditEvent | None: ...
 
+    # -- operator searches (admin API, console; contracts: core_search.SearchQueries) -------
+    def search_requests(
+        self,
+        conn: Connection,
+        *,
+        states: Sequence[str] = (),
+        protocol: str | None = None,
+        template: str | None = None,
+        requester: str | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> tuple[list[RequestRecord], bool]: ...
+    def count_requests(self, conn: Connection, state: str, pending_reason: str | None) -> int: ...
+    def search_certificates(
+        self,
+        conn: Connection,
+        now: datetime,
+        *,
+        q: str | None = None,
+        subject: str | None = None,
+        san: str | None = None,
+        serial: str | None = None,
+        template: str | None = None,
+        status: str | None = None,
+        expires_before: datetime | None = None,
+        expires_after: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 100,
+    ) -> tuple[list[CertificateRecord], bool]: ...
+    def expiry_dates(self, conn: Connection, start: datetime, end: datetime) -> list[datetime]: ...
+    def search_audit_page(
+        self,
+        conn: Connection,
+        *,
+        events: Sequence[str] = (),
+        actor: str | None = None,
+        request_id: str | None = None,
+        serial: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[AuditEvent], bool]: ...
+
     # -- issuance journal ------------------------------------------------------------------
     def journal_get(self, conn: Connection, request_id: str) -> bytes | None: ...
     def journal_put(
@@ -141,7 +186,7 @@ class StoreQueries(Protocol):
     ) -> bytes: ...
 
 
-class CoreQueries(RequestQueries):
+class CoreQueries(RequestQueries, SearchQueries):
     """The SQLAlchemy Core repository: the plain path, on every database."""
 
     raw_sqlite = False

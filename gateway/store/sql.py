@@ -322,6 +322,51 @@ class SQLStore:
         """One audit event by id, or ``None``."""
         return await self._db.run(Mode.AUTOCOMMIT, self._q.get_audit, event_id)
 
+    # -- operator searches (gateway.store.core_search) -------------------------------------
+
+    async def search_requests(self, **filters: Any) -> tuple[list[RequestRecord], bool]:
+        """One page of requests, newest first, and whether more follow (see
+        :meth:`gateway.store.core_search.SearchQueries.search_requests` for the filters)."""
+        return await self._db.run(Mode.AUTOCOMMIT, self._search_requests, filters)
+
+    def _search_requests(
+        self, conn: Connection, filters: Mapping[str, Any]
+    ) -> tuple[list[RequestRecord], bool]:
+        return self._q.search_requests(conn, **filters)
+
+    async def count_requests(
+        self, state: RequestState, pending_reason: PendingReason | None = None
+    ) -> int:
+        """How many requests are in ``state`` (pending for ``pending_reason``, if given)."""
+        reason = None if pending_reason is None else pending_reason.value
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.count_requests, state.value, reason)
+
+    async def search_certificates(
+        self, now: datetime, **filters: Any
+    ) -> tuple[list[CertificateRecord], bool]:
+        """One page of the inventory, newest first, and whether more follow (filters:
+        :meth:`gateway.store.core_search.SearchQueries.search_certificates`)."""
+        return await self._db.run(Mode.AUTOCOMMIT, self._search_certificates, now, filters)
+
+    def _search_certificates(
+        self, conn: Connection, now: datetime, filters: Mapping[str, Any]
+    ) -> tuple[list[CertificateRecord], bool]:
+        return self._q.search_certificates(conn, now, **filters)
+
+    async def expiry_dates(self, start: datetime, end: datetime) -> list[datetime]:
+        """``not_after`` of the valid certificates expiring in [start, end), soonest first."""
+        return await self._db.run(Mode.AUTOCOMMIT, self._q.expiry_dates, start, end)
+
+    async def search_audit_page(self, **filters: Any) -> tuple[list[AuditEvent], bool]:
+        """One page of audit events, newest first, and whether more follow (filters:
+        :meth:`gateway.store.core_search.SearchQueries.search_audit_page`)."""
+        return await self._db.run(Mode.AUTOCOMMIT, self._search_audit_page, filters)
+
+    def _search_audit_page(
+        self, conn: Connection, filters: Mapping[str, Any]
+    ) -> tuple[list[AuditEvent], bool]:
+        return self._q.search_audit_page(conn, **filters)
+
 
 def _select_one(conn: Connection) -> None:
     conn.exec_driver_sql("SELECT 1").scalar_one()
