@@ -175,6 +175,8 @@ class OverviewOperations:
                 expires = parse_duration(str(body["expires"]))
             except ValueError as exc:
                 raise bad("body.expires", str(exc)) from None
+            except OverflowError:
+                raise bad("body.expires", "too long") from None
         try:
             secret, record = await self.core.tokens.create(
                 str(body["name"]), role_named(str(body["role"])), call.actor, expires

@@ -53,11 +53,13 @@ def parse_datetime(name: str, text: str) -> datetime:
     """ISO 8601 date or date-time; UTC unless it names its offset."""
     try:
         at = datetime.fromisoformat(text)
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise bad(
             name, f"{text[:64]!r} is not an ISO 8601 date or time (e.g. 2026-01-31T08:00:00Z)"
         ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    except OverflowError:  # 9999-12-31T23:00-14:00 is in year 10000 in UTC
+        raise bad(name, f"{text[:64]!r} is out of range") from None
 
 
 def check_parameter(spec: Mapping[str, Any], value: str) -> None:
@@ -66,8 +68,7 @@ def check_parameter(spec: Mapping[str, Any], value: str) -> None:
     schema = spec.get("schema", {})
     if len(value) > 4096:
         raise bad(name, "too long")
-    if "\x00" in value:
-        raise bad(name, "contains a NUL character")
+    check_text(name, value)
     kind = schema.get("type", "string")
     if kind == "integer":
         try:
@@ -88,7 +89,18 @@ def _check_range(name: str, number: int, schema: Mapping[str, Any]) -> None:
         raise bad(name, f"must be between {low} and {high}, not {number}")
 
 
+def check_text(name: str, value: str) -> None:
+    """Text the database can store: UTF-8 encodable, without NUL (PostgreSQL refuses it)."""
+    if "\x00" in value:
+        raise bad(name, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad(name, "is not valid Unicode text") from None
+
+
 def _check_string(name: str, value: str, schema: Mapping[str, Any]) -> None:
+    check_text(name, value)
     enum = schema.get("enum")
     if enum is not None and value not in enum:
         raise bad(name, f"{value[:64]!r} is not one of {', '.join(map(str, enum))}")
@@ -107,6 +119,8 @@ def check_parameters(
 ) -> None:
     """Every declared query and path parameter: present when required, valid when given.
     Parameters nobody declared are ignored (as HTTP caches and proxies add some)."""
+    for name, segment in path.items():  # declared or not, a path segment reaches the database
+        check_text(name, segment)
     for spec in parameters:
         where = query if spec.get("in") == "query" else path if spec.get("in") == "path" else None
         if where is None:

@@ -198,12 +198,16 @@ class AdminTokens:
         check_name(name)
         secret = new_token()
         now = self._clock.now()
+        try:
+            expires_at = None if expires_in is None else now + expires_in
+        except OverflowError:
+            raise BadRequest("the token's expiry is too far in the future") from None
         record = AdminToken(
             name=name,
             role=role,
             created_at=now,
             created_by=actor,
-            expires_at=None if expires_in is None else now + expires_in,
+            expires_at=expires_at,
             revoked_at=None,
             last_used_at=None,
         )

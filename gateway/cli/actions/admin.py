@@ -10,6 +10,7 @@ from gateway.cli.common import EXIT_OK, actor, emit, table, ts
 from gateway.cli.opening import StoreOnly
 from gateway.clock import SystemClock
 from gateway.durations import duration_option
+from gateway.errors import BadRequest
 
 TOKEN_HEADERS = ["NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"]
 
@@ -19,7 +20,10 @@ def _tokens(c: StoreOnly) -> AdminTokens:
 
 
 async def cmd_token_create(c: StoreOnly, args: argparse.Namespace) -> int:
-    expires = duration_option(args.expires, "--expires") if args.expires else None
+    try:
+        expires = duration_option(args.expires, "--expires") if args.expires else None
+    except OverflowError:
+        raise BadRequest(f"--expires {args.expires}: too long") from None
     secret, record = await _tokens(c).create(args.name, role_named(args.role), actor(), expires)
     data = {**record.as_dict(record.created_at), "token": secret}
     emit(args, data, secret)  # alone on standard output, for `$(certgate admin token create ...)`
