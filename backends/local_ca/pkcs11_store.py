@@ -75,9 +75,11 @@ class TokenSettingError(KeyStoreError):
 
 # -- the module and the token session -------------------------------------------------------
 
+# Lock order: _tokens_lock, then a token's lock, then _modules_lock.
+_tokens_lock = threading.Lock()
+_tokens: dict[tuple[str, str | None, int | None], _Token] = {}
 _modules_lock = threading.Lock()
 _module_users: dict[str, int] = {}
-_tokens: dict[tuple[str, str | None, int | None], _Token] = {}
 
 
 def _acquire_module(path: str) -> Any:
@@ -179,7 +181,11 @@ class _Token:
         """A fresh session after a token error (the old one closed, errors ignored)."""
         self._close_session()
         try:
+            if not getattr(self._lib, "initialized", True):
+                self._lib.initialize()  # someone C_Finalize'd the module under us
             self.session = self._login(self._find())
+        except pkcs11.PKCS11Error as exc:
+            raise KeyStoreError(f"cannot reopen {self.name} ({type(exc).__name__})") from None
         except TokenSettingError as exc:
             raise KeyStoreError(f"cannot reopen {self.name}: {exc}") from None
         self.generation += 1
@@ -202,28 +208,27 @@ class _Token:
 def _token_for(settings: Pkcs11Settings) -> _Token:
     """The process's session on the configured token (opened on first use)."""
     key = (str(settings.module), settings.token_label, settings.slot)
-    with _modules_lock:
+    with _tokens_lock:
         token = _tokens.get(key)
-    if token is None:
-        token = _Token(settings)
-        token.open()
-        with _modules_lock:
+        if token is None:
+            token = _Token(settings)
+            token.open()
             _tokens[key] = token
-    with token.lock:
         token.users += 1
-    return token
+        return token
 
 
 def _release_token(token: _Token) -> None:
-    with token.lock:
+    """One signer fewer; the last one closes the session (and maybe the module)."""
+    with _tokens_lock:
         token.users -= 1
         if token.users > 0:
             return
         key = (str(token.settings.module), token.settings.token_label, token.settings.slot)
-        with _modules_lock:
-            if _tokens.get(key) is token:
-                del _tokens[key]
-        token.close()
+        if _tokens.get(key) is token:
+            del _tokens[key]
+        with token.lock:  # never under a signature in progress
+            token.close()
 
 
 # -- the signer ------------------------------------------------------------------------------
@@ -318,6 +323,13 @@ def _private_key(token: _Token, label: str) -> Any:
         ) from None
 
 
+def _has_private_key(token: _Token, label: str) -> bool:
+    found = token.session.get_objects(
+        {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}
+    )
+    return bool(list(found))  # exhausted: the search is finalised (C_FindObjectsFinal)
+
+
 def _public_key(token: _Token, label: str, private: Any) -> CertificateIssuerPublicKeyTypes:
     """The key pair's public key: from the public key object of the same label, or (RSA)
     from the private key object's modulus and exponent."""
@@ -371,10 +383,9 @@ class Pkcs11KeyStore:
         token = _token_for(self._settings)
         try:
             with token.lock:
-                try:
+                if _has_private_key(token, token_label):
+                    log.info("using the key %r already in %s", token_label, token.name)
                     return Pkcs11Signer(token, token_label)
-                except TokenSettingError:
-                    pass  # not there (or unusable): generate it
                 _generate_pair(token, token_label, algorithm)
                 log.info("generated %s key %r in %s", algorithm.value, token_label, token.name)
                 return Pkcs11Signer(token, token_label)

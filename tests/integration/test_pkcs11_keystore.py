@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from backends.local_ca.bootstrap import CAMaterial, open_ca
 from backends.local_ca.issuer import Issuer
 from backends.local_ca.settings import LocalCASettings, parse_settings
+from gateway.errors import CAUnavailable
 from gateway.model import IssuancePlan
 from tests.helpers import certgate, make_csr, openssl, write_config
 from tests.softhsm_helpers import PIN_ENV, SoftToken, soft_token
@@ -344,3 +346,26 @@ def test_pkcs11_settings_are_validated(tmp_path: Path, token: SoftToken) -> None
     assert "only meaningful with key_store" in str(caught.value)
     settings = parse_settings("local", tomllib.loads(base), file)
     assert token.pin not in repr(settings)
+
+
+def test_a_token_gone_at_run_time_makes_the_ca_unavailable_until_it_is_back(
+    tmp_path: Path, token: SoftToken
+) -> None:
+    material = open_ca(_settings(tmp_path, token), tmp_path / "data")
+    tokens = token.conf.parent / "tokens"
+    kept = tmp_path / "tokens-kept"
+    lib = pkcs11.lib(str(token.module))
+    try:
+        shutil.copytree(tokens, kept)
+        shutil.rmtree(tokens)
+        tokens.mkdir()
+        lib.reinitialize()  # the module now lists no token
+        with pytest.raises(CAUnavailable) as caught:
+            _issue(material, "gone.example.test")
+        assert "token 'certgate-test'" in caught.value.detail
+        shutil.rmtree(tokens)
+        shutil.copytree(kept, tokens)
+        lib.reinitialize()  # the token is back
+        _issue(material, "back.example.test").verify_directly_issued_by(material.certificate)
+    finally:
+        material.signer.close()
