@@ -15,7 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.server.console import CONTENT_SECURITY_POLICY, STATIC_TYPES, csrf_for
+from gateway.server.admin.auth import csrf_token
+from gateway.server.console import CONTENT_SECURITY_POLICY, STATIC_TYPES
 from tests.gateway_process import gateway_in_process
 from tests.helpers import certgate, init_gateway, write_config
 
@@ -224,7 +225,7 @@ async def test_sign_out_needs_the_csrf_header_or_this_origin(console: Console) -
     wrong = await console.post("/console/logout", headers={**cookie, "X-CSRF-Token": "00" * 32})
     assert wrong.status == 403
     r = await console.post(
-        "/console/logout", headers={**cookie, "X-CSRF-Token": csrf_for(console.approver)}
+        "/console/logout", headers={**cookie, "X-CSRF-Token": csrf_token(console.approver)}
     )
     assert r.status == 303
     cleared = _cookie_of(r)

@@ -21,7 +21,6 @@ pages are ``Cache-Control: no-store``. The console is served only on a TLS main 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import html
 from collections.abc import Awaitable, Callable
@@ -32,8 +31,9 @@ from aiohttp import web
 
 from gateway.admin.plugin import Role
 from gateway.admin.tokens import AdminTokens, TokenRejected
+from gateway.server.admin.auth import COOKIE_NAME, CSRF_HEADER, csrf_token
 
-COOKIE = "certgate_console"
+COOKIE = COOKIE_NAME
 PREFIX = "/console"
 
 CONTENT_SECURITY_POLICY = (
@@ -64,12 +64,6 @@ TokenCheck = Callable[[web.Request, str], Awaitable[tuple[str, Role] | None]]
 TOKEN_CHECK: web.AppKey[TokenCheck] = web.AppKey("console_token_check")
 
 
-def csrf_for(token: str) -> str:
-    """The CSRF value of a console session (the admin API contract): hex HMAC-SHA256 of
-    ``certgate-csrf`` keyed with the token."""
-    return hmac.new(token.encode(), b"certgate-csrf", hashlib.sha256).hexdigest()
-
-
 def _static(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
@@ -90,7 +84,9 @@ def _page(name: str, status: int = 200, message: str = "") -> web.StreamResponse
 
 
 async def _check_with_tokens(request: web.Request, token: str) -> tuple[str, Role] | None:
-    """The token's (name, role) when it is live, else None (unknown, expired, revoked)."""
+    """The token's (name, role) when it is live, else None (unknown, expired, revoked): the
+    check the admin API's authentication makes (:func:`gateway.server.admin.auth.authenticate`
+    calls the same :meth:`AdminTokens.authenticate`)."""
     from gateway.server.app import components_of
 
     components = components_of(request.app)
@@ -163,8 +159,8 @@ def add_console_routes(
 
     async def logout(request: web.Request) -> web.StreamResponse:
         token = request.cookies.get(COOKIE, "")
-        presented = request.headers.get("X-CSRF-Token", "")
-        csrf_ok = bool(token) and hmac.compare_digest(presented, csrf_for(token))
+        presented = request.headers.get(CSRF_HEADER, "").encode("utf-8", "replace")
+        csrf_ok = bool(token) and hmac.compare_digest(presented, csrf_token(token).encode())
         if not (csrf_ok or same_origin(request, external_url)):
             return _page("login.html", 403, "Sign-out must come from this console's own page.")
         response = web.HTTPSeeOther(f"{PREFIX}/")
