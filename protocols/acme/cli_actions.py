@@ -9,8 +9,7 @@ from typing import Any
 from gateway.cli.common import actor, emit, table, ts
 from gateway.config import DEFAULTS
 from gateway.errors import NotFound, UnknownTemplate
-from protocols.acme.eab import new_hmac_key, new_kid, seal
-from protocols.acme.messages import b64e
+from protocols.acme.eab import create_key
 from protocols.acme.repository import AcmeRepository, open_repository
 from protocols.acme.settings import parse_settings
 
@@ -38,25 +37,23 @@ async def cmd_eab_create(components: Any, args: argparse.Namespace) -> int:
     for name in args.templates:
         if name not in components.policy.templates:
             raise UnknownTemplate(name)
-    kid, secret = new_kid(), new_hmac_key()
-    sealed = seal(settings.eab_encryption_key, kid, secret)
-    await components.store.write(
-        _repo(components).put_eab_key,
-        kid,
+    key = await create_key(
+        components.store,
+        _repo(components),
+        settings.eab_encryption_key,
         args.principal,
         list(args.templates),
         list(args.domains),
-        sealed,
         datetime.now(UTC),
     )
     data = {
-        "kid": kid,
-        "hmac_key": b64e(secret),
-        "principal": args.principal,
-        "templates": list(args.templates),
-        "domains": list(args.domains),
+        "kid": key.kid,
+        "hmac_key": key.hmac_key,
+        "principal": key.principal,
+        "templates": key.templates,
+        "domains": key.domains,
     }
-    human = f"kid:      {kid}\nhmac key: {data['hmac_key']}\n(the HMAC key is shown only once)"
+    human = f"kid:      {key.kid}\nhmac key: {key.hmac_key}\n(the HMAC key is shown only once)"
     emit(args, data, human)
     return 0
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gateway.ports import Transactions
 from protocols.acme import jws as J
 from protocols.acme.messages import Problem, b64e
+from protocols.acme.repository import AcmeRepository
 
 
 def new_kid() -> str:
@@ -39,6 +42,36 @@ def unseal(key: bytes, kid: str, sealed: bytes) -> bytes:
         raise Problem.server_internal(
             "EAB key cannot be decrypted (wrong eab_encryption_key?)"
         ) from None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just made: ``hmac_key`` (base64url, as clients take it) is shown once, never
+    stored in the clear and never listed."""
+
+    kid: str
+    hmac_key: str
+    principal: str
+    templates: list[str]
+    domains: list[str]
+    created_at: datetime
+
+
+async def create_key(
+    transactions: Transactions,
+    repo: AcmeRepository,
+    encryption_key: bytes,
+    principal: str,
+    templates: list[str],
+    domains: list[str],
+    now: datetime,
+) -> NewKey:
+    """Make and store (sealed under ``encryption_key``) one EAB key: what ``certgate acme eab
+    create`` and the admin API's POST /api/v1/acme/eab-keys both do."""
+    kid, secret = new_kid(), new_hmac_key()
+    sealed = seal(encryption_key, kid, secret)
+    await transactions.write(repo.put_eab_key, kid, principal, templates, domains, sealed, now)
+    return NewKey(kid, b64e(secret), principal, templates, domains, now)
 
 
 @dataclass(frozen=True)

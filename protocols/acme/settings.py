@@ -144,14 +144,20 @@ def _resolver(text: str, file: str) -> tuple[str, int]:
 
 
 def _eab_key(t: Table, file: str, data_dir: Path) -> bytes:
-    """The AES-256 key that encrypts EAB HMAC keys at rest: ``eab_encryption_key`` (a secret
-    reference, required when several instances share a database), else a random key kept in
-    ``<data dir>/acme-eab.key`` (mode 0600)."""
-    ref = t.raw("eab_encryption_key")
+    return eab_encryption_key(t.raw("eab_encryption_key"), file, data_dir)
+
+
+def eab_encryption_key(ref: object, file: str, data_dir: Path, *, create: bool = True) -> bytes:
+    """The AES-256 key that encrypts EAB HMAC keys at rest: ``eab_encryption_key`` (``ref``, a
+    secret reference, required when several instances share a database), else a random key
+    kept in ``<data dir>/acme-eab.key`` (mode 0600), made on first use unless ``create`` is
+    false (the admin API reads the key the front-end made: :mod:`protocols.acme.admin`)."""
     if ref is not None:
         secret = resolve_secret(ref, file, "acme.eab_encryption_key")
         return hashlib.sha256(b"certgate acme eab v1\0" + secret.encode()).digest()
     path = data_dir / "acme-eab.key"
+    if not path.exists() and not create:
+        raise ConfigError(file, "acme.eab_encryption_key", f"no EAB key file {path} yet")
     if not path.exists():
         # Several workers may start at once: write a private temp file, then link it into
         # place, which fails if another process won; everyone then reads the winner's key.

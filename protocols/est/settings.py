@@ -213,3 +213,11 @@ def _path(base: Path, value: str | None) -> Path | None:
         return None
     path = Path(value)
     return path if path.is_absolute() else base / path
+
+
+def label_names(raw: Mapping[str, Any]) -> frozenset[str]:
+    """The labels of a raw ``[est]`` table that :func:`parse_settings` has already accepted
+    (the server validated it at start-up), ``""`` (the unlabelled path) included: the admin API
+    checks a code's label with it without the templates ``parse_settings`` needs."""
+    labels = raw.get("labels")
+    return frozenset({"", *(labels if isinstance(labels, Mapping) else ())})

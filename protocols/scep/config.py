@@ -57,6 +57,7 @@ DEFAULT_CAPS = (
     "SHA-512",
 )
 CHALLENGE_MODES = ("static", "otp", "webhook", "none")
+DEFAULT_CHALLENGE = "static"
 RA_MODES = ("combined", "ndes-pair")
 SIGNERS = ("request-key", "any")
 KU_KEYS = ("signature", "encryption", "both")
@@ -70,7 +71,7 @@ class Endpoint:
     name: str
     template: str
     key_usage_templates: Mapping[str, str] = field(default_factory=dict)
-    challenge: str = "static"
+    challenge: str = DEFAULT_CHALLENGE
     challenge_password: str | None = None
     webhook_url: str | None = None
     webhook_timeout: float = 5.0
@@ -199,7 +200,7 @@ def _endpoint(
                 raise ConfigError(file, ku_table.key(key), f"unknown template {value!r}")
             ku[key] = value
     ku_table.finish()
-    challenge = t.str("challenge", "static")
+    challenge = t.str("challenge", DEFAULT_CHALLENGE)
     if challenge not in CHALLENGE_MODES:
         raise ConfigError(file, t.key("challenge"), f"must be one of {list(CHALLENGE_MODES)}")
     password_ref = t.raw("challenge_password")
@@ -259,3 +260,17 @@ def _endpoint(
     )
     t.finish()
     return endpoint
+
+
+def challenge_modes(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Each endpoint's ``challenge`` mode read from a raw ``[scep]`` table that
+    :func:`parse_settings` has already accepted (the server validated it at start-up): the
+    admin API checks an endpoint name with it without the templates ``parse_settings`` needs."""
+    endpoints = raw.get("endpoints")
+    if not isinstance(endpoints, Mapping):
+        return {}
+    return {
+        name: str(table.get("challenge", DEFAULT_CHALLENGE))
+        for name, table in endpoints.items()
+        if isinstance(table, Mapping)
+    }

@@ -38,6 +38,10 @@ def _new_password() -> str:
     return secrets.token_hex(_OTP_BYTES).upper()
 
 
+#: The audit event of a password made (by the CLI here, by the admin API's shell there).
+EVENT_CREATED = "scep.otp.created"
+
+
 async def create(
     store: OtpStore,
     endpoint: str,
@@ -47,6 +51,25 @@ async def create(
     now: datetime,
 ) -> OneTimePassword:
     """Create and store (hashed) one password for ``endpoint``; audit event ``scep.otp.created``."""
+    created = await issue(store, endpoint, identity, ttl, actor, now)
+    await store.audit(
+        EVENT_CREATED,
+        actor,
+        detail={"endpoint": endpoint, "identity": identity, "expires_at": (now + ttl).isoformat()},
+    )
+    return created
+
+
+async def issue(
+    store: Transactions,
+    endpoint: str,
+    identity: str | None,
+    ttl: timedelta,
+    actor: str,
+    now: datetime,
+) -> OneTimePassword:
+    """Create and store (hashed) one password for ``endpoint``, recording no audit event: the
+    admin API's shell records the call's event itself (:mod:`protocols.scep.admin`)."""
     password = _new_password()
     row = {
         "password_sha256": secret_digest(password),
@@ -63,12 +86,51 @@ async def create(
         conn.execute(sa.insert(scep_otps).values(**row))
 
     await store.write(insert)
-    await store.audit(
-        "scep.otp.created",
-        actor,
-        detail={"endpoint": endpoint, "identity": identity, "expires_at": (now + ttl).isoformat()},
-    )
     return OneTimePassword(password, endpoint, identity, now + ttl)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """What may be shown of a stored password (never the password): ``id`` is the first 16
+    hex digits of its SHA-256, enough to tell passwords apart and useless to redeem one."""
+
+    id: str
+    endpoint: str
+    identity: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    used_by: str | None
+
+
+async def listed(
+    store: Transactions, endpoint: str | None, offset: int, limit: int
+) -> list[Challenge]:
+    """Stored passwords, newest first (optionally of one ``endpoint``), ``limit`` of them from
+    ``offset``: metadata only."""
+    t = scep_otps.c
+    query = sa.select(scep_otps).order_by(t.created_at.desc(), t.password_sha256)
+    if endpoint is not None:
+        query = query.where(t.endpoint == endpoint)
+    query = query.offset(offset).limit(limit)
+
+    def select(conn: Connection) -> list[Challenge]:
+        return [
+            Challenge(
+                r.password_sha256[:16],
+                r.endpoint,
+                r.identity,
+                r.created_by,
+                r.created_at,
+                r.expires_at,
+                r.used_at,
+                r.used_by,
+            )
+            for r in conn.execute(query)
+        ]
+
+    return await store.read(select)
 
 
 @dataclass(frozen=True)

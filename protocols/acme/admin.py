@@ -1,0 +1,290 @@
+"""ACME's resources in the admin API (/api/v1, admin role; issue #16): external account
+binding keys (RFC 8555 §7.3.4): list, create (the HMAC key is answered once), delete.
+
+The same keys as ``certgate acme eab ...`` (:func:`protocols.acme.eab.create_key`): the HMAC
+key is stored sealed under the EAB encryption key and never listed.
+
+The encryption key is ``[acme] eab_encryption_key`` when set, else ``<data dir>/acme-eab.key``,
+which the ACME front-end makes at start-up. :class:`gateway.admin.plugin.AdminContext` carries
+no data directory, so it is found as the configuration file names it (``[data] dir`` or
+``$CERTGATE_DATA``; not ``serve --data``), read and never made here: a key made in the wrong
+place would seal HMAC keys the front-end cannot open.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from gateway.admin.operations import json_response
+from gateway.admin.params import (
+    CURSOR_PARAMETER,
+    LIMIT_PARAMETER,
+    bad,
+    check_body,
+    check_text,
+    decode_cursor,
+    encode_cursor,
+    limit_of,
+)
+from gateway.admin.plugin import (
+    AdminCall,
+    AdminContext,
+    AdminOperation,
+    AdminProblem,
+    AdminReply,
+    Role,
+)
+from gateway.clock import Clock
+from gateway.config import DEFAULTS, load_config
+from gateway.errors import ConfigError
+from gateway.ports import Transactions
+from protocols.acme.eab import create_key
+from protocols.acme.repository import AcmeRepository, open_repository
+from protocols.acme.settings import eab_encryption_key
+
+KID = r"^[A-Za-z0-9_-]{1,64}$"
+#: The requester principal a key's accounts enroll as: printable, no control characters.
+PRINCIPAL = r"^[^\u0000-\u001f\u007f]{1,1024}$"
+TEMPLATE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: A pre-authorized name pattern (fnmatch): DNS characters, wildcards, IP literals.
+DOMAIN = r"^[A-Za-z0-9*?.:\[\]_-]{1,253}$"
+
+
+def _key_schema(**extra: Any) -> dict[str, Any]:
+    """A key as answered: listed, or (``extra``: its ``hmac_key``) just made."""
+    properties: dict[str, Any] = {
+        "kid": {"type": "string"},
+        "principal": {"type": "string"},
+        "templates": {"type": "array", "items": {"type": "string"}},
+        "domains": {"type": "array", "items": {"type": "string"}},
+        "created_at": {"type": "string", "format": "date-time"},
+        **extra,
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(properties),
+        "properties": properties,
+    }
+
+
+_NEW_KEY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["principal"],
+    "properties": {
+        "principal": {"type": "string", "pattern": PRINCIPAL},
+        "templates": {
+            "type": "array",
+            "maxItems": 100,
+            "items": {"type": "string", "pattern": TEMPLATE},
+            "description": "templates its accounts may use (empty: all)",
+        },
+        "domains": {
+            "type": "array",
+            "maxItems": 100,
+            "items": {"type": "string", "pattern": DOMAIN},
+            "description": "pre-authorized name patterns (fnmatch)",
+        },
+    },
+}
+
+
+def _view(key: dict[str, Any]) -> dict[str, Any]:
+    """A stored key as listed: everything but the sealed secret."""
+    created: datetime = key["created_at"]
+    return {
+        "kid": key["kid"],
+        "principal": key["principal"],
+        "templates": list(key["templates"]),
+        "domains": list(key["domains"]),
+        "created_at": created.isoformat(),
+    }
+
+
+class EncryptionKey:
+    """The EAB encryption key, found on first use (see the module docstring)."""
+
+    def __init__(self, settings: Any, config_file: str) -> None:
+        self.ref = settings.get("eab_encryption_key")
+        self.config_file = config_file
+        self._key: bytes | None = None
+
+    def get(self) -> bytes:
+        if self._key is None:
+            config = load_config(None if self.config_file == DEFAULTS else Path(self.config_file))
+            self._key = eab_encryption_key(
+                self.ref, self.config_file, config.data_dir, create=False
+            )
+        return self._key
+
+
+class AcmeAdmin:
+    """The handlers, on ACME's repository (chosen as the front-end chooses it)."""
+
+    def __init__(
+        self,
+        transactions: Transactions,
+        repo: AcmeRepository,
+        clock: Clock,
+        key: EncryptionKey,
+    ) -> None:
+        self.transactions = transactions
+        self.repo = repo
+        self.clock = clock
+        self.key = key
+
+    async def list_keys(self, call: AdminCall) -> AdminReply:
+        limit, offset = _paging(call.query)
+        keys = await self.transactions.read(self.repo.list_eab_keys)
+        chosen = [_view(k) for k in keys[offset : offset + limit]]
+        return AdminReply(body=_page(chosen, limit, offset, offset + limit < len(keys)))
+
+    async def create_key(self, call: AdminCall) -> AdminReply:
+        body = _fields(_NEW_KEY, call.body)
+        principal = _matching(body["principal"], "body.principal", PRINCIPAL)
+        templates = [_matching(t, "body.templates", TEMPLATE) for t in body.get("templates", [])]
+        domains = [_matching(d, "body.domains", DOMAIN) for d in body.get("domains", [])]
+        try:
+            encryption_key = self.key.get()
+        except ConfigError as exc:
+            raise AdminProblem(409, "EAB keys unavailable", str(exc)) from None
+        key = await create_key(
+            self.transactions,
+            self.repo,
+            encryption_key,
+            principal,
+            templates,
+            domains,
+            self.clock.now(),
+        )
+        return AdminReply(
+            status=201,
+            body={
+                "kid": key.kid,
+                "hmac_key": key.hmac_key,
+                "principal": key.principal,
+                "templates": key.templates,
+                "domains": key.domains,
+                "created_at": key.created_at.isoformat(),
+            },
+        )
+
+    async def delete_key(self, call: AdminCall) -> AdminReply:
+        kid = _matching(call.path_params.get("kid"), "kid", KID)
+        if not await self.transactions.write(self.repo.delete_eab_key, kid):
+            raise AdminProblem(404, "Not found", f"no EAB key {kid!r}")
+        return AdminReply(body={"kid": kid, "deleted": True})
+
+
+def _matching(value: Any, name: str, pattern: str) -> str:
+    """``value`` if it is a string matching ``pattern`` (the schema's ``pattern``, which the
+    shell's check leaves to the handler), else a 400 naming ``name``."""
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise bad(name, f"must match {pattern}")
+    check_text(name, value)
+    return value
+
+
+def _fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
+    """The JSON object body, checked against the request body ``schema`` (as the shell checks
+    it: a handler called otherwise is no less strict)."""
+    if body is None:
+        raise bad("body", "required (a JSON object)")
+    check_body(schema, body)
+    return cast("Mapping[str, Any]", body)
+
+
+def _paging(query: Mapping[str, str]) -> tuple[int, int]:
+    """``limit`` and the offset the opaque ``cursor`` holds."""
+    key = decode_cursor(query, [int])
+    offset = key[0] if key else 0
+    if offset < 0:
+        raise bad("cursor", "not a cursor this API returned")
+    return limit_of(query), offset
+
+
+def _page(items: list[Any], limit: int, offset: int, more: bool) -> dict[str, Any]:
+    """A list answer: the page and the cursor of the next one (``None``: the last)."""
+    return {"items": items, "next": encode_cursor(offset + limit) if more else None}
+
+
+def _page_schema(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items", "next"],
+        "properties": {
+            "items": {"type": "array", "items": item},
+            "next": {"type": ["string", "null"]},
+        },
+    }
+
+
+def register(context: AdminContext) -> list[AdminOperation]:
+    """The ACME operations (entry point ``certgate.admin`` ``acme``)."""
+    tx = context.transactions
+    repo = open_repository(tx.dialect_name, raw_sqlite=tx.raw_sqlite)
+    admin = AcmeAdmin(tx, repo, context.clock, EncryptionKey(context.settings, context.config_file))
+    created = _key_schema(
+        hmac_key={"type": "string", "description": "base64url; shown only in this answer"}
+    )
+    kid = {
+        "name": "kid",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": KID},
+    }
+    deleted = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["kid", "deleted"],
+        "properties": {"kid": {"type": "string"}, "deleted": {"type": "boolean"}},
+    }
+    return [
+        AdminOperation(
+            method="GET",
+            path="/acme/eab-keys",
+            role=Role.ADMIN,
+            operation_id="listAcmeEabKeys",
+            summary="external account binding keys (never their HMAC keys)",
+            handler=admin.list_keys,
+            tag="acme",
+            parameters=(LIMIT_PARAMETER, CURSOR_PARAMETER),
+            responses={
+                "200": json_response(_page_schema(_key_schema()), "a page of keys"),
+            },
+        ),
+        AdminOperation(
+            method="POST",
+            path="/acme/eab-keys",
+            role=Role.ADMIN,
+            operation_id="createAcmeEabKey",
+            summary="create an external account binding key (its HMAC key is shown only here)",
+            handler=admin.create_key,
+            tag="acme",
+            request_body={"required": True, "content": {"application/json": {"schema": _NEW_KEY}}},
+            responses={
+                "201": json_response(created, "the key, with its HMAC key shown once"),
+            },
+            audit="acme.eab.created",
+        ),
+        AdminOperation(
+            method="DELETE",
+            path="/acme/eab-keys/{kid}",
+            role=Role.ADMIN,
+            operation_id="deleteAcmeEabKey",
+            summary="delete an external account binding key",
+            handler=admin.delete_key,
+            tag="acme",
+            parameters=(kid,),
+            responses={
+                "200": json_response(deleted, "the key was deleted"),
+            },
+            audit="acme.eab.deleted",
+        ),
+    ]

@@ -1,0 +1,283 @@
+"""EST's resources in the admin API (/api/v1, admin role; issue #16): HTTP Basic users (list,
+add, delete) and one-time enrollment codes (create; the code is shown once).
+
+The same state as ``certgate est user ...`` and ``certgate est code create``
+(:class:`protocols.est.state.EstState`): passwords are stored as scrypt hashes, codes as
+SHA-256, and no answer ever lists either. Every input is checked here against the schema this
+module publishes, and refused with a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, cast
+
+from gateway.admin.operations import json_response
+from gateway.admin.params import (
+    CURSOR_PARAMETER,
+    LIMIT_PARAMETER,
+    bad,
+    check_body,
+    check_text,
+    decode_cursor,
+    encode_cursor,
+    limit_of,
+)
+from gateway.admin.plugin import (
+    AdminCall,
+    AdminContext,
+    AdminOperation,
+    AdminProblem,
+    AdminReply,
+    Role,
+)
+from gateway.durations import parse_duration
+from gateway.errors import Conflict
+from protocols.est.settings import label_names
+from protocols.est.state import EstState, User
+
+#: User names the API takes: a safe path segment, never ``:`` (RFC 7617 §2: the user-id of
+#: Basic authentication cannot contain a colon).
+USERNAME = r"^[A-Za-z0-9][A-Za-z0-9._@+=~-]{0,254}$"
+GROUP = r"^[A-Za-z0-9][A-Za-z0-9._@+=~-]{0,63}$"
+#: A principal name: printable, no control characters.
+PRINTABLE = r"^[^\u0000-\u001f\u007f]{1,255}$"
+TTL = r"^[1-9][0-9]{0,3}[smhd]$"
+_MAX_PASSWORD = 1024
+
+_USER = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["username", "groups"],
+    "properties": {
+        "username": {"type": "string"},
+        "groups": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+_NEW_USER: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["username", "password"],
+    "properties": {
+        "username": {"type": "string", "pattern": USERNAME},
+        "password": {"type": "string", "minLength": 1, "maxLength": _MAX_PASSWORD},
+        "groups": {
+            "type": "array",
+            "maxItems": 64,
+            "items": {"type": "string", "pattern": GROUP},
+        },
+        "replace": {"type": "boolean", "default": False},
+    },
+}
+
+
+def _new_code(labels: frozenset[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["identity"],
+        "properties": {
+            "identity": {"type": "string", "pattern": PRINTABLE},
+            "label": {"type": "string", "enum": sorted(labels), "default": ""},
+            "ttl": {"type": "string", "pattern": TTL, "default": "24h"},
+        },
+    }
+
+
+def _view(user: User) -> dict[str, Any]:
+    return {"username": user.username, "groups": list(user.groups)}
+
+
+class EstAdmin:
+    """The handlers, on one :class:`EstState` and the configured labels."""
+
+    def __init__(self, state: EstState, labels: frozenset[str]) -> None:
+        self.state = state
+        self.new_code = _new_code(labels)
+
+    async def list_users(self, call: AdminCall) -> AdminReply:
+        limit, offset = _paging(call.query)
+        users = await self.state.list_users()
+        chosen = [_view(u) for u in users[offset : offset + limit]]
+        return AdminReply(body=_page(chosen, limit, offset, offset + limit < len(users)))
+
+    async def add_user(self, call: AdminCall) -> AdminReply:
+        body = _fields(_NEW_USER, call.body)
+        username = _matching(body["username"], "body.username", USERNAME)
+        password: str = body["password"]
+        check_text("body.password", password)
+        groups = [_matching(g, "body.groups", GROUP) for g in body.get("groups", [])]
+        try:
+            await self.state.add_user(username, password, groups, body.get("replace", False))
+        except Conflict:
+            raise AdminProblem(409, "Conflict", f"EST user {username!r} exists") from None
+        return AdminReply(status=201, body={"username": username, "groups": groups})
+
+    async def delete_user(self, call: AdminCall) -> AdminReply:
+        username = _matching(call.path_params.get("username"), "username", USERNAME)
+        if not await self.state.delete_user(username):
+            raise AdminProblem(404, "Not found", f"no EST user {username!r}")
+        return AdminReply(body={"username": username, "deleted": True})
+
+    async def create_code(self, call: AdminCall) -> AdminReply:
+        body = _fields(self.new_code, call.body)
+        identity = _matching(body["identity"], "body.identity", PRINTABLE)
+        label: str = body.get("label", "")
+        ttl = _ttl(body.get("ttl", "24h"))
+        code, record = await self.state.create_code(label, identity, ttl)
+        return AdminReply(
+            status=201,
+            body={
+                "code": code,
+                "label": label,
+                "identity": identity,
+                "expires_at": record.expires_at.isoformat(),
+            },
+        )
+
+
+def _ttl(value: Any) -> timedelta:
+    text = _matching(value, "body.ttl", TTL)
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise bad("body.ttl", str(exc)) from None
+
+
+def _matching(value: Any, name: str, pattern: str) -> str:
+    """``value`` if it is a string matching ``pattern`` (the schema's ``pattern``, which the
+    shell's check leaves to the handler), else a 400 naming ``name``."""
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise bad(name, f"must match {pattern}")
+    check_text(name, value)
+    return value
+
+
+def _fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
+    """The JSON object body, checked against the request body ``schema`` (as the shell checks
+    it: a handler called otherwise is no less strict)."""
+    if body is None:
+        raise bad("body", "required (a JSON object)")
+    check_body(schema, body)
+    return cast("Mapping[str, Any]", body)
+
+
+def _paging(query: Mapping[str, str]) -> tuple[int, int]:
+    """``limit`` and the offset the opaque ``cursor`` holds."""
+    key = decode_cursor(query, [int])
+    offset = key[0] if key else 0
+    if offset < 0:
+        raise bad("cursor", "not a cursor this API returned")
+    return limit_of(query), offset
+
+
+def _page(items: list[Any], limit: int, offset: int, more: bool) -> dict[str, Any]:
+    """A list answer: the page and the cursor of the next one (``None``: the last)."""
+    return {"items": items, "next": encode_cursor(offset + limit) if more else None}
+
+
+def _page_schema(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items", "next"],
+        "properties": {
+            "items": {"type": "array", "items": item},
+            "next": {"type": ["string", "null"]},
+        },
+    }
+
+
+def register(context: AdminContext) -> list[AdminOperation]:
+    """The EST operations (entry point ``certgate.admin`` ``est``)."""
+    labels = label_names(context.settings)
+    admin = EstAdmin(EstState(context.transactions, context.clock.now), labels)
+    code = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["code", "label", "identity", "expires_at"],
+        "properties": {
+            "code": {"type": "string"},
+            "label": {"type": "string"},
+            "identity": {"type": "string"},
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    }
+    username = {
+        "name": "username",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": USERNAME},
+    }
+    deleted = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["username", "deleted"],
+        "properties": {"username": {"type": "string"}, "deleted": {"type": "boolean"}},
+    }
+    return [
+        AdminOperation(
+            method="GET",
+            path="/est/users",
+            role=Role.ADMIN,
+            operation_id="listEstUsers",
+            summary="EST HTTP Basic users and their groups (never a password)",
+            handler=admin.list_users,
+            tag="est",
+            parameters=(LIMIT_PARAMETER, CURSOR_PARAMETER),
+            responses={
+                "200": json_response(_page_schema(_USER), "a page of users"),
+            },
+        ),
+        AdminOperation(
+            method="POST",
+            path="/est/users",
+            role=Role.ADMIN,
+            operation_id="addEstUser",
+            summary="add (or, with replace, overwrite) an EST HTTP Basic user",
+            handler=admin.add_user,
+            tag="est",
+            request_body={
+                "required": True,
+                "content": {"application/json": {"schema": _NEW_USER}},
+            },
+            responses={
+                "201": json_response(_USER, "the user as stored (without the password)"),
+            },
+            audit="est.user.added",
+        ),
+        AdminOperation(
+            method="DELETE",
+            path="/est/users/{username}",
+            role=Role.ADMIN,
+            operation_id="deleteEstUser",
+            summary="delete an EST HTTP Basic user",
+            handler=admin.delete_user,
+            tag="est",
+            parameters=(username,),
+            responses={
+                "200": json_response(deleted, "the user was deleted"),
+            },
+            audit="est.user.deleted",
+        ),
+        AdminOperation(
+            method="POST",
+            path="/est/codes",
+            role=Role.ADMIN,
+            operation_id="createEstCode",
+            summary="create a one-time enrollment code (shown only in this answer)",
+            handler=admin.create_code,
+            tag="est",
+            request_body={
+                "required": True,
+                "content": {"application/json": {"schema": admin.new_code}},
+            },
+            responses={
+                "201": json_response(code, "the code, shown once; only its SHA-256 is kept"),
+            },
+            audit="est.code.created",
+        ),
+    ]
