@@ -45,6 +45,8 @@ class SoftToken:
     label: str
     pin: str
     so_pin: str
+    #: the slot id SoftHSM2 gave the token when it was initialised
+    slot: int = -1
 
     @property
     def env(self) -> dict[str, str]:
@@ -86,4 +88,6 @@ def soft_token(tmp: Path, label: str = "certgate-test", pin: str = "4711-user") 
         "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "so-4711"
     )
     assert done.returncode == 0, done.stderr
-    return token
+    # "The token has been initialized and is reassigned to slot 1234567"
+    slot = int(done.stdout.strip().rsplit(" ", 1)[-1])
+    return SoftToken(conf, module, label, pin, "so-4711", slot)

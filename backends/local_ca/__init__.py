@@ -4,6 +4,7 @@ Entry point ``local`` in group ``certgate.connectors``. Module map, in reading o
 
 * :mod:`.settings`  -- the connector's TOML table, validated in the constructor;
 * :mod:`.keystore`  -- the one interface through which CA private keys are used (HSM seam);
+* :mod:`.pkcs11_store` -- that interface over a PKCS#11 token (``key_store = "pkcs11"``);
 * :mod:`.importer`  -- loading an existing issuing CA (PEM or PKCS#12) for import;
 * :mod:`.bootstrap` -- create (atomically, once) or load the CA directory;
 * :mod:`.issuer`    -- RFC 5280 certificate and CRL signing;

@@ -271,6 +271,18 @@ def test_signing_survives_a_lost_session_and_concurrent_threads(
         material.signer.close()
 
 
+def test_the_token_may_be_chosen_by_slot_id(tmp_path: Path, token: SoftToken) -> None:
+    text = token.connector_keys().replace(
+        f'pkcs11_token_label = "{token.label}"', f"pkcs11_slot = {token.slot}"
+    )
+    settings = parse_settings("local", tomllib.loads(text), str(tmp_path / "certgate.toml"))
+    material = open_ca(settings, tmp_path / "data")
+    try:
+        _issue(material).verify_directly_issued_by(material.certificate)
+    finally:
+        material.signer.close()
+
+
 # -- start-up errors: one line naming the key ---------------------------------------------
 
 
