@@ -222,6 +222,10 @@ class RequestOperations:
             outcome = await self.core.service.deny(request_id, call.actor, reason)
         except CertgateError as exc:
             raise problem_of(exc) from None
+        # The service records request.denied as the gateway's transition; this names who.
+        await self.core.store.audit(
+            "request.denial-requested", call.actor, request_id=request_id, detail={"reason": reason}
+        )
         return await self._decided(request_id, outcome)
 
     async def _decided(self, request_id: str, outcome: Outcome) -> AdminReply:
@@ -283,7 +287,6 @@ class RequestOperations:
                 parameters=(rid,),
                 request_body=json_body(DENY_BODY),
                 responses={"200": json_response(DECISION_SCHEMA)},
-                audit="request.denial-requested",
             ),
         ]
 

@@ -1,0 +1,424 @@
+"""The admin REST API (issue #16 items 1-2) on a site made by ``certgate init DIR`` (TLS main
+listener, plain device listener, every protocol on), served in-process on real sockets and
+called over HTTPS: tokens from the CLI, 401 and 403 problem documents, the approval queue
+(approve, deny with a reason), revocation reaching the CRL (read by openssl), inventory search
+and its pages, the audit trail naming the token, the console cookie's CSRF rule, and the plain
+listener refusing the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.admin.plugin import Role
+from gateway.admin.tokens import AdminTokens
+from gateway.cli import EXIT_OK, EXIT_PENDING, main
+from gateway.clock import FixedClock
+from gateway.config import load_config
+from gateway.server.admin.auth import csrf_token
+from gateway.store import default_sqlite_url, open_store
+from tests.gateway_process import gateway_in_process
+from tests.helpers import csr_pem, free_port, make_csr, require_tool
+
+PROBLEM_KEYS = {"type", "title", "status", "detail"}
+
+
+@dataclass
+class Site:
+    cfg: Path
+    port: int
+    plain: int
+    root: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)
+    serials: list[str] = field(default_factory=list)
+
+
+def _main_json(*argv: str) -> tuple[int, Any]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*argv, "--json"])
+    return code, json.loads(out.getvalue())
+
+
+async def _expired_token(cfg: Path) -> str:
+    """A viewer token that expired an hour ago (made with a clock two hours back)."""
+    config = load_config(cfg)
+    store = open_store(default_sqlite_url(config.data_dir))
+    try:
+        clock = FixedClock(datetime.now(UTC) - timedelta(hours=2))
+        secret, _ = await AdminTokens(store, store, clock).create(
+            "expired", Role.VIEWER, "test", timedelta(hours=1)
+        )
+    finally:
+        await store.close()
+    return secret
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("admin")
+    port, plain, est, http01 = free_port(), free_port(), free_port(), free_port()
+    ports = ["--port", str(port), "--plain-port", str(plain), "--est-port", str(est)]
+    assert _main_json("init", str(tmp / "site"), *ports)[0] == EXIT_OK
+    cfg = tmp / "site" / "certgate.toml"
+    cfg.write_text(cfg.read_text().replace("http01_port = 5002", f"http01_port = {http01}"))
+    s = Site(cfg, port, plain, tmp / "site" / "data" / "root-ca.pem")
+    for role in ("viewer", "approver", "admin"):
+        argv = ("admin", "token", "create", "-c", str(cfg), "--name", role, "--role", role)
+        code, made = _main_json(*argv)
+        assert code == EXIT_OK
+        s.tokens[role] = made["token"]
+    code, made = _main_json(
+        "admin", "token", "create", "-c", str(cfg), "--name", "revoked", "--role", "admin"
+    )
+    s.tokens["revoked"] = made["token"]
+    assert _main_json("admin", "token", "revoke", "-c", str(cfg), "revoked")[0] == EXIT_OK
+    s.tokens["expired"] = asyncio.run(_expired_token(cfg))
+    enroll = ("enroll", "-c", str(cfg), "--csr")
+    for i in range(4):
+        csr = tmp / f"pending{i}.csr"
+        csr.write_bytes(csr_pem(make_csr(cn=f"client{i}", dns=(f"client{i}.example.test",))))
+        code, out = _main_json(*enroll, str(csr), "--template", "approval-required")
+        assert code == EXIT_PENDING
+        s.pending.append(out["request_id"])
+    for name in ("www", "api", "mail"):
+        csr = tmp / f"{name}.csr"
+        csr.write_bytes(csr_pem(make_csr(cn=f"{name}.example.test", dns=(f"{name}.example.test",))))
+        code, out = _main_json(*enroll, str(csr), "--template", "tls-server")
+        assert code == EXIT_OK
+        s.serials.append(out["serial"])
+    yield s
+
+
+@dataclass
+class Api:
+    site: Site
+    session: aiohttp.ClientSession
+
+    @property
+    def base(self) -> str:
+        return f"https://localhost:{self.site.port}/api/v1"
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {self.site.tokens.get(token, token)}"
+        kw: dict[str, Any] = {"headers": sent}
+        if body is not None:
+            kw["json"] = body
+        async with self.session.request(method, self.base + path, **kw) as resp:
+            raw = await resp.read()
+            kind = resp.headers.get("Content-Type", "")
+            data: Any = json.loads(raw) if "json" in kind else raw
+            return resp.status, dict(resp.headers), data
+
+
+@pytest.fixture
+async def api(site: Site) -> AsyncIterator[Api]:
+    ctx = ssl.create_default_context(cafile=str(site.root))
+    async with gateway_in_process(site.cfg, port=site.port):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
+            yield Api(site, session)
+
+
+def _is_problem(status: int, headers: dict[str, str], body: Any, expected: int) -> None:
+    assert status == expected, body
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert set(body) == PROBLEM_KEYS and body["status"] == expected
+
+
+# --- authentication and roles ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "cg_unknown", "expired", "revoked", "not-a-token"])
+async def test_no_or_dead_tokens_get_a_401_problem(api: Api, token: str | None) -> None:
+    status, headers, body = await api.call("GET", "/requests", token)
+    _is_problem(status, headers, body, 401)
+    assert headers["WWW-Authenticate"].startswith('Bearer realm="certgate"')
+    if token in ("expired", "revoked"):
+        assert token in body["detail"]
+
+
+async def test_a_role_too_low_gets_a_403_problem(api: Api) -> None:
+    pending = api.site.pending[3]
+    for method, path, token in [
+        ("POST", f"/requests/{pending}/approve", "viewer"),
+        ("POST", f"/certificates/{api.site.serials[2]}/revoke", "viewer"),
+        ("GET", "/tokens", "approver"),
+        ("POST", "/tokens", "approver"),
+    ]:
+        status, headers, body = await api.call(method, path, token, body={})
+        _is_problem(status, headers, body, 403)
+        assert token in body["detail"]
+    status, _, body = await api.call("GET", f"/requests/{pending}", "viewer")
+    assert status == 200 and body["state"] == "pending"  # nothing changed
+
+
+async def test_whoami_and_the_openapi_document(api: Api) -> None:
+    status, _, me = await api.call("GET", "/whoami", "approver")
+    assert status == 200 and me == {
+        "name": "approver",
+        "role": "approver",
+        "expires_at": None,
+        "csrf": None,
+    }
+    status, _, doc = await api.call("GET", "/openapi.json")
+    assert status == 200 and doc["openapi"] == "3.1.0"
+    for path in ("/requests/{id}/approve", "/certificates/{serial}/pem", "/audit", "/status"):
+        assert path in doc["paths"]
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            for code in ("400", "401", "403"):
+                content = op["responses"][code]["content"]["application/problem+json"]
+                assert content["schema"] == {"$ref": "#/components/schemas/Problem"}, (path, method)
+            assert any(c.startswith("2") for c in op["responses"]), (path, method)
+
+
+# --- the approval queue -----------------------------------------------------------------------
+
+
+async def test_show_gives_the_csr_the_template_rules_and_the_trail(api: Api) -> None:
+    status, _, shown = await api.call("GET", f"/requests/{api.site.pending[3]}", "viewer")
+    assert status == 200
+    assert shown["csr"] == {
+        "subject": "CN=client3",
+        "sans": ["dns:client3.example.test"],
+        "key": {"type": "EC", "curve": "secp256r1", "size": 256},
+    }
+    assert shown["template_rules"]["name"] == "approval-required"
+    assert shown["template_rules"]["manager_approval"] is True
+    assert [e["event"] for e in shown["audit"]][:2] == ["request.received", "request.pending"]
+
+
+async def test_approve_issues_and_the_audit_names_the_token(api: Api) -> None:
+    rid = api.site.pending[0]
+    status, _, decided = await api.call(
+        "POST", f"/requests/{rid}/approve", "approver", body={"reason": "known host"}
+    )
+    assert status == 200, decided
+    assert decided["outcome"]["status"] == "issued"
+    assert decided["request"]["state"] == "issued"
+    serial = decided["outcome"]["serial"]
+    status, _, cert = await api.call("GET", f"/certificates/{serial}", "viewer")
+    assert status == 200 and cert["request_id"] == rid and cert["status"] == "valid"
+    status, _, again = await api.call("POST", f"/requests/{rid}/approve", "approver")
+    assert status == 409 and again["status"] == 409
+    status, _, trail = await api.call(
+        "GET", f"/audit?request_id={rid}&actor=token:approver", "viewer"
+    )
+    assert [e["event"] for e in trail["items"]] == ["request.approval-note", "request.approved"]
+    assert trail["items"][0]["detail"] == {"reason": "known host"}
+
+
+async def test_deny_needs_a_reason_and_records_it(api: Api) -> None:
+    rid = api.site.pending[1]
+    status, headers, body = await api.call("POST", f"/requests/{rid}/deny", "approver", body={})
+    _is_problem(status, headers, body, 400)
+    assert body["detail"].startswith("body.reason: ")
+    status, _, decided = await api.call(
+        "POST", f"/requests/{rid}/deny", "approver", body={"reason": "not one of ours"}
+    )
+    assert status == 200
+    assert decided["outcome"]["status"] == "denied"
+    assert decided["request"]["state"] == "denied"
+    assert "not one of ours" in decided["request"]["denial_detail"]
+    assert "token:approver" in decided["request"]["denial_detail"]
+    status, _, trail = await api.call("GET", f"/audit?request_id={rid}", "viewer")
+    events = {(e["event"], e["actor"]) for e in trail["items"]}
+    assert ("request.denial-requested", "token:approver") in events
+    assert any(e == "request.denied" for e, _ in events)
+
+
+async def test_unknown_requests_and_bad_bodies(api: Api) -> None:
+    status, headers, body = await api.call("GET", "/requests/no-such-id", "viewer")
+    _is_problem(status, headers, body, 404)
+    status, headers, body = await api.call(
+        "POST",
+        f"/requests/{api.site.pending[3]}/approve",
+        "approver",
+        headers={"Content-Type": "application/json"},
+        body="{not json",
+    )
+    _is_problem(status, headers, body, 400)  # a JSON string, not an object
+    async with api.session.post(
+        f"{api.base}/requests/{api.site.pending[3]}/deny",
+        data=b"{oops",
+        headers={"Authorization": f"Bearer {api.site.tokens['approver']}"},
+    ) as resp:
+        problem = await resp.json(content_type=None)
+        assert resp.status == 400 and problem["detail"].startswith("body: not valid JSON")
+
+
+# --- inventory, revocation, the CRL -----------------------------------------------------------
+
+
+async def test_revoke_puts_the_serial_on_the_crl(api: Api, tmp_path: Path) -> None:
+    openssl = require_tool("openssl")
+    serial = api.site.serials[0]
+    status, _, revoked = await api.call(
+        "POST", f"/certificates/{serial}/revoke", "approver", body={"reason": "keyCompromise"}
+    )
+    assert status == 200 and revoked["status"] == "revoked"
+    assert revoked["revocation_reason"] == "key_compromise"
+    status, _, _ = await api.call("POST", f"/certificates/{serial}/revoke", "approver", body={})
+    assert status == 409
+    async with api.session.get(f"https://localhost:{api.site.port}/ca/crl") as resp:
+        assert resp.status == 200
+        (tmp_path / "crl.der").write_bytes(await resp.read())
+    text = subprocess.run(
+        [openssl, "crl", "-inform", "DER", "-in", str(tmp_path / "crl.der"), "-noout", "-text"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Serial Number: {serial.upper().zfill(len(serial) + len(serial) % 2)}" in text
+    assert "Key Compromise" in text
+    status, _, trail = await api.call("GET", f"/audit?serial={serial}&event=certificate", "viewer")
+    assert ("certificate.revocation-requested", "token:approver") in {
+        (e["event"], e["actor"]) for e in trail["items"]
+    }
+
+
+async def test_search_filters_and_pages(api: Api) -> None:
+    www, apis, mail = api.site.serials
+
+    async def serials(query: str) -> list[str]:
+        status, _, page = await api.call("GET", f"/certificates?{query}", "viewer")
+        assert status == 200, page
+        return [c["serial"] for c in page["items"]]
+
+    assert await serials("san=api.example") == [apis]
+    assert await serials("subject=MAIL.EXAMPLE.TEST") == [mail]
+    assert await serials(f"serial={www.upper()}") == [www]
+    assert await serials("serial=not-hex") == []
+    assert set(await serials("template=tls-server")) >= {apis, mail}
+    later = (datetime.now(UTC) + timedelta(days=3650)).isoformat()
+    assert set(await serials(f"expires_after={later.replace('+00:00', 'Z')}")) == set()
+    # pages of one: every certificate once, in the order of one big page
+    status, _, whole = await api.call("GET", "/certificates?limit=1000", "viewer")
+    seen, cursor = [], ""
+    while True:
+        status, _, page = await api.call("GET", f"/certificates?limit=1{cursor}", "viewer")
+        seen += [c["serial"] for c in page["items"]]
+        if page["next"] is None:
+            break
+        cursor = f"&cursor={page['next']}"
+    assert seen == [c["serial"] for c in whole["items"]] and len(seen) >= 3
+    for query, name in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("status=lost", "status"),
+        ("expires_before=tomorrow", "expires_before"),
+        ("cursor=xyz", "cursor"),
+    ]:
+        status, headers, body = await api.call("GET", f"/certificates?{query}", "viewer")
+        _is_problem(status, headers, body, 400)
+        assert body["detail"].startswith(f"{name}: ")
+
+
+async def test_pem_expiring_templates_and_status(api: Api) -> None:
+    serial = api.site.serials[1]
+    status, headers, pem = await api.call("GET", f"/certificates/{serial}/pem", "viewer")
+    assert status == 200 and headers["Content-Type"].startswith("application/pem-certificate-chain")
+    assert pem.count(b"-----BEGIN CERTIFICATE-----") >= 2  # the certificate and its issuer
+    status, _, chart = await api.call("GET", "/certificates/expiring?weeks=60", "viewer")
+    assert status == 200 and len(chart["items"]) == 60
+    assert sum(w["count"] for w in chart["items"]) >= 2
+    status, _, templates = await api.call("GET", "/templates", "viewer")
+    assert "approval-required" in {t["name"] for t in templates["items"]}
+    status, _, one = await api.call("GET", "/templates/tls-server", "viewer")
+    assert status == 200 and one["summary"]["name"] == "tls-server"
+    status, _, state = await api.call("GET", "/status", "viewer")
+    assert status == 200
+    assert set(state["protocols"]) == {"acme", "est", "scep", "wstep"}
+    assert state["connectors"] == [{"name": "local", "ok": True, "detail": "ok"}]
+    assert state["pending"]["approval"] >= 1
+    assert {"main", "plain"} <= {lst["name"] for lst in state["listeners"]}
+
+
+# --- tokens over the API, the console cookie, the plain listener ------------------------------
+
+
+async def test_admin_makes_and_revokes_tokens_over_the_api(api: Api) -> None:
+    status, _, made = await api.call(
+        "POST", "/tokens", "admin", body={"name": "robot", "role": "viewer", "expires": "1d"}
+    )
+    assert status == 201 and made["token"].startswith("cg_") and made["expires_at"]
+    status, _, listed = await api.call("GET", "/tokens", "admin")
+    assert made["token"] not in json.dumps(listed)
+    assert "robot" in {t["name"] for t in listed["items"]}
+    status, _, me = await api.call("GET", "/whoami", made["token"])
+    assert status == 200 and me["name"] == "robot"
+    status, _, gone = await api.call("DELETE", "/tokens/robot", "admin")
+    assert status == 200 and gone["state"] == "revoked"
+    status, _, _ = await api.call("GET", "/whoami", made["token"])
+    assert status == 401
+    status, _, trail = await api.call("GET", "/audit?event=admin.token&actor=token:admin", "viewer")
+    assert [e["event"] for e in trail["items"]][:2] == [
+        "admin.token.revoked",
+        "admin.token.created",
+    ]
+
+
+async def test_a_cookie_session_must_send_its_csrf_value_to_change_anything(api: Api) -> None:
+    token = api.site.tokens["approver"]
+    cookie = {"Cookie": f"certgate_console={token}"}
+    status, _, me = await api.call("GET", "/whoami", headers=cookie)
+    assert status == 200 and me["csrf"] == csrf_token(token)
+    rid = api.site.pending[2]
+    status, headers, body = await api.call(
+        "POST", f"/requests/{rid}/deny", headers=cookie, body={"reason": "csrf"}
+    )
+    _is_problem(status, headers, body, 403)
+    assert "X-CSRF-Token" in body["detail"]
+    status, _, body = await api.call(
+        "POST",
+        f"/requests/{rid}/deny",
+        headers={**cookie, "X-CSRF-Token": "0" * 64},
+        body={"reason": "csrf"},
+    )
+    assert status == 403
+    status, _, decided = await api.call(
+        "POST",
+        f"/requests/{rid}/deny",
+        headers={**cookie, "X-CSRF-Token": me["csrf"]},
+        body={"reason": "from the console"},
+    )
+    assert status == 200 and decided["outcome"]["status"] == "denied"
+
+
+async def test_the_plain_device_listener_does_not_serve_the_api(api: Api) -> None:
+    url = f"http://127.0.0.1:{api.site.plain}/api/v1/status"
+    headers = {"Authorization": f"Bearer {api.site.tokens['admin']}"}
+    async with api.session.get(url, headers=headers) as resp:
+        assert resp.status == 404
+        assert "use https://" in await resp.text()
+
+
+async def test_unknown_paths_and_methods_are_problems(api: Api) -> None:
+    status, headers, body = await api.call("GET", "/nothing/here", "viewer")
+    _is_problem(status, headers, body, 404)
+    status, headers, body = await api.call("PUT", "/requests", "viewer")
+    _is_problem(status, headers, body, 405)
+    assert headers["Allow"] == "GET"
