@@ -40,6 +40,7 @@ class Site:
     cfg: Path
     port: int
     plain: int
+    est: int
     root: Path
     tokens: dict[str, str] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
@@ -75,7 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     assert _main_json("init", str(tmp / "site"), *ports)[0] == EXIT_OK
     cfg = tmp / "site" / "certgate.toml"
     cfg.write_text(cfg.read_text().replace("http01_port = 5002", f"http01_port = {http01}"))
-    s = Site(cfg, port, plain, tmp / "site" / "data" / "root-ca.pem")
+    s = Site(cfg, port, plain, est, tmp / "site" / "data" / "root-ca.pem")
     for role in ("viewer", "approver", "admin"):
         argv = ("admin", "token", "create", "-c", str(cfg), "--name", role, "--role", role)
         code, made = _main_json(*argv)
@@ -414,6 +415,15 @@ async def test_the_plain_device_listener_does_not_serve_the_api(api: Api) -> Non
     async with api.session.get(url, headers=headers) as resp:
         assert resp.status == 404
         assert "use https://" in await resp.text()
+
+
+async def test_the_est_listener_does_not_serve_the_api(api: Api) -> None:
+    url = f"https://localhost:{api.site.est}/api/v1/status"
+    headers = {"Authorization": f"Bearer {api.site.tokens['admin']}"}
+    async with api.session.get(url, headers=headers) as resp:
+        text = await resp.text()
+        assert resp.status == 404, text
+        assert "viewer" not in text and "pending" not in text
 
 
 async def test_unknown_paths_and_methods_are_problems(api: Api) -> None:

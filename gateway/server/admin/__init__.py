@@ -119,6 +119,7 @@ def mount_admin(
         version=gateway.__version__,
     )
     operations = [*core_operations(core), *plugin_operations(config, components, protocols)]
-    api = AdminApi(operations, tokens, components.store, gateway.__version__)
+    others = [int(v["port"]) for v in listeners if v["name"] not in ("main", "plain")]
+    api = AdminApi(operations, tokens, components.store, gateway.__version__, other_ports=others)
     mount(app, api)
     return api

@@ -121,8 +121,16 @@ class AdminApi:
     goes through, for the router and the console."""
 
     def __init__(
-        self, operations: Iterable[AdminOperation], tokens: AdminTokens, store: Store, version: str
+        self,
+        operations: Iterable[AdminOperation],
+        tokens: AdminTokens,
+        store: Store,
+        version: str,
+        *,
+        other_ports: Iterable[int] = (),
     ) -> None:
+        #: Ports of the front-ends' own listeners (EST's): the API is the main listener's only.
+        self.other_ports = frozenset(p for p in other_ports if p)
         self.operations: dict[str, AdminOperation] = {}
         for op in [WHOAMI, *operations]:
             if op.operation_id in self.operations:
@@ -175,6 +183,8 @@ class AdminApi:
 
     def handler(self, op: AdminOperation) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
+            if self.other_ports and _local_port(request) in self.other_ports:
+                return problem(404, "Not found", "the admin API is on the main listener only")
             try:
                 session = await self.authenticate(request)
                 check_csrf(request, session)
@@ -215,6 +225,11 @@ class AdminApi:
                 status=reply.status, body=raw, content_type=reply.content_type, headers=headers
             )
         return web.json_response(reply.body, status=reply.status, headers=headers)
+
+
+def _local_port(request: web.Request) -> int | None:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return int(sockname[1]) if isinstance(sockname, tuple) and len(sockname) >= 2 else None
 
 
 def _single(query: Mapping[str, str]) -> dict[str, str]:
