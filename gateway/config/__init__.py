@@ -29,6 +29,7 @@ from gateway.config.server import (
     derived_url,
     parse_server,
 )
+from gateway.config.webhooks import WebhookConfig, WebhooksConfig, parse_webhooks
 from gateway.errors import ConfigError
 from gateway.toml_reader import Table
 
@@ -45,6 +46,8 @@ __all__ = [
     "ServerTLSConfig",
     "Table",
     "TestingConfig",
+    "WebhookConfig",
+    "WebhooksConfig",
     "default_config_path",
     "derived_url",
     "load_config",
@@ -159,6 +162,8 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``[webhooks]`` (:mod:`gateway.config.webhooks`)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
 
 def default_config_path() -> Path | None:
@@ -285,6 +290,7 @@ def parse_config(
         log_t.fail("format", f"must be 'text' or 'json', not {log_format!r}")
     log_t.finish()
     metrics = _metrics(root.table("metrics"))
+    webhooks = parse_webhooks(root.table("webhooks"), resolve_secret)
     admin_t = root.table("admin")
     admin = AdminConfig(enabled=admin_t.bool("enabled", True))
     admin_t.finish()
@@ -311,4 +317,5 @@ def parse_config(
         metrics=metrics,
         admin=admin,
         protocols=MappingProxyType(protocols),
+        webhooks=webhooks,
     )

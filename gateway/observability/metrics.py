@@ -25,7 +25,10 @@ Metric names (``docs/grafana-dashboard.json`` draws them):
 * ``certgate_protocol_refusals_total{protocol,code}``: EST 401/403, SCEP failInfo;
 * ``certgate_certificate_expiry_seconds{kind,name,role}``: seconds until notAfter of the CA
   chains (``kind="ca"``, ``name`` the connector) and of the listeners' certificates;
-* ``certgate_store_up``: 1 if the scrape could read the store.
+* ``certgate_store_up``: 1 if the scrape could read the store;
+* ``certgate_webhook_deliveries_total{webhook,result}``: webhook attempts, ``result`` delivered,
+  failed (retried later) or abandoned (:mod:`gateway.webhooks.delivery`);
+* ``certgate_webhook_backlog{webhook}``: outbox rows not delivered yet (at scrape time).
 """
 
 from __future__ import annotations
@@ -112,6 +115,11 @@ class Metrics:
             "Protocol-level refusals (EST 401/403, SCEP failInfo) by protocol and code",
             ["protocol", "code"],
         )
+        self.webhook_deliveries: Counter = Counter(
+            "certgate_webhook_deliveries",
+            "Webhook delivery attempts by receiver and result (delivered, failed, abandoned)",
+            ["webhook", "result"],
+        )
 
     def child(self, metric: M, *values: str) -> M:
         """``metric.labels(*values)``, remembered: every issuance and request asks for the
@@ -175,6 +183,8 @@ class ScrapeState:
     now: datetime
     pending: Mapping[tuple[str, str], int] | None
     certificates: Sequence[CertificateExpiry] = field(default_factory=tuple)
+    #: Webhook outbox rows pending, by receiver (``None``: not read)
+    webhook_backlog: Mapping[str, int] | None = None
 
 
 class _ScrapeCollector:
@@ -208,6 +218,15 @@ class _ScrapeCollector:
             seconds = (cert.not_after - state.now).total_seconds()
             expiry.add_metric([cert.kind, cert.name, cert.role], seconds)
         yield expiry
+        if state.webhook_backlog is not None:
+            backlog = GaugeMetricFamily(
+                "certgate_webhook_backlog",
+                "Webhook outbox rows not delivered yet, by receiver",
+                labels=["webhook"],
+            )
+            for name, count in sorted(state.webhook_backlog.items()):
+                backlog.add_metric([name], count)
+            yield backlog
 
 
 def exposition(state: ScrapeState) -> bytes:

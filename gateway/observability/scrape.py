@@ -146,4 +146,21 @@ async def scrape_state(
         *await ca_certificates(service, connectors),
         *listener_certificates(listeners),
     ]
-    return ScrapeState(now=now, pending=pending, certificates=tuple(certificates))
+    return ScrapeState(
+        now=now,
+        pending=pending,
+        certificates=tuple(certificates),
+        webhook_backlog=await webhook_backlog(store),
+    )
+
+
+async def webhook_backlog(store: SQLStore) -> dict[str, int] | None:
+    """Webhook outbox rows pending, by receiver; ``None`` if the store cannot be read."""
+    # Imported here: the outbox imports the observability package (its metrics).
+    from gateway.webhooks.outbox import OutboxQueries
+
+    try:
+        return await store.read(OutboxQueries().backlog)
+    except Exception as exc:  # like pending_counts: the scrape reports, never fails
+        log.debug("metrics: webhook backlog not counted: %s", exc)
+        return None

@@ -38,6 +38,7 @@ from gateway.server.listen import read_timeout_middleware
 from gateway.server.metrics import add_metrics_route, claim_routes, observe_request
 from gateway.server.switched_off import add_switched_off_routes
 from gateway.server.tls import main_listener_certificate
+from gateway.server.webhooks import start_webhooks
 from gateway.server.wiring import Components, build
 
 log = logging.getLogger("certgate.server")
@@ -341,8 +342,11 @@ async def create_app(config: Config, components: Components | None = None) -> we
             )
         for certificate in listener_certificates(app):
             tasks.append(asyncio.create_task(certificate.run(stop), name="certgate-tls-renewal"))
+        webhooks = await start_webhooks(config.webhooks, built.store, built.service, built.clock)
         yield
         stop.set()
+        if webhooks is not None:  # in-flight deliveries finish and are recorded, or go back
+            await webhooks.close()
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

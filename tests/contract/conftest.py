@@ -22,7 +22,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-import gateway.admin.tables  # noqa: F401
+import gateway.admin.tables
+import gateway.webhooks.tables  # noqa: F401
 import protocols.acme.tables
 import protocols.est.tables
 import protocols.scep.tables
