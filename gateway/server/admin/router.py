@@ -254,7 +254,7 @@ async def _unknown(request: web.Request) -> web.Response:
             if _template(op.path).fullmatch(path)
         }
     )
-    if allowed:
+    if allowed and request.method not in allowed:
         headers = {"Allow": ", ".join(allowed)}
         detail = f"{request.method} is not allowed here (allowed: {headers['Allow']})"
         return problem(405, "Method not allowed", detail, headers)
@@ -276,5 +276,7 @@ def mount(app: web.Application, api: AdminApi) -> None:
     app.router.add_get(f"{PREFIX}/openapi.json", _openapi)
     ordered = sorted(api.operations.values(), key=lambda o: ("{" in o.path, o.path))
     for op in ordered:
-        app.router.add_route(op.method, PREFIX + op.path, api.handler(op))
+        # Any segment but "/" (aiohttp's default pattern also refuses braces).
+        route = re.sub(r"{([^}:]+)}", r"{\1:[^/]+}", op.path)
+        app.router.add_route(op.method, PREFIX + route, api.handler(op))
     app.router.add_route("*", PREFIX + "/{tail:.*}", _unknown)
