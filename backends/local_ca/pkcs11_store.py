@@ -357,17 +357,20 @@ def _public_key(token: _Token, label: str, private: Any) -> CertificateIssuerPub
 
 
 class Pkcs11KeyStore:
-    """CA keys in a token: ``root`` and ``issuing`` map to the configured CKA_LABELs."""
+    """CA keys in a token, addressed by CKA_LABEL (:meth:`token_label`)."""
 
     def __init__(self, settings: Pkcs11Settings) -> None:
         self._settings = settings
 
     def token_label(self, label: str) -> str:
+        """The CKA_LABEL of the CA's key ``label``: the configured ones for ``root`` and
+        ``issuing``, ``<pkcs11_key_label>-<label>`` for the other keys the CA keeps (the OCSP
+        responder's)."""
         if label == "root":
             return self._settings.root_key_label
         if label == "issuing":
             return self._settings.key_label
-        raise KeyStoreError(f"unknown CA key {label!r}")
+        return f"{self._settings.key_label}-{label}"
 
     def location(self, label: str) -> str:
         """An RFC 7512 style PKCS#11 URI (never the PIN)."""

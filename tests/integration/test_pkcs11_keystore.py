@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from backends.local_ca.bootstrap import CAMaterial, open_ca
 from backends.local_ca.issuer import Issuer
-from backends.local_ca.settings import LocalCASettings, parse_settings
+from backends.local_ca.pkcs11_store import Pkcs11KeyStore
+from backends.local_ca.settings import KeyAlgorithm, LocalCASettings, parse_settings
 from gateway.errors import CAUnavailable
 from gateway.model import IssuancePlan
 from tests.helpers import certgate, make_csr, openssl, write_config
@@ -381,3 +382,22 @@ def test_a_token_gone_at_run_time_makes_the_ca_unavailable_until_it_is_back(
         _issue(material, "back.example.test").verify_directly_issued_by(material.certificate)
     finally:
         material.signer.close()
+
+
+def test_other_ca_keys_are_generated_once_under_the_issuing_label(
+    tmp_path: Path, token: SoftToken
+) -> None:
+    """The OCSP responder's key (label ``ocsp``) is one more key pair of the token."""
+    settings = _settings(tmp_path, token)
+    assert settings.pkcs11 is not None
+    store = Pkcs11KeyStore(settings.pkcs11)
+    first = store.generate("ocsp", KeyAlgorithm.EC_P256)
+    again = store.load("ocsp")
+    try:
+        assert again.public_key() == first.public_key()
+        assert store.location("ocsp").endswith(f"object={LABEL}-ocsp;type=private")
+    finally:
+        first.close()
+        again.close()
+    (key,) = private_keys(token)
+    assert key["label"] == f"{LABEL}-ocsp" and key["extractable"] is False
