@@ -17,8 +17,9 @@ import pytest
 
 from gateway.server.admin.auth import csrf_token
 from gateway.server.console import CONTENT_SECURITY_POLICY, STATIC_TYPES
+from tests.est_helpers import write_est_config
 from tests.gateway_process import gateway_in_process
-from tests.helpers import certgate, init_gateway, write_config
+from tests.helpers import certgate, free_port, init_gateway, write_config
 
 STATIC = resources.files("gateway.server.console").joinpath("static")
 
@@ -238,3 +239,20 @@ async def test_without_tls_on_the_main_listener_there_is_no_console(tmp_path: Pa
     async with gateway_in_process(cfg) as port, aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/console/") as r:
             assert r.status == 404
+
+
+async def test_a_front_end_listener_does_not_serve_the_console(tmp_path: Path) -> None:
+    # EST's own TLS listener serves the same application: the console stays off it.
+    est_port = free_port()
+    cfg = write_est_config(
+        tmp_path, est_port=est_port, extra='[server.tls]\nnames = ["localhost", "127.0.0.1"]\n'
+    )
+    init_gateway(cfg)
+    async with (
+        gateway_in_process(cfg) as port,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session,
+    ):
+        async with session.get(f"https://127.0.0.1:{est_port}/console/") as r:
+            assert r.status == 404 and "/console/login" not in await r.text()
+        async with session.get(f"https://127.0.0.1:{port}/console/") as r:
+            assert r.status == 200

@@ -60,6 +60,7 @@ STATIC_TYPES = {
     "login.js": "text/javascript",
 }
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TokenCheck = Callable[[web.Request, str], Awaitable[tuple[str, Role] | None]]
 TOKEN_CHECK: web.AppKey[TokenCheck] = web.AppKey("console_token_check")
 
@@ -123,6 +124,25 @@ def same_origin(request: web.Request, external_url: str) -> bool:
     return origin.lower() in allowed
 
 
+def _on_a_front_end_listener(request: web.Request) -> bool:
+    """The request came in on a front-end's own listener (EST's port), which serves the same
+    application: the console, like the API, is the main listener's only."""
+    from gateway.server.app import LISTENERS
+
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+    return any(lst.port and lst.port == port for lst in request.app.get(LISTENERS, []))
+
+
+def _main_listener_only(handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if _on_a_front_end_listener(request):
+            return _secured(web.Response(status=404, text="the console is on the main listener\n"))
+        return await handler(request)
+
+    return guarded
+
+
 def _cookie(response: web.StreamResponse, value: str, *, max_age: int | None = None) -> None:
     response.set_cookie(
         COOKIE, value, path="/", secure=True, httponly=True, samesite="Strict", max_age=max_age
@@ -184,9 +204,10 @@ def add_console_routes(
     async def not_found(request: web.Request) -> web.StreamResponse:
         return _secured(web.Response(status=404, text="no such console page\n"))
 
-    app.router.add_get(PREFIX, bare)
-    app.router.add_get(f"{PREFIX}/", index)
-    app.router.add_post(f"{PREFIX}/login", login)
-    app.router.add_post(f"{PREFIX}/logout", logout)
-    app.router.add_get(f"{PREFIX}/static/{{name}}", static)
-    app.router.add_route("*", f"{PREFIX}/{{tail:.*}}", not_found)
+    only = _main_listener_only
+    app.router.add_get(PREFIX, only(bare))
+    app.router.add_get(f"{PREFIX}/", only(index))
+    app.router.add_post(f"{PREFIX}/login", only(login))
+    app.router.add_post(f"{PREFIX}/logout", only(logout))
+    app.router.add_get(f"{PREFIX}/static/{{name}}", only(static))
+    app.router.add_route("*", f"{PREFIX}/{{tail:.*}}", only(not_found))

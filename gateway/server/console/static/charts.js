@@ -8,10 +8,12 @@ const WIDTH = 860;
 const HEIGHT = 300;
 const PAD = {top: 24, right: 16, bottom: 48, left: 44};
 
+/** The axis top: four whole-number steps at or above the highest bar. */
 function niceMax(value) {
-  if (value <= 5) return 5;
-  const step = 10 ** Math.floor(Math.log10(value));
-  return Math.ceil(value / step) * step;
+  const rough = Math.max(1, Math.ceil(value / 4));
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 3, 4, 5, 6, 8, 10].map((m) => m * magnitude).find((s) => s >= rough);
+  return step * 4;
 }
 
 function weekLabel(start) {
@@ -34,7 +36,7 @@ export function chart(weeks) {
     svg.append(
       s("line", {class: "grid", x1: PAD.left, x2: WIDTH - PAD.right, y1: yy, y2: yy}),
       s("text", {class: "tick", x: PAD.left - 6, y: yy + 4, "text-anchor": "end"},
-        Number.isInteger(value) ? value : value.toFixed(1)));
+        value));
   }
   weeks.forEach((week, i) => {
     const x = PAD.left + i * slot + (slot - bar) / 2;
@@ -74,5 +76,5 @@ export async function renderRenewals() {
   }
   weeksControl.addEventListener("change", () => draw());
   await draw();
-  return h("div", {}, h("form", {class: "filters"}, field("Horizon", weeksControl)), area);
+  return h("div", {}, h("form", {class: "filters compact"}, field("Horizon", weeksControl)), area);
 }

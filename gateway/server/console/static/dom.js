@@ -84,8 +84,8 @@ function table(rows) {
 }
 
 function cell(value) {
-  if (value === true) return badge("ok");
-  if (value === false) return badge("no");
+  if (value === true) return "yes";
+  if (value === false) return "no";
   if (value && typeof value === "object") return plain(value);
   return value === null || value === undefined ? "" : String(value);
 }

@@ -39,7 +39,8 @@ function requestCard(item, answer, ctx) {
   const id = item.id || detail.id;
   const reason = h("input", {type: "text", name: "reason", id: `reason-${id}`, maxlength: "500",
     placeholder: "why (required to deny)", autocomplete: "off"});
-  const allowed = ctx.can("approver");
+  const forCa = detail.pending_reason === "ca";  // waiting for the CA, not for a manager
+  const allowed = ctx.can("approver") && !forCa;
   const approve = h("button", {type: "button", class: "primary", disabled: !allowed,
     "data-action": "approve"}, "Approve");
   const deny = h("button", {type: "button", class: "danger", disabled: !allowed,
@@ -58,7 +59,8 @@ function requestCard(item, answer, ctx) {
     try {
       const answer = await post(`/requests/${encodeURIComponent(id)}/${action}`,
         text ? {reason: text} : {});
-      const serial = answer && (answer.serial || answer.certificate_serial);
+      const outcome = (answer && answer.outcome) || answer || {};
+      const serial = outcome.serial || (answer.request && answer.request.certificate_serial);
       ctx.notify(`Request ${id} ${action === "approve" ? "approved" : "denied"}` +
         (serial ? `: certificate ${serial} issued.` : "."));
       ctx.refresh();
@@ -86,15 +88,16 @@ function requestCard(item, answer, ctx) {
       ["Waiting for", detail.pending_reason || item.pending_reason],
       ["Received", when(detail.created_at || item.created_at)],
     ]),
-    rules ? h("details", {class: "rules", open: true},
+    rules ? h("details", {class: "rules", open: window.matchMedia("(min-width: 900px)").matches},
       h("summary", {}, "Template rules"), plain(rules)) : null,
     Array.isArray(detail.audit) && detail.audit.length ? h("details", {},
       h("summary", {}, "History"), plain(detail.audit.map((e) => ({
         at: when(e.at), event: e.event, actor: e.actor})))) : null,
     h("div", {class: "decide"},
       h("div", {}, h("label", {for: reason.id}, "Reason"), reason), approve, deny),
-    allowed ? null : h("p", {class: "muted"},
-      `Your role (${ctx.role}) may view the queue; approving needs the approver role.`),
+    allowed ? null : h("p", {class: "muted"}, forCa
+      ? "This request waits for the CA's answer, not for a manager."
+      : `Your role (${ctx.role}) may view the queue; approving needs the approver role.`),
     status);
 }
 
@@ -114,16 +117,24 @@ const AUDIT_FILTERS = [
   ["Event", "event"], ["Actor", "actor"], ["Request id", "request_id"], ["Serial", "serial"],
 ];
 
+/** A detail value in a table cell: long opaque ones (hashes, transaction ids: no spaces)
+ * shortened, in full in the tooltip; prose (a reason) as it is. */
+function short(value) {
+  const text = value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
+  if (text.length <= 28 || /\s/.test(text)) return text;
+  return h("span", {title: text}, `${text.slice(0, 12)}…${text.slice(-8)}`);
+}
+
 function auditRow(event) {
-  const detail = event.detail && Object.keys(event.detail).length
-    ? h("code", {}, JSON.stringify(event.detail)) : "";
+  const detail = Object.entries(event.detail || {}).filter(([, v]) => v !== null && v !== "")
+    .map(([k, v]) => h("span", {class: "kv"}, h("span", {class: "muted"}, `${k} `), short(v)));
   return h("tr", {},
-    h("td", {class: "mono"}, when(event.at || event.time || event.created_at)),
+    h("td", {class: "mono nowrap"}, when(event.at || event.time || event.created_at).replace(" UTC", "")),
     h("td", {}, event.event || event.kind || ""),
     h("td", {}, event.actor || ""),
-    h("td", {class: "mono"}, event.request_id || ""),
-    h("td", {class: "mono"}, event.serial || ""),
-    h("td", {}, detail));
+    h("td", {class: "mono nowrap"}, event.request_id ? short(event.request_id) : ""),
+    h("td", {class: "mono nowrap"}, event.serial ? short(event.serial) : ""),
+    h("td", {class: "detail"}, detail));
 }
 
 export async function renderAudit(ctx) {
@@ -142,7 +153,7 @@ export async function renderAudit(ctx) {
   const out = h("div", {},
     form,
     h("div", {class: "table-wrap"}, h("table", {},
-      h("thead", {}, h("tr", {}, ["Time", "Event", "Actor", "Request", "Serial", "Detail"]
+      h("thead", {}, h("tr", {}, ["Time (UTC)", "Event", "Actor", "Request", "Serial", "Detail"]
         .map((t) => h("th", {scope: "col"}, t)))),
       body)),
     h("div", {class: "pager"}, more));
@@ -179,6 +190,7 @@ export async function renderAudit(ctx) {
 // --- status -------------------------------------------------------------------------------
 
 function healthBadge(value) {
+  if (value === true || value === false) return badge(value ? "ok" : "failed");
   const text = typeof value === "string" ? value : value && (value.status || value.state || value.check);
   if (!text) return plain(value);
   return badge(/^(ok|ready|up|healthy)$/i.test(text) ? "ok" : text);
@@ -188,9 +200,13 @@ export async function renderStatus() {
   const status = await get("/status");
   const parts = [];
   const pending = status.pending ?? status.pending_queue ?? status.pending_requests;
+  const waiting = pending && typeof pending === "object"
+    ? `${pending.approval ?? 0} waiting for approval, ${pending.ca ?? 0} waiting for the CA`
+    : pending;
   parts.push(facts([
     ["Version", status.version],
-    ["Pending requests", pending !== undefined && typeof pending !== "object" ? String(pending) : pending],
+    ["Pending requests", waiting === undefined ? undefined : String(waiting)],
+    ["Protocols", Array.isArray(status.protocols) ? status.protocols.join(", ") : undefined],
   ]));
   const connectors = status.connectors;
   if (connectors) {
@@ -201,12 +217,10 @@ export async function renderStatus() {
       h("thead", {}, h("tr", {}, ["Connector", "Health", "Detail"].map((t) => h("th", {scope: "col"}, t)))),
       h("tbody", {}, rows.map((r) => h("tr", {},
         h("td", {}, r.name || ""),
-        h("td", {}, healthBadge(r.status ?? r.check ?? r.ok)),
+        h("td", {}, healthBadge(r.ok ?? r.status ?? r.check)),
         h("td", {}, r.detail || r.error || r.type || "")))))));
   }
-  for (const [key, title] of [["protocols", "Protocols"], ["listeners", "Listeners"]]) {
-    if (status[key] !== undefined) parts.push(h("h2", {}, title), plain(status[key]));
-  }
+  if (status.listeners !== undefined) parts.push(h("h2", {}, "Listeners"), plain(status.listeners));
   const shown = new Set(["version", "pending", "pending_queue", "pending_requests", "connectors",
     "protocols", "listeners"]);
   const rest = Object.fromEntries(Object.entries(status).filter(([k]) => !shown.has(k)));
