@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
 
@@ -79,6 +79,22 @@ class Transactions(Protocol):
 
 
 @dataclass(frozen=True)
+class OCSPSettings:
+    """The gateway's OCSP responder (``[ocsp]`` in certgate.toml) as a connector sees it.
+
+    ``url`` goes into the certificates the connector issues as the AIA id-ad-ocsp access
+    location (RFC 5280 §4.2.2.1), or none when ``None``. ``delegated``: responses are signed
+    by a responder certificate the CA issues for the purpose (id-kp-OCSPSigning and
+    id-pkix-ocsp-nocheck, RFC 6960 §4.2.2.2 and §4.2.2.2.1), valid ``signer_validity`` and
+    renewed ahead of expiry; false: by the CA key itself.
+    """
+
+    url: str | None = None
+    delegated: bool = True
+    signer_validity: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
 class ConnectorContext:
     """What the composition root hands a connector factory.
 
@@ -90,7 +106,8 @@ class ConnectorContext:
     (``/ca/issuing.crt``, ``/ca/root.pem``, ``/ca/crl``), or ``None`` when it publishes none.
     ``startup_warnings`` is false when an operator command, not a serving gateway, opens the
     connector: advisories meant for the server's start-up log (such as a CA passphrase that was
-    generated, not configured) are then left out.
+    generated, not configured) are then left out. ``ocsp`` is the gateway's OCSP responder
+    when it answers for this connector's certificates (:class:`OCSPCapable`), else ``None``.
     """
 
     name: str
@@ -100,6 +117,7 @@ class ConnectorContext:
     config_file: str = "certgate.toml"
     publication_url: str | None = None
     startup_warnings: bool = True
+    ocsp: OCSPSettings | None = None
 
 
 class CAConnector(Protocol):
@@ -154,6 +172,42 @@ class CRLCapable(Protocol):
     """Optional capability: the connector can produce a CRL (DER)."""
 
     async def crl(self, revoked: Sequence[CertificateRecord]) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class OCSPSigner:
+    """Who signs OCSP responses about one CA's certificates (RFC 6960 §4.2.2.2).
+
+    ``issuer`` is the CA whose certificates are answered for; ``responder`` the certificate
+    whose key signs (a delegated responder certificate, or ``issuer`` itself), ``certs`` what
+    a response carries to help verify it (the delegated certificate; nothing for the CA).
+    ``sign`` signs the DER ResponseData with the responder key wherever it is kept (a file
+    key in memory, a PKCS#11 token) and ``signature_algorithm`` is the DER
+    AlgorithmIdentifier of its signatures. ``not_after``: no response may claim validity
+    beyond it (the responder certificate's notAfter).
+    """
+
+    issuer: x509.Certificate
+    responder: x509.Certificate
+    certs: tuple[x509.Certificate, ...]
+    signature_algorithm: bytes
+    sign: Callable[[bytes], bytes]
+    not_after: datetime
+
+
+@runtime_checkable
+class OCSPCapable(Protocol):
+    """Optional capability: the connector's CA signs OCSP responses here (the local CA).
+
+    A connector without it (AD CS over CES: its own OCSP responder answers for it) gets no
+    responses from the gateway's ``/ocsp``.
+    """
+
+    async def ocsp_signer(self) -> OCSPSigner | None:
+        """The current signer (a delegated responder certificate renewed here when due), or
+        ``None`` when the connector has no OCSP responder configured
+        (:attr:`ConnectorContext.ocsp`). Raises ``CAUnavailable`` when it cannot sign now."""
+        ...
 
 
 class ConnectorFactory(Protocol):

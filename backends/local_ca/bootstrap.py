@@ -77,12 +77,15 @@ class WrongCAPassphrase(ConfigError):
 
 @dataclass(frozen=True)
 class CAMaterial:
-    """A loaded CA: the issuing key (as a signer) and the chain, issuing CA first."""
+    """A loaded CA: the issuing key (as a signer) and the chain, issuing CA first; ``keys``
+    is the key store the CA keys are in, for the other keys the CA keeps beside them (the
+    OCSP responder's, :mod:`backends.local_ca.ocsp`)."""
 
     directory: Path
     signer: CASigner = field(repr=False)
     chain: tuple[x509.Certificate, ...]
     created: bool
+    keys: KeyStore | None = field(default=None, repr=False)
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -331,7 +334,7 @@ def _load_token(settings: LocalCASettings, directory: Path, created: bool) -> CA
             "pkcs11_key_label",
             f"{store.location('issuing')} does not match {directory / CHAIN_PEM}",
         )
-    return CAMaterial(directory, signer, chain, created)
+    return CAMaterial(directory, signer, chain, created, store)
 
 
 def _read_chain(settings: LocalCASettings, directory: Path) -> tuple[x509.Certificate, ...]:
@@ -366,7 +369,7 @@ def _load(
     if spki_der(signer.public_key()) != spki_der(chain[0].public_key()):
         signer.close()
         raise _broken(settings, f"{store.location('issuing')} does not match {chain_path}")
-    return CAMaterial(directory, signer, chain, created)
+    return CAMaterial(directory, signer, chain, created, store)
 
 
 def _generated_passphrase(settings: LocalCASettings, directory: Path, warn: bool) -> bytes:

@@ -1,4 +1,5 @@
-"""``LocalCA``: the embedded CA as a :class:`gateway.ports.CAConnector` (+ ``CRLCapable``).
+"""``LocalCA``: the embedded CA as a :class:`gateway.ports.CAConnector` (+ ``CRLCapable``,
+``OCSPCapable``).
 
 It always answers at once (MS-WCCE disposition "issued" or "denied", never "under
 submission"). ``submit`` is idempotent per request id through the issuance journal: the
@@ -18,6 +19,7 @@ from cryptography import x509
 
 from backends.local_ca.bootstrap import CAMaterial, ca_directory, open_ca
 from backends.local_ca.issuer import Issuer
+from backends.local_ca.ocsp import OCSPResponder, responder_name
 from backends.local_ca.settings import LocalCASettings, parse_settings
 from gateway.errors import CAUnavailable, ConnectorError
 from gateway.model import (
@@ -28,7 +30,7 @@ from gateway.model import (
     Issued,
     RevocationReason,
 )
-from gateway.ports import ConnectorContext, IssuanceJournal
+from gateway.ports import ConnectorContext, IssuanceJournal, OCSPSettings, OCSPSigner
 
 _T = TypeVar("_T")
 #: Where the gateway serves this CA's material (gateway.server.app), under its publication URL.
@@ -57,6 +59,8 @@ class LocalCA:
         self._journal: IssuanceJournal = context.journal
         self._material: CAMaterial | None = None
         self._issuer: Issuer | None = None
+        self._ocsp_settings: OCSPSettings | None = context.ocsp
+        self._ocsp: OCSPResponder | None = None
 
     @staticmethod
     def missing_material(data_dir: Path, name: str) -> str | None:
@@ -84,13 +88,25 @@ class LocalCA:
             open_ca, self.settings, self._data_dir, root_urls, warn=self._startup_warnings
         )
         self._material = material
+        ocsp = self._ocsp_settings
         self._issuer = Issuer(
             material.signer,
             material.chain,
             crl_urls=self._published(self.settings.crl_urls, CRL_PATH),
             aia_urls=self._published(self.settings.aia_urls, ISSUING_PATH),
+            ocsp_urls=(ocsp.url,) if ocsp is not None and ocsp.url else (),
             crl_validity=self.settings.crl_validity,
         )
+        if ocsp is not None:
+            self._ocsp = OCSPResponder(
+                ocsp,
+                material.signer,
+                material.chain,
+                material.keys,
+                material.directory,
+                self.settings.key_algorithm,
+                responder_name(self.settings.organization, self.settings.common_name_prefix),
+            )
 
     def _published(self, configured: tuple[str, ...] | None, path: str) -> tuple[str, ...]:
         """The configured URLs; unset, the gateway's own ``path`` when it publishes this CA
@@ -101,6 +117,9 @@ class LocalCA:
 
     async def close(self) -> None:
         """Drop the key (the signer forgets it, so stray references cannot sign either)."""
+        if self._ocsp is not None:
+            self._ocsp.close()
+            self._ocsp = None
         if self._material is not None:
             self._material.signer.close()
         self._material = None
@@ -177,6 +196,17 @@ class LocalCA:
     async def crl(self, revoked: Sequence[CertificateRecord]) -> bytes:
         """A DER CRL (RFC 5280 §5) of the revoked records this CA issued."""
         return self._running().crl(revoked, datetime.now(UTC))
+
+    # -- OCSPCapable --------------------------------------------------------------------------
+
+    async def ocsp_signer(self) -> OCSPSigner | None:
+        """Who signs OCSP responses about this CA's certificates (RFC 6960 §4.2.2.2): the
+        delegated responder certificate, renewed here when due, or the CA itself; ``None``
+        when the gateway runs no OCSP responder for this CA."""
+        self._running()
+        if self._ocsp is None:
+            return None
+        return await self._ocsp.signer()
 
 
 async def _journaled(call: Awaitable[_T]) -> _T:

@@ -57,6 +57,7 @@ class Issuer:
         *,
         crl_urls: Sequence[str] = (),
         aia_urls: Sequence[str] = (),
+        ocsp_urls: Sequence[str] = (),
         crl_validity: timedelta = timedelta(days=7),
     ) -> None:
         certificate = chain[0]
@@ -82,13 +83,15 @@ class Issuer:
             point = x509.DistributionPoint(uris, None, None, None)
             bound.append(x509.CRLDistributionPoints([point]))
             owned.add(ExtensionOID.CRL_DISTRIBUTION_POINTS)
-        if aia_urls:
+        if aia_urls or ocsp_urls:
+            # One AIA extension: the OCSP responder (id-ad-ocsp) first, then caIssuers
+            # (RFC 5280 §4.2.2.1).
+            access = [(AuthorityInformationAccessOID.OCSP, u) for u in ocsp_urls]
+            access += [(AuthorityInformationAccessOID.CA_ISSUERS, u) for u in aia_urls]
             bound.append(
                 x509.AuthorityInformationAccess(
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u)
-                    )
-                    for u in aia_urls
+                    x509.AccessDescription(method, x509.UniformResourceIdentifier(u))
+                    for method, u in access
                 )
             )
             owned.add(ExtensionOID.AUTHORITY_INFORMATION_ACCESS)

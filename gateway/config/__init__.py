@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.config.ocsp import OcspConfig, parse_ocsp
 from gateway.config.server import (
     PlainListenerConfig,
     ServerConfig,
@@ -40,6 +41,7 @@ __all__ = [
     "Config",
     "ConnectorConfig",
     "MetricsConfig",
+    "OcspConfig",
     "PlainListenerConfig",
     "PollerConfig",
     "ServerConfig",
@@ -160,6 +162,8 @@ class Config:
     #: ``[logging] format``: "text" or "json" (one JSON object per line)
     log_format: str = "text"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    #: ``[ocsp]`` (:mod:`gateway.config.ocsp`)
+    ocsp: OcspConfig = field(default_factory=OcspConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     #: ``[webhooks]`` (:mod:`gateway.config.webhooks`)
@@ -290,6 +294,7 @@ def parse_config(
         log_t.fail("format", f"must be 'text' or 'json', not {log_format!r}")
     log_t.finish()
     metrics = _metrics(root.table("metrics"))
+    ocsp = parse_ocsp(root.table("ocsp"), server)
     webhooks = parse_webhooks(root.table("webhooks"), resolve_secret)
     admin_t = root.table("admin")
     admin = AdminConfig(enabled=admin_t.bool("enabled", True))
@@ -315,6 +320,7 @@ def parse_config(
         log_level=level,
         log_format=log_format,
         metrics=metrics,
+        ocsp=ocsp,
         admin=admin,
         protocols=MappingProxyType(protocols),
         webhooks=webhooks,

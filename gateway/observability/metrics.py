@@ -28,7 +28,11 @@ Metric names (``docs/grafana-dashboard.json`` draws them):
 * ``certgate_store_up``: 1 if the scrape could read the store;
 * ``certgate_webhook_deliveries_total{webhook,result}``: webhook attempts, ``result`` delivered,
   failed (retried later) or abandoned (:mod:`gateway.webhooks.delivery`);
-* ``certgate_webhook_backlog{webhook}``: outbox rows not delivered yet (at scrape time).
+* ``certgate_webhook_backlog{webhook}``: outbox rows not delivered yet (at scrape time);
+* ``certgate_ocsp_responses_total{method,status}``: OCSP responses (GET or POST) by
+  OCSPResponseStatus (``successful``, ``malformedRequest``, ``unauthorized``...), and
+  ``certgate_ocsp_certificate_statuses_total{status}``: their answers (``good``, ``revoked``,
+  ``unknown``). OCSP lookups are reads: counted here, never audit events.
 """
 
 from __future__ import annotations
@@ -119,6 +123,17 @@ class Metrics:
             "certgate_webhook_deliveries",
             "Webhook delivery attempts by receiver and result (delivered, failed, abandoned)",
             ["webhook", "result"],
+        )
+
+        self.ocsp_responses: Counter = Counter(
+            "certgate_ocsp_responses",
+            "OCSP responses by HTTP method and OCSPResponseStatus",
+            ["method", "status"],
+        )
+        self.ocsp_statuses: Counter = Counter(
+            "certgate_ocsp_certificate_statuses",
+            "Certificate statuses answered by OCSP (good, revoked, unknown)",
+            ["status"],
         )
 
     def child(self, metric: M, *values: str) -> M:

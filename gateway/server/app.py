@@ -36,6 +36,7 @@ from gateway.plugin import FrontEnd, Listener, ProtocolContext
 from gateway.server.console import add_console_routes
 from gateway.server.listen import read_timeout_middleware
 from gateway.server.metrics import add_metrics_route, claim_routes, observe_request
+from gateway.server.ocsp import add_ocsp_routes
 from gateway.server.switched_off import add_switched_off_routes
 from gateway.server.tls import main_listener_certificate
 from gateway.server.webhooks import start_webhooks
@@ -206,8 +207,9 @@ async def ca_crl(request: web.Request) -> web.Response:
 #: Path prefixes served over plain HTTP beside a TLS main listener: SCEP (devices speak it
 #: over HTTP and protect it with CMS), the CA certificates and CRL (relying parties fetch AIA
 #: and CRL distribution points over HTTP, RFC 5280 §4.2.1.13), and the health checks.
-DEVICE_PATHS = ("/scep/", "/certsrv/mscep/", "/ca/")
-_DEVICE_EXACT = frozenset({"/scep", "/certsrv/mscep", "/healthz", "/readyz"})
+#: OCSP too (RFC 5019 §5: relying parties ask over plain HTTP; responses are signed).
+DEVICE_PATHS = ("/scep/", "/certsrv/mscep/", "/ca/", "/ocsp/")
+_DEVICE_EXACT = frozenset({"/scep", "/certsrv/mscep", "/ocsp", "/healthz", "/readyz"})
 
 
 def device_listener_guard(external_url: str) -> Middleware:
@@ -222,7 +224,7 @@ def device_listener_guard(external_url: str) -> Middleware:
         if tls is None and not (path in _DEVICE_EXACT or path.startswith(DEVICE_PATHS)):
             return web.Response(
                 status=404,
-                text=f"plain HTTP serves only SCEP, /ca/ and the health checks here; "
+                text=f"plain HTTP serves only SCEP, /ca/, /ocsp and the health checks here; "
                 f"use {external_url.rstrip('/')}{path}\n",
             )
         return await handler(request)
@@ -286,6 +288,7 @@ async def create_app(config: Config, components: Components | None = None) -> we
     app.router.add_get("/ca/issuing.crt", ca_issuer_der)
     app.router.add_get("/ca/root.pem", ca_root_pem)
     app.router.add_get("/ca/crl", ca_crl)
+    add_ocsp_routes(app, config, built)
     add_metrics_route(app, config.metrics)
     if config.server.tls is not None:  # the console's cookie is Secure: HTTPS only
         add_console_routes(app, config.server.external_url)

@@ -17,9 +17,10 @@ import sqlalchemy as sa
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
+from gateway.config.ocsp import OcspSigner
 from gateway.errors import ConfigError, StoreUnavailable
 from gateway.policy import PolicyEngine, load_templates
-from gateway.ports import CAConnector, ConnectorContext, ConnectorFactory
+from gateway.ports import CAConnector, ConnectorContext, ConnectorFactory, OCSPSettings
 from gateway.service import EnrollmentService
 from gateway.store import (
     DatabaseUnavailable,
@@ -142,6 +143,15 @@ async def build(
         # The default template's connector is the default one: its CA is the one /ca/*
         # publishes and EnrollmentService.ca_chain()/crl() serve (never "the first one").
         default_connector = templates[config.default_template].connector
+        ocsp = (
+            OCSPSettings(
+                url=config.ocsp.aia_url,
+                delegated=config.ocsp.signer is OcspSigner.DELEGATED,
+                signer_validity=config.ocsp.signer_validity,
+            )
+            if config.ocsp.enabled
+            else None
+        )
         for name, conn_config in config.connectors.items():
             factory = connector_factory(conn_config.type, config, f"connectors.{name}.type")
             connector = factory(
@@ -155,6 +165,7 @@ async def build(
                         config.server.ca_publication_url if name == default_connector else None
                     ),
                     startup_warnings=startup_warnings,
+                    ocsp=ocsp,
                 )
             )
             await connector.start()
