@@ -74,6 +74,23 @@ def test_an_approver_approves_a_pending_est_request_and_the_device_gets_its_cert
     tab.page.locator("td", has_text="delivery note").first.wait_for()
 
 
+def test_a_denial_needs_a_reason_and_the_device_is_then_refused(
+    console_gateway: ConsoleGateway, browser: Any
+) -> None:
+    gw = console_gateway
+    _pending_request(gw, "unknown-laptop")
+    tab = sign_in(browser, gw, gw.token("alice", "approver"))
+    card = _card(tab, "CN=unknown-laptop")
+    card.locator("button[data-action=deny]").click()
+    card.locator("p.error", has_text="reason is required").wait_for()
+    card.locator("input[name=reason]").fill("not one of ours")
+    card.locator("button[data-action=deny]").click()
+    tab.page.locator("#notice").filter(has_text="denied").wait_for()
+    assert _card(tab, "CN=unknown-laptop").count() == 0
+    gw.enroll("unknown-laptop", "approval", expect=403)  # the device's retry: denied
+    assert tab.violations == []
+
+
 def test_revoking_in_the_browser_puts_the_serial_on_the_crl(
     console_gateway: ConsoleGateway, browser: Any
 ) -> None:
@@ -140,6 +157,16 @@ def test_a_bad_token_is_refused_at_sign_in(console_gateway: ConsoleGateway, brow
     assert "not accepted" in error.inner_text()
     assert [c for c in tab.page.context.cookies() if c["name"] == "certgate_console"] == []
     assert tab.violations == []
+
+
+def test_sign_out_ends_the_session(console_gateway: ConsoleGateway, browser: Any) -> None:
+    gw = console_gateway
+    tab = sign_in(browser, gw, gw.token("alice", "approver"))
+    tab.page.click("#signout")
+    tab.page.locator("#signin").wait_for()
+    assert [c for c in tab.page.context.cookies() if c["name"] == "certgate_console"] == []
+    status = tab.page.evaluate("async () => (await fetch('/api/v1/whoami')).status")
+    assert status == 401
 
 
 def test_the_console_is_served_with_a_strict_csp_and_no_inline_script(

@@ -41,7 +41,7 @@ const context = {
     return session ? session.role : "";
   },
   refresh() {
-    show();
+    show().then(() => view.focus());  // keyboard users land on the redrawn view
   },
 };
 
