@@ -290,8 +290,8 @@ async def create_app(config: Config, components: Components | None = None) -> we
     app.router.add_get("/ca/crl", ca_crl)
     add_ocsp_routes(app, config, built)
     add_metrics_route(app, config.metrics)
-    if config.server.tls is not None:  # the console's cookie is Secure: HTTPS only
-        add_console_routes(app, config.server.external_url)
+    if config.server.tls is not None and config.admin.enabled:  # a client of /api/v1 whose
+        add_console_routes(app, config.server.external_url)  # cookie is Secure: HTTPS only
 
     listeners: list[Listener] = []
     banner: list[tuple[str, str]] = []
