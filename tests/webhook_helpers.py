@@ -71,6 +71,9 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     refused: list[Received] = field(default_factory=list)
     bad_signatures: int = 0
+    #: seconds each answer is held back (a slow receiver); ``answering`` is set meanwhile
+    delay: float = 0.0
+    answering: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
 
     @property
@@ -86,6 +89,9 @@ class Receiver:
             self.bad_signatures += 1
             return web.Response(status=401)
         got = Received(msg_id, int(stamp), body, time.monotonic())
+        if self.delay:
+            self.answering.set()
+            await asyncio.sleep(self.delay)
         if self.failures > 0:
             self.failures -= 1
             self.refused.append(got)

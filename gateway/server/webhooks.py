@@ -109,20 +109,26 @@ class WebhookRunner:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._next_due_scan = 0.0
         longest = max((r.timeout for r in config.receivers.values()), default=None)
         self._grace = (longest.total_seconds() if longest else 0) + 1
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="certgate-webhooks")
 
+    async def prepare(self) -> None:
+        """The queueing half of a round: fan the audit trail out (on a database that never
+        had a webhook, this places the cursor) and, when its interval has passed, queue the
+        certificates that became due."""
+        await self.dispatcher.fan_out()
+        if self.dispatcher.wants_due and time.monotonic() >= self._next_due_scan:
+            await self.scan_due()
+            self._next_due_scan = time.monotonic() + self._config.due_interval.total_seconds()
+
     async def _run(self) -> None:
-        next_due_scan = 0.0
         while not self._stop.is_set():
             try:
-                await self.dispatcher.fan_out()
-                if self.dispatcher.wants_due and time.monotonic() >= next_due_scan:
-                    await self.scan_due()
-                    next_due_scan = time.monotonic() + self._config.due_interval.total_seconds()
+                await self.prepare()
                 while not self._stop.is_set():
                     if await self.dispatcher.deliver_due() < self.dispatcher.batch:
                         break
@@ -177,15 +183,15 @@ class WebhookRunner:
 async def start_webhooks(
     config: WebhooksConfig, transactions: Transactions, service: EnrollmentService, clock: Clock
 ) -> WebhookRunner | None:
-    """Start the task when ``[webhooks]`` names a receiver (else ``None``). The first round
-    runs before this returns, so on a database that never had a webhook the fan-out's
-    cursor is placed before the gateway serves its first request: events from then on are
-    all delivered."""
+    """Start the task when ``[webhooks]`` names a receiver (else ``None``). The queueing
+    half of the first round runs before this returns, so on a database that never had a
+    webhook the fan-out's cursor is placed before the gateway serves its first request
+    (events from then on are all delivered), and certificates already due are queued."""
     if not config.receivers:
         return None
     runner = WebhookRunner(config, transactions, service, clock)
     try:
-        await runner.dispatcher.fan_out()
+        await runner.prepare()
     except Exception as exc:  # the task tries again; the store reports its own outage
         log.warning("webhook outbox not ready at start-up: %s", type(exc).__name__)
     runner.start()

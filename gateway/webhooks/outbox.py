@@ -24,18 +24,17 @@ once from the store's dialect (:func:`queries_for`), never per statement.
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography import x509
 from sqlalchemy.engine import Connection, Row
 
 from gateway.store import UTCDateTime
 from gateway.store.tables import audit_events, certificates, requests
+from gateway.webhooks.payloads import DueEvent, audit_data, body, iso, new_event_id
 from gateway.webhooks.tables import webhook_cursor, webhook_outbox
 
 __all__ = [
@@ -82,19 +81,6 @@ class Subscription:
 
 
 @dataclass(frozen=True)
-class DueEvent:
-    """A certificate whose renewal window is open (:class:`gateway.service.DueCertificate`)."""
-
-    serial: str
-    request_id: str | None
-    subject: str
-    template: str
-    not_after: datetime
-    window_start: datetime
-    reason: str
-
-
-@dataclass(frozen=True)
 class Claimed:
     """An outbox row claimed for one attempt."""
 
@@ -105,60 +91,6 @@ class Claimed:
     attempts: int
     created_at: datetime
     claim: str
-
-
-def new_event_id() -> str:
-    """``msg_`` + 128 random bits: the ``webhook-id`` of every attempt at one row."""
-    return "msg_" + secrets.token_hex(16)
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _csr_subject(der: bytes | None) -> str | None:
-    if not der:
-        return None
-    try:
-        return x509.load_der_x509_csr(bytes(der)).subject.rfc4514_string()
-    except ValueError:
-        return None
-
-
-def _body(event: str, event_id: str, at: datetime, data: Mapping[str, Any]) -> str:
-    """The JSON body: ``{type, id, timestamp, data}``; ``None`` values left out. No secret
-    goes in: no CSR, no challenge, no credential, only names, ids and reasons."""
-    payload = {
-        "type": event,
-        "id": event_id,
-        "timestamp": _iso(at),
-        "data": {k: v for k, v in data.items() if v is not None},
-    }
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
-
-
-def _audit_data(row: Row[Any], request: Row[Any] | None, cert: Row[Any] | None) -> dict[str, Any]:
-    detail: Mapping[str, Any] = row.detail or {}
-    data: dict[str, Any] = {
-        "request_id": row.request_id,
-        "serial": row.serial,
-        "subject": cert.subject if cert is not None else None,
-        "template": (cert.template if cert is not None else None)
-        or (request.template if request is not None else None),
-        "protocol": request.protocol if request is not None else None,
-        "requester": request.requester_principal if request is not None else None,
-    }
-    if data["subject"] is None and request is not None:
-        data["subject"] = _csr_subject(request.csr_der)
-    if row.event == "request.pending":
-        data["reason"] = detail.get("reason")
-    elif row.event == "request.denied":
-        data.update(reason=detail.get("detail"), rule=detail.get("rule"), code=detail.get("code"))
-    elif row.event == "certificate.revoked":
-        data.update(reason=detail.get("reason"), revoked_at=detail.get("at"))
-    if cert is not None and row.event in ("certificate.issued", "certificate.revoked"):
-        data["not_after"] = _iso(cert.not_after)
-    return data
 
 
 class OutboxQueries:
@@ -230,7 +162,7 @@ class OutboxQueries:
         )
         values = []
         for row in wanted:
-            data = _audit_data(row, found_requests.get(row.request_id), found_certs.get(row.serial))
+            data = audit_data(row, found_requests.get(row.request_id), found_certs.get(row.serial))
             for sub in subscriptions:
                 # An event older than the receiver's max_age would only be given up at once
                 # (a cursor left behind while no webhook was configured, say).
@@ -242,7 +174,7 @@ class OutboxQueries:
                             "webhook": sub.name,
                             "event_key": f"audit:{row.id}",
                             "event": row.event,
-                            "payload": _body(row.event, event_id, row.at, data),
+                            "payload": body(row.event, event_id, row.at, data),
                             "created_at": now,
                         }
                     )
@@ -284,8 +216,8 @@ class OutboxQueries:
                 "subject": d.subject,
                 "template": d.template,
                 "protocol": protocols.get(d.request_id or ""),
-                "not_after": _iso(d.not_after),
-                "window_start": _iso(d.window_start),
+                "not_after": iso(d.not_after),
+                "window_start": iso(d.window_start),
                 "reason": d.reason,
             }
             for sub in subs:
@@ -298,7 +230,7 @@ class OutboxQueries:
                         "webhook": sub.name,
                         "event_key": f"due:{d.serial}",
                         "event": "certificate.due",
-                        "payload": _body("certificate.due", event_id, now, data),
+                        "payload": body("certificate.due", event_id, now, data),
                         "created_at": now,
                     }
                 )

@@ -6,6 +6,7 @@ with the receiver down loses and duplicates nothing; the secret appears in no lo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from gateway.model import EnrollmentRequest, Issued, Pending, RevocationReason, serial_hex
 from gateway.server.wiring import Components
 from gateway.service import local_requester
+from gateway.store import SQLStore, default_sqlite_url, open_store
 from gateway.webhooks.tables import webhook_outbox
 from tests.helpers import make_csr
 from tests.webhook_helpers import (
@@ -47,12 +49,13 @@ async def _issue(c: Components, txn: str, host: str = "www.example.test") -> str
     return serial_hex(outcome.certificate.serial_number)
 
 
-async def _outbox_states(c: Components) -> list[tuple[str, str, int]]:
+async def _outbox_states(c: Components | SQLStore) -> list[tuple[str, str, int]]:
     def body(conn: sa.Connection) -> list[tuple[str, str, int]]:
         o = webhook_outbox.c
         return list(conn.execute(sa.select(o.event, o.state, o.attempts)).tuples())
 
-    return await c.store.read(body)
+    store = c if isinstance(c, SQLStore) else c.store
+    return await store.read(body)
 
 
 def _successor_template(tmp: Path) -> None:
@@ -140,8 +143,11 @@ async def test_a_due_certificate_is_announced_once_across_scans(tmp_path: Path) 
         for _ in range(2):  # each start scans the inventory at once
             async with running(cfg) as c:
                 await receiver.wait_for(lambda r: len(r.received) == 1)
-                runner_scan = await _outbox_states(c)
-        assert runner_scan == [("certificate.due", "delivered", 1)]
+
+                async def delivered_once(c: Components = c) -> bool:
+                    return await _outbox_states(c) == [("certificate.due", "delivered", 1)]
+
+                await eventually(delivered_once)
     finally:
         await receiver.stop()
     assert len(receiver.received) == 1
@@ -170,9 +176,11 @@ async def test_a_restart_with_the_receiver_down_loses_and_duplicates_nothing(
         async with running(cfg) as c:
             serials.append(await _issue(c, "t-after", host="after.example.test"))
             await receiver.wait_for(lambda r: len(r.received) >= 9)
-            # the receiver has them all; the outbox agrees that nothing is left to send
-            states = await _outbox_states(c)
-        assert sorted(s for _, s, _ in states) == ["delivered"] * 9
+
+            async def all_delivered() -> bool:  # nothing is left to send
+                return [s for _, s, _ in await _outbox_states(c)] == ["delivered"] * 9
+
+            await eventually(all_delivered)
     finally:
         await receiver.stop()
     got = [r.payload["data"]["serial"] for r in receiver.received]
@@ -180,3 +188,22 @@ async def test_a_restart_with_the_receiver_down_loses_and_duplicates_nothing(
     assert receiver.bad_signatures == 0
     assert SECRET not in caplog.text
     assert "webhook delivery failed; will retry" in caplog.text
+
+
+async def test_a_delivery_in_flight_at_shutdown_completes_and_is_recorded(tmp_path: Path) -> None:
+    receiver = Receiver(delay=0.5)  # still answering when the gateway is told to stop
+    await receiver.start()
+    cfg = webhook_config(tmp_path, receiver.url, events=("certificate.issued",))
+    try:
+        async with running(cfg) as c:
+            await _issue(c, "t-slow")
+            await asyncio.wait_for(receiver.answering.wait(), 20)
+        store = open_store(default_sqlite_url(tmp_path / "data"))
+        try:
+            states = await _outbox_states(store)
+        finally:
+            await store.close()
+    finally:
+        await receiver.stop()
+    assert states == [("certificate.issued", "delivered", 1)]
+    assert len(receiver.received) == 1
