@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config.ocsp import OcspConfig, parse_ocsp
+from gateway.config.admin import AdminConfig, parse_admin
 from gateway.config.server import (
     PlainListenerConfig,
     ServerConfig,
@@ -41,7 +41,6 @@ __all__ = [
     "Config",
     "ConnectorConfig",
     "MetricsConfig",
-    "OcspConfig",
     "PlainListenerConfig",
     "PollerConfig",
     "ServerConfig",
@@ -120,13 +119,6 @@ class TestingConfig:
 
 
 @dataclass(frozen=True)
-class AdminConfig:
-    """``[admin]``: the admin REST API under ``/api/v1`` on the main listener (issue #16)."""
-
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
 class MetricsConfig:
     """``[metrics]``: ``GET /metrics`` on the main listener, open to any peer unless ``allow``
     lists networks (:mod:`gateway.server.metrics`)."""
@@ -162,8 +154,6 @@ class Config:
     #: ``[logging] format``: "text" or "json" (one JSON object per line)
     log_format: str = "text"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    #: ``[ocsp]`` (:mod:`gateway.config.ocsp`)
-    ocsp: OcspConfig = field(default_factory=OcspConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     #: ``[webhooks]`` (:mod:`gateway.config.webhooks`)
@@ -294,11 +284,8 @@ def parse_config(
         log_t.fail("format", f"must be 'text' or 'json', not {log_format!r}")
     log_t.finish()
     metrics = _metrics(root.table("metrics"))
-    ocsp = parse_ocsp(root.table("ocsp"), server)
     webhooks = parse_webhooks(root.table("webhooks"), resolve_secret)
-    admin_t = root.table("admin")
-    admin = AdminConfig(enabled=admin_t.bool("enabled", True))
-    admin_t.finish()
+    admin = parse_admin(root.table("admin"), base)
 
     protocols: dict[str, Mapping[str, Any]] = {}
     for name in PROTOCOL_SECTIONS:
@@ -320,7 +307,6 @@ def parse_config(
         log_level=level,
         log_format=log_format,
         metrics=metrics,
-        ocsp=ocsp,
         admin=admin,
         protocols=MappingProxyType(protocols),
         webhooks=webhooks,

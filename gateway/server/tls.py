@@ -10,8 +10,10 @@ renewal and reload (every :data:`gateway.listener_tls.CHECK_INTERVAL` and on SIG
 from __future__ import annotations
 
 import logging
+import ssl
 
 from gateway.config import Config
+from gateway.errors import ConfigError
 from gateway.listener_tls import CertificateSource, Enroller, ListenerCertificate, server_context
 from gateway.model import Requester
 
@@ -39,4 +41,13 @@ def main_listener_certificate(config: Config, service: Enroller) -> ListenerCert
     )
     context = server_context()
     context.set_alpn_protocols(["http/1.1"])
+    admin = config.admin
+    if admin.enabled and admin.client_ca is not None:
+        # Admin API clients may sign in with a certificate from [admin] client_ca; none is
+        # required (every other client of this listener goes on without one).
+        context.verify_mode = ssl.CERT_OPTIONAL
+        try:
+            context.load_verify_locations(cafile=str(admin.client_ca))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(config.file, "admin.client_ca", f"cannot load: {exc}") from None
     return ListenerCertificate(source, service, context, log)

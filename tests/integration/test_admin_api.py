@@ -7,132 +7,25 @@ listener refusing the API."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import io
 import json
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from gateway.admin.plugin import Role
-from gateway.admin.tokens import AdminTokens
-from gateway.cli import EXIT_OK, EXIT_PENDING, main
-from gateway.clock import FixedClock
-from gateway.config import load_config
 from gateway.server.admin.auth import csrf_token
-from gateway.store import default_sqlite_url, open_store
+from tests.admin_helpers import Api, Site, is_problem, make_site
 from tests.gateway_process import gateway_in_process
-from tests.helpers import csr_pem, free_port, make_csr, require_tool
-
-PROBLEM_KEYS = {"type", "title", "status", "detail"}
-
-
-@dataclass
-class Site:
-    cfg: Path
-    port: int
-    plain: int
-    est: int
-    root: Path
-    tokens: dict[str, str] = field(default_factory=dict)
-    pending: list[str] = field(default_factory=list)
-    serials: list[str] = field(default_factory=list)
-
-
-def _main_json(*argv: str) -> tuple[int, Any]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main([*argv, "--json"])
-    return code, json.loads(out.getvalue())
-
-
-async def _expired_token(cfg: Path) -> str:
-    """A viewer token that expired an hour ago (made with a clock two hours back)."""
-    config = load_config(cfg)
-    store = open_store(default_sqlite_url(config.data_dir))
-    try:
-        clock = FixedClock(datetime.now(UTC) - timedelta(hours=2))
-        secret, _ = await AdminTokens(store, store, clock).create(
-            "expired", Role.VIEWER, "test", timedelta(hours=1)
-        )
-    finally:
-        await store.close()
-    return secret
+from tests.helpers import require_tool
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("admin")
-    port, plain, est, http01 = free_port(), free_port(), free_port(), free_port()
-    ports = ["--port", str(port), "--plain-port", str(plain), "--est-port", str(est)]
-    assert _main_json("init", str(tmp / "site"), *ports)[0] == EXIT_OK
-    cfg = tmp / "site" / "certgate.toml"
-    cfg.write_text(cfg.read_text().replace("http01_port = 5002", f"http01_port = {http01}"))
-    s = Site(cfg, port, plain, est, tmp / "site" / "data" / "root-ca.pem")
-    for role in ("viewer", "approver", "admin"):
-        argv = ("admin", "token", "create", "-c", str(cfg), "--name", role, "--role", role)
-        code, made = _main_json(*argv)
-        assert code == EXIT_OK
-        s.tokens[role] = made["token"]
-    code, made = _main_json(
-        "admin", "token", "create", "-c", str(cfg), "--name", "revoked", "--role", "admin"
-    )
-    s.tokens["revoked"] = made["token"]
-    assert _main_json("admin", "token", "revoke", "-c", str(cfg), "revoked")[0] == EXIT_OK
-    s.tokens["expired"] = asyncio.run(_expired_token(cfg))
-    enroll = ("enroll", "-c", str(cfg), "--csr")
-    for i in range(4):
-        csr = tmp / f"pending{i}.csr"
-        csr.write_bytes(csr_pem(make_csr(cn=f"client{i}", dns=(f"client{i}.example.test",))))
-        code, out = _main_json(*enroll, str(csr), "--template", "approval-required")
-        assert code == EXIT_PENDING
-        s.pending.append(out["request_id"])
-    for name in ("www", "api", "mail"):
-        csr = tmp / f"{name}.csr"
-        csr.write_bytes(csr_pem(make_csr(cn=f"{name}.example.test", dns=(f"{name}.example.test",))))
-        code, out = _main_json(*enroll, str(csr), "--template", "tls-server")
-        assert code == EXIT_OK
-        s.serials.append(out["serial"])
-    yield s
-
-
-@dataclass
-class Api:
-    site: Site
-    session: aiohttp.ClientSession
-
-    @property
-    def base(self) -> str:
-        return f"https://localhost:{self.site.port}/api/v1"
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        token: str | None = None,
-        *,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], Any]:
-        sent = dict(headers or {})
-        if token is not None:
-            sent["Authorization"] = f"Bearer {self.site.tokens.get(token, token)}"
-        kw: dict[str, Any] = {"headers": sent}
-        if body is not None:
-            kw["json"] = body
-        async with self.session.request(method, self.base + path, **kw) as resp:
-            raw = await resp.read()
-            kind = resp.headers.get("Content-Type", "")
-            data: Any = json.loads(raw) if "json" in kind else raw
-            return resp.status, dict(resp.headers), data
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    return make_site(tmp_path_factory.mktemp("admin"))
 
 
 @pytest.fixture
@@ -143,19 +36,13 @@ async def api(site: Site) -> AsyncIterator[Api]:
             yield Api(site, session)
 
 
-def _is_problem(status: int, headers: dict[str, str], body: Any, expected: int) -> None:
-    assert status == expected, body
-    assert headers["Content-Type"].startswith("application/problem+json")
-    assert set(body) == PROBLEM_KEYS and body["status"] == expected
-
-
 # --- authentication and roles ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("token", [None, "cg_unknown", "expired", "revoked", "not-a-token"])
 async def test_no_or_dead_tokens_get_a_401_problem(api: Api, token: str | None) -> None:
     status, headers, body = await api.call("GET", "/requests", token)
-    _is_problem(status, headers, body, 401)
+    is_problem(status, headers, body, 401)
     assert headers["WWW-Authenticate"].startswith('Bearer realm="certgate"')
     if token in ("expired", "revoked"):
         assert token in body["detail"]
@@ -170,7 +57,7 @@ async def test_a_role_too_low_gets_a_403_problem(api: Api) -> None:
         ("POST", "/tokens", "approver"),
     ]:
         status, headers, body = await api.call(method, path, token, body={})
-        _is_problem(status, headers, body, 403)
+        is_problem(status, headers, body, 403)
         assert token in body["detail"]
     status, _, body = await api.call("GET", f"/requests/{pending}", "viewer")
     assert status == 200 and body["state"] == "pending"  # nothing changed
@@ -235,7 +122,7 @@ async def test_approve_issues_and_the_audit_names_the_token(api: Api) -> None:
 async def test_deny_needs_a_reason_and_records_it(api: Api) -> None:
     rid = api.site.pending[1]
     status, headers, body = await api.call("POST", f"/requests/{rid}/deny", "approver", body={})
-    _is_problem(status, headers, body, 400)
+    is_problem(status, headers, body, 400)
     assert body["detail"].startswith("body.reason: ")
     status, _, decided = await api.call(
         "POST", f"/requests/{rid}/deny", "approver", body={"reason": "not one of ours"}
@@ -253,7 +140,7 @@ async def test_deny_needs_a_reason_and_records_it(api: Api) -> None:
 
 async def test_unknown_requests_and_bad_bodies(api: Api) -> None:
     status, headers, body = await api.call("GET", "/requests/no-such-id", "viewer")
-    _is_problem(status, headers, body, 404)
+    is_problem(status, headers, body, 404)
     status, headers, body = await api.call(
         "POST",
         f"/requests/{api.site.pending[3]}/approve",
@@ -261,7 +148,7 @@ async def test_unknown_requests_and_bad_bodies(api: Api) -> None:
         headers={"Content-Type": "application/json"},
         body="{not json",
     )
-    _is_problem(status, headers, body, 400)  # a JSON string, not an object
+    is_problem(status, headers, body, 400)  # a JSON string, not an object
     async with api.session.post(
         f"{api.base}/requests/{api.site.pending[3]}/deny",
         data=b"{oops",
@@ -334,7 +221,7 @@ async def test_search_filters_and_pages(api: Api) -> None:
         ("cursor=xyz", "cursor"),
     ]:
         status, headers, body = await api.call("GET", f"/certificates?{query}", "viewer")
-        _is_problem(status, headers, body, 400)
+        is_problem(status, headers, body, 400)
         assert body["detail"].startswith(f"{name}: ")
 
 
@@ -391,7 +278,7 @@ async def test_a_cookie_session_must_send_its_csrf_value_to_change_anything(api:
     status, headers, body = await api.call(
         "POST", f"/requests/{rid}/deny", headers=cookie, body={"reason": "csrf"}
     )
-    _is_problem(status, headers, body, 403)
+    is_problem(status, headers, body, 403)
     assert "X-CSRF-Token" in body["detail"]
     status, _, body = await api.call(
         "POST",
@@ -428,7 +315,7 @@ async def test_the_est_listener_does_not_serve_the_api(api: Api) -> None:
 
 async def test_unknown_paths_and_methods_are_problems(api: Api) -> None:
     status, headers, body = await api.call("GET", "/nothing/here", "viewer")
-    _is_problem(status, headers, body, 404)
+    is_problem(status, headers, body, 404)
     status, headers, body = await api.call("PUT", "/requests", "viewer")
-    _is_problem(status, headers, body, 405)
+    is_problem(status, headers, body, 405)
     assert headers["Allow"] == "GET"

@@ -120,6 +120,14 @@ def mount_admin(
     )
     operations = [*core_operations(core), *plugin_operations(config, components, protocols)]
     others = [int(v["port"]) for v in listeners if v["name"] not in ("main", "plain")]
-    api = AdminApi(operations, tokens, components.store, gateway.__version__, other_ports=others)
+    api = AdminApi(
+        operations,
+        tokens,
+        components.store,
+        gateway.__version__,
+        other_ports=others,
+        client_roles=config.admin.client_roles,
+        clock=components.clock,
+    )
     mount(app, api)
     return api

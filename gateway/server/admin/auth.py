@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
+from cryptography import x509
 
-from gateway.admin.plugin import AdminProblem
+from gateway.admin.plugin import AdminProblem, Role
 from gateway.admin.tokens import AdminToken, AdminTokens, TokenRejected
 
 COOKIE_NAME = "certgate_console"
@@ -51,15 +54,19 @@ class Unauthorized(AdminProblem):
 @dataclass(frozen=True)
 class Session:
     """An authenticated caller: the token, and whether it came in the console's cookie
-    (then ``csrf`` is the value changing calls must carry)."""
+    (then ``csrf`` is the value changing calls must carry). A caller signed in by a TLS client
+    certificate (``[admin] client_roles``) has a stand-in token named by the certificate's
+    subject, and ``client_certificate`` set."""
 
     token: AdminToken
     via_cookie: bool
     csrf: str | None = None
+    client_certificate: bool = False
 
     @property
     def actor(self) -> str:
-        return self.token.actor
+        """``token:<name>``, or ``cert:<subject>`` for a client certificate."""
+        return f"cert:{self.token.name}" if self.client_certificate else self.token.actor
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -72,13 +79,54 @@ def _bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
-async def authenticate(request: web.Request, tokens: AdminTokens) -> Session:
-    """The caller's session, or :class:`Unauthorized`. A bearer token wins over a cookie."""
+def _client_certificate(request: web.Request) -> x509.Certificate | None:
+    """The TLS client certificate the handshake verified (``[admin] client_ca``), if any."""
+    tls = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = tls.getpeercert(binary_form=True) if tls is not None else None
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def _certificate_session(
+    certificate: x509.Certificate, roles: Mapping[str, str], now: datetime
+) -> Session:
+    subject = certificate.subject.rfc4514_string()
+    role = roles.get(subject)
+    if role is None:
+        raise Unauthorized(
+            f"client certificate {subject[:200]!r} has no admin role ([admin.client_roles])",
+            presented=False,
+        )
+    if not certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc:
+        raise Unauthorized("the client certificate is not valid now", presented=False)
+    stand_in = AdminToken(
+        name=subject,
+        role=Role[role.upper()],
+        created_at=certificate.not_valid_before_utc,
+        created_by="[admin.client_roles]",
+        expires_at=certificate.not_valid_after_utc,
+        revoked_at=None,
+        last_used_at=None,
+    )
+    return Session(stand_in, via_cookie=False, client_certificate=True)
+
+
+async def authenticate(
+    request: web.Request,
+    tokens: AdminTokens,
+    client_roles: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> Session:
+    """The caller's session, or :class:`Unauthorized`. A bearer token wins over a cookie,
+    which wins over a TLS client certificate (mapped to a role by ``client_roles``)."""
     presented = _bearer(request)
     via_cookie = False
     if presented is None:
         presented = request.cookies.get(COOKIE_NAME) or None
         via_cookie = presented is not None
+    if presented is None and client_roles:
+        certificate = _client_certificate(request)
+        if certificate is not None:
+            return _certificate_session(certificate, client_roles, now or datetime.now(UTC))
     if presented is None:
         raise Unauthorized(
             "this API needs a token: Authorization: Bearer <token> (certgate admin token create)",

@@ -27,6 +27,7 @@ from gateway.admin.operations import json_response
 from gateway.admin.params import check_body, check_parameters, parse_json_body
 from gateway.admin.plugin import AdminCall, AdminOperation, AdminProblem, AdminReply, Role
 from gateway.admin.tokens import AdminTokens
+from gateway.clock import Clock
 from gateway.errors import CAUnavailable, CertgateError, Conflict, NotFound, StoreUnavailable
 from gateway.ports import Store
 from gateway.server.admin.auth import Session, Unauthorized, authenticate, check_csrf
@@ -128,7 +129,12 @@ class AdminApi:
         version: str,
         *,
         other_ports: Iterable[int] = (),
+        client_roles: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        #: Client certificate subjects (RFC 4514) -> role names (``[admin] client_roles``).
+        self.client_roles = dict(client_roles or {})
+        self.clock = clock
         #: Ports of the front-ends' own listeners (EST's): the API is the main listener's only.
         self.other_ports = frozenset(p for p in other_ports if p)
         self.operations: dict[str, AdminOperation] = {}
@@ -142,7 +148,8 @@ class AdminApi:
 
     async def authenticate(self, request: web.Request) -> Session:
         """The caller's session or :class:`Unauthorized` (401)."""
-        return await authenticate(request, self.tokens)
+        now = self.clock.now() if self.clock is not None else None
+        return await authenticate(request, self.tokens, self.client_roles, now)
 
     async def invoke(
         self,
