@@ -63,7 +63,12 @@ _NEW_USER: dict[str, Any] = {
     "required": ["username", "password"],
     "properties": {
         "username": {"type": "string", "pattern": USERNAME},
-        "password": {"type": "string", "minLength": 1, "maxLength": _MAX_PASSWORD},
+        "password": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": _MAX_PASSWORD,
+            "pattern": "^[^\\u0000]+$",
+        },
         "groups": {
             "type": "array",
             "maxItems": 64,
