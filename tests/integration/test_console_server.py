@@ -256,3 +256,14 @@ async def test_a_front_end_listener_does_not_serve_the_console(tmp_path: Path) -
             assert r.status == 404 and "/console/login" not in await r.text()
         async with session.get(f"https://127.0.0.1:{port}/console/") as r:
             assert r.status == 200
+
+
+async def test_without_the_admin_api_there_is_no_console(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '[server.tls]\nnames = ["127.0.0.1"]\n[admin]\nenabled = false\n')
+    init_gateway(cfg)
+    async with (
+        gateway_in_process(cfg) as port,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session,
+    ):
+        async with session.get(f"https://127.0.0.1:{port}/console/") as r:
+            assert r.status == 404
