@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.config.admin import AdminConfig, parse_admin
+from gateway.config.ocsp import OcspConfig, parse_ocsp
 from gateway.config.server import (
     PlainListenerConfig,
     ServerConfig,
@@ -41,6 +42,7 @@ __all__ = [
     "Config",
     "ConnectorConfig",
     "MetricsConfig",
+    "OcspConfig",
     "PlainListenerConfig",
     "PollerConfig",
     "ServerConfig",
@@ -154,6 +156,8 @@ class Config:
     #: ``[logging] format``: "text" or "json" (one JSON object per line)
     log_format: str = "text"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    #: ``[ocsp]`` (:mod:`gateway.config.ocsp`)
+    ocsp: OcspConfig = field(default_factory=OcspConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     #: ``[webhooks]`` (:mod:`gateway.config.webhooks`)
@@ -284,6 +288,7 @@ def parse_config(
         log_t.fail("format", f"must be 'text' or 'json', not {log_format!r}")
     log_t.finish()
     metrics = _metrics(root.table("metrics"))
+    ocsp = parse_ocsp(root.table("ocsp"), server)
     webhooks = parse_webhooks(root.table("webhooks"), resolve_secret)
     admin = parse_admin(root.table("admin"), base)
 
@@ -307,6 +312,7 @@ def parse_config(
         log_level=level,
         log_format=log_format,
         metrics=metrics,
+        ocsp=ocsp,
         admin=admin,
         protocols=MappingProxyType(protocols),
         webhooks=webhooks,
