@@ -113,6 +113,8 @@ class Dispatcher:
 
     async def fan_out(self) -> int:
         """Queue every audit event after the cursor; the outbox rows made."""
+        if not await self._tx.read(self._q.has_news):
+            return 0
         total = 0
         while True:
             read, queued = await self._tx.write(
@@ -131,6 +133,8 @@ class Dispatcher:
 
     async def deliver_due(self) -> int:
         """Claim the rows due now and attempt each once (concurrently); how many."""
+        if not await self._tx.read(self._q.any_due, self._clock.now(), list(self._receivers)):
+            return 0
         token = secrets.token_hex(16)
         claimed = await self._tx.write(
             self._q.claim, self._clock.now(), list(self._receivers), self.lease, self.batch, token

@@ -182,6 +182,28 @@ class OutboxQueries:
             conn.execute(_INSERT_IGNORE, values)
         return len(values)
 
+    def has_news(self, conn: Connection) -> bool:
+        """Whether the fan-out has anything to do (audit events after the cursor, or no
+        cursor yet): a read, so an idle gateway takes no write lock every round."""
+        position = (
+            sa.select(webhook_cursor.c.position)
+            .where(webhook_cursor.c.name == CURSOR)
+            .scalar_subquery()
+        )
+        after = sa.select(_A.id).where(_A.id > sa.func.coalesce(position, -1)).limit(1)
+        return conn.execute(after).first() is not None or (
+            conn.execute(sa.select(webhook_cursor.c.name)).first() is None
+        )
+
+    def any_due(self, conn: Connection, now: datetime, webhooks: Iterable[str]) -> bool:
+        """Whether a pending row of ``webhooks`` is due (a read before claiming)."""
+        stmt = (
+            sa.select(_O.id)
+            .where(_O.state == "pending", _O.next_attempt_at <= now, _O.webhook.in_(list(webhooks)))
+            .limit(1)
+        )
+        return conn.execute(stmt).first() is not None
+
     def queue_due(
         self,
         conn: Connection,

@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY
 
 from gateway.clock import FixedClock
 from gateway.config import WebhookConfig
-from gateway.observability.metrics import activate
+from gateway.observability.metrics import ScrapeState, activate, exposition
+from gateway.observability.scrape import webhook_backlog
 from gateway.server.webhooks import AiohttpSender
 from gateway.store import SQLStore, default_sqlite_url, open_store
 from gateway.webhooks import Attempt, Dispatcher
@@ -192,3 +193,18 @@ async def test_an_attempt_cancelled_at_shutdown_goes_back_to_the_outbox(store: S
     with pytest.raises(asyncio.CancelledError):
         await delivering
     assert await _row(store) == ("pending", 0, clock.at)  # claimable again at once
+
+
+async def test_the_backlog_is_exported_at_scrape_time(store: SQLStore, receiver: Receiver) -> None:
+    clock = FixedClock(datetime.now(UTC))
+    dispatcher, sender = _dispatcher(store, receiver, clock, timedelta(days=1))
+    await _one_event(store, dispatcher)
+    pending = await webhook_backlog(store)
+    text = exposition(ScrapeState(now=clock.at, pending={}, webhook_backlog=pending)).decode()
+    assert pending == {"hook": 1}
+    assert 'certgate_webhook_backlog{webhook="hook"} 1.0' in text
+    try:
+        assert await dispatcher.deliver_due() == 1
+    finally:
+        await sender.close()
+    assert await webhook_backlog(store) == {}
