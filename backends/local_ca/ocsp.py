@@ -24,8 +24,7 @@ import contextlib
 import fcntl
 import logging
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,6 +59,8 @@ class OCSPResponder:
         directory: Path,
         key_algorithm: KeyAlgorithm,
         subject_prefix: x509.Name,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
         self._ca_signer = ca_signer
@@ -68,9 +69,10 @@ class OCSPResponder:
         self._directory = directory
         self._algorithm = key_algorithm
         self._subject_prefix = subject_prefix
+        self._now = clock
         self._key: CASigner | None = None
         self._current: OCSPSigner | None = None
-        self._renew_at = 0.0  # time.time() from which the certificate is due
+        self._renew_at = 0.0  # POSIX time from which the certificate is due
         self._lock = asyncio.Lock()
         if not settings.delegated or keys is None:
             self._current = self._ca_signed()
@@ -92,16 +94,17 @@ class OCSPResponder:
     async def signer(self) -> OCSPSigner:
         """The current signer; the delegated certificate is renewed first when due."""
         current = self._current
-        if current is not None and time.time() < self._renew_at:
+        if current is not None and self._now().timestamp() < self._renew_at:
             return current
         async with self._lock:
-            if self._current is None or time.time() >= self._renew_at:
+            now = self._now()
+            if self._current is None or now.timestamp() >= self._renew_at:
                 try:
-                    await asyncio.to_thread(self._refresh, datetime.now(UTC))
+                    await asyncio.to_thread(self._refresh, now)
                 except (KeyStoreError, OSError) as exc:
-                    self._renew_at = time.time() + _RETRY_AFTER
+                    self._renew_at = now.timestamp() + _RETRY_AFTER
                     current = self._current
-                    if current is None or datetime.now(UTC) >= current.not_after:
+                    if current is None or now >= current.not_after:
                         # Never no answer: the CA key may always sign (RFC 6960 §4.2.2.2).
                         log.warning(
                             "no OCSP responder certificate (%s): signing OCSP responses with "

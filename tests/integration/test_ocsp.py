@@ -14,11 +14,13 @@ import shutil
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiohttp.test_utils import TestServer, unused_port
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
@@ -172,9 +174,7 @@ async def test_delegated_responder_certificate(site: Site) -> None:
         == x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
     )
     # RFC 5019 §2.2.4: thisUpdate, nextUpdate, producedAt; an hour by default
-    assert response.next_update_utc - response.this_update_utc == __import__("datetime").timedelta(
-        hours=1
-    )
+    assert response.next_update_utc - response.this_update_utc == timedelta(hours=1)
     assert response.next_update_utc <= responder.not_valid_after_utc
 
 
@@ -280,14 +280,10 @@ async def test_aia_ocsp_url_in_issued_certificates(site: Site) -> None:
 
 async def test_openssl_uses_the_aia_url(tmp_path: Path, aiohttp_client: Client) -> None:
     """``url`` names the responder; openssl finds it in the certificate (no -url)."""
-    from aiohttp.test_utils import unused_port
-
     port = unused_port()
     extra = f'[ocsp]\nurl = "http://127.0.0.1:{port}/ocsp"\n'
     cfg = ocsp_config(tmp_path, extra)
     app = await create_app(load_config(cfg))
-    from aiohttp.test_utils import TestServer
-
     server = TestServer(app, host="127.0.0.1", port=port)
     client = await aiohttp_client(server)
     site = Site(cfg, tmp_path, app, client)
@@ -295,8 +291,7 @@ async def test_openssl_uses_the_aia_url(tmp_path: Path, aiohttp_client: Client) 
     await site.issue("x.example.test")
     uri = await openssl("x509", "-noout", "-ocsp_uri", "-in", str(site.path("x.example.test.pem")))
     assert uri.strip() == f"http://127.0.0.1:{port}/ocsp"
-    # "-url" from the certificate's AIA: openssl ocsp reads it with -cert when -url is absent
-    # only through x509 -ocsp_uri, as here.
+    # openssl ocsp needs -url; a relying party takes it from the certificate, as here.
     out = await openssl(
         "ocsp",
         "-url", uri.strip(),
