@@ -230,6 +230,14 @@ def wait_loaded(page: Any) -> None:
     page.locator("#view [aria-busy]").wait_for(state="detached")
 
 
+def goto_view(page: Any, gw: ConsoleGateway, view: str) -> None:
+    """Open a view by its URL fragment and wait until it has loaded (``aria-current`` on its
+    link is set when it starts drawing, so the previous view cannot pass for it)."""
+    page.goto(f"{gw.base}/console/#{view}")
+    page.locator(f"nav a[data-view='{view}'][aria-current='page']").wait_for()
+    wait_loaded(page)
+
+
 def openssl(*args: str, input: bytes | None = None) -> str:
     exe = shutil.which("openssl") or require_tool("openssl")
     proc = subprocess.run([exe, *args], capture_output=True, input=input, timeout=30)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import REPO
-from tests.interop.console_fixtures import ConsoleGateway, sign_in, wait_loaded
+from tests.interop.console_fixtures import ConsoleGateway, goto_view, sign_in
 
 DOCS = REPO / "docs" / "console"
 #: The views by URL fragment, in the order the navigation shows them.
@@ -34,8 +34,7 @@ def take_screenshots(browser: Any, gw: ConsoleGateway, default: Path) -> list[Pa
     tab = sign_in(browser, gw, gw.token("alice", "approver"))
     page = tab.page
     for view in VIEWS:
-        page.goto(f"{gw.base}/console/#{view}")
-        wait_loaded(page)
+        goto_view(page, gw, view)
         if view == "renewals":
             page.select_option("select[name=weeks]", "8")
             page.locator("svg.chart rect.bar").first.wait_for(state="attached")

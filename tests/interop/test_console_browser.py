@@ -21,10 +21,10 @@ from tests.interop.console_fixtures import (
     browser,  # noqa: F401
     console_gateway,  # noqa: F401
     crl_serials,
+    goto_view,
     open_tab,
     openssl,
     sign_in,
-    wait_loaded,
 )
 from tests.interop.console_screenshots import VIEWS, take_screenshots
 
@@ -67,8 +67,7 @@ def test_an_approver_approves_a_pending_est_request_and_the_device_gets_its_cert
     assert "sensor-approve-me" in subject
 
     # The audit trail names the token and keeps the reason.
-    tab.page.goto(f"{gw.base}/console/#audit")
-    wait_loaded(tab.page)
+    goto_view(tab.page, gw, "audit")
     tab.page.fill("input[name=actor]", "token:alice")
     tab.page.click("form[role=search] button[type=submit]")
     tab.page.locator("td", has_text="delivery note").first.wait_for()
@@ -91,6 +90,42 @@ def test_a_denial_needs_a_reason_and_the_device_is_then_refused(
     assert tab.violations == []
 
 
+def test_the_queue_works_from_the_keyboard(console_gateway: ConsoleGateway, browser: Any) -> None:
+    gw = console_gateway
+    _pending_request(gw, "keyboard-only")
+    tab = open_tab(browser)
+    page = tab.page
+    page.goto(f"{gw.base}/console/")
+    page.keyboard.type(gw.token("alice", "approver"))  # the token field has the focus
+    page.keyboard.press("Enter")
+    card = _card(tab, "CN=keyboard-only")
+    card.wait_for()
+    reason = card.locator("input[name=reason]")
+    for _ in range(60):  # Tab until the card's reason field has the focus
+        page.keyboard.press("Tab")
+        if reason.evaluate("el => el === document.activeElement"):
+            break
+    else:
+        raise AssertionError("Tab never reached the reason field")
+    page.keyboard.type("asked for by the help desk")
+    page.keyboard.press("Tab")  # -> Approve
+    page.keyboard.press("Enter")
+    page.locator("#notice").filter(has_text="approved").wait_for()
+    gw.enroll("keyboard-only", "approval", expect=200)
+    assert tab.violations == []
+
+
+def test_no_view_is_wider_than_a_phone(console_gateway: ConsoleGateway, browser: Any) -> None:
+    gw = console_gateway
+    gw.enroll("phone-check")
+    tab = sign_in(browser, gw, gw.token("alice", "approver"), width=390, height=844)
+    for view in VIEWS:
+        goto_view(tab.page, gw, view)
+        width = tab.page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390, (view, width)  # wide tables scroll inside their own box
+    assert tab.violations == []
+
+
 def test_revoking_in_the_browser_puts_the_serial_on_the_crl(
     console_gateway: ConsoleGateway, browser: Any
 ) -> None:
@@ -101,8 +136,7 @@ def test_revoking_in_the_browser_puts_the_serial_on_the_crl(
     assert int(serial, 16) not in crl_serials(gw.fetch("/ca/crl"))
 
     tab = sign_in(browser, gw, gw.token("alice", "approver"))
-    tab.page.goto(f"{gw.base}/console/#inventory")
-    wait_loaded(tab.page)
+    goto_view(tab.page, gw, "inventory")
     tab.page.fill("input[name=serial]", serial_hex)
     tab.page.click("form[role=search] button[type=submit]")
     row = tab.page.locator(f"tr[data-serial='{serial_hex}']")
@@ -230,8 +264,7 @@ def test_screenshots_of_every_view(
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     # The chart has a bar per week and the figures behind it.
     tab = sign_in(browser, gw, gw.token("alice", "approver"))
-    tab.page.goto(f"{gw.base}/console/#renewals")
-    wait_loaded(tab.page)
+    goto_view(tab.page, gw, "renewals")
     assert tab.page.locator("svg.chart rect.bar").count() == 8
     weeks = json.loads(tab.page.evaluate(
         "async () => JSON.stringify(await (await fetch('/api/v1/certificates/expiring')).json())"
