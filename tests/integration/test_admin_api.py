@@ -156,6 +156,13 @@ async def test_unknown_requests_and_bad_bodies(api: Api) -> None:
     ) as resp:
         problem = await resp.json(content_type=None)
         assert resp.status == 400 and problem["detail"].startswith("body: not valid JSON")
+    async with api.session.post(  # JSON null is a body, and not the object the schema wants
+        f"{api.base}/certificates/{api.site.serials[2]}/revoke",
+        data=b"null",
+        headers={"Authorization": f"Bearer {api.site.tokens['approver']}"},
+    ) as resp:
+        problem = await resp.json(content_type=None)
+        assert resp.status == 400 and problem["detail"] == "body: must be object"
 
 
 # --- inventory, revocation, the CRL -----------------------------------------------------------

@@ -28,7 +28,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 _PROBLEMS = {
-    "400": "Bad request: a parameter or the body is not valid (the detail names it)",
+    "400": (
+        "Bad request: a parameter or the body is not valid (the problem's detail names it; "
+        "text/plain when the HTTP server refuses an over-long request line or header)"
+    ),
     "401": "No valid token (missing, unknown, expired or revoked)",
     "403": "The token's role does not allow this (or a console call lacks its CSRF header)",
     "404": "Not found",
@@ -61,6 +64,14 @@ def _operation(op: AdminOperation) -> dict[str, Any]:
     if op.method != "GET":
         statuses.append("409")
     responses: dict[str, Any] = {k: problem_response(_PROBLEMS[k]) for k in sorted(statuses)}
+    # Refused by the HTTP server before any handler runs: a request line or header over its
+    # limit (400), a body over [server] max_body_bytes (413); both answered in text/plain.
+    responses["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    if op.request_body is not None:
+        responses["413"] = {
+            "description": "The body is larger than [server] max_body_bytes",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
     responses.update({str(k): v for k, v in op.responses.items()})
     doc: dict[str, Any] = {
         "operationId": op.operation_id,

@@ -172,10 +172,10 @@ class AdminApi:
             )
         check_parameters(op.parameters, query, path_params)
         if op.request_body is not None:
-            schema = op.request_body.get("content", {}).get("application/json", {}).get("schema")
+            schema = _body_schema(op)
             if body is None and op.request_body.get("required"):
                 raise AdminProblem(400, "Bad request", "body: required (a JSON object)")
-            if body is not None and schema is not None:
+            if body is not None:
                 check_body(schema, body)
         call = AdminCall(session.actor, session.token.role, dict(path_params), dict(query), body)
         token = CURRENT_SESSION.set(session)
@@ -197,7 +197,12 @@ class AdminApi:
                 check_csrf(request, session)
                 if session.token.role < op.role:  # before the body is even read
                     return await self._reply(request, op, session, None)
-                body = parse_json_body(await request.read()) if op.request_body else None
+                body = None
+                if op.request_body:
+                    raw = await request.read()
+                    body = parse_json_body(raw)
+                    if body is None and raw.strip():  # a JSON null: a body, and not an object
+                        check_body(_body_schema(op), None)
                 return await self._reply(request, op, session, body)
             except Unauthorized as exc:
                 return problem(401, exc.title, exc.detail, {"WWW-Authenticate": exc.challenge})
@@ -232,6 +237,13 @@ class AdminApi:
                 status=reply.status, body=raw, content_type=reply.content_type, headers=headers
             )
         return web.json_response(reply.body, status=reply.status, headers=headers)
+
+
+def _body_schema(op: AdminOperation) -> Mapping[str, Any]:
+    """The JSON Schema of the operation's body (``{}``, anything, when it declares none)."""
+    content = (op.request_body or {}).get("content", {})
+    schema: Mapping[str, Any] = content.get("application/json", {}).get("schema", {})
+    return schema
 
 
 def _local_port(request: web.Request) -> int | None:
