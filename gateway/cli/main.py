@@ -19,7 +19,18 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gateway.cli import admin, audit, ca, certs, enroll, init, requests, serve, templates
+from gateway.cli import (
+    admin,
+    audit,
+    ca,
+    certs,
+    enroll,
+    init,
+    requests,
+    serve,
+    templates,
+    webhooks,
+)
 from gateway.cli.common import EXIT_ERROR, EXIT_USAGE, print_json
 from gateway.cli.datadir import DataDirError
 from gateway.errors import CertgateError, ConfigError
@@ -31,7 +42,7 @@ from gateway.errors import CertgateError, ConfigError
 CLI_GROUP = "certgate.cli"
 
 #: The built-in command groups, in the order ``certgate --help`` lists them.
-BUILTIN_GROUPS = (init, serve, templates, enroll, requests, certs, ca, audit, admin)
+BUILTIN_GROUPS = (init, serve, templates, enroll, requests, certs, ca, audit, admin, webhooks)
 
 #: The common options' values when given nowhere.
 COMMON_DEFAULTS = {"config": None, "data": None, "json": False}

@@ -156,11 +156,11 @@ async def scrape_state(
 
 async def webhook_backlog(store: SQLStore) -> dict[str, int] | None:
     """Webhook outbox rows pending, by receiver; ``None`` if the store cannot be read."""
-    # Imported here: the outbox imports the observability package (its metrics).
-    from gateway.webhooks.outbox import OutboxQueries
+    # Imported here: gateway.webhooks imports the observability package (its metrics).
+    from gateway.webhooks.listing import backlog
 
     try:
-        return await store.read(OutboxQueries().backlog)
+        return await store.read(backlog)
     except Exception as exc:  # like pending_counts: the scrape reports, never fails
         log.debug("metrics: webhook backlog not counted: %s", exc)
         return None

@@ -128,9 +128,6 @@ class Dispatcher:
         """Queue ``certificate.due`` for certificates not announced yet."""
         return await self._tx.write(self._q.queue_due, self._clock.now(), self._subs, due)
 
-    async def backlog(self) -> dict[str, int]:
-        return await self._tx.read(self._q.backlog)
-
     async def deliver_due(self) -> int:
         """Claim the rows due now and attempt each once (concurrently); how many."""
         if not await self._tx.read(self._q.any_due, self._clock.now(), list(self._receivers)):

@@ -1,13 +1,11 @@
 """The outbox's statements: fan-out from the audit trail, the certificate.due queue, claims,
 and recording each attempt's result.
 
-Why the audit trail: ``request.pending``, ``certificate.issued``, ``request.denied`` and
-``certificate.revoked`` are written in the same transaction as the fact they record
-(:mod:`gateway.store.core_requests`, :mod:`gateway.store.core_inventory`), with a
-monotonically increasing id. The fan-out reads the rows after a durable cursor and inserts
-one outbox row per (event, subscribed receiver), advancing the cursor in the same
-transaction; the rows are unique on ``(event_key, webhook)``, so a crash or a second
-instance can neither lose nor duplicate an event.
+``request.pending``, ``certificate.issued``, ``request.denied`` and ``certificate.revoked`` are
+audit events written in the same transaction as their fact, with increasing ids. The fan-out
+reads the rows after a durable cursor, inserts one outbox row per (event, subscribed receiver)
+and moves the cursor in the same transaction; rows are unique on ``(event_key, webhook)``, so
+a crash or a second instance can neither lose nor duplicate an event.
 
 The one hazard is PostgreSQL's: ids come from a sequence when a row is inserted, not when its
 transaction commits, so a reader may see id 12 committed while id 11 is still in flight. A
@@ -17,8 +15,8 @@ every transaction still inserting there and holds new ones back for the few mill
 fan-out takes), reads again, and only then moves past the hole: what is still missing was
 rolled back. Holes are rare (a transaction that wrote an audit event and then rolled back), so
 the barrier is too. On SQLite a write transaction (``BEGIN IMMEDIATE``) already excludes every
-other writer, so there is nothing in flight and no barrier. The two repositories are chosen
-once from the store's dialect (:func:`queries_for`), never per statement.
+other writer: nothing is in flight, no barrier. The two repositories are chosen once from the
+store's dialect (:func:`queries_for`), never per statement.
 """
 
 from __future__ import annotations
@@ -37,16 +35,8 @@ from gateway.store.tables import audit_events, certificates, requests
 from gateway.webhooks.payloads import DueEvent, audit_data, body, iso, new_event_id
 from gateway.webhooks.tables import webhook_cursor, webhook_outbox
 
-__all__ = [
-    "AUDITED_EVENTS",
-    "EVENT_ABANDONED",
-    "Claimed",
-    "DueEvent",
-    "OutboxQueries",
-    "PostgresOutboxQueries",
-    "Subscription",
-    "queries_for",
-]
+__all__ = ["AUDITED_EVENTS", "EVENT_ABANDONED", "Claimed", "DueEvent", "OutboxQueries"]
+__all__ += ["PostgresOutboxQueries", "Subscription", "queries_for"]
 
 #: The webhook events the audit trail records (``certificate.due`` comes from the inventory).
 AUDITED_EVENTS = frozenset(
@@ -388,13 +378,6 @@ class OutboxQueries:
                 .where(_O.id == row.id, _O.state == "pending", _O.claim == row.claim)
                 .values(next_attempt_at=now, claim=None)
             )
-
-    def backlog(self, conn: Connection) -> dict[str, int]:
-        """Pending rows by receiver."""
-        stmt = (
-            sa.select(_O.webhook, sa.func.count()).where(_O.state == "pending").group_by(_O.webhook)
-        )
-        return {name: int(count) for name, count in conn.execute(stmt).tuples()}
 
 
 class PostgresOutboxQueries(OutboxQueries):

@@ -7,6 +7,7 @@ with the receiver down loses and duplicates nothing; the secret appears in no lo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from gateway.server.wiring import Components
 from gateway.service import local_requester
 from gateway.store import SQLStore, default_sqlite_url, open_store
 from gateway.webhooks.tables import webhook_outbox
-from tests.helpers import make_csr
+from tests.helpers import certgate, make_csr
 from tests.webhook_helpers import (
     SECRET,
     SECRET_ENV,
@@ -27,6 +28,8 @@ from tests.webhook_helpers import (
     running,
     webhook_config,
 )
+
+ENV = {SECRET_ENV: SECRET}
 
 
 @pytest.fixture(autouse=True)
@@ -172,6 +175,13 @@ async def test_a_restart_with_the_receiver_down_loses_and_duplicates_nothing(
             await eventually(tried_all)  # the gateway tried each at least once, and failed
             # stopped mid-stream: the receiver is down, every row is pending
             assert {s for _, s, _ in await _outbox_states(c)} == {"pending"}
+        # the operator sees them waiting (no secret, no URL query)
+        listed = certgate("webhooks", "list", "-c", str(cfg), "--json", env=ENV, check=True)
+        (hook,) = json.loads(listed.stdout)
+        assert (hook["name"], hook["pending"], hook["delivered"]) == ("hook", 8, 0)
+        waiting = certgate("webhooks", "pending", "-c", str(cfg), env=ENV, check=True)
+        assert waiting.stdout.count("certificate.issued") == 8
+        assert "connection failed" in waiting.stdout and SECRET not in waiting.stdout
         await receiver.start()
         async with running(cfg) as c:
             serials.append(await _issue(c, "t-after", host="after.example.test"))
