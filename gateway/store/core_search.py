@@ -4,9 +4,11 @@ Part of :class:`gateway.store.repository.CoreQueries`, on every database (the ra
 repository inherits them: these are not hot statements). Each search returns one page, newest
 first, and whether more follow; the next page starts after a keyset position (the sort key of
 the page's last row), never an OFFSET, so a page is as cheap at the end of the inventory as at
-its start and rows written meanwhile never shift it. Text filters match a case-insensitive
-substring the same way on SQLite and PostgreSQL (``lower(column) LIKE '%x%'``, wildcards in
-the filter escaped).
+its start and rows written meanwhile never shift it. The page is chosen on the key columns
+alone and only its rows are read whole: sorting the inventory with its DER (or requests with
+their CSRs) attached cost SQLite 0.3 s for 20,000 certificates. Text filters match a
+case-insensitive substring the same way on SQLite and PostgreSQL (``lower(column) LIKE
+'%x%'``, wildcards in the filter escaped).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class SearchQueries:
         """Requests newest first (``created_at``, then id), filtered by state (any of
         ``states``), protocol and template (exact) and requester (substring of the
         principal); ``after`` is the (created_at, id) of the previous page's last row."""
-        stmt = sa.select(requests).order_by(_REQ.created_at.desc(), _REQ.id.desc())
+        order = (_REQ.created_at.desc(), _REQ.id.desc())
+        stmt = sa.select(_REQ.id).order_by(*order)
         if states:
             stmt = stmt.where(_REQ.state.in_(list(states)))
         if protocol is not None:
@@ -67,7 +70,8 @@ class SearchQueries:
             stmt = stmt.where(
                 sa.or_(_REQ.created_at < at, sa.and_(_REQ.created_at == at, _REQ.id < rid))
             )
-        rows, more = _page(conn.execute(stmt.limit(limit + 1)).all(), limit)
+        page = sa.select(requests).where(_REQ.id.in_(stmt.limit(limit + 1))).order_by(*order)
+        rows, more = _page(conn.execute(page).all(), limit)
         return [request_from_row(r) for r in rows], more
 
     def count_requests(self, conn: Connection, state: str, pending_reason: str | None) -> int:
@@ -101,7 +105,8 @@ class SearchQueries:
         expired) or ``revoked``. ``expires_before`` is exclusive, ``expires_after``
         inclusive. ``after``: (not_before, serial) of the previous page's last row."""
         sans_text = sa.cast(_CERT.sans, sa.Text)
-        stmt = sa.select(certificates).order_by(_CERT.not_before.desc(), _CERT.serial)
+        order = (_CERT.not_before.desc(), _CERT.serial)
+        stmt = sa.select(_CERT.serial).order_by(*order)
         if q is not None:
             stmt = stmt.where(
                 sa.or_(
@@ -133,7 +138,8 @@ class SearchQueries:
             stmt = stmt.where(
                 sa.or_(_CERT.not_before < nb, sa.and_(_CERT.not_before == nb, _CERT.serial > last))
             )
-        rows, more = _page(conn.execute(stmt.limit(limit + 1)).all(), limit)
+        page = sa.select(certificates).where(_CERT.serial.in_(stmt.limit(limit + 1)))
+        rows, more = _page(conn.execute(page.order_by(*order)).all(), limit)
         return [certificate_from_row(r) for r in rows], more
 
     def expiry_dates(self, conn: Connection, start: datetime, end: datetime) -> list[datetime]:
