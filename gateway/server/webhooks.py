@@ -118,11 +118,13 @@ class WebhookRunner:
 
     async def prepare(self) -> None:
         """The queueing half of a round: fan the audit trail out (on a database that never
-        had a webhook, this places the cursor) and, when its interval has passed, queue the
-        certificates that became due."""
+        had a webhook, this places the cursor) and, every ``due_interval``, queue the
+        certificates that became due and prune the rows no longer needed."""
         await self.dispatcher.fan_out()
-        if self.dispatcher.wants_due and time.monotonic() >= self._next_due_scan:
-            await self.scan_due()
+        if time.monotonic() >= self._next_due_scan:  # and, as often, prune finished rows
+            if self.dispatcher.wants_due:
+                await self.scan_due()
+            await self.dispatcher.prune()
             self._next_due_scan = time.monotonic() + self._config.due_interval.total_seconds()
 
     async def _run(self) -> None:

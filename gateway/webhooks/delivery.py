@@ -31,6 +31,7 @@ from gateway.observability.logs import fields
 from gateway.observability.metrics import active
 from gateway.ports import Transactions
 from gateway.webhooks.outbox import Claimed, DueEvent, Subscription, queries_for
+from gateway.webhooks.retention import prune
 from gateway.webhooks.signing import headers
 
 __all__ = ["Attempt", "Dispatcher", "Sender", "retry_delay"]
@@ -127,6 +128,10 @@ class Dispatcher:
     async def queue_due(self, due: Sequence[DueEvent]) -> int:
         """Queue ``certificate.due`` for certificates not announced yet."""
         return await self._tx.write(self._q.queue_due, self._clock.now(), self._subs, due)
+
+    async def prune(self) -> int:
+        """Delete finished rows no longer needed (:mod:`gateway.webhooks.retention`)."""
+        return await self._tx.write(prune, self._clock.now())
 
     async def deliver_due(self) -> int:
         """Claim the rows due now and attempt each once (concurrently); how many."""

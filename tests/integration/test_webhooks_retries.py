@@ -20,7 +20,7 @@ from gateway.observability.metrics import ScrapeState, activate, exposition
 from gateway.observability.scrape import webhook_backlog
 from gateway.server.webhooks import AiohttpSender
 from gateway.store import SQLStore, default_sqlite_url, open_store
-from gateway.webhooks import Attempt, Dispatcher
+from gateway.webhooks import Attempt, Dispatcher, DueEvent
 from gateway.webhooks.tables import webhook_outbox
 from tests.webhook_helpers import SECRET, Receiver
 
@@ -208,3 +208,46 @@ async def test_the_backlog_is_exported_at_scrape_time(store: SQLStore, receiver:
     finally:
         await sender.close()
     assert await webhook_backlog(store) == {}
+
+
+async def test_finished_rows_are_pruned_after_30_days_and_pending_ones_never(
+    store: SQLStore, receiver: Receiver
+) -> None:
+    clock = FixedClock(datetime.now(UTC))
+    dispatcher, sender = _dispatcher(store, receiver, clock, timedelta(days=100))
+    hook = WebhookConfig(
+        "hook",
+        receiver.url,
+        SECRET,
+        frozenset({"certificate.due"}),
+        timedelta(seconds=5),
+        timedelta(days=100),
+    )
+    due = DueEvent("abc", None, "CN=x", "tls-server", clock.at, clock.at, "renewal window")
+    await _one_event(store, dispatcher)
+    assert await Dispatcher(store, {"hook": hook}, sender, clock).queue_due([due]) == 1
+    try:
+        assert await dispatcher.deliver_due() == 2  # the audited row and the due row
+        await store.audit("request.pending", "certgate", request_id="r-2", detail={})
+        await dispatcher.fan_out()
+        receiver.failures = 1
+        assert await dispatcher.deliver_due() == 1  # refused: stays pending
+    finally:
+        await sender.close()
+
+    async def states() -> list[tuple[str, str]]:
+        def body(conn: sa.Connection) -> list[tuple[str, str]]:
+            o = webhook_outbox.c
+            stmt = sa.select(o.event_key, o.state).order_by(o.created_at, o.event_key)
+            return list(conn.execute(stmt).tuples())
+
+        return await store.read(body)
+
+    assert sorted(state for _, state in await states()) == ["delivered", "delivered", "pending"]
+    # the due row's certificate is not a valid one in the inventory: it goes at once
+    assert await dispatcher.prune() == 1
+    clock.at += timedelta(days=29)
+    assert await dispatcher.prune() == 0
+    clock.at += timedelta(days=2)
+    assert await dispatcher.prune() == 1
+    assert [state for _, state in await states()] == ["pending"]
