@@ -145,6 +145,7 @@ class AdminApi:
         self.tokens = tokens
         self.store = store
         self.document = openapi_document(self.operations.values(), version)
+        self.document_json: bytes | None = None
 
     async def authenticate(self, request: web.Request) -> Session:
         """The caller's session or :class:`Unauthorized` (401)."""
@@ -260,7 +261,10 @@ def _single(query: Mapping[str, str]) -> dict[str, str]:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[ADMIN_API].document)
+    api = request.app[ADMIN_API]
+    if api.document_json is None:  # serialised once: the operations never change
+        api.document_json = json.dumps(api.document).encode()
+    return web.Response(body=api.document_json, content_type="application/json")
 
 
 async def _unknown(request: web.Request) -> web.Response:
