@@ -145,7 +145,9 @@ class Dispatcher:
             return 0
         tasks = [asyncio.ensure_future(self._attempt(row)) for row in claimed]
         try:
-            await asyncio.gather(*tasks)
+            # Every attempt runs to its end even when recording another one failed (an
+            # outage): what was not recorded stays pending and is tried again.
+            results = await asyncio.gather(*tasks, return_exceptions=True)
         except asyncio.CancelledError:
             # Shutdown: attempts that had not finished go back to the outbox at once (their
             # rows were not marked, so they stay pending either way: at worst the lease runs
@@ -156,6 +158,9 @@ class Dispatcher:
             if unfinished:
                 await asyncio.shield(self._release(unfinished))
             raise
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
         return len(claimed)
 
     async def _release(self, rows: Sequence[Claimed]) -> None:

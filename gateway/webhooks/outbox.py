@@ -385,7 +385,10 @@ class PostgresOutboxQueries(OutboxQueries):
 
     def barrier(self, conn: Connection) -> None:
         # SHARE conflicts with the ROW EXCLUSIVE lock every INSERT takes: granted once every
-        # transaction that inserted an audit event has committed or rolled back.
+        # transaction that inserted an audit event has committed or rolled back. New inserts
+        # queue behind it, so it gives up after 2 s (a session left idle in a transaction
+        # must not stall enrollments): the fan-out is rolled back and tried next round.
+        conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
         conn.execute(sa.text("LOCK TABLE audit_events IN SHARE MODE"))
 
 

@@ -160,3 +160,36 @@ async def test_the_fan_out_waits_for_an_audit_event_still_in_flight(
         return list(conn.execute(sa.select(o.event_key).order_by(o.event_key)).scalars())
 
     assert await store.read(keys) == sorted([f"audit:{in_flight}", f"audit:{in_flight + 1}"])
+
+
+async def test_an_insert_left_open_makes_the_fan_out_give_up_and_skip_nothing(
+    store: SQLStore, pg_url: str
+) -> None:
+    hook = WebhookConfig(
+        "hook",
+        "http://127.0.0.1:9/hook",
+        SECRET,
+        frozenset({"request.pending"}),
+        timedelta(seconds=5),
+        timedelta(days=1),
+    )
+    dispatcher = Dispatcher(store, {"hook": hook}, AiohttpSender(), SystemClock())
+    await dispatcher.fan_out()
+    raw = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        transaction = raw.transaction()
+        await transaction.start()
+        await raw.execute(
+            "INSERT INTO audit_events (at, event, actor, request_id, detail) "
+            "VALUES (now(), 'request.pending', 'certgate', 'r-idle', '{}')"
+        )
+        await store.audit("request.pending", "certgate", request_id="r-late", detail={})
+        # an idle transaction holds the barrier past its 2 s lock_timeout: no cursor move
+        with pytest.raises(sa.exc.DBAPIError, match="lock timeout"):
+            await dispatcher.fan_out()
+        # the barrier is gone with the failed fan-out: audit inserts go on
+        await store.audit("request.received", "certgate", request_id="r-other", detail={})
+        await transaction.commit()
+    finally:
+        await raw.close()
+    assert await dispatcher.fan_out() == 2  # r-idle and r-late, once each
