@@ -29,7 +29,9 @@ from gateway.pkix.ocsp import (
     error_response,
     issuer_hashes,
     key_hash,
+    parse_general,
     parse_request,
+    parse_single,
     response_data,
     signed_response,
 )
@@ -214,3 +216,62 @@ async def test_service_without_an_ocsp_capable_connector_answers_unauthorized() 
     answer = await service.respond(_request())
     assert answer.status is ResponseStatus.UNAUTHORIZED
     assert (await service.respond(b"junk")).status is ResponseStatus.MALFORMED_REQUEST
+
+
+# -- the fast path (cryptography) equals the general path (asn1crypto) -------------------------
+
+
+def _asn1_request(
+    serial: int, algorithm: str, null: bool, nonce: bytes | None, count: int = 1
+) -> bytes:
+    size = hashlib.new(algorithm).digest_size
+    hash_algorithm = {"algorithm": algorithm}
+    if null:
+        hash_algorithm["parameters"] = None  # asn1crypto writes NULL for these digests
+    cert_id = {
+        "hash_algorithm": hash_algorithm,
+        "issuer_name_hash": b"\x01" * size,
+        "issuer_key_hash": b"\x02" * size,
+        "serial_number": serial,
+    }
+    tbs: dict[str, object] = {"request_list": [{"req_cert": cert_id}] * count}
+    if nonce is not None:
+        tbs["request_extensions"] = [{"extn_id": "nonce", "extn_value": nonce}]
+    return asn1_ocsp.OCSPRequest({"tbs_request": tbs}).dump()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    serial=st.integers(min_value=-(2**70), max_value=2**170),
+    algorithm=st.sampled_from(["sha1", "sha256", "sha384", "sha512"]),
+    null=st.booleans(),
+    nonce=st.none() | st.binary(min_size=0, max_size=140),
+    count=st.integers(1, 3),
+)
+def test_fast_path_equals_general_path(
+    serial: int, algorithm: str, null: bool, nonce: bytes | None, count: int
+) -> None:
+    der = _asn1_request(serial, algorithm, null, nonce, count)
+    fast = parse_single(der)
+    try:
+        general: object = parse_general(der)
+    except MalformedOCSPRequest:
+        general = None
+    if fast is not None:
+        assert fast == general
+    assert parse_request(der) == general if general is not None else True
+
+
+def test_fast_path_takes_the_common_request() -> None:
+    assert parse_single(_request()) == parse_general(_request())
+    assert parse_single(_asn1_request(5, "sha1", True, None, count=2)) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=len(_request()) - 1), st.integers(0, 255))
+def test_fast_path_on_flipped_bytes_agrees_or_defers(position: int, value: int) -> None:
+    data = bytearray(_request())
+    data[position] = value
+    fast = parse_single(bytes(data))
+    if fast is not None:
+        assert fast == parse_general(bytes(data))
