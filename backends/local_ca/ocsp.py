@@ -143,7 +143,9 @@ class OCSPResponder:
         not_before = certificate.not_valid_before_utc
         not_after = certificate.not_valid_after_utc
         renew_at = not_after - (not_after - not_before) / 3
-        self._renew_at = renew_at.timestamp()
+        # Never sooner than a retry interval: a certificate clipped to an issuing CA about to
+        # expire is due at once, and must not be issued again on every request.
+        self._renew_at = max(renew_at.timestamp(), now.timestamp() + _RETRY_AFTER)
         self._current = OCSPSigner(
             self._issuer,
             certificate,

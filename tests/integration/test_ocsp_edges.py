@@ -278,3 +278,29 @@ def test_ocsp_defaults(tmp_path: Path) -> None:
         {"server": {"external_url": "http://pki.example"}, "ocsp": {"url": ""}}, "c.toml", tmp_path
     ).ocsp
     assert none.aia_url is None
+
+
+def _counter(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_ocsp_answers_are_counted_in_the_metrics(site: Site) -> None:
+    """Counters are per process (other tests count too): compare before and after."""
+    await site.issue("metrics.example.test")
+    issuing = x509.load_pem_x509_certificate(site.path("issuing.pem").read_bytes())
+    cert = x509.load_pem_x509_certificate(site.path("metrics.example.test.pem").read_bytes())
+    series = (
+        'certgate_ocsp_responses_total{method="POST",status="successful"}',
+        'certgate_ocsp_responses_total{method="POST",status="malformedRequest"}',
+        'certgate_ocsp_certificate_statuses_total{status="good"}',
+    )
+    before = await (await site.client.get("/metrics")).text()
+    headers = {"Content-Type": "application/ocsp-request"}
+    await site.client.post("/ocsp", data=_request_for(cert, issuing), headers=headers)
+    await site.client.post("/ocsp", data=b"junk", headers=headers)
+    after = await (await site.client.get("/metrics")).text()
+    for name in series:
+        assert _counter(after, name) - _counter(before, name) == 1.0, name
