@@ -139,10 +139,19 @@ class AcmeAdmin:
         self.key = key
 
     async def list_keys(self, call: AdminCall) -> AdminReply:
-        limit, offset = _paging(call.query)
-        keys = await self.transactions.read(self.repo.list_eab_keys)
-        chosen = [_view(k) for k in keys[offset : offset + limit]]
-        return AdminReply(body=_page(chosen, limit, offset, offset + limit < len(keys)))
+        limit = limit_of(call.query)
+        key = decode_cursor(call.query, [datetime, str])
+        # Operators keep a handful of EAB keys: the repository lists them all, oldest first,
+        # and the page is cut here by the keyset (created_at, kid).
+        keys = sorted(
+            await self.transactions.read(self.repo.list_eab_keys),
+            key=lambda k: (k["created_at"], k["kid"]),
+        )
+        if key is not None:
+            keys = [k for k in keys if (k["created_at"], k["kid"]) > (key[0], key[1])]
+        chosen = keys[:limit]
+        last = (chosen[-1]["created_at"], chosen[-1]["kid"]) if chosen else ()
+        return AdminReply(body=_page([_view(k) for k in chosen], len(keys) > limit, last))
 
     async def create_key(self, call: AdminCall) -> AdminReply:
         body = _fields(_NEW_KEY, call.body)
@@ -199,18 +208,10 @@ def _fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
     return cast("Mapping[str, Any]", body)
 
 
-def _paging(query: Mapping[str, str]) -> tuple[int, int]:
-    """``limit`` and the offset the opaque ``cursor`` holds."""
-    key = decode_cursor(query, [int])
-    offset = key[0] if key else 0
-    if offset < 0:
-        raise bad("cursor", "not a cursor this API returned")
-    return limit_of(query), offset
-
-
-def _page(items: list[Any], limit: int, offset: int, more: bool) -> dict[str, Any]:
-    """A list answer: the page and the cursor of the next one (``None``: the last)."""
-    return {"items": items, "next": encode_cursor(offset + limit) if more else None}
+def _page(items: list[Any], more: bool, last: Any) -> dict[str, Any]:
+    """A list answer: the page and the cursor after its last item (``None``: the last page).
+    Lists page by keyset, never by offset, as the core's do."""
+    return {"items": items, "next": encode_cursor(*last) if more and items else None}
 
 
 def _page_schema(item: Mapping[str, Any]) -> dict[str, Any]:

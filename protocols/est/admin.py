@@ -104,10 +104,13 @@ class EstAdmin:
         self.new_code = _new_code(labels)
 
     async def list_users(self, call: AdminCall) -> AdminReply:
-        limit, offset = _paging(call.query)
-        users = await self.state.list_users()
-        chosen = [_view(u) for u in users[offset : offset + limit]]
-        return AdminReply(body=_page(chosen, limit, offset, offset + limit < len(users)))
+        limit = limit_of(call.query)
+        key = decode_cursor(call.query, [str])
+        # One more than the page: whether a next page exists, without counting the table.
+        users = await self.state.list_users(key[0] if key else None, limit + 1)
+        chosen = users[:limit]
+        last = (chosen[-1].username,) if chosen else ()
+        return AdminReply(body=_page([_view(u) for u in chosen], len(users) > limit, last))
 
     async def add_user(self, call: AdminCall) -> AdminReply:
         body = _fields(_NEW_USER, call.body)
@@ -170,18 +173,10 @@ def _fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
     return cast("Mapping[str, Any]", body)
 
 
-def _paging(query: Mapping[str, str]) -> tuple[int, int]:
-    """``limit`` and the offset the opaque ``cursor`` holds."""
-    key = decode_cursor(query, [int])
-    offset = key[0] if key else 0
-    if offset < 0:
-        raise bad("cursor", "not a cursor this API returned")
-    return limit_of(query), offset
-
-
-def _page(items: list[Any], limit: int, offset: int, more: bool) -> dict[str, Any]:
-    """A list answer: the page and the cursor of the next one (``None``: the last)."""
-    return {"items": items, "next": encode_cursor(offset + limit) if more else None}
+def _page(items: list[Any], more: bool, last: Any) -> dict[str, Any]:
+    """A list answer: the page and the cursor after its last item (``None``: the last page).
+    Lists page by keyset, never by offset, as the core's do."""
+    return {"items": items, "next": encode_cursor(*last) if more and items else None}
 
 
 def _page_schema(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,8 +95,11 @@ def _get_user(conn: Connection, username: str) -> User | None:
     return User(row.username, row.password_hash, tuple(row.groups))
 
 
-def _list_users(conn: Connection) -> list[User]:
-    rows = conn.execute(sa.select(est_users).order_by(est_users.c.username))
+def _list_users(conn: Connection, after: str | None, limit: int | None) -> list[User]:
+    query = sa.select(est_users).order_by(est_users.c.username).limit(limit)
+    if after is not None:
+        query = query.where(est_users.c.username > after)
+    rows = conn.execute(query)
     return [User(r.username, r.password_hash, tuple(r.groups)) for r in rows]
 
 
@@ -187,8 +190,9 @@ class EstState:
     async def delete_user(self, username: str) -> bool:
         return await self.store.write(_delete_user, username)
 
-    async def list_users(self) -> list[User]:
-        return await self.store.read(_list_users)
+    async def list_users(self, after: str | None = None, limit: int | None = None) -> list[User]:
+        """Users by name; with ``after``/``limit``, one page of them (the admin API's keyset)."""
+        return await self.store.read(_list_users, after, limit)
 
     async def check_user(self, username: str, password: str) -> User | None:
         """The user if ``password`` is right. A success is remembered for

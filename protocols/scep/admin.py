@@ -116,14 +116,19 @@ class ScepAdmin:
         self.new = _new_challenge(endpoints)
 
     async def list_challenges(self, call: AdminCall) -> AdminReply:
-        limit, offset = _paging(call.query)
+        limit = limit_of(call.query)
+        key = decode_cursor(call.query, [datetime, str])
+        after = None
+        if key is not None:
+            after = (key[0], _matching(key[1], "cursor", r"^[0-9a-f]{16}$"))
         endpoint = call.query.get("endpoint")
         if endpoint is not None:
             _matching(endpoint, "endpoint", ENDPOINT)
         # One more than the page: whether a next page exists, without counting the table.
-        found = await otp.listed(self.transactions, endpoint, offset, limit + 1)
-        chosen = [_view(c) for c in found[:limit]]
-        return AdminReply(body=_page(chosen, limit, offset, len(found) > limit))
+        found = await otp.listed(self.transactions, endpoint, after, limit + 1)
+        chosen = found[:limit]
+        last = (chosen[-1].created_at, chosen[-1].id) if chosen else ()
+        return AdminReply(body=_page([_view(c) for c in chosen], len(found) > limit, last))
 
     async def create_challenge(self, call: AdminCall) -> AdminReply:
         body = _fields(self.new, call.body)
@@ -170,18 +175,10 @@ def _fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
     return cast("Mapping[str, Any]", body)
 
 
-def _paging(query: Mapping[str, str]) -> tuple[int, int]:
-    """``limit`` and the offset the opaque ``cursor`` holds."""
-    key = decode_cursor(query, [int])
-    offset = key[0] if key else 0
-    if offset < 0:
-        raise bad("cursor", "not a cursor this API returned")
-    return limit_of(query), offset
-
-
-def _page(items: list[Any], limit: int, offset: int, more: bool) -> dict[str, Any]:
-    """A list answer: the page and the cursor of the next one (``None``: the last)."""
-    return {"items": items, "next": encode_cursor(offset + limit) if more else None}
+def _page(items: list[Any], more: bool, last: Any) -> dict[str, Any]:
+    """A list answer: the page and the cursor after its last item (``None``: the last page).
+    Lists page by keyset, never by offset, as the core's do."""
+    return {"items": items, "next": encode_cursor(*last) if more and items else None}
 
 
 def _page_schema(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -105,15 +105,24 @@ class Challenge:
 
 
 async def listed(
-    store: Transactions, endpoint: str | None, offset: int, limit: int
+    store: Transactions,
+    endpoint: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
 ) -> list[Challenge]:
-    """Stored passwords, newest first (optionally of one ``endpoint``), ``limit`` of them from
-    ``offset``: metadata only."""
+    """Stored passwords, newest first (optionally of one ``endpoint``): metadata only, at most
+    ``limit`` of them after ``after``, the (``created_at``, ``id``) of the last one seen."""
     t = scep_otps.c
-    query = sa.select(scep_otps).order_by(t.created_at.desc(), t.password_sha256)
+    query = sa.select(scep_otps).order_by(t.created_at.desc(), t.password_sha256).limit(limit)
     if endpoint is not None:
         query = query.where(t.endpoint == endpoint)
-    query = query.offset(offset).limit(limit)
+    if after is not None:
+        at, prefix = after
+        # Past every digest that starts with ``prefix`` (an id is the first 16 hex digits).
+        beyond = prefix + "f" * (64 - len(prefix))
+        query = query.where(
+            sa.or_(t.created_at < at, sa.and_(t.created_at == at, t.password_sha256 > beyond))
+        )
 
     def select(conn: Connection) -> list[Challenge]:
         return [

@@ -45,8 +45,13 @@ def ops(store: SQLStore, secret_file: Path) -> dict[str, AdminOperation]:
     return operations(store, {"eab_encryption_key": f"file:{secret_file}"}, "<defaults>")
 
 
-async def call(op: AdminOperation, body: Any = None, path: dict[str, str] | None = None) -> Any:
-    reply = await op.handler(AdminCall("token:ops", Role.ADMIN, path or {}, {}, body))
+async def call(
+    op: AdminOperation,
+    body: Any = None,
+    path: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> Any:
+    reply = await op.handler(AdminCall("token:ops", Role.ADMIN, path or {}, query or {}, body))
     return reply.status, reply.body
 
 
@@ -131,3 +136,19 @@ def test_every_operation_is_admin_and_every_change_is_audited(
         "createAcmeEabKey": "acme.eab.created",
         "deleteAcmeEabKey": "acme.eab.deleted",
     }
+
+
+async def test_keys_are_paged_by_keyset(ops: dict[str, AdminOperation]) -> None:
+    made = [(await call(ops["createAcmeEabKey"], {"principal": f"p{i}"}))[1] for i in range(3)]
+    seen: list[str] = []
+    query: dict[str, str] = {"limit": "1"}
+    while True:
+        reply = await ops["listAcmeEabKeys"].handler(
+            AdminCall("token:ops", Role.ADMIN, {}, query, None)
+        )
+        seen += [k["kid"] for k in reply.body["items"]]
+        if reply.body["next"] is None:
+            break
+        query = {"limit": "1", "cursor": reply.body["next"]}
+    assert seen == [m["kid"] for m in made]
+    await refused(ops["listAcmeEabKeys"], 400, query={"cursor": "not-a-cursor"})

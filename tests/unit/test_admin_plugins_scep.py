@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.admin.plugin import AdminCall, AdminContext, AdminOperation, AdminProblem, Role
-from gateway.clock import SystemClock
+from gateway.clock import FixedClock, SystemClock
 from gateway.passwords import secret_digest
 from gateway.store import SQLStore, default_sqlite_url, open_store
 from protocols.scep import otp
@@ -119,3 +119,22 @@ def test_schema_names_the_otp_endpoints(ops: dict[str, AdminOperation]) -> None:
     schema = body["content"]["application/json"]["schema"]
     assert schema["properties"]["endpoint"]["enum"] == ["mdm"]
     assert schema["additionalProperties"] is False and schema["required"] == ["endpoint"]
+
+
+async def test_pages_cover_challenges_made_in_the_same_instant(store: SQLStore) -> None:
+    """The keyset (created_at, id) breaks ties: nothing is skipped or repeated."""
+    clock = FixedClock(datetime(2030, 1, 1, tzinfo=UTC))
+    context = AdminContext("scep", SETTINGS, "<defaults>", store, store, clock)
+    ops = {op.operation_id: op for op in register(context)}
+    for _ in range(5):
+        await call(ops["createScepChallenge"], {"endpoint": "mdm"})
+    seen: list[str] = []
+    query = {"limit": "2"}
+    while True:
+        _, page = await call(ops["listScepChallenges"], query=query)
+        seen += [item["id"] for item in page["items"]]
+        if page["next"] is None:
+            break
+        query = {"limit": "2", "cursor": page["next"]}
+    assert len(seen) == len(set(seen)) == 5
+    assert seen == sorted(seen)  # one instant: by digest
