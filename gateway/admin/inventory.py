@@ -197,7 +197,8 @@ class CertificateOperations:
                 "/certificates/expiring",
                 Role.VIEWER,
                 "expiringCertificates",
-                "Valid certificates expiring per week (Monday 00:00 UTC), this week first",
+                "Certificates expiring per week (Monday 00:00 UTC), this week first: valid "
+                "ones no renewal has replaced yet",
                 self.expiring,
                 "certificates",
                 parameters=(

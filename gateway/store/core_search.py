@@ -143,12 +143,13 @@ class SearchQueries:
         return [certificate_from_row(r) for r in rows], more
 
     def expiry_dates(self, conn: Connection, start: datetime, end: datetime) -> list[datetime]:
-        """``not_after`` of every valid (unrevoked) certificate expiring in [start, end),
-        soonest first: the renewal chart counts them per week."""
+        """``not_after`` of every valid (unrevoked) certificate expiring in [start, end) that
+        no renewal has replaced yet, soonest first: the renewal chart counts them per week."""
         stmt = (
             sa.select(_CERT.not_after)
             .where(
                 _CERT.status == CertificateStatus.VALID.value,
+                _CERT.superseded_by.is_(None),
                 _CERT.not_after >= start,
                 _CERT.not_after < end,
             )

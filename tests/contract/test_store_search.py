@@ -132,6 +132,7 @@ async def test_expiry_dates_of_valid_certificates_in_a_window(
     await _issue(store, clock, "e3", 200)  # beyond the window
     revoked = await _issue(store, clock, "e4", 5)
     await store.revoke_certificate(revoked.serial, RevocationReason.SUPERSEDED, clock.now())
+    await _issue(store, clock, "e5", 7, superseded_by="e6")  # renewed already: not due
     dates = await store.expiry_dates(start, start + timedelta(days=60))
     assert dates == [soon.not_after, later.not_after]
 
