@@ -113,7 +113,8 @@ class Dispatcher:
         return any("certificate.due" in s.events for s in self._subs)
 
     async def fan_out(self) -> int:
-        """Queue every audit event after the cursor; the outbox rows made."""
+        """Queue every audit event after the cursor; how many (event, receiver) rows were
+        offered (one already queued, a request still pending, is not queued again)."""
         if not await self._tx.read(self._q.has_news):
             return 0
         total = 0

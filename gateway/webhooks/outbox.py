@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Row
 
 from gateway.store import UTCDateTime
 from gateway.store.tables import audit_events, certificates, requests
-from gateway.webhooks.payloads import DueEvent, audit_data, body, iso, new_event_id
+from gateway.webhooks.payloads import DueEvent, audit_data, body, event_key, iso, new_event_id
 from gateway.webhooks.tables import webhook_cursor, webhook_outbox
 
 __all__ = ["AUDITED_EVENTS", "EVENT_ABANDONED", "Claimed", "DueEvent", "OutboxQueries"]
@@ -162,7 +162,7 @@ class OutboxQueries:
                         {
                             "id": event_id,
                             "webhook": sub.name,
-                            "event_key": f"audit:{row.id}",
+                            "event_key": event_key(row),
                             "event": row.event,
                             "payload": body(row.event, event_id, row.at, data),
                             "created_at": now,

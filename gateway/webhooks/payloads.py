@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 from sqlalchemy.engine import Row
 
-__all__ = ["DueEvent", "audit_data", "body", "iso", "new_event_id"]
+__all__ = ["DueEvent", "audit_data", "body", "event_key", "iso", "new_event_id"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,13 @@ def audit_data(row: Row[Any], request: Row[Any] | None, cert: Row[Any] | None) -
     if cert is not None and row.event in ("certificate.issued", "certificate.revoked"):
         data["not_after"] = iso(cert.not_after)
     return data
+
+
+def event_key(row: Row[Any]) -> str:
+    """What makes an audited event one event: its audit id, except for ``request.pending``,
+    which the store audits again each time a CA-pending request is polled and is still
+    pending: that is one event per request and reason (approval, ca)."""
+    reason = (row.detail or {}).get("reason")
+    if row.event == "request.pending" and row.request_id:
+        return f"pending:{row.request_id}:{reason}"
+    return f"audit:{row.id}"

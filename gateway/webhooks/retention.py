@@ -30,7 +30,7 @@ def prune(conn: Connection, now: datetime, keep: timedelta = KEEP) -> int:
     """Delete finished rows no longer needed (see the module docstring); how many."""
     finished = _O.state.in_(("delivered", "abandoned"))
     audited = sa.delete(webhook_outbox).where(
-        finished, _O.event_key.startswith("audit:"), _O.finished_at < now - keep
+        finished, sa.not_(_O.event_key.startswith("due:")), _O.finished_at < now - keep
     )
     still_due = (
         sa.select(_C.serial)

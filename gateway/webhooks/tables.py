@@ -1,8 +1,10 @@
 """The webhook outbox's tables (migration ``webhooks_0001_outbox``).
 
 ``webhook_outbox``: one row per (event, receiver), unique on ``(event_key, webhook)``:
-``event_key`` is ``audit:<audit id>`` for the events the audit trail records, ``due:<serial>``
-for a certificate entering its renewal window, so neither two instances fanning out at once
+``event_key`` is ``audit:<audit id>`` for the events the audit trail records (but
+``pending:<request id>:<reason>`` for ``request.pending``, audited again on every poll of a
+request still pending at the CA), ``due:<serial>`` for a certificate entering its renewal
+window, so neither two instances fanning out at once
 nor a retried fan-out can queue an event twice. ``payload`` is the JSON body exactly as it is
 signed and sent, fixed when the row is made. ``state`` is ``pending`` until ``delivered`` or
 ``abandoned``; a pending row is claimable once ``next_attempt_at`` has passed (a claim moves it

@@ -127,7 +127,7 @@ async def test_the_fan_out_waits_for_an_audit_event_still_in_flight(
         "hook",
         "http://127.0.0.1:9/hook",
         SECRET,
-        frozenset({"request.pending"}),
+        frozenset({"certificate.revoked"}),
         timedelta(seconds=5),
         timedelta(days=1),
     )
@@ -140,10 +140,10 @@ async def test_the_fan_out_waits_for_an_audit_event_still_in_flight(
         await transaction.start()
         in_flight = await raw.fetchval(
             "INSERT INTO audit_events (at, event, actor, request_id, detail) "
-            "VALUES (now(), 'request.pending', 'certgate', 'r-early', '{}') RETURNING id"
+            "VALUES (now(), 'certificate.revoked', 'certgate', 'r-early', '{}') RETURNING id"
         )
         # a later id commits first
-        await store.audit("request.pending", "certgate", request_id="r-late", detail={})
+        await store.audit("certificate.revoked", "certgate", request_id="r-late", detail={})
         fan_out = asyncio.create_task(dispatcher.fan_out())
         for _ in range(500):
             if await _waiting_for_a_lock(dsn):
@@ -169,7 +169,7 @@ async def test_an_insert_left_open_makes_the_fan_out_give_up_and_skip_nothing(
         "hook",
         "http://127.0.0.1:9/hook",
         SECRET,
-        frozenset({"request.pending"}),
+        frozenset({"certificate.revoked"}),
         timedelta(seconds=5),
         timedelta(days=1),
     )
@@ -181,9 +181,9 @@ async def test_an_insert_left_open_makes_the_fan_out_give_up_and_skip_nothing(
         await transaction.start()
         await raw.execute(
             "INSERT INTO audit_events (at, event, actor, request_id, detail) "
-            "VALUES (now(), 'request.pending', 'certgate', 'r-idle', '{}')"
+            "VALUES (now(), 'certificate.revoked', 'certgate', 'r-idle', '{}')"
         )
-        await store.audit("request.pending", "certgate", request_id="r-late", detail={})
+        await store.audit("certificate.revoked", "certgate", request_id="r-late", detail={})
         # an idle transaction holds the barrier past its 2 s lock_timeout: no cursor move
         with pytest.raises(sa.exc.DBAPIError, match="lock timeout"):
             await dispatcher.fan_out()

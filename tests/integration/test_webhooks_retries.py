@@ -251,3 +251,24 @@ async def test_finished_rows_are_pruned_after_30_days_and_pending_ones_never(
     clock.at += timedelta(days=2)
     assert await dispatcher.prune() == 1
     assert [state for _, state in await states()] == ["pending"]
+
+
+async def test_a_request_polled_while_pending_at_the_ca_is_announced_once(
+    store: SQLStore, receiver: Receiver
+) -> None:
+    clock = FixedClock(datetime.now(UTC))
+    dispatcher, sender = _dispatcher(store, receiver, clock, timedelta(days=1))
+    await sender.close()
+    await _one_event(store, dispatcher)  # r-1 pending at the CA
+    for _ in range(3):  # each poll that finds it still pending audits request.pending again
+        await store.audit("request.pending", "certgate", request_id="r-1", detail={"reason": "ca"})
+    await store.audit(
+        "request.pending", "certgate", request_id="r-1", detail={"reason": "approval"}
+    )
+    assert await dispatcher.fan_out() == 4  # rows offered; the outbox keeps two
+
+    def keys(conn: sa.Connection) -> list[str]:
+        o = webhook_outbox.c
+        return sorted(conn.execute(sa.select(o.event_key)).scalars())
+
+    assert await store.read(keys) == ["pending:r-1:approval", "pending:r-1:ca"]
