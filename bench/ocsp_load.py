@@ -196,11 +196,11 @@ class Run:
     cpu_ms: float
 
 
-async def drive(url: str, bodies: list[bytes], concurrency: int) -> float:
+async def drive(url: str, bodies: list[bytes], concurrency: int, keep_alive: bool = False) -> float:
     import aiohttp
 
     headers = {"Content-Type": "application/ocsp-request"}
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=not keep_alive)
     async with aiohttp.ClientSession(connector=connector) as session:
         queue = iter(bodies)
 
@@ -218,9 +218,10 @@ async def drive(url: str, bodies: list[bytes], concurrency: int) -> float:
 
 
 def measure(target: str, url: str, pid: int, bodies: list[bytes], concurrency: int) -> Run:
-    asyncio.run(drive(url, bodies[:50], concurrency))  # warm-up
+    keep_alive = target.endswith("keep-alive")
+    asyncio.run(drive(url, bodies[:50], concurrency, keep_alive))  # warm-up
     cpu_before = cpu_seconds(pid)
-    elapsed = asyncio.run(drive(url, bodies, concurrency))
+    elapsed = asyncio.run(drive(url, bodies, concurrency, keep_alive))
     cpu = cpu_seconds(pid) - cpu_before
     return Run(target, concurrency, len(bodies) / elapsed, cpu * 1000 / len(bodies))
 
@@ -274,6 +275,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="measured requests per run")
     parser.add_argument("--rounds", type=int, default=2, help="A,B pairs per concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="also certgate over kept-alive connections (openssl ocsp has none): A,B,C",
+    )
     args = parser.parse_args()
     if os.environ.get(_INSIDE) != "1":
         # openssl ocsp -port listens on every interface: run everything in a network
@@ -343,34 +349,34 @@ def main() -> None:
             f"requests: {args.n} per run, fresh nonce each"
         )
         runs: list[Run] = []
-        targets = (
+        targets = [
             ("certgate", certgate_url, certgate_proc.pid),
             ("openssl", openssl_url, openssl_proc.pid),
-        )
+        ]
+        if args.keep_alive:
+            targets.append(("certgate keep-alive", certgate_url, certgate_proc.pid))
         for concurrency in args.concurrency:
             for _ in range(args.rounds):
                 for name, url, pid in targets:  # A, B, A, B
                     runs.append(measure(name, url, pid, bodies, concurrency))
                     last = runs[-1]
                     print(
-                        f"  {name:8s} c={concurrency:<3d} {last.rate:8.1f} responses/s  "
+                        f"  {name:19s} c={concurrency:<3d} {last.rate:8.1f} responses/s  "
                         f"{last.cpu_ms:6.3f} CPU ms/response",
                         flush=True,
                     )
-        print("\nmedian of rounds (responses/s, server CPU ms per response):")
-        print(
-            "| concurrency | certgate resp/s | openssl resp/s | certgate CPU ms | openssl CPU ms |"
-        )
-        print("|---|---|---|---|---|")
+        names = [name for name, _, _ in targets]
+        print("\nmedian of rounds: responses/s and server CPU ms per response")
+        print("| concurrency | " + " | ".join(f"{n} resp/s | {n} CPU ms" for n in names) + " |")
+        print("|---" * (1 + 2 * len(names)) + "|")
         for concurrency in args.concurrency:
             row = [str(concurrency)]
-            mine = [r for r in runs if r.concurrency == concurrency]
-            for field in ("rate", "cpu_ms"):
-                for name in ("certgate", "openssl"):
-                    values = sorted(getattr(r, field) for r in mine if r.target == name)
-                    median = values[len(values) // 2]
-                    row.append(f"{median:.1f}" if field == "rate" else f"{median:.3f}")
-            print("| " + " | ".join([row[0], row[1], row[2], row[3], row[4]]) + " |")
+            for name in names:
+                mine = [r for r in runs if r.concurrency == concurrency and r.target == name]
+                rates = sorted(r.rate for r in mine)
+                cpus = sorted(r.cpu_ms for r in mine)
+                row += [f"{rates[len(rates) // 2]:.0f}", f"{cpus[len(cpus) // 2]:.3f}"]
+            print("| " + " | ".join(row) + " |")
         print(f"load average after: {os.getloadavg()}  at {datetime.now(UTC).isoformat()}")
     except BaseException:
         log = tmp / "openssl.log"
