@@ -87,8 +87,14 @@ class Connection:
                     break
                 chunks.append(chunk[:-2])
             body = b"".join(chunks)
+        elif "content-length" in headers:
+            body = await self.reader.readexactly(int(headers["content-length"]))
         else:
-            body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+            # neither length nor chunks: the body ends where the server closes the connection
+            # (HTTP/1.1 allows it; uWSGI's http-socket answers acme2certifier's so)
+            body = await self.reader.read()
+            await self.close()
+            return status, headers, body
         if headers.get("connection", "").lower() == "close":
             await self.close()
         return status, headers, body

@@ -8,8 +8,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,73 +18,23 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from procs import cpu_seconds, free_port, process_tree, stop, wait_port
+
+__all__ = ["cpu_seconds", "free_port", "process_tree", "start_certgate", "start_pebble", "stop"]
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` so far (from /proc/PID/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and its descendants (the serve process and its workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, ()))
-    return found
-
-
-def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def start_certgate(tmp: Path, workers: int) -> tuple[subprocess.Popen[Any], str]:
+def start_certgate(
+    tmp: Path, workers: int, *, tls: bool = False, store_url: str = ""
+) -> tuple[subprocess.Popen[Any], str]:
+    """``certgate serve`` with ACME on: plain HTTP, or HTTPS with a certificate its CA issues
+    for 127.0.0.1 (``tls``); SQLite in ``tmp``, or the database at ``store_url``."""
     port = free_port()
+    scheme = "https" if tls else "http"
+    extra = '[server.tls]\nnames = ["localhost", "127.0.0.1"]\n' if tls else ""
+    if store_url:
+        extra += f'[store]\nurl = "{store_url}"\n'
     cfg = tmp / "certgate.toml"
     cfg.write_text(
         textwrap.dedent(f"""
@@ -94,7 +42,7 @@ def start_certgate(tmp: Path, workers: int) -> tuple[subprocess.Popen[Any], str]
         host = "127.0.0.1"
         port = {port}
         access_log = false
-        external_url = "http://127.0.0.1:{port}"
+        external_url = "{scheme}://127.0.0.1:{port}"
         [data]
         dir = "{tmp / "data"}"
         [policy]
@@ -114,6 +62,7 @@ def start_certgate(tmp: Path, workers: int) -> tuple[subprocess.Popen[Any], str]
         enabled = true
         acme_always_valid = true
         """)
+        + extra
     )
     # The server's stderr goes to a file (the child keeps its own descriptor), so a failed
     # start can say why.
@@ -146,20 +95,24 @@ def start_certgate(tmp: Path, workers: int) -> tuple[subprocess.Popen[Any], str]
     # serve binds the port before it prepares the data directory (CA, keys), so an open port
     # is not yet a serving gateway: wait for /healthz, then let every worker finish starting
     deadline = time.monotonic() + 60
-    while not _healthz(port):
+    while not _healthz(port, tls):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(proc)
             raise RuntimeError("certgate did not answer /healthz")
         time.sleep(0.2)
     time.sleep(1.0)
-    return proc, f"http://127.0.0.1:{port}/acme/directory"
+    return proc, f"{scheme}://127.0.0.1:{port}/acme/directory"
 
 
-def _healthz(port: int) -> bool:
+def _healthz(port: int, tls: bool = False) -> bool:
+    import ssl
     import urllib.request
 
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as reply:
             return reply.status == 200
     except OSError:
         return False

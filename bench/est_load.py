@@ -25,20 +25,16 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from issue_local import crypto_only, issuing_material, make_csrs  # noqa: E402
+from procs import free_port  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(tmp: Path, http_port: int, est_port: int) -> Path:
@@ -95,37 +91,100 @@ def wait_ready(http_port: int, est_port: int, proc: subprocess.Popen[bytes]) -> 
 async def drive(
     est_port: int, ca_file: Path, bodies: list[bytes], concurrency: int
 ) -> tuple[float, list[float]]:
-    import aiohttp
-
     ctx = ssl.create_default_context(cafile=str(ca_file))
-    auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    headers = {"Content-Type": "application/pkcs10", "Authorization": auth}
     url = f"https://127.0.0.1:{est_port}/.well-known/est/simpleenroll"
-    connector = aiohttp.TCPConnector(ssl=ctx, limit=concurrency, force_close=False)
+    r = await enroll([url], ctx, (USER, PASSWORD), bodies, concurrency)
+    if r["errors"]:
+        raise SystemExit(f"{r['errors']} enrollments failed: {r['error_samples']}")
+    return r["rate"], [x / 1000 for x in r["latencies_ms"]]
+
+
+async def enroll(
+    urls: list[str],
+    ctx: ssl.SSLContext,
+    auth: tuple[str, str],
+    bodies: list[bytes],
+    concurrency: int,
+    warmup: int = 100,
+    request_timeout: float = 30,
+) -> dict[str, Any]:
+    """The EST /simpleenroll driver (bench/est_load.py, bench/peers.py): the first ``warmup``
+    bodies untimed, then the rest on ``concurrency`` keep-alive connections (spread over
+    ``urls``: several gateway instances). A non-200 answer or a timeout is an error, counted.
+    Returns rate, ok, errors, elapsed, latencies_ms, error_samples and the serial numbers of
+    the issued certificates (read after the clock stops)."""
+    import aiohttp
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    headers = {"Content-Type": "application/pkcs10", "Authorization": basic}
     latencies: list[float] = []
-    async with aiohttp.ClientSession(connector=connector) as session:
+    replies: list[bytes] = []
+    errors: list[str] = []
+    limit = aiohttp.ClientTimeout(total=request_timeout)
+    sessions = [
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=concurrency), timeout=limit
+        )
+        for _ in urls
+    ]
+    try:
 
-        async def one(body: bytes, record: bool) -> None:
+        async def one(i: int, body: bytes, record: bool) -> None:
             started = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
-                payload = await response.read()
-                if response.status != 200:
-                    raise SystemExit(f"HTTP {response.status}: {payload[:200]!r}")
+            try:
+                async with sessions[i % len(urls)].post(
+                    urls[i % len(urls)], data=body, headers=headers
+                ) as response:
+                    payload = await response.read()
+                    if response.status != 200:
+                        errors.append(f"HTTP {response.status}: {payload[:120]!r}")
+                        return
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                return
             if record:
-                latencies.append(time.perf_counter() - started)
+                latencies.append((time.perf_counter() - started) * 1000)
+                replies.append(payload)
 
-        warm, measured = bodies[:100], bodies[100:]
-        await asyncio.gather(*(one(b, False) for b in warm))
+        warm, measured = bodies[:warmup], bodies[warmup:]
+        await asyncio.gather(*(one(i, b, False) for i, b in enumerate(warm)))
+        warm_errors, errors[:] = list(errors), []
         queue = iter(measured)
 
-        async def worker() -> None:
+        async def worker(i: int) -> None:
             for body in queue:
-                await one(body, True)
+                await one(i, body, True)
 
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return len(measured) / elapsed, latencies
+    finally:
+        for s in sessions:
+            await s.close()
+    serials = []
+    for payload in replies:
+        certs = pkcs7.load_der_pkcs7_certificates(base64.b64decode(payload))
+        serials.append(certs[0].serial_number)
+    return {
+        "rate": len(replies) / elapsed,
+        "ok": len(replies),
+        "errors": len(errors),
+        "warmup": len(warm) - len(warm_errors),
+        "warmup_errors": len(warm_errors),
+        "error_samples": (errors + warm_errors)[:5],
+        "elapsed": elapsed,
+        "latencies_ms": latencies,
+        "serials": serials,
+    }
+
+
+def csr_bodies(csrs: list[Any]) -> list[bytes]:
+    """application/pkcs10 bodies: base64 in lines of 76 (RFC 2045), which every server reads
+    (libest's example server refuses one unbroken line)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return [base64.encodebytes(c.public_bytes(serialization.Encoding.DER)) for c in csrs]
 
 
 def run(workers: int, bodies: list[bytes], concurrency: int) -> tuple[float, float, float]:
@@ -169,7 +228,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--json", type=Path, help="also write the results here (bench/charts.py)")
     args = parser.parse_args()
-    from cryptography.hazmat.primitives import serialization
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     cert, key = issuing_material()
@@ -179,7 +237,7 @@ def main() -> None:
     for workers in args.workers:
         # Fresh CSRs per run: each is a new key, so every request is a new enrollment.
         csrs = make_csrs(args.n + 100)
-        bodies = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)) for c in csrs]
+        bodies = csr_bodies(csrs)
         results[workers] = run(workers, bodies, args.concurrency)
     # crypto-only again after the runs (fresh CSR objects): the mean cancels slow drifts of
     # this VM's speed, and both figures are printed so a skewed run shows
