@@ -27,6 +27,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -373,9 +374,9 @@ def main() -> None:
             row = [str(concurrency)]
             for name in names:
                 mine = [r for r in runs if r.concurrency == concurrency and r.target == name]
-                rates = sorted(r.rate for r in mine)
-                cpus = sorted(r.cpu_ms for r in mine)
-                row += [f"{rates[len(rates) // 2]:.0f}", f"{cpus[len(cpus) // 2]:.3f}"]
+                rate = statistics.median(r.rate for r in mine)
+                cpu = statistics.median(r.cpu_ms for r in mine)
+                row += [f"{rate:.0f}", f"{cpu:.3f}"]
             print("| " + " | ".join(row) + " |")
         print(f"load average after: {os.getloadavg()}  at {datetime.now(UTC).isoformat()}")
     except BaseException:

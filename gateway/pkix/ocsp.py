@@ -17,6 +17,7 @@ Nothing here does I/O; every malformed input raises :class:`MalformedOCSPRequest
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -313,8 +314,10 @@ class SingleResponse:
     next_update: datetime | None
 
 
+@functools.lru_cache(maxsize=16)
 def _time(when: datetime) -> bytes:
-    """GeneralizedTime in UTC, whole seconds (RFC 5280 §4.1.2.5.2)."""
+    """GeneralizedTime in UTC, whole seconds (RFC 5280 §4.1.2.5.2); remembered, as a response
+    repeats one producedAt/thisUpdate and one nextUpdate, and so do the responses of a second."""
     return tlv(0x18, when.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode("ascii"))
 
 
