@@ -324,3 +324,21 @@ async def test_switched_off_is_a_404_saying_how(tmp_path: Path, aiohttp_client: 
     cert = await site.issue("off.example.test")
     aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     assert all(d.access_method != AuthorityInformationAccessOID.OCSP for d in aia)
+
+
+async def test_sha256_cert_id_and_signed_request(site: Site) -> None:
+    """A SHA-256 CertID (RFC 5019 bis) and a signed request (RFC 6960 §4.1.2: the signature
+    is not required here, RFC 5019 §2.1.2) are answered like any other."""
+    await site.issue("s.example.test")
+    key = site.path("requestor.key")
+    cert = site.path("requestor.pem")
+    await openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-nodes", "-keyout", str(key), "-out", str(cert), "-subj", "/CN=requestor",
+                  "-days", "1")  # fmt: skip
+    out = await openssl(
+        "ocsp", "-url", site.url, "-sha256",
+        "-issuer", str(site.path("issuing.pem")), "-cert", str(site.path("s.example.test.pem")),
+        "-signer", str(cert), "-signkey", str(key),
+        "-CAfile", str(site.path("root.pem")),
+    )  # fmt: skip
+    assert "Response verify OK" in out and "s.example.test.pem: good" in out, out
