@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gateway.clock import Clock
@@ -91,7 +92,8 @@ class AdminOperation:
 @dataclass(frozen=True)
 class AdminContext:
     """What a plug-in may use: its protocol's configuration table, the transactions on its
-    own tables, the core store (for audit events) and the clock."""
+    own tables, the core store (for audit events), the clock and the gateway's data directory
+    (as served: ``certgate serve --data`` included; ``None`` only in tests that need none)."""
 
     name: str
     settings: Mapping[str, Any]
@@ -99,6 +101,7 @@ class AdminContext:
     transactions: Transactions
     store: Store
     clock: Clock
+    data_dir: Path | None = None
 
 
 Register = Callable[[AdminContext], list[AdminOperation]]

@@ -5,10 +5,10 @@ The same keys as ``certgate acme eab ...`` (:func:`protocols.acme.eab.create_key
 key is stored sealed under the EAB encryption key and never listed.
 
 The encryption key is ``[acme] eab_encryption_key`` when set, else ``<data dir>/acme-eab.key``,
-which the ACME front-end makes at start-up. :class:`gateway.admin.plugin.AdminContext` carries
-no data directory, so it is found as the configuration file names it (``[data] dir`` or
-``$CERTGATE_DATA``; not ``serve --data``), read and never made here: a key made in the wrong
-place would seal HMAC keys the front-end cannot open.
+which the ACME front-end makes at start-up, in the data directory the gateway serves
+(:attr:`gateway.admin.plugin.AdminContext.data_dir`, ``serve --data`` included; a context
+without one falls back to the directory the configuration file names). It is read and never
+made here: a key made in the wrong place would seal HMAC keys the front-end cannot open.
 """
 
 from __future__ import annotations
@@ -109,17 +109,19 @@ def _view(key: dict[str, Any]) -> dict[str, Any]:
 class EncryptionKey:
     """The EAB encryption key, found on first use (see the module docstring)."""
 
-    def __init__(self, settings: Any, config_file: str) -> None:
+    def __init__(self, settings: Any, config_file: str, data_dir: Path | None = None) -> None:
         self.ref = settings.get("eab_encryption_key")
         self.config_file = config_file
+        self.data_dir = data_dir
         self._key: bytes | None = None
 
     def get(self) -> bytes:
         if self._key is None:
-            config = load_config(None if self.config_file == DEFAULTS else Path(self.config_file))
-            self._key = eab_encryption_key(
-                self.ref, self.config_file, config.data_dir, create=False
-            )
+            data_dir = self.data_dir
+            if data_dir is None:
+                path = None if self.config_file == DEFAULTS else Path(self.config_file)
+                data_dir = load_config(path).data_dir
+            self._key = eab_encryption_key(self.ref, self.config_file, data_dir, create=False)
         return self._key
 
 
@@ -230,7 +232,12 @@ def register(context: AdminContext) -> list[AdminOperation]:
     """The ACME operations (entry point ``certgate.admin`` ``acme``)."""
     tx = context.transactions
     repo = open_repository(tx.dialect_name, raw_sqlite=tx.raw_sqlite)
-    admin = AcmeAdmin(tx, repo, context.clock, EncryptionKey(context.settings, context.config_file))
+    admin = AcmeAdmin(
+        tx,
+        repo,
+        context.clock,
+        EncryptionKey(context.settings, context.config_file, context.data_dir),
+    )
     created = _key_schema(
         hmac_key={"type": "string", "description": "base64url; shown only in this answer"}
     )

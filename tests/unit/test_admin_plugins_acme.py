@@ -152,3 +152,20 @@ async def test_keys_are_paged_by_keyset(ops: dict[str, AdminOperation]) -> None:
         query = {"limit": "1", "cursor": reply.body["next"]}
     assert seen == [m["kid"] for m in made]
     await refused(ops["listAcmeEabKeys"], 400, query={"cursor": "not-a-cursor"})
+
+
+async def test_key_file_is_read_from_the_served_data_directory(
+    store: SQLStore, tmp_path: Path
+) -> None:
+    """``serve --data DIR``: the key the front-end made in DIR seals the new key, whatever
+    data directory the configuration file would name."""
+    served = tmp_path / "served"
+    front_end_key = eab_encryption_key(None, "<defaults>", served)  # made as the front-end does
+    context = AdminContext("acme", {}, "<defaults>", store, store, SystemClock(), data_dir=served)
+    create = {op.operation_id: op for op in register(context)}["createAcmeEabKey"]
+    status, made = await call(create, {"principal": "ops", "templates": [], "domains": []})
+    assert status == 201
+    repo = open_repository(store.dialect_name, raw_sqlite=store.raw_sqlite)
+    row = await store.read(repo.get_eab_key, made["kid"])
+    hmac_key = base64.urlsafe_b64decode(made["hmac_key"] + "=" * (-len(made["hmac_key"]) % 4))
+    assert unseal(front_end_key, made["kid"], row["secret"]) == hmac_key

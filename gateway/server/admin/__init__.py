@@ -60,6 +60,7 @@ def plugin_operations(
             transactions=components.store,
             store=components.store,
             clock=components.clock,
+            data_dir=config.data_dir,
         )
         found.extend(register(context))
     return found
