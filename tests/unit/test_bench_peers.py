@@ -1,0 +1,171 @@
+"""bench/peers.py's pure parts, without starting any server: one cell's figures (CPU per
+operation, the idle CPU taken off, percentiles), the rounds folded into a summary, the ratios
+certgate/peer and PostgreSQL/SQLite, the JSON document, its table and its charts, and the
+readers of the peers' issued-certificate records."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO
+
+BENCH = str(REPO / "bench")
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[dict[str, ModuleType]]:
+    """bench/'s modules, imported as its scripts import each other (by bare name)."""
+    sys.path.insert(0, BENCH)
+    try:
+        import charts
+        import peers
+        import peers_common
+        import peers_est
+        import peers_scep
+        import procs
+
+        yield {
+            "charts": charts,
+            "peers": peers,
+            "common": peers_common,
+            "est": peers_est,
+            "scep": peers_scep,
+            "procs": procs,
+        }
+    finally:
+        sys.path.remove(BENCH)
+
+
+def _row(common: ModuleType, **kw: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "server": "certgate w2", "kind": "certgate", "store": "sqlite", "protocol": "est",
+        "concurrency": 4, "round_": 1, "ok": 100, "errors": 0, "elapsed": 2.0,
+        "latencies_ms": [float(x) for x in range(1, 101)], "server_cpu_s": 0.5,
+    }  # fmt: skip
+    args.update(kw)
+    row: dict[str, Any] = common.cell(**args)
+    return row
+
+
+def test_a_cell_has_rate_percentiles_and_cpu_per_operation(bench: dict[str, ModuleType]) -> None:
+    row = _row(bench["common"], db_cpu_s=0.1, warmup=10)
+    assert row["rate"] == 50.0
+    assert row["p50_ms"] == 50.5 and row["p99_ms"] == 100.0
+    assert row["server_cpu_ms_per_op"] == 5.0 and row["db_cpu_ms_per_op"] == 1.0
+    assert row["issued_expected"] == 110
+
+
+def test_the_idle_cpu_of_the_cell_is_taken_off_and_the_raw_figure_kept(
+    bench: dict[str, ModuleType],
+) -> None:
+    # libest: 0.5 s in 2 s of which 0.1 core idle polling -> 0.3 s for 100 enrollments
+    row = _row(bench["common"], idle_cpu_per_s=0.1)
+    assert row["server_cpu_ms_per_op"] == 3.0
+    assert row["server_cpu_raw_ms_per_op"] == 5.0 and row["idle_cpu_ms_per_s"] == 100.0
+    # never below zero on a noisy idle window
+    assert _row(bench["common"], idle_cpu_per_s=1.0)["server_cpu_ms_per_op"] == 0.0
+
+
+def test_a_cell_with_no_success_does_not_divide_by_zero(bench: dict[str, ModuleType]) -> None:
+    row = _row(bench["common"], ok=0, errors=5, latencies_ms=[])
+    assert row["rate"] == 0.0 and row["p50_ms"] == 0.0 and row["errors"] == 5
+
+
+def test_duplicates_counts_repeats(bench: dict[str, ModuleType]) -> None:
+    assert bench["common"].duplicates([1, 2, 2, 3, 3, 3]) == 3
+    assert bench["common"].duplicates([]) == 0
+
+
+def _rows(common: ModuleType) -> list[dict[str, Any]]:
+    rows = []
+    for round_ in (1, 2):
+        rows += [
+            _row(common, round_=round_, elapsed=1.0 * round_, server_cpu_s=0.2),
+            _row(common, round_=round_, store="postgres", server_cpu_s=0.3, db_cpu_s=0.1),
+            _row(common, round_=round_, server="libest estserver", kind="peer",
+                 store="index.txt", server_cpu_s=1.0, duplicate_serials=round_ - 1),
+        ]  # fmt: skip
+    return rows
+
+
+def test_rounds_fold_into_one_summary_row_per_server_and_concurrency(
+    bench: dict[str, ModuleType],
+) -> None:
+    summary = bench["common"].aggregate(_rows(bench["common"]))
+    assert len(summary) == 3
+    cg = next(r for r in summary if r["store"] == "sqlite")
+    assert cg["rounds"] == 2 and cg["ok"] == 200
+    assert cg["rate"] == 75.0 and cg["rate_min"] == 50.0 and cg["rate_max"] == 100.0
+    assert cg["server_cpu_ms_per_op"] == 2.0
+    peer = next(r for r in summary if r["kind"] == "peer")
+    assert peer["duplicate_serials"] == 1
+
+
+def test_ratios_compare_each_certgate_store_with_the_peer(bench: dict[str, ModuleType]) -> None:
+    common = bench["common"]
+    summary = common.aggregate(_rows(common))
+    ratios = {r["certgate"]: r for r in common.ratios(summary)}
+    assert set(ratios) == {"certgate w2 (sqlite)", "certgate w2 (postgres)"}
+    assert ratios["certgate w2 (sqlite)"]["cpu_ratio"] == 0.2
+    assert ratios["certgate w2 (postgres)"]["cpu_ratio"] == 0.3
+    assert ratios["certgate w2 (sqlite)"]["rate_ratio"] == 1.5  # 75/s against 50/s
+    (store,) = common.store_ratios(summary)
+    assert store["cpu_ratio_to_sqlite"] == 1.5 and store["db_cpu_ms_per_op"] == 1.0
+
+
+def test_the_document_is_json_with_its_table_and_charts(
+    bench: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = bench["common"]
+    doc = common.document(
+        _rows(common), command="bench/peers.py --quick", date="2026-12-04 04:00 UTC",
+        load="5.1 4.9 4.0", notes={"est": "idle subtracted"},
+    )  # fmt: skip
+    again = json.loads(json.dumps(doc))
+    assert set(again) == {"benchmark", "command", "date", "load", "notes", "rows", "summary",
+                          "ratios", "store_ratios"}  # fmt: skip
+    assert again["benchmark"] == "peers" and len(again["rows"]) == 6
+    text = common.table(again)
+    assert "5.1 4.9 4.0" in text and "libest estserver" in text and "cpu 0.20x" in text
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps(doc))
+    assert bench["peers"].main(["--table", str(path)]) == 0
+    assert "certgate w2 (postgres)" in capsys.readouterr().out
+    written = list(bench["peers"].chart_files(doc, tmp_path / "charts", "peers"))
+    assert [p.name for p in written] == ["peers-est-rate.svg", "peers-est-cpu.svg"]
+    for p in written:
+        root = ET.fromstring(p.read_text())
+        assert len(root.findall(".//{http://www.w3.org/2000/svg}rect[@class='bar']")) == 3
+
+
+def test_the_peers_records_of_issued_certificates_are_read(
+    bench: dict[str, ModuleType], tmp_path: Path
+) -> None:
+    index = tmp_path / "index.txt"
+    index.write_text(
+        "V\t271204040133Z\t\t01\tunknown\t/CN=a\nV\t271204040143Z\t\t02\tunknown\t/CN=b\n"
+    )
+    assert bench["est"]._index_serials(index) == ["01", "02"]
+    assert bench["est"]._index_serials(tmp_path / "none.txt") == []
+    depot = tmp_path / "depot"
+    depot.mkdir()
+    for name in ("ca.pem", "bench-1-7.2.pem", "bench-2-7.3.pem"):
+        (depot / name).write_text("")
+    assert sorted(bench["scep"]._depot_serials(depot)) == ["2", "3"]
+
+
+def test_cpu_watch_counts_this_process_and_newcomers(bench: dict[str, ModuleType]) -> None:
+    procs = bench["procs"]
+    watch = procs.CpuWatch(lambda: [os.getpid()])
+    watch.start()
+    total = sum(i * i for i in range(2_000_000))  # some CPU for this process
+    assert total > 0 and watch.stop() > 0
