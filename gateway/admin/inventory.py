@@ -29,7 +29,7 @@ from gateway.admin.params import (
 from gateway.admin.plugin import AdminCall, AdminOperation, AdminProblem, AdminReply, Role
 from gateway.admin.views import certificate_view, page_schema, ref
 from gateway.errors import CertgateError
-from gateway.model import CertificateRecord, RevocationReason
+from gateway.model import CertificateRecord, CertificateStatus, RevocationReason
 
 #: RFC 5280 §5.3.1 CRLReason names as the API takes them.
 REVOCATION_REASONS = {
@@ -60,10 +60,21 @@ EXPIRING_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["week_start", "count"],
+                "required": ["week_start", "count", "due"],
                 "properties": {
                     "week_start": {"type": "string", "format": "date"},
-                    "count": {"type": "integer", "minimum": 0},
+                    "count": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "valid certificates expiring that week",
+                    },
+                    "due": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "valid certificates whose renewal window (the "
+                        "template's renewal period, or at once for a superseded template or "
+                        "a major-version bump) opens that week; already open: this week",
+                    },
                 },
             },
         }
@@ -150,7 +161,10 @@ class CertificateOperations:
         return ok(certificate_view(revoked, self.core.clock.now()))
 
     async def expiring(self, call: AdminCall) -> AdminReply:
-        """Valid certificates expiring per week, this week first, for ``weeks`` weeks."""
+        """Per week, this week first, for ``weeks`` weeks: the valid certificates expiring
+        (``count``) and those falling due for renewal (``due``: the week their renewal
+        window opens, as the service computes it for renewals and ARI; windows already open
+        count in this week). Certificates a renewal has replaced are left out of both."""
         weeks = int(call.query.get("weeks") or 8)
         if not 1 <= weeks <= MAX_WEEKS:
             raise AdminProblem(400, "Bad request", f"weeks: must be between 1 and {MAX_WEEKS}")
@@ -160,7 +174,18 @@ class CertificateOperations:
         counts = dict.fromkeys(starts, 0)
         for at in await self.core.store.expiry_dates(now, starts[-1] + timedelta(weeks=1)):
             counts[week_start(at)] = counts.get(week_start(at), 0) + 1
-        items = [{"week_start": s.date().isoformat(), "count": counts[s]} for s in starts]
+        due = dict.fromkeys(starts, 0)
+        horizon = starts[-1] + timedelta(weeks=1)
+        valid = await self.core.store.list_certificates(CertificateStatus.VALID, limit=100_000)
+        for record in valid:
+            if record.superseded_by or record.not_after <= now:
+                continue
+            opens = self.core.service.renewal_of(record, now).window_start
+            if opens < horizon:
+                due[first if opens <= now else week_start(opens)] += 1
+        items = [
+            {"week_start": s.date().isoformat(), "count": counts[s], "due": due[s]} for s in starts
+        ]
         return ok({"items": items})
 
     def operations(self) -> list[AdminOperation]:
@@ -197,8 +222,8 @@ class CertificateOperations:
                 "/certificates/expiring",
                 Role.VIEWER,
                 "expiringCertificates",
-                "Certificates expiring per week (Monday 00:00 UTC), this week first: valid "
-                "ones no renewal has replaced yet",
+                "Certificates expiring and falling due for renewal per week (Monday 00:00 "
+                "UTC), this week first: valid ones no renewal has replaced yet",
                 self.expiring,
                 "certificates",
                 parameters=(

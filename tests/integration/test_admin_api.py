@@ -240,6 +240,13 @@ async def test_pem_expiring_templates_and_status(api: Api) -> None:
     status, _, chart = await api.call("GET", "/certificates/expiring?weeks=60", "viewer")
     assert status == 200 and len(chart["items"]) == 60
     assert sum(w["count"] for w in chart["items"]) >= 2
+    # 60 weeks cover every test certificate's life: each falls due once, no later than the
+    # week it expires.
+    assert sum(w["due"] for w in chart["items"]) == sum(w["count"] for w in chart["items"])
+    weeks = [w["week_start"] for w in chart["items"]]
+    first_due = min(i for i, w in enumerate(chart["items"]) if w["due"])
+    first_expiry = min(i for i, w in enumerate(chart["items"]) if w["count"])
+    assert first_due <= first_expiry and weeks == sorted(weeks)
     status, _, templates = await api.call("GET", "/templates", "viewer")
     assert "approval-required" in {t["name"] for t in templates["items"]}
     status, _, one = await api.call("GET", "/templates/tls-server", "viewer")

@@ -1,5 +1,6 @@
-// Certificates due for renewal over the coming weeks: a bar chart drawn as SVG with DOM
-// calls from GET /api/v1/certificates/expiring, with the same figures as a table.
+// Certificates due for renewal over the coming weeks (the week each one's renewal window
+// opens): a bar chart drawn as SVG with DOM calls from GET /api/v1/certificates/expiring,
+// with the same figures, and the expiries, as a table.
 
 import {get, items} from "./api.js";
 import {field, h, s, select} from "./dom.js";
@@ -23,13 +24,13 @@ function weekLabel(start) {
 export function chart(weeks) {
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
-  const top = niceMax(Math.max(0, ...weeks.map((w) => w.count)));
+  const top = niceMax(Math.max(0, ...weeks.map((w) => w.due || 0)));
   const slot = plotW / Math.max(weeks.length, 1);
   const bar = Math.max(4, slot * 0.7);
   const y = (count) => PAD.top + plotH - (count / top) * plotH;
   const svg = s("svg", {class: "chart", viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img",
     "aria-labelledby": "chart-title"},
-  s("title", {id: "chart-title"}, "Certificates expiring per week"));
+  s("title", {id: "chart-title"}, "Certificates due for renewal per week"));
   for (let i = 0; i <= 4; i += 1) {
     const value = (top / 4) * i;
     const yy = y(value);
@@ -40,11 +41,11 @@ export function chart(weeks) {
   }
   weeks.forEach((week, i) => {
     const x = PAD.left + i * slot + (slot - bar) / 2;
-    const yy = y(week.count);
+    const yy = y(week.due || 0);
     svg.append(
       s("rect", {class: "bar", x, y: yy, width: bar, height: PAD.top + plotH - yy},
-        s("title", {}, `week of ${week.week_start}: ${week.count}`)),
-      s("text", {class: "value", x: x + bar / 2, y: yy - 5, "text-anchor": "middle"}, week.count),
+        s("title", {}, `week of ${week.week_start}: ${week.due || 0} due, ${week.count} expiring`)),
+      s("text", {class: "value", x: x + bar / 2, y: yy - 5, "text-anchor": "middle"}, week.due || 0),
       s("text", {class: "tick", x: x + bar / 2, y: PAD.top + plotH + 16, "text-anchor": "middle"},
         weekLabel(week.week_start)));
   });
@@ -64,15 +65,17 @@ export async function renderRenewals() {
   async function draw() {
     const data = await get("/certificates/expiring", {weeks: weeksControl.value});
     const weeks = items(data).length ? items(data) : (data && data.weeks) || [];
-    const total = weeks.reduce((n, w) => n + (w.count || 0), 0);
+    const due = weeks.reduce((n, w) => n + (w.due || 0), 0);
+    const expiring = weeks.reduce((n, w) => n + (w.count || 0), 0);
     area.replaceChildren(
-      h("p", {class: "muted"}, `${total} valid certificate${total === 1 ? "" : "s"} expire in the next ${weeks.length} weeks.`),
+      h("p", {class: "muted"}, `${due} valid certificate${due === 1 ? " falls" : "s fall"} due for renewal in the next ${weeks.length} weeks (renewal window open or opening); ${expiring} expire.`),
       chart(weeks),
       h("details", {}, h("summary", {}, "Figures"),
         h("div", {class: "table-wrap"}, h("table", {},
-          h("thead", {}, h("tr", {}, h("th", {scope: "col"}, "Week starting"), h("th", {scope: "col"}, "Certificates"))),
+          h("thead", {}, h("tr", {}, h("th", {scope: "col"}, "Week starting"), h("th", {scope: "col"}, "Due for renewal"), h("th", {scope: "col"}, "Expiring"))),
           h("tbody", {}, weeks.map((w) => h("tr", {},
-            h("td", {class: "mono"}, w.week_start), h("td", {class: "num"}, String(w.count)))))))));
+            h("td", {class: "mono"}, w.week_start), h("td", {class: "num"}, String(w.due || 0)),
+            h("td", {class: "num"}, String(w.count)))))))));
   }
   weeksControl.addEventListener("change", () => draw());
   await draw();
