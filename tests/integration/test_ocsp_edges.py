@@ -7,6 +7,7 @@ each other's revocations in their next response; [ocsp] errors name their key.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import shutil
@@ -304,3 +305,32 @@ async def test_ocsp_answers_are_counted_in_the_metrics(site: Site) -> None:
     after = await (await site.client.get("/metrics")).text()
     for name in series:
         assert _counter(after, name) - _counter(before, name) == 1.0, name
+
+
+async def test_get_with_double_slash_and_plus_unescaped_on_the_wire(site: Site) -> None:
+    """RFC 5019 §5 clients that leave base64's '/' and '+' unescaped, sent byte for byte (no
+    client library normalising the path): '//' inside the request is not a path separator."""
+    issuing = x509.load_pem_x509_certificate(site.path("issuing.pem").read_bytes())
+    cert = await site.issue("slash.example.test")
+    for attempt in range(20000):
+        nonce = attempt.to_bytes(4, "big") * 4
+        der = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(cert, issuing, hashes.SHA1())
+            .add_extension(x509.OCSPNonce(nonce), critical=False)
+            .build()
+            .public_bytes(Encoding.DER)
+        )
+        encoded = base64.b64encode(der).decode()
+        if "//" in encoded and "+" in encoded:
+            break
+    else:
+        pytest.fail("no request encodes with '//' and '+'")
+    reader, writer = await asyncio.open_connection("127.0.0.1", site.client.server.port)
+    writer.write(f"GET /ocsp/{encoded} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    head, body = (await reader.read()).split(b"\r\n\r\n", 1)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 200"), head
+    response = ocsp.load_der_ocsp_response(body)
+    assert response.certificate_status is ocsp.OCSPCertStatus.GOOD
