@@ -333,3 +333,14 @@ async def test_unknown_paths_and_methods_are_problems(api: Api) -> None:
     status, headers, body = await api.call("PUT", "/requests", "viewer")
     is_problem(status, headers, body, 405)
     assert headers["Allow"] == "GET"
+
+
+async def test_head_answers_as_get_without_a_body(api: Api) -> None:
+    """HEAD on a GET resource (RFC 9110 §9.3.2): the same authentication and status, no body."""
+    url = api.base + "/certificates"
+    async with api.session.head(url) as resp:
+        assert resp.status == 401 and await resp.read() == b""
+    viewer = {"Authorization": f"Bearer {api.site.tokens['viewer']}"}
+    async with api.session.head(url, headers=viewer) as resp:
+        assert resp.status == 200 and await resp.read() == b""
+        assert resp.headers["Content-Type"].startswith("application/json")

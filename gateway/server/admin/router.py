@@ -301,5 +301,8 @@ def mount(app: web.Application, api: AdminApi) -> None:
     for op in ordered:
         # Any segment but "/" (aiohttp's default pattern also refuses braces).
         route = re.sub(r"{([^}:]+)}", r"{\1:[^/]+}", op.path)
-        app.router.add_route(op.method, PREFIX + route, api.handler(op))
+        if op.method == "GET":  # and HEAD (RFC 9110 §9.3.2): the same checks, no body
+            app.router.add_get(PREFIX + route, api.handler(op))
+        else:
+            app.router.add_route(op.method, PREFIX + route, api.handler(op))
     app.router.add_route("*", PREFIX + "/{tail:.*}", _unknown)
