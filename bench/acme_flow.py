@@ -8,7 +8,7 @@ import base64
 import json
 import statistics
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from acme_http import Connection  # bench/acme_http.py, beside this script
@@ -127,6 +127,7 @@ async def drive(
     ssl_ctx: Any,
     tag: str,
     flow_timeout: float = 60,
+    clock_started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Time ``flows`` flows on ``concurrency`` accounts: rate, p50, p99 (ms), plus "ok",
     "errors" (a failed flow is counted, and its worker goes on) and "serials" (of the
@@ -163,6 +164,8 @@ async def drive(
                     continue
                 latencies.append(time.perf_counter() - t)
 
+        if clock_started:
+            clock_started()
         start = time.perf_counter()
         await asyncio.gather(*(run(w) for w in workers))
         elapsed = time.perf_counter() - start

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,7 @@ async def enroll(
     concurrency: int,
     warmup: int = 100,
     request_timeout: float = 30,
+    clock_started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """The EST /simpleenroll driver (bench/est_load.py, bench/peers.py): the first ``warmup``
     bodies untimed, then the rest on ``concurrency`` keep-alive connections (spread over
@@ -156,6 +158,8 @@ async def enroll(
             for body in queue:
                 await one(i, body, True)
 
+        if clock_started:
+            clock_started()
         start = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - start

@@ -88,8 +88,8 @@ def run_acme(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str,
                 n = max(quick if args.quick else full, c)
                 tag = f"r{round_}c{c}{srv.store[:2]}"
 
-                def drive(url: str = url, n: int = n, c: int = c, tag: str = tag) -> Any:
-                    return peers_acme.acme_driver(url, n, c, tag)
+                def drive(mark: Any, url: str = url, n: int = n, c: int = c, tag: str = tag) -> Any:
+                    return peers_acme.acme_driver(url, n, c, tag, mark)
 
                 rows.append(measure(srv, "acme", c, round_, drive))
     return rows
@@ -127,11 +127,14 @@ def run_est(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str, 
                 bodies = csr_bodies(make_csrs(n + warm))
 
                 def drive(
-                    srv: Server = srv, bodies: list[bytes] = bodies, c: int = c, ctx: Any = ctx
+                    mark: Any,
+                    srv: Server = srv,
+                    bodies: list[bytes] = bodies,
+                    c: int = c,
+                    ctx: Any = ctx,
                 ) -> Any:
-                    return asyncio.run(
-                        enroll(srv.info["urls"], ctx, srv.info["auth"], bodies, c, warm)
-                    )
+                    urls, auth = srv.info["urls"], srv.info["auth"]
+                    return asyncio.run(enroll(urls, ctx, auth, bodies, c, warm, clock_started=mark))
 
                 rows.append(measure(srv, "est", c, round_, drive))
     return rows

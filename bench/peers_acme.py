@@ -36,10 +36,11 @@ def no_verify() -> ssl.SSLContext:
     return ctx
 
 
-def acme_driver(url: str, n: int, concurrency: int, tag: str) -> dict[str, Any]:
+def acme_driver(
+    url: str, n: int, concurrency: int, tag: str, clock_started: Any = None
+) -> dict[str, Any]:
     ctx = no_verify() if url.startswith("https") else None
-    r = run_loop(drive(url, n, concurrency, ctx, tag))
-    return {**r, "serials": r["serials"]}
+    return run_loop(drive(url, n, concurrency, ctx, tag, clock_started=clock_started))
 
 
 def a2c_venv(cache: Path) -> Path:

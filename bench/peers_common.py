@@ -154,11 +154,12 @@ def measure(
     protocol: str,
     concurrency: int,
     round_: int,
-    drive: Callable[[], Mapping[str, Any]],
+    drive: Callable[[Callable[[], None]], Mapping[str, Any]],
 ) -> dict[str, Any]:
     """Run ``drive`` (one timed batch against ``srv``) and read the server's CPU and issued
-    certificates around it. ``drive`` returns ok, errors, elapsed, latencies_ms and may return
-    error_samples."""
+    certificates around it. ``drive`` gets a function to call when its clock starts (after
+    its warm-up, whose CPU is then not counted) and returns ok, errors, elapsed, latencies_ms
+    and may return warmup, serials and error_samples."""
     idle = 0.0
     if srv.idle_window:
         watch = CpuWatch(srv.pids)
@@ -167,9 +168,13 @@ def measure(
         idle = watch.stop() / srv.idle_window
     before = srv.issued()
     server_w, db_w = CpuWatch(srv.pids), CpuWatch(srv.db_pids)
-    server_w.start()
-    db_w.start()
-    r = drive()
+
+    def clock_started() -> None:
+        server_w.start()
+        db_w.start()
+
+    clock_started()  # for a driver without warm-up, which need not call it
+    r = drive(clock_started)
     server_cpu, db_cpu = server_w.stop(), db_w.stop()
     after = srv.issued()
     return cell(

@@ -169,3 +169,20 @@ def test_cpu_watch_counts_this_process_and_newcomers(bench: dict[str, ModuleType
     watch.start()
     total = sum(i * i for i in range(2_000_000))  # some CPU for this process
     assert total > 0 and watch.stop() > 0
+
+
+def test_measure_counts_cpu_from_the_drivers_clock_start(bench: dict[str, ModuleType]) -> None:
+    """The driver's warm-up (before it calls the mark) is not in the CPU per operation."""
+    common = bench["common"]
+    issued: list[str] = []
+    srv = common.Server("fake", "peer", "memory", lambda: [os.getpid()], lambda: list(issued))
+
+    def drive(mark: Any, warm: int) -> dict[str, Any]:
+        sum(i * i for i in range(warm))  # warm-up CPU, before the clock
+        mark()
+        issued.extend(["1", "2", "2"])
+        return {"ok": 3, "errors": 0, "elapsed": 1.0, "latencies_ms": [1.0, 2.0, 3.0]}
+
+    cold = common.measure(srv, "est", 1, 1, lambda mark: drive(mark, 3_000_000))
+    assert cold["server_cpu_ms_per_op"] < 5  # the busy warm-up took far more than 15 ms
+    assert cold["issued_server_side"] == 3 and cold["duplicate_serials"] == 1
