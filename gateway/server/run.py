@@ -126,6 +126,11 @@ def _announce(
         tls = "https" if listener.ssl_context else "http"
         rows.append((listener.name, f"{tls}://{listener.host}:{listener.port}"))
     rows.append(("external URL", config.server.external_url))
+    if config.admin.enabled:
+        external = config.server.external_url.rstrip("/")
+        rows.append(("admin API", f"{external}/api/v1/ (certgate admin token create)"))
+        if config.server.tls is not None:  # the console is served over TLS only
+            rows.append(("console", f"{external}/console/"))
     if config.server.plain is not None:
         rows.append(("device URL", config.server.device_url))
     if prepared.tls_fingerprint:

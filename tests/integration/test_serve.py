@@ -57,6 +57,8 @@ def test_serve_answers_healthz_readyz_and_prints_url_and_fingerprint(tmp_path: P
         out = proc.output()
     assert f"http://127.0.0.1:{port}" in out
     assert "root CA SHA-256" in out and ":" in out.split("root CA SHA-256")[1].split()[0]
+    assert f"http://127.0.0.1:{port}/api/v1/ (certgate admin token create)" in out
+    assert "/console/" not in out  # served only on a TLS main listener
 
 
 async def test_oversize_body_gets_413_and_server_keeps_serving(

@@ -122,6 +122,8 @@ def test_banner_names_listeners_trust_anchors_and_fingerprints(site: Site) -> No
         f"SCEP            http://localhost:{site.plain}/scep/devices\n",
         f"SCEP            http://localhost:{site.plain}/scep/legacy (single DES",
         f"CEP             https://localhost:{site.port}/wstep/CEP",
+        f"admin API       https://localhost:{site.port}/api/v1/ (certgate admin token create)",
+        f"console         https://localhost:{site.port}/console/",
     ):
         assert url in text, url
     secrets = [p.read_text().strip() for p in (site.dir / "secrets").iterdir()]
