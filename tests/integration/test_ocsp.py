@@ -11,109 +11,28 @@ import asyncio
 import base64
 import hashlib
 import shutil
-import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestServer, unused_port
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from gateway.config import load_config
-from gateway.model import EnrollmentRequest, Issued
-from gateway.server.app import components_of, create_app
-from gateway.service import local_requester
-from tests.helpers import TEMPLATES, certgate, make_csr
+from gateway.server.app import create_app
+from tests.helpers import certgate
+from tests.ocsp_helpers import SITE, Client, Site, ocsp_config, openssl, start_site
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-Client = Callable[..., Awaitable[Any]]
-SITE = "http://pki.example.test"
-
-
-def ocsp_config(tmp: Path, extra: str = "", *, store: str = "") -> Path:
-    cfg = tmp / "certgate.toml"
-    cfg.write_text(
-        textwrap.dedent(
-            f"""
-            [server]
-            external_url = "{SITE}"
-            access_log = false
-            [data]
-            dir = "{tmp / "data"}"
-            [policy]
-            templates_dir = "{TEMPLATES}"
-            [poller]
-            enabled = false
-            [connectors.local]
-            type = "local"
-            """
-        )
-        + textwrap.dedent(store)
-        + textwrap.dedent(extra)
-    )
-    return cfg
-
-
-@dataclass
-class Site:
-    cfg: Path
-    tmp: Path
-    app: Any
-    client: Any
-
-    @property
-    def url(self) -> str:
-        return str(self.client.make_url("/ocsp"))
-
-    def path(self, name: str) -> Path:
-        return self.tmp / name
-
-    async def issue(self, name: str) -> x509.Certificate:
-        outcome = await components_of(self.app).service.enroll(
-            EnrollmentRequest(
-                csr=make_csr(cn=name, dns=(name,)),
-                template="tls-server",
-                requester=local_requester("alice"),
-                transaction_id=f"ocsp-{name}",
-            )
-        )
-        assert isinstance(outcome, Issued), outcome
-        (self.tmp / f"{name}.pem").write_bytes(outcome.certificate.public_bytes(Encoding.PEM))
-        return outcome.certificate
-
-    async def write_chain(self) -> None:
-        chain = await components_of(self.app).service.ca_chain()
-        self.path("issuing.pem").write_bytes(chain[0].public_bytes(Encoding.PEM))
-        self.path("root.pem").write_bytes(chain[-1].public_bytes(Encoding.PEM))
-
-
-async def start_site(tmp: Path, aiohttp_client: Client, extra: str = "") -> Site:
-    cfg = ocsp_config(tmp, extra)
-    app = await create_app(load_config(cfg))
-    client = await aiohttp_client(app)
-    site = Site(cfg, tmp, app, client)
-    await site.write_chain()
-    return site
 
 
 @pytest.fixture
 async def site(tmp_path: Path, aiohttp_client: Client) -> AsyncIterator[Site]:
     yield await start_site(tmp_path, aiohttp_client)
-
-
-async def openssl(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "openssl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    return out.decode("utf-8", "replace")
 
 
 async def ask(site: Site, name: str, *extra: str) -> str:

@@ -29,7 +29,9 @@ from gateway.errors import ConfigError
 from gateway.model import RevocationReason
 from gateway.ports import OCSPSettings
 from gateway.server.app import components_of, create_app
-from tests.integration.test_ocsp import Client, Site, ocsp_config, openssl, start_site
+from gateway.server.run import bind_main, start_listeners
+from tests.helpers import free_port, write_config
+from tests.ocsp_helpers import Client, Site, ocsp_config, openssl, start_site
 from tests.pg_helpers import scratch_database
 
 MALFORMED = ocsp.OCSPResponseStatus.MALFORMED_REQUEST
@@ -108,12 +110,17 @@ async def test_certificate_of_another_ca_is_unauthorized(site: Site, tmp_path: P
 
 
 async def test_plain_device_listener_serves_ocsp(tmp_path: Path) -> None:
-    from tests.helpers import free_port
-    from tests.integration.test_tls_main_listener import _tls_config, listening
-
+    """Beside a TLS main listener, the plain device listener answers /ocsp (DEVICE_PATHS)."""
     plain = free_port()
-    cfg = _tls_config(tmp_path, 'names = ["localhost", "127.0.0.1"]', plain=plain)
-    async with listening(cfg) as (app, _port):
+    cfg = write_config(tmp_path)
+    cfg.write_text(
+        cfg.read_text() + f'[server.tls]\nnames = ["localhost"]\n[server.plain]\nport = {plain}\n'
+    )
+    config = load_config(cfg)
+    sockets = bind_main(config, reuse_port=False)
+    app = await create_app(config)
+    runner = await start_listeners(app, config, sockets, reuse_port=False)
+    try:
         chain = await components_of(app).service.ca_chain()
         (tmp_path / "issuing.pem").write_bytes(chain[0].public_bytes(Encoding.PEM))
         (tmp_path / "root.pem").write_bytes(chain[-1].public_bytes(Encoding.PEM))
@@ -123,6 +130,8 @@ async def test_plain_device_listener_serves_ocsp(tmp_path: Path) -> None:
             "-CAfile", str(tmp_path / "root.pem"),
         )  # fmt: skip
         assert "Response verify OK" in out and "0x42: unknown" in out, out
+    finally:
+        await runner.cleanup()
 
 
 # -- the delegated responder certificate ------------------------------------------------------
