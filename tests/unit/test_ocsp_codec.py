@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import FixedClock
+from gateway.errors import StoreUnavailable
+from gateway.model import CertificateRecord, CertificateStatus, RevocationReason
 from gateway.pkix.ocsp import (
     Good,
     MalformedOCSPRequest,
@@ -35,6 +37,7 @@ from gateway.pkix.ocsp import (
     response_data,
     signed_response,
 )
+from gateway.ports import OCSPSigner
 from gateway.service.ocsp import OcspService
 
 NOW = datetime(2026, 12, 4, 3, 0, 0, tzinfo=UTC)
@@ -275,3 +278,96 @@ def test_fast_path_on_flipped_bytes_agrees_or_defers(position: int, value: int) 
     fast = parse_single(bytes(data))
     if fast is not None:
         assert fast == parse_general(bytes(data))
+
+
+# -- the service over a fake inventory (no sockets) ------------------------------------------
+
+
+class _Inventory:
+    """Store.get_certificate only: what the OCSP service reads."""
+
+    def __init__(self, records: dict[str, CertificateRecord], down: bool = False) -> None:
+        self.records = records
+        self.down = down
+
+    async def get_certificate(self, serial: str) -> CertificateRecord | None:
+        if self.down:
+            raise StoreUnavailable("database down")
+        return self.records.get(serial)
+
+
+class _OcspCA:
+    """An OCSPCapable connector whose CA key signs its responses itself."""
+
+    async def ocsp_signer(self) -> OCSPSigner:
+        algorithm = bytes.fromhex("300a06082a8648ce3d040302")  # ecdsa-with-SHA256
+        return OCSPSigner(
+            CA,
+            CA,
+            (),
+            algorithm,
+            lambda tbs: KEY.sign(tbs, ec.ECDSA(hashes.SHA256())),
+            CA.not_valid_after_utc,
+        )
+
+
+def _record(serial: int, issuer: str, revoked: RevocationReason | None = None) -> CertificateRecord:
+    return CertificateRecord(
+        serial=format(serial, "x"),
+        request_id=None,
+        subject="CN=x",
+        sans=(),
+        template="tls-server",
+        template_major=1,
+        requester="alice",
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(days=1),
+        status=CertificateStatus.REVOKED if revoked is not None else CertificateStatus.VALID,
+        der=b"",
+        spki_sha256="",
+        issuer=issuer,
+        revoked_at=NOW - timedelta(hours=1) if revoked is not None else None,
+        revocation_reason=revoked,
+    )
+
+
+def _service(inventory: _Inventory) -> OcspService:
+    return OcspService(
+        inventory,  # type: ignore[arg-type]
+        {"local": _OcspCA()},  # type: ignore[dict-item]
+        FixedClock(NOW),
+        timedelta(hours=1),
+    )
+
+
+async def test_service_answers_from_the_inventory() -> None:
+    ours = CA.subject.rfc4514_string()
+    inventory = _Inventory(
+        {
+            "1234": _record(0x1234, ours),
+            "77": _record(0x77, ours, RevocationReason.UNSPECIFIED),
+            "88": _record(0x88, "CN=another CA"),  # same serial space, another issuer
+            "99": _record(0x99, ours, RevocationReason.SUPERSEDED),
+        }
+    )
+    service = _service(inventory)
+    expected = {
+        0x1234: (ocsp.OCSPCertStatus.GOOD, None),
+        0x77: (ocsp.OCSPCertStatus.REVOKED, None),  # unspecified: no reason code
+        0x88: (ocsp.OCSPCertStatus.UNKNOWN, None),
+        0x99: (ocsp.OCSPCertStatus.REVOKED, x509.ReasonFlags.superseded),
+        0x5555: (ocsp.OCSPCertStatus.UNKNOWN, None),
+    }
+    for serial, (status, reason) in expected.items():
+        answer = await service.respond(_request(serial))
+        response = ocsp.load_der_ocsp_response(answer.body)
+        assert response.certificate_status is status, hex(serial)
+        if status is ocsp.OCSPCertStatus.REVOKED:
+            assert response.revocation_reason is reason
+        assert answer.next_update == NOW + timedelta(hours=1) and answer.nonce
+
+
+async def test_store_outage_is_try_later() -> None:
+    answer = await _service(_Inventory({}, down=True)).respond(_request())
+    assert answer.status is ResponseStatus.TRY_LATER
+    assert ocsp.load_der_ocsp_response(answer.body).response_status.value == 3
