@@ -58,7 +58,7 @@ class OCSPResponder:
         keys: KeyStore | None,
         directory: Path,
         key_algorithm: KeyAlgorithm,
-        subject_prefix: x509.Name,
+        subject: x509.Name,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -68,7 +68,7 @@ class OCSPResponder:
         self._keys = keys
         self._directory = directory
         self._algorithm = key_algorithm
-        self._subject_prefix = subject_prefix
+        self._subject = subject
         self._now = clock
         self._key: CASigner | None = None
         self._current: OCSPSigner | None = None
@@ -202,7 +202,7 @@ class OCSPResponder:
             aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(self._ca_signer.public_key())
         builder = (
             x509.CertificateBuilder()
-            .subject_name(self._subject_prefix)
+            .subject_name(self._subject)
             .issuer_name(self._issuer.subject)
             .public_key(public)
             .serial_number(x509.random_serial_number())
