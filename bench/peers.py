@@ -85,7 +85,7 @@ def run_acme(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str,
         with start(tmp / f"acme-{label.replace(' ', '-')}-{round_}") as (srv, url):
             for c in args.concurrency:
                 full, quick = A2C_OPS if srv.name == "acme2certifier" else OPS["acme"]
-                n = max(quick if args.quick else full, c)
+                n = max(args.ops or (quick if args.quick else full), c)
                 tag = f"r{round_}c{c}{srv.store[:2]}"
 
                 def drive(mark: Any, url: str = url, n: int = n, c: int = c, tag: str = tag) -> Any:
@@ -123,7 +123,7 @@ def run_est(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str, 
             ctx = ssl.create_default_context(cafile=srv.info["cafile"])
             ctx.check_hostname = False  # libest's example certificate names no 127.0.0.1
             for c in args.concurrency:
-                n = OPS["est"][1 if args.quick else 0]
+                n = args.ops or OPS["est"][1 if args.quick else 0]
                 bodies = csr_bodies(make_csrs(n + warm))
 
                 def drive(
@@ -141,7 +141,7 @@ def run_est(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str, 
 
 
 def run_scep(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str, Any]]:
-    n = OPS["scep"][1 if args.quick else 0]
+    n = args.ops or OPS["scep"][1 if args.quick else 0]
     plan = [(c, max(n, c)) for c in args.concurrency]
     rows = []
     print(f"peers: scep certgate sqlite (round {round_})", flush=True)
@@ -167,8 +167,11 @@ def chart_files(doc: dict[str, Any], out_dir: Path, stem: str) -> Iterator[Path]
             data = chart_data(doc, protocol, metric)
             if data is None:
                 continue
-            path = out_dir / f"{stem}-{protocol}-{suffix}.svg"
-            path.write_text(render(data, str(path)))
+            # the chart's data beside it, as docs/performance.md's charts have theirs
+            source = out_dir / f"{stem}-{protocol}-{suffix}.json"
+            source.write_text(json.dumps(data, indent=1) + "\n")
+            path = source.with_suffix(".svg")
+            path.write_text(render(data, str(source)))
             yield path
 
 
@@ -180,14 +183,19 @@ def main(argv: list[str] | None = None) -> int:
                         default=["sqlite", "postgres"])  # fmt: skip
     parser.add_argument("--concurrency", type=int, nargs="+", help="default 1 4 16 (quick: 4)")
     parser.add_argument("--rounds", type=int, help="A,B rounds (default 2, quick 1)")
+    parser.add_argument("--ops", type=int, help="operations per cell (default: OPS, A2C_OPS)")
     parser.add_argument("--cache", type=Path, default=default_cache())
     parser.add_argument("--libest-src", type=Path, help="a clone of github.com/cisco/libest")
     parser.add_argument("--json", type=Path, help="default bench/results/peers-<date>.json")
     parser.add_argument("--charts", type=Path, help="write SVG charts into this directory")
     parser.add_argument("--table", type=Path, help="only print the table of this JSON file")
+    parser.add_argument("--chart-stem", default="peers", help="chart file names' start")
     args = parser.parse_args(argv)
-    if args.table:
-        print(table(json.loads(args.table.read_text())))
+    if args.table:  # a stored run: its table again, and its charts with --charts
+        stored = json.loads(args.table.read_text())
+        print(table(stored))
+        for path in chart_files(stored, args.charts, args.chart_stem) if args.charts else ():
+            print(f"peers: wrote {path}")
         return 0
     args.concurrency = args.concurrency or ([4] if args.quick else [1, 4, 16])
     rounds = args.rounds or (1 if args.quick else 2)
@@ -216,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(doc))
     print(f"peers: wrote {out}")
     if args.charts:
-        for path in chart_files(doc, args.charts, "peers" + ("-quick" if args.quick else "")):
+        stem = args.chart_stem + ("-quick" if args.quick else "")
+        for path in chart_files(doc, args.charts, stem):
             print(f"peers: wrote {path}")
     return 0
 
