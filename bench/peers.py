@@ -1,7 +1,7 @@
 """Side-by-side benchmark of certgate against the peers a user would pick instead (issue #18):
 ACME (Pebble, acme2certifier), EST (libest's estserver), SCEP (micromdm's scepserver).
 
-    .venv/bin/python bench/peers.py                 # the full run (about 25 minutes)
+    .venv/bin/python bench/peers.py                 # the full run (not yet timed: 15-25 minutes)
     .venv/bin/python bench/peers.py --quick         # a smoke run (under ~2 minutes)
     .venv/bin/python bench/peers.py --table bench/results/peers-<date>.json   # print again
 

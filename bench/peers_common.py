@@ -368,16 +368,20 @@ def chart_data(doc: Mapping[str, Any], protocol: str, metric: str) -> dict[str, 
     if not rows:
         return None
     unit = "operations/s" if metric == "rate" else "server CPU ms per operation"
-    results = []
-    for r in sorted(rows, key=lambda r: (r["concurrency"], r["kind"] != "certgate", r["server"])):
+    results, references = [], []
+    for r in sorted(rows, key=lambda r: (r["concurrency"], r["server"], r["store"])):
         row: dict[str, Any] = {
             "label": f"{r['server']} {r['store']} c={r['concurrency']}",
             "rate": r[metric],
         }
+        if r["kind"] == "peer":  # bench/charts.py draws references in their own colour
+            references.append(row)
+            continue
         if metric == "rate":
             row.update(p50_ms=r["p50_ms"], p99_ms=r["p99_ms"])
         results.append(row)
     return {
+        "references": references,
         "benchmark": f"peers {protocol}",
         "unit": unit,
         "command": doc["command"],

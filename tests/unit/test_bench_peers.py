@@ -144,7 +144,8 @@ def test_the_document_is_json_with_its_table_and_charts(
     assert [p.name for p in written] == ["peers-est-rate.svg", "peers-est-cpu.svg"]
     for p in written:
         root = ET.fromstring(p.read_text())
-        assert len(root.findall(".//{http://www.w3.org/2000/svg}rect[@class='bar']")) == 3
+        bars = root.findall(".//{http://www.w3.org/2000/svg}rect[@class='bar']")
+        assert len(bars) == 3 and {b.get("fill") for b in bars} == {"#2b6cb0", "#9c4221"}
 
 
 def test_the_peers_records_of_issued_certificates_are_read(
