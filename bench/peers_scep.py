@@ -41,6 +41,7 @@ def scep_driver(url: str, challenge: str, recipient: Any, n: int, concurrency: i
             "elapsed": r.seconds,
             "latencies_ms": r.latencies_ms,
             "driver_duplicates": r.duplicate_serials,
+            "error_samples": r.error_samples,
         }
 
     return drive

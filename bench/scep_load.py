@@ -59,6 +59,7 @@ class Result:
     failures: int = 0
     duplicate_serials: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    error_samples: list[str] = field(default_factory=list)  # the first few failures, why
 
     @property
     def rate(self) -> float:
@@ -110,7 +111,9 @@ def prepare(recipient: x509.Certificate, challenge: str, count: int) -> list[sc.
     return out
 
 
-def _debug(target: str, text: str) -> None:
+def _debug(target: str, text: str, result: Result | None = None) -> None:
+    if result is not None and len(result.error_samples) < 5:
+        result.error_samples.append(text[:200])
     if os.environ.get("SCEP_BENCH_DEBUG"):
         print(f"{target}: {text}", file=sys.stderr)
 
@@ -144,7 +147,7 @@ async def run(url: str, target: str, prepared: list[sc.Client | bytes], concurre
                     replies.append((client, response.status, body))
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 result.failures += 1
-                _debug(target, f"{type(exc).__name__}: {exc}")
+                _debug(target, f"{type(exc).__name__}: {exc}", result)
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
 
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -154,17 +157,18 @@ async def run(url: str, target: str, prepared: list[sc.Client | bytes], concurre
     for client, status, body in replies:
         if status != 200:
             result.failures += 1
-            _debug(target, f"HTTP {status}: {body[:200]!r}")
+            _debug(target, f"HTTP {status}: {body[:200]!r}", result)
             continue
         try:
             rep = client.read(body)
         except Exception as exc:  # a broken reply is a failure to count, not a crash
             result.failures += 1
-            _debug(target, f"{type(exc).__name__}: {exc}")
+            _debug(target, f"{type(exc).__name__}: {exc}", result)
             continue
         if rep.status != 0 or not rep.certificates:
             result.failures += 1
-            _debug(target, f"pkiStatus {rep.status} failInfo {rep.fail_info} {rep.fail_text}")
+            why = f"pkiStatus {rep.status} failInfo {rep.fail_info} {rep.fail_text}"
+            _debug(target, why, result)
             continue
         serial = rep.certificates[0].serial_number
         if serial in serials:
