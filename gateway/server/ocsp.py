@@ -136,6 +136,11 @@ def add_ocsp_routes(app: web.Application, config: Config, components: Components
             OCSP_PATH,
         )
     app[OCSP_SERVICE] = service
+
+    async def warm(app: web.Application) -> None:
+        await service.warm()
+
+    app.on_startup.append(warm)
     for resource in (
         app.router.add_resource(OCSP_PATH),
         app.router.add_resource(OCSP_PATH + "/{request:.*}"),

@@ -105,6 +105,26 @@ class OcspService:
         """Whether any connector can sign OCSP responses at all (else /ocsp says so)."""
         return bool(self._capable)
 
+    async def warm(self) -> None:
+        """Load (or issue) every connector's OCSP signer now, at start-up, so the first answer
+        waits for no key and a key problem is in the start-up log, not in a client's answer."""
+        try:
+            responders = await self._current()
+        except CAUnavailable as exc:
+            log.warning("OCSP: no signer available yet: %s", exc.detail)
+            return
+        for responder in responders:
+            certificate = responder.signer.responder
+            log.info(
+                "OCSP responses for %s signed by %s (serial %x, valid until %s)",
+                responder.issuer_text,
+                "the CA itself"
+                if certificate == responder.signer.issuer
+                else certificate.subject.rfc4514_string(),
+                certificate.serial_number,
+                certificate.not_valid_after_utc.isoformat(),
+            )
+
     async def respond(self, der: bytes) -> OcspAnswer:
         """The OCSPResponse for the DER OCSPRequest ``der``; never raises for bad input."""
         try:

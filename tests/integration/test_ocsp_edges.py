@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -343,3 +344,16 @@ async def test_get_with_double_slash_and_plus_unescaped_on_the_wire(site: Site) 
     assert head.startswith(b"HTTP/1.1 200"), head
     response = ocsp.load_der_ocsp_response(body)
     assert response.certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+async def test_start_up_names_the_responder_certificate(
+    tmp_path: Path, aiohttp_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The signer is loaded (or issued) when the app starts, and the log says which."""
+    caplog.set_level(logging.INFO, logger="gateway.service.ocsp")
+    site = await start_site(tmp_path, aiohttp_client)
+    assert (tmp_path / "data" / "ca" / OCSP_PEM).is_file()
+    responder = x509.load_pem_x509_certificate((tmp_path / "data" / "ca" / OCSP_PEM).read_bytes())
+    logged = [r.getMessage() for r in caplog.records if r.name == "gateway.service.ocsp"]
+    assert any(f"serial {responder.serial_number:x}" in m for m in logged), logged
+    assert site.app is not None
