@@ -1,10 +1,12 @@
 """The webhook background task and its HTTP client (aiohttp), started in the app's lifecycle.
 
-One task per serving process: it fans the audit trail out into the outbox, queues
-``certificate.due`` for certificates entering their renewal window (every ``[webhooks]
-due_interval``), and delivers what is due, every ``poll_interval`` (at once again while there
-is a full batch). Every instance on one database may run it: the outbox's keys and claims
-(:mod:`gateway.webhooks.outbox`) keep each event to one row and each row to one worker.
+Per serving process, one task fans the audit trail out into the outbox, queues
+``certificate.due`` for certificates entering their renewal window and prunes the outbox
+(every ``[webhooks] due_interval``), every ``poll_interval``; one task per receiver delivers
+that receiver's due rows every ``poll_interval`` (at once again while batches come full), so
+a receiver that hangs until its timeout slows no other one. Every instance on one database
+may run them: the outbox's keys and claims (:mod:`gateway.webhooks.outbox`) keep each event
+to one row and each row to one worker.
 
 Shutdown (:meth:`WebhookRunner.close`): the attempts in flight get the longest receiver
 timeout to finish and be recorded; any still running then are cancelled and their rows handed
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 
@@ -107,14 +110,25 @@ class WebhookRunner:
             transactions, config.receivers, self._sender, clock, retry_cap=config.retry_cap
         )
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._failing = False
         self._next_due_scan = 0.0
         longest = max((r.timeout for r in config.receivers.values()), default=None)
         self._grace = (longest.total_seconds() if longest else 0) + 1
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="certgate-webhooks")
+        """One task queues (fan-out, due scan, pruning); one per receiver delivers, so a
+        receiver that hangs until its timeout slows only its own deliveries."""
+        self._tasks = [
+            asyncio.create_task(self._every_round(self.prepare), name="certgate-webhooks")
+        ]
+        for name in self._config.receivers:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every_round(functools.partial(self._deliver, name)),
+                    name=f"certgate-webhooks-{name}",
+                )
+            )
 
     async def prepare(self) -> None:
         """The queueing half of a round: fan the audit trail out (on a database that never
@@ -127,13 +141,16 @@ class WebhookRunner:
             await self.dispatcher.prune()
             self._next_due_scan = time.monotonic() + self._config.due_interval.total_seconds()
 
-    async def _run(self) -> None:
+    async def _deliver(self, name: str) -> None:
+        """Deliver ``name``'s due rows, batch after batch while batches come full."""
+        while not self._stop.is_set():
+            if await self.dispatcher.deliver_due((name,)) < self.dispatcher.batch:
+                return
+
+    async def _every_round(self, step: Callable[[], Awaitable[None]]) -> None:
         while not self._stop.is_set():
             try:
-                await self.prepare()
-                while not self._stop.is_set():
-                    if await self.dispatcher.deliver_due() < self.dispatcher.batch:
-                        break
+                await step()
                 if self._failing:
                     self._failing = False
                     log.warning("webhook outbox works again")
@@ -169,12 +186,12 @@ class WebhookRunner:
     async def close(self) -> None:
         """Stop: let attempts in flight finish (up to the longest timeout), then cancel."""
         self._stop.set()
-        task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self._grace)
-            except TimeoutError:
+        tasks, self._tasks = self._tasks, []
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self._grace)
+            for task in pending:
                 task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         close = getattr(self._sender, "close", None)
@@ -186,7 +203,7 @@ async def start_webhooks(
     config: WebhooksConfig, transactions: Transactions, service: EnrollmentService, clock: Clock
 ) -> WebhookRunner | None:
     """Start the task when ``[webhooks]`` names a receiver (else ``None``). The queueing
-    half of the first round runs before this returns, so on a database that never had a
+    step of the first round runs before this returns, so on a database that never had a
     webhook the fan-out's cursor is placed before the gateway serves its first request
     (events from then on are all delivered), and certificates already due are queued."""
     if not config.receivers:

@@ -22,15 +22,23 @@ import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
 
 from gateway.clock import Clock
 from gateway.config.webhooks import WebhookConfig
 from gateway.observability.logs import fields
 from gateway.observability.metrics import active
 from gateway.ports import Transactions
-from gateway.webhooks.outbox import Claimed, DueEvent, Subscription, queries_for
+from gateway.webhooks.outbox import (
+    Claimed,
+    DueEvent,
+    OutboxQueries,
+    Subscription,
+    queries_for,
+)
 from gateway.webhooks.retention import prune
 from gateway.webhooks.signing import headers
 
@@ -134,89 +142,131 @@ class Dispatcher:
         """Delete finished rows no longer needed (:mod:`gateway.webhooks.retention`)."""
         return await self._tx.write(prune, self._clock.now())
 
-    async def deliver_due(self) -> int:
-        """Claim the rows due now and attempt each once (concurrently); how many."""
-        if not await self._tx.read(self._q.any_due, self._clock.now(), list(self._receivers)):
+    async def deliver_due(self, webhooks: Sequence[str] | None = None) -> int:
+        """Claim the rows due now (of ``webhooks``, default every receiver), attempt each
+        once (concurrently) and record the results in one transaction (one commit per round,
+        not per row); how many were claimed."""
+        names = list(self._receivers if webhooks is None else webhooks)
+        if not await self._tx.read(self._q.any_due, self._clock.now(), names):
             return 0
         token = secrets.token_hex(16)
         claimed = await self._tx.write(
-            self._q.claim, self._clock.now(), list(self._receivers), self.lease, self.batch, token
+            self._q.claim, self._clock.now(), names, self.lease, self.batch, token
         )
         if not claimed:
             return 0
-        tasks = [asyncio.ensure_future(self._attempt(row)) for row in claimed]
+        tasks = [asyncio.ensure_future(self._send(row)) for row in claimed]
         try:
-            # Every attempt runs to its end even when recording another one failed (an
-            # outage): what was not recorded stays pending and is tried again.
-            results = await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         except asyncio.CancelledError:
-            # Shutdown: attempts that had not finished go back to the outbox at once (their
-            # rows were not marked, so they stay pending either way: at worst the lease runs
-            # out first).
+            # Shutdown: the attempts that ended are recorded, the others go back to the
+            # outbox at once (unrecorded, they stay pending anyway: at worst until the lease
+            # runs out).
             for task in tasks:
                 task.cancel()
-            unfinished = [row for row, task in zip(claimed, tasks, strict=True) if task.cancelled()]
-            if unfinished:
-                await asyncio.shield(self._release(unfinished))
+            await asyncio.shield(self._record(claimed, tasks))
             raise
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        await self._record(claimed, tasks)
         return len(claimed)
 
-    async def _release(self, rows: Sequence[Claimed]) -> None:
-        try:
-            await self._tx.write(self._q.release, rows, self._clock.now())
-        except Exception as exc:
-            log.warning("webhook claims not released (they expire): %s", type(exc).__name__)
-
-    async def _attempt(self, row: Claimed) -> None:
+    async def _send(self, row: Claimed) -> tuple[Attempt, datetime]:
         receiver = self._receivers[row.webhook]
         body = row.payload.encode("utf-8")
-        now = self._clock.now()
-        sent = headers(receiver.secret, row.id, int(now.timestamp()), body)
+        sent = headers(receiver.secret, row.id, int(self._clock.now().timestamp()), body)
         result = await self._sender.send(receiver.url, sent, body, receiver.timeout.total_seconds())
-        now = self._clock.now()
+        return result, self._clock.now()
+
+    async def _record(
+        self, claimed: Sequence[Claimed], tasks: Sequence[asyncio.Future[Any]]
+    ) -> None:
+        """Record every ended attempt and hand the rest back, in one transaction; then count
+        and log what was recorded."""
+        decided: list[_Decided] = []
+        unfinished: list[Claimed] = []
+        for row, task in zip(claimed, tasks, strict=True):
+            if not task.done() or task.cancelled() or task.exception() is not None:
+                unfinished.append(row)
+                continue
+            result, at = task.result()
+            decided.append(self._decide(row, result, at))
+        try:
+            recorded = await self._tx.write(
+                _record_body, self._q, decided, unfinished, self._clock.now()
+            )
+        except Exception as exc:  # the rows stay claimed until the lease runs out, then retried
+            log.warning("webhook attempts not recorded (retried later): %s", type(exc).__name__)
+            raise
+        for outcome, ours in zip(decided, recorded, strict=True):
+            if ours:
+                self._report(outcome)
+
+    def _decide(self, row: Claimed, result: Attempt, at: datetime) -> _Decided:
+        """Delivered, abandoned (past the receiver's max_age) or retried at a jittered time."""
         if result.ok:
-            assert result.status is not None
-            await self._tx.write(self._q.delivered, row, now, result.status)
-            self._count(row.webhook, "delivered")
-            return
-        deadline = row.created_at + receiver.max_age
-        if now >= deadline:
-            if await self._tx.write(self._q.abandon, row, now, result.status, result.error):
-                self._count(row.webhook, "abandoned")
-                log.warning(
-                    "webhook delivery abandoned",
-                    extra=fields(
-                        webhook=row.webhook,
-                        event=row.event,
-                        event_id=row.id,
-                        attempts=row.attempts + 1,
-                        status=result.status,
-                        error=result.error,
-                    ),
-                )
-            return
+            return _Decided(row, result, at, "delivered", None)
+        deadline = row.created_at + self._receivers[row.webhook].max_age
+        if at >= deadline:
+            return _Decided(row, result, at, "abandoned", None)
         wait = retry_delay(row.attempts + 1, self._base, self._cap, self._rng, result.retry_after)
-        retry_at = min(now + wait, deadline)
-        await self._tx.write(self._q.failed, row, retry_at, result.status, result.error)
-        self._count(row.webhook, "failed")
-        log.info(
-            "webhook delivery failed; will retry",
-            extra=fields(
-                webhook=row.webhook,
-                event=row.event,
-                event_id=row.id,
-                attempts=row.attempts + 1,
-                status=result.status,
-                error=result.error,
-                retry_in_s=round((retry_at - now).total_seconds(), 1),
-            ),
+        return _Decided(row, result, at, "failed", min(at + wait, deadline))
+
+    def _report(self, d: _Decided) -> None:
+        self._count(d.row.webhook, d.outcome)
+        if d.outcome == "delivered":
+            return
+        line = fields(
+            webhook=d.row.webhook,
+            event=d.row.event,
+            event_id=d.row.id,
+            attempts=d.row.attempts + 1,
+            status=d.result.status,
+            error=d.result.error,
+            retry_in_s=None
+            if d.retry_at is None
+            else round((d.retry_at - d.at).total_seconds(), 1),
         )
+        if d.outcome == "abandoned":
+            log.warning("webhook delivery abandoned", extra=line)
+        else:
+            log.info("webhook delivery failed; will retry", extra=line)
 
     @staticmethod
     def _count(webhook: str, result: str) -> None:
         metrics = active()
         if metrics is not None:
             metrics.child(metrics.webhook_deliveries, webhook, result).inc()
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """What to record of one ended attempt."""
+
+    row: Claimed
+    result: Attempt
+    at: datetime
+    outcome: str  # delivered, failed, abandoned
+    retry_at: datetime | None
+
+
+def _record_body(
+    conn: Connection,
+    q: OutboxQueries,
+    decided: Sequence[_Decided],
+    unfinished: Sequence[Claimed],
+    now: datetime,
+) -> list[bool]:
+    """Transaction body: each decision (whether the row was still ours), then the release."""
+    recorded = []
+    for d in decided:
+        status, error = d.result.status, d.result.error
+        if d.outcome == "delivered":
+            assert status is not None
+            q.delivered(conn, d.row, d.at, status)
+            recorded.append(True)
+        elif d.outcome == "abandoned":
+            recorded.append(q.abandon(conn, d.row, d.at, status, error))
+        else:
+            assert d.retry_at is not None
+            recorded.append(q.failed(conn, d.row, d.retry_at, status, error))
+    q.release(conn, unfinished, now)
+    return recorded

@@ -221,3 +221,29 @@ async def test_a_delivery_in_flight_at_shutdown_completes_and_is_recorded(tmp_pa
         await receiver.stop()
     assert states == [("certificate.issued", "delivered", 1)]
     assert len(receiver.received) == 1
+
+
+async def test_a_slow_receiver_does_not_hold_up_another(tmp_path: Path) -> None:
+    slow, fast = Receiver(delay=3), Receiver()
+    await slow.start()
+    await fast.start()
+    other = f"""
+[webhooks.other]
+url = "{fast.url}"
+secret = "env:{SECRET_ENV}"
+events = ["certificate.issued"]
+"""
+    cfg = webhook_config(tmp_path, slow.url, events=("certificate.issued",), extra=other)
+    try:
+        async with running(cfg) as c:
+            await _issue(c, "t-first")
+            await asyncio.wait_for(slow.answering.wait(), 20)
+            await _issue(c, "t-second")  # queued while the slow receiver's answer is pending
+            await fast.wait_for(lambda r: len(r.received) == 2)
+            assert not slow.received  # still answering the first
+            await slow.wait_for(lambda r: len(r.received) == 2)
+    finally:
+        await slow.stop()
+        await fast.stop()
+    assert [r.payload["data"] for r in fast.received] == [r.payload["data"] for r in slow.received]
+    assert {r.id for r in fast.received}.isdisjoint(r.id for r in slow.received)
