@@ -161,6 +161,8 @@ async def drive(
                     errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                     w.nonce = None
                     await w.http.close()
+                    if isinstance(exc, TimeoutError):
+                        break  # a hung server: this worker stops (the rest are counted)
                     continue
                 latencies.append(time.perf_counter() - t)
 
@@ -172,6 +174,8 @@ async def drive(
     finally:
         for c in connections:
             await c.close()
+    # flows no worker got to (every worker stopped on a timeout) are failures too
+    errors += ["not attempted"] * (flows - len(chains) - len(errors))
     latencies.sort()
     if not latencies:  # every flow failed: the figures say 0, "errors" says why
         latencies.append(0.0)

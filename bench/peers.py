@@ -108,7 +108,7 @@ def run_est(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str, 
     ]
     if "postgres" in args.stores:
         starters.append(("certgate postgres", lambda t: peers_est.certgate(t, "postgres")))
-        if not args.quick:
+        if not args.quick or args.two_instances:
             starters.append(
                 (
                     "certgate postgres x2",
@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=["sqlite", "postgres"])  # fmt: skip
     parser.add_argument("--concurrency", type=int, nargs="+", help="default 1 4 16 (quick: 4)")
     parser.add_argument("--rounds", type=int, help="A,B rounds (default 2, quick 1)")
+    parser.add_argument("--two-instances", action="store_true",
+                        help="with --quick too: EST on two gateways on one PostgreSQL")  # fmt: skip
     parser.add_argument("--ops", type=int, help="operations per cell (default: OPS, A2C_OPS)")
     parser.add_argument("--cache", type=Path, default=default_cache())
     parser.add_argument("--libest-src", type=Path, help="a clone of github.com/cisco/libest")
