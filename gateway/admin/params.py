@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from gateway.admin.plugin import AdminProblem
 
@@ -246,3 +247,40 @@ def decode_cursor(query: Mapping[str, str], shape: Sequence[type]) -> list[Any] 
         return out
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise bad("cursor", "not a cursor this API returned") from None
+
+
+def matching(value: Any, name: str, pattern: str) -> str:
+    """``value`` if it is a string matching ``pattern`` (a schema ``pattern``, which
+    :func:`check_body` leaves to the handler), else a 400 naming ``name``."""
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise bad(name, f"must match {pattern}")
+    check_text(name, value)
+    return value
+
+
+def body_fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
+    """The JSON object body, checked against the request body ``schema`` as the shell checks
+    it (a handler called otherwise is no less strict)."""
+    if body is None:
+        raise bad("body", "required (a JSON object)")
+    check_body(schema, body)
+    return cast("Mapping[str, Any]", body)
+
+
+def keyset_page(items: list[Any], more: bool, last: Any) -> dict[str, Any]:
+    """A list answer: the page and the cursor after its last item (``None``: the last page).
+    Lists page by keyset, never by offset."""
+    return {"items": items, "next": encode_cursor(*last) if more and items else None}
+
+
+def keyset_page_schema(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema of a :func:`keyset_page` answer whose items follow ``item``."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items", "next"],
+        "properties": {
+            "items": {"type": "array", "items": item},
+            "next": {"type": ["string", "null"]},
+        },
+    }

@@ -13,22 +13,20 @@ made here: a key made in the wrong place would seal HMAC keys the front-end cann
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from gateway.admin.operations import json_response
 from gateway.admin.params import (
     CURSOR_PARAMETER,
     LIMIT_PARAMETER,
-    bad,
-    check_body,
-    check_text,
+    body_fields,
     decode_cursor,
-    encode_cursor,
+    keyset_page,
+    keyset_page_schema,
     limit_of,
+    matching,
 )
 from gateway.admin.plugin import (
     AdminCall,
@@ -153,13 +151,13 @@ class AcmeAdmin:
             keys = [k for k in keys if (k["created_at"], k["kid"]) > (key[0], key[1])]
         chosen = keys[:limit]
         last = (chosen[-1]["created_at"], chosen[-1]["kid"]) if chosen else ()
-        return AdminReply(body=_page([_view(k) for k in chosen], len(keys) > limit, last))
+        return AdminReply(body=keyset_page([_view(k) for k in chosen], len(keys) > limit, last))
 
     async def create_key(self, call: AdminCall) -> AdminReply:
-        body = _fields(_NEW_KEY, call.body)
-        principal = _matching(body["principal"], "body.principal", PRINCIPAL)
-        templates = [_matching(t, "body.templates", TEMPLATE) for t in body.get("templates", [])]
-        domains = [_matching(d, "body.domains", DOMAIN) for d in body.get("domains", [])]
+        body = body_fields(_NEW_KEY, call.body)
+        principal = matching(body["principal"], "body.principal", PRINCIPAL)
+        templates = [matching(t, "body.templates", TEMPLATE) for t in body.get("templates", [])]
+        domains = [matching(d, "body.domains", DOMAIN) for d in body.get("domains", [])]
         try:
             encryption_key = self.key.get()
         except ConfigError as exc:
@@ -186,46 +184,10 @@ class AcmeAdmin:
         )
 
     async def delete_key(self, call: AdminCall) -> AdminReply:
-        kid = _matching(call.path_params.get("kid"), "kid", KID)
+        kid = matching(call.path_params.get("kid"), "kid", KID)
         if not await self.transactions.write(self.repo.delete_eab_key, kid):
             raise AdminProblem(404, "Not found", f"no EAB key {kid!r}")
         return AdminReply(body={"kid": kid, "deleted": True})
-
-
-def _matching(value: Any, name: str, pattern: str) -> str:
-    """``value`` if it is a string matching ``pattern`` (the schema's ``pattern``, which the
-    shell's check leaves to the handler), else a 400 naming ``name``."""
-    if not isinstance(value, str) or not re.fullmatch(pattern, value):
-        raise bad(name, f"must match {pattern}")
-    check_text(name, value)
-    return value
-
-
-def _fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
-    """The JSON object body, checked against the request body ``schema`` (as the shell checks
-    it: a handler called otherwise is no less strict)."""
-    if body is None:
-        raise bad("body", "required (a JSON object)")
-    check_body(schema, body)
-    return cast("Mapping[str, Any]", body)
-
-
-def _page(items: list[Any], more: bool, last: Any) -> dict[str, Any]:
-    """A list answer: the page and the cursor after its last item (``None``: the last page).
-    Lists page by keyset, never by offset, as the core's do."""
-    return {"items": items, "next": encode_cursor(*last) if more and items else None}
-
-
-def _page_schema(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next"],
-        "properties": {
-            "items": {"type": "array", "items": item},
-            "next": {"type": ["string", "null"]},
-        },
-    }
 
 
 def register(context: AdminContext) -> list[AdminOperation]:
@@ -264,7 +226,7 @@ def register(context: AdminContext) -> list[AdminOperation]:
             tag="acme",
             parameters=(LIMIT_PARAMETER, CURSOR_PARAMETER),
             responses={
-                "200": json_response(_page_schema(_key_schema()), "a page of keys"),
+                "200": json_response(keyset_page_schema(_key_schema()), "a page of keys"),
             },
         ),
         AdminOperation(

@@ -9,21 +9,21 @@ module publishes, and refused with a 400 naming the field.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from gateway.admin.operations import json_response
 from gateway.admin.params import (
     CURSOR_PARAMETER,
     LIMIT_PARAMETER,
     bad,
-    check_body,
+    body_fields,
     check_text,
     decode_cursor,
-    encode_cursor,
+    keyset_page,
+    keyset_page_schema,
     limit_of,
+    matching,
 )
 from gateway.admin.plugin import (
     AdminCall,
@@ -110,14 +110,14 @@ class EstAdmin:
         users = await self.state.list_users(key[0] if key else None, limit + 1)
         chosen = users[:limit]
         last = (chosen[-1].username,) if chosen else ()
-        return AdminReply(body=_page([_view(u) for u in chosen], len(users) > limit, last))
+        return AdminReply(body=keyset_page([_view(u) for u in chosen], len(users) > limit, last))
 
     async def add_user(self, call: AdminCall) -> AdminReply:
-        body = _fields(_NEW_USER, call.body)
-        username = _matching(body["username"], "body.username", USERNAME)
+        body = body_fields(_NEW_USER, call.body)
+        username = matching(body["username"], "body.username", USERNAME)
         password: str = body["password"]
         check_text("body.password", password)
-        groups = [_matching(g, "body.groups", GROUP) for g in body.get("groups", [])]
+        groups = [matching(g, "body.groups", GROUP) for g in body.get("groups", [])]
         try:
             await self.state.add_user(username, password, groups, body.get("replace", False))
         except Conflict:
@@ -125,14 +125,14 @@ class EstAdmin:
         return AdminReply(status=201, body={"username": username, "groups": groups})
 
     async def delete_user(self, call: AdminCall) -> AdminReply:
-        username = _matching(call.path_params.get("username"), "username", USERNAME)
+        username = matching(call.path_params.get("username"), "username", USERNAME)
         if not await self.state.delete_user(username):
             raise AdminProblem(404, "Not found", f"no EST user {username!r}")
         return AdminReply(body={"username": username, "deleted": True})
 
     async def create_code(self, call: AdminCall) -> AdminReply:
-        body = _fields(self.new_code, call.body)
-        identity = _matching(body["identity"], "body.identity", PRINTABLE)
+        body = body_fields(self.new_code, call.body)
+        identity = matching(body["identity"], "body.identity", PRINTABLE)
         label: str = body.get("label", "")
         ttl = _ttl(body.get("ttl", "24h"))
         code, record = await self.state.create_code(label, identity, ttl)
@@ -148,47 +148,11 @@ class EstAdmin:
 
 
 def _ttl(value: Any) -> timedelta:
-    text = _matching(value, "body.ttl", TTL)
+    text = matching(value, "body.ttl", TTL)
     try:
         return parse_duration(text)
     except ValueError as exc:
         raise bad("body.ttl", str(exc)) from None
-
-
-def _matching(value: Any, name: str, pattern: str) -> str:
-    """``value`` if it is a string matching ``pattern`` (the schema's ``pattern``, which the
-    shell's check leaves to the handler), else a 400 naming ``name``."""
-    if not isinstance(value, str) or not re.fullmatch(pattern, value):
-        raise bad(name, f"must match {pattern}")
-    check_text(name, value)
-    return value
-
-
-def _fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
-    """The JSON object body, checked against the request body ``schema`` (as the shell checks
-    it: a handler called otherwise is no less strict)."""
-    if body is None:
-        raise bad("body", "required (a JSON object)")
-    check_body(schema, body)
-    return cast("Mapping[str, Any]", body)
-
-
-def _page(items: list[Any], more: bool, last: Any) -> dict[str, Any]:
-    """A list answer: the page and the cursor after its last item (``None``: the last page).
-    Lists page by keyset, never by offset, as the core's do."""
-    return {"items": items, "next": encode_cursor(*last) if more and items else None}
-
-
-def _page_schema(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next"],
-        "properties": {
-            "items": {"type": "array", "items": item},
-            "next": {"type": ["string", "null"]},
-        },
-    }
 
 
 def register(context: AdminContext) -> list[AdminOperation]:
@@ -229,7 +193,7 @@ def register(context: AdminContext) -> list[AdminOperation]:
             tag="est",
             parameters=(LIMIT_PARAMETER, CURSOR_PARAMETER),
             responses={
-                "200": json_response(_page_schema(_USER), "a page of users"),
+                "200": json_response(keyset_page_schema(_USER), "a page of users"),
             },
         ),
         AdminOperation(

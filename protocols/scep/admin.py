@@ -8,21 +8,20 @@ GET lists what is stored about each, never the password.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from gateway.admin.operations import json_response
 from gateway.admin.params import (
     CURSOR_PARAMETER,
     LIMIT_PARAMETER,
     bad,
-    check_body,
-    check_text,
+    body_fields,
     decode_cursor,
-    encode_cursor,
+    keyset_page,
+    keyset_page_schema,
     limit_of,
+    matching,
 )
 from gateway.admin.plugin import (
     AdminCall,
@@ -120,25 +119,25 @@ class ScepAdmin:
         key = decode_cursor(call.query, [datetime, str])
         after = None
         if key is not None:
-            after = (key[0], _matching(key[1], "cursor", r"^[0-9a-f]{16}$"))
+            after = (key[0], matching(key[1], "cursor", r"^[0-9a-f]{16}$"))
         endpoint = call.query.get("endpoint")
         if endpoint is not None:
-            _matching(endpoint, "endpoint", ENDPOINT)
+            matching(endpoint, "endpoint", ENDPOINT)
         # One more than the page: whether a next page exists, without counting the table.
         found = await otp.listed(self.transactions, endpoint, after, limit + 1)
         chosen = found[:limit]
         last = (chosen[-1].created_at, chosen[-1].id) if chosen else ()
-        return AdminReply(body=_page([_view(c) for c in chosen], len(found) > limit, last))
+        return AdminReply(body=keyset_page([_view(c) for c in chosen], len(found) > limit, last))
 
     async def create_challenge(self, call: AdminCall) -> AdminReply:
-        body = _fields(self.new, call.body)
-        endpoint = _matching(body["endpoint"], "body.endpoint", ENDPOINT)
+        body = body_fields(self.new, call.body)
+        endpoint = matching(body["endpoint"], "body.endpoint", ENDPOINT)
         if endpoint not in self.endpoints:
             raise bad("body.endpoint", f"not an endpoint with challenge otp: {self.endpoints}")
         identity = body.get("identity")
         if identity is not None:
-            identity = _matching(identity, "body.identity", IDENTITY)
-        text = _matching(body.get("ttl", "1h"), "body.ttl", TTL)
+            identity = matching(identity, "body.identity", IDENTITY)
+        text = matching(body.get("ttl", "1h"), "body.ttl", TTL)
         try:
             ttl: timedelta = parse_duration(text)
         except ValueError as exc:
@@ -155,42 +154,6 @@ class ScepAdmin:
                 "expires_at": created.expires_at.isoformat(),
             },
         )
-
-
-def _matching(value: Any, name: str, pattern: str) -> str:
-    """``value`` if it is a string matching ``pattern`` (the schema's ``pattern``, which the
-    shell's check leaves to the handler), else a 400 naming ``name``."""
-    if not isinstance(value, str) or not re.fullmatch(pattern, value):
-        raise bad(name, f"must match {pattern}")
-    check_text(name, value)
-    return value
-
-
-def _fields(schema: Mapping[str, Any], body: Any) -> Mapping[str, Any]:
-    """The JSON object body, checked against the request body ``schema`` (as the shell checks
-    it: a handler called otherwise is no less strict)."""
-    if body is None:
-        raise bad("body", "required (a JSON object)")
-    check_body(schema, body)
-    return cast("Mapping[str, Any]", body)
-
-
-def _page(items: list[Any], more: bool, last: Any) -> dict[str, Any]:
-    """A list answer: the page and the cursor after its last item (``None``: the last page).
-    Lists page by keyset, never by offset, as the core's do."""
-    return {"items": items, "next": encode_cursor(*last) if more and items else None}
-
-
-def _page_schema(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next"],
-        "properties": {
-            "items": {"type": "array", "items": item},
-            "next": {"type": ["string", "null"]},
-        },
-    }
 
 
 def register(context: AdminContext) -> list[AdminOperation]:
@@ -227,7 +190,7 @@ def register(context: AdminContext) -> list[AdminOperation]:
             tag="scep",
             parameters=(endpoint_filter, LIMIT_PARAMETER, CURSOR_PARAMETER),
             responses={
-                "200": json_response(_page_schema(_CHALLENGE), "a page of challenges"),
+                "200": json_response(keyset_page_schema(_CHALLENGE), "a page of challenges"),
             },
         ),
         AdminOperation(
