@@ -4,16 +4,10 @@ import`` is the ms_ces connector's: :mod:`backends.ms_ces.cli_actions`)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import enum
 import json
-import re
-from collections.abc import Mapping
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-
+from gateway.admin.plain import plain
 from gateway.cli.common import EXIT_OK, duration, emit, fields, table
 from gateway.cli.opening import TemplatesOnly
 
@@ -55,29 +49,8 @@ async def cmd_templates_list(c: TemplatesOnly | Components, args: argparse.Names
     return EXIT_OK
 
 
-def _plain(value: Any) -> Any:
-    """Templates as JSON-able data (not dataclasses.asdict: it deep-copies read-only maps)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, frozenset | set):
-        return sorted(_plain(v) for v in value)
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, timedelta):
-        return duration(value)
-    if isinstance(value, re.Pattern):
-        return value.pattern
-    if isinstance(value, x509.ObjectIdentifier):
-        return value.dotted_string
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
-
-
 async def cmd_templates_show(c: TemplatesOnly | Components, args: argparse.Namespace) -> int:
-    data = _plain(c.policy.template(args.name))
+    data = plain(c.policy.template(args.name))  # as the admin API shows it
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
     else:
