@@ -193,6 +193,10 @@ class OCSPSigner:
     signature_algorithm: bytes
     sign: Callable[[bytes], bytes]
     not_after: datetime
+    #: True on the signer whose delegated certificate this process has just issued (the one
+    #: process that issued it, under the CA directory's lock): the gateway records that
+    #: issuance as an audit event (``ocsp.responder.issued``) exactly once.
+    issued: bool = False
 
 
 @runtime_checkable

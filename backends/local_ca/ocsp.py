@@ -131,9 +131,10 @@ class OCSPResponder:
             key = self._key or self._responder_key()
             self._key = key
             path = self._directory / OCSP_PEM
-            certificate = self._read(path)
-            if certificate is None or self._due(certificate, key, now):
-                certificate = self._issue(key, now)
+            found = self._read(path)
+            issued = found is None or self._due(found, key, now)
+            certificate = self._issue(key, now) if issued or found is None else found
+            if issued:
                 _replace(path, certificate.public_bytes(serialization.Encoding.PEM))
                 log.info(
                     "issued the OCSP responder certificate %x, valid until %s",
@@ -153,6 +154,7 @@ class OCSPResponder:
             key.signature_algorithm,
             key.sign_tbs,
             not_after,
+            issued=issued,
         )
 
     def _responder_key(self) -> CASigner:

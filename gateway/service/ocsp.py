@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.clock import Clock
-from gateway.errors import CAUnavailable
+from gateway.errors import CAUnavailable, CertgateError
 from gateway.model import CertificateStatus, RevocationReason, serial_hex
 from gateway.pkix.ocsp import (
     CertID,
@@ -172,8 +172,29 @@ class OcspService:
         for connector in self._capable:
             signer = await connector.ocsp_signer()
             if signer is not None:
+                known = self._responders.get(id(signer))
                 found.append(self._responder(signer))
+                if signer.issued and (known is None or known.signer is not signer):
+                    await self._announce(signer)
         return found
+
+    async def _announce(self, signer: OCSPSigner) -> None:
+        """The CA issued a delegated responder certificate: an audit event, like every
+        issuance (a store outage loses the event, never the answer: logged instead)."""
+        certificate = signer.responder
+        try:
+            await self._store.audit(
+                "ocsp.responder.issued",
+                "certgate:ocsp",
+                serial=serial_hex(certificate.serial_number),
+                detail={
+                    "subject": certificate.subject.rfc4514_string(),
+                    "issuer": signer.issuer.subject.rfc4514_string(),
+                    "not_after": certificate.not_valid_after_utc.isoformat(),
+                },
+            )
+        except CertgateError as exc:
+            log.warning("OCSP: could not record the responder certificate: %s", exc.detail)
 
     def _responder(self, signer: OCSPSigner) -> _Responder:
         responder = self._responders.get(id(signer))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import shutil
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -95,6 +96,14 @@ async def test_delegated_responder_certificate(site: Site) -> None:
     # RFC 5019 §2.2.4: thisUpdate, nextUpdate, producedAt; an hour by default
     assert response.next_update_utc - response.this_update_utc == timedelta(hours=1)
     assert response.next_update_utc <= responder.not_valid_after_utc
+    # Its issuance is in the audit trail, once (every issuance is an audit event).
+    listed = certgate(
+        "audit", "list", "--type", "ocsp.responder.issued", "--json", "-c", str(site.cfg),
+        check=True,
+    ).stdout  # fmt: skip
+    (event,) = json.loads(listed)
+    assert event["serial"] == format(responder.serial_number, "x")
+    assert event["detail"]["subject"] == responder.subject.rfc4514_string()
 
 
 async def test_nonce_is_echoed(site: Site) -> None:

@@ -166,15 +166,17 @@ async def test_responder_certificate_shared_then_renewed_with_the_same_key(tmp_p
     first, material = _responder(tmp_path, clock)
     signer = await first.signer()
     assert (material.directory / "ocsp.key.pem").stat().st_mode & 0o777 == 0o600
+    assert signer.issued  # this process issued it: the gateway audits it
     second, _ = _responder(tmp_path, clock)
-    assert (await second.signer()).responder == signer.responder  # adopted, not issued again
+    adopted = await second.signer()
+    assert adopted.responder == signer.responder and not adopted.issued  # not issued again
     assert signer.not_after - signer.responder.not_valid_before_utc <= timedelta(hours=4)
     clock.at += timedelta(hours=1, minutes=30)  # more than a third of 3h left: not due
     assert (await first.signer()) is signer
     clock.at += timedelta(minutes=45)  # 45 minutes left: due
     renewed = await first.signer()
     assert renewed.responder.serial_number != signer.responder.serial_number
-    assert renewed.responder.public_key() == signer.responder.public_key()
+    assert renewed.responder.public_key() == signer.responder.public_key() and renewed.issued
     on_disk = x509.load_pem_x509_certificate((material.directory / OCSP_PEM).read_bytes())
     assert on_disk == renewed.responder
     first.close()
