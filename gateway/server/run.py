@@ -131,6 +131,10 @@ def _announce(
         rows.append(("admin API", f"{external}/api/v1/ (certgate admin token create)"))
         if config.server.tls is not None:  # the console is served over TLS only
             rows.append(("console", f"{external}/console/"))
+    if config.ocsp.enabled:
+        where = config.ocsp.aia_url or f"{config.server.device_url.rstrip('/')}/ocsp"
+        note = "" if config.ocsp.aia_url else " (not in certificates: set [ocsp] url)"
+        rows.append(("OCSP", f"{where}{note}"))
     if config.server.plain is not None:
         rows.append(("device URL", config.server.device_url))
     if prepared.tls_fingerprint:

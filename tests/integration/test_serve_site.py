@@ -124,6 +124,7 @@ def test_banner_names_listeners_trust_anchors_and_fingerprints(site: Site) -> No
         f"CEP             https://localhost:{site.port}/wstep/CEP",
         f"admin API       https://localhost:{site.port}/api/v1/ (certgate admin token create)",
         f"console         https://localhost:{site.port}/console/",
+        f"OCSP            http://localhost:{site.plain}/ocsp",
     ):
         assert url in text, url
     secrets = [p.read_text().strip() for p in (site.dir / "secrets").iterdir()]
