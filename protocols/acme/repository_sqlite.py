@@ -27,7 +27,8 @@ from protocols.acme.repository_core import CoreAcmeRepository
 
 class SQLiteAcmeRepository(CoreAcmeRepository):
     """:class:`protocols.acme.repository.AcmeRepository` on SQLite's raw cursor for the
-    statements every ACME request runs; cold paths (administration, sweeps, supersession)
+    statements every ACME request runs (finalize's supersession check included); cold paths
+    (administration, sweeps, withdrawing a superseded order)
     are the inherited Core ones."""
 
     # --- nonces (RFC 8555 §6.5) ------------------------------------------------------------
@@ -106,6 +107,10 @@ class SQLiteAcmeRepository(CoreAcmeRepository):
     def order_for_certificate(self, conn: Connection, serial: str) -> Order | None:
         row = fetch_one(conn, q.ORDER_BY_SERIAL, (serial,))
         return None if row is None else q.order_from_row(row)
+
+    def older_awaiting_core(self, conn: Connection, order: Order) -> list[Order]:
+        params = (order.account_id, order.template, order.id, order.id)
+        return [q.order_from_row(r) for r in fetch_all(conn, q.ORDERS_OLDER_AWAITING_CORE, params)]
 
     def set_order(
         self, conn: Connection, /, order_id: str, expect: str | None, **values: Any

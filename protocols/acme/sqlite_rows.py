@@ -114,6 +114,12 @@ _ORDER_NAMES = (
 _ORDER_COLUMNS = _columns(acme_orders, _ORDER_NAMES)
 ORDER_BY_ID = f"SELECT {_ORDER_COLUMNS} FROM acme_orders WHERE id = ?"
 ORDER_BY_SERIAL = f"SELECT {_ORDER_COLUMNS} FROM acme_orders WHERE certificate_serial = ? LIMIT 1"
+# finalize's supersession check (protocols/acme/supersede.py): the Core statement's WHERE
+ORDERS_OLDER_AWAITING_CORE = (
+    f"SELECT {_ORDER_COLUMNS} FROM acme_orders WHERE account_id = ? AND template = ? "
+    "AND status = 'processing' AND request_id IS NOT NULL AND id != ? "
+    "AND created_at < (SELECT created_at FROM acme_orders WHERE id = ?)"
+)
 _ORDER_INSERT_NAMES = (*_ORDER_NAMES, "created_at")
 ORDER_INSERT = (
     f"INSERT INTO acme_orders ({_columns(acme_orders, _ORDER_INSERT_NAMES)}) "

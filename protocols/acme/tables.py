@@ -74,6 +74,8 @@ acme_orders = sa.Table(
     sa.Index(None, "replaces"),
     # Certificate download and revocation find the order by serial (acme_0003).
     sa.Index(None, "certificate_serial"),
+    # Finalize's supersession check reads an account's orders in processing (acme_0004).
+    sa.Index(None, "account_id", "status"),
 )
 
 #: RFC 8555 §7.1.4. Valid ones are reused for the same account and identifier until expiry.

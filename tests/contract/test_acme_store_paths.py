@@ -23,7 +23,14 @@ from protocols.acme.ratelimit import Limit
 from protocols.acme.repository import AcmeRepository, open_repository
 from protocols.acme.repository_core import CoreAcmeRepository
 from protocols.acme.repository_sqlite import SQLiteAcmeRepository
-from tests.contract.acme_store_cases import IMPLEMENTATIONS, TABLES, impl, repo, seed  # noqa: F401
+from tests.contract.acme_store_cases import (  # noqa: F401
+    IMPLEMENTATIONS,
+    TABLES,
+    impl,
+    order_of,
+    repo,
+    seed,
+)
 from tests.contract.conftest import StepClock
 
 # --- the raw path: really used, and indistinguishable from Core ----------------------------------
@@ -108,6 +115,13 @@ async def session(store: SQLStore, repo: AcmeRepository, t0: datetime) -> list[t
     await w("set", move, "ord-1", "pending", status="processing")
     await w("set-stale", move, "ord-1", "pending", status="processing")
     await w("set-request", move, "ord-1", None, request_id="req-1")
+    # finalize's supersession check: ord-1 (processing, with a request) is an older twin of a
+    # later order of the same account and template; ord-1 has none older than itself
+    twin = order_of("ord-3", "acct-1", [], later)
+    await w("twin", repo.create_order, twin, [], later)
+    await r("older", repo.older_awaiting_core, twin)
+    await r("older-none", repo.older_awaiting_core, order_of("ord-1", "acct-1", [], t0))
+    await r("older-other", repo.older_awaiting_core, order_of("ord-3", "acct-2", [], later))
     await w("set-valid", move, "ord-1", "processing", status="valid", certificate_serial="0a1b")
     await w("set-retry", move, "ord-2", "processing", status="pending", finalize_attempt=1)
     await w("set-error", move, "ord-2", "pending", status="invalid", error=problem)
