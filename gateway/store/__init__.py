@@ -71,6 +71,7 @@ def open_store(
     max_overflow: int = 10,
     create: bool = True,
     raw_sqlite: bool = True,
+    fast_postgres: bool = True,
 ) -> SQLStore:
     """A store for ``url`` (``sqlite+aiosqlite:///path``, ``postgresql+asyncpg://...``).
 
@@ -80,7 +81,8 @@ def open_store(
     never create the SQLite file (it must exist). A new SQLite file is created with mode 0600
     (its -wal/-shm follow) in a directory created 0700. ``raw_sqlite=False`` runs the plain
     SQLAlchemy Core repository on SQLite too (the contract tests compare it with the fast
-    path; see :mod:`gateway.store.repository`).
+    path; see :mod:`gateway.store.repository`); ``fast_postgres=False`` likewise runs the
+    plain path on PostgreSQL.
     """
     database = open_database(
         url,
@@ -89,6 +91,5 @@ def open_store(
         max_overflow=max_overflow,
         create=create,
     )
-    return SQLStore(
-        database, queries_for(database.dialect_name, raw_sqlite=raw_sqlite), clock=clock
-    )
+    queries = queries_for(database.dialect_name, raw_sqlite=raw_sqlite, fast_postgres=fast_postgres)
+    return SQLStore(database, queries, clock=clock)

@@ -47,6 +47,20 @@ class Mode(enum.Enum):
     AUTOCOMMIT = "autocommit"
 
 
+def driver_body(body: Callable[..., T]) -> Callable[..., T]:
+    """Mark a body that is a coroutine on the *driver's* connection (asyncpg), for
+    :class:`gateway.store.postgres.AsyncDatabase` only: it skips SQLAlchemy's connection,
+    greenlet and result machinery, which cost the gateway about 0.15 ms per statement. It runs
+    without an explicit transaction, so it must send one statement (PostgreSQL runs a single
+    statement atomically), and that statement must be safe to send again after a dropped
+    connection, since the engine cannot know whether it committed: the core store's are reads,
+    or inserts keyed by a unique (protocol, transaction_id) whose replay is refused and answered
+    with the committed row. Unique violations surface as ``sqlalchemy.exc.IntegrityError`` as
+    on the plain path. SQLite never sees one (its repositories have none)."""
+    body.driver_body = True  # type: ignore[attr-defined]
+    return body
+
+
 class Database(Protocol):
     """Runs transaction bodies; one implementation per backend family."""
 

@@ -13,6 +13,9 @@ handling; the repository decides the statements. Implementations:
 * :class:`gateway.store.sqlite_queries.SQLiteQueries`: the fast path on SQLite, the hot
   statements on the raw ``sqlite3`` cursor; it must equal the plain path row for row
   (tests/contract/test_store_paths.py).
+* :class:`gateway.store.postgres_queries.PostgresQueries`: the fast path on PostgreSQL, each
+  enrollment's reads and writes as one asyncpg statement each (no SQLAlchemy machinery, no
+  BEGIN/COMMIT); it, too, must equal the plain path (tests/contract/test_store_paths_postgres.py).
 
 :func:`queries_for` is the one place that chooses, when the store opens; no body asks which
 database it runs on.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy.engine import Connection
 
@@ -192,11 +195,19 @@ class CoreQueries(RequestQueries, SearchQueries):
     raw_sqlite = False
 
 
-def queries_for(dialect_name: str, *, raw_sqlite: bool = True) -> StoreQueries:
+def queries_for(
+    dialect_name: str, *, raw_sqlite: bool = True, fast_postgres: bool = True
+) -> StoreQueries:
     """The repository for a database: the raw-SQLite one on SQLite unless ``raw_sqlite`` is
-    false (tests run the plain path on SQLite to compare), Core everywhere else."""
+    false (tests run the plain path on SQLite to compare), the one-statement writes on
+    PostgreSQL unless ``fast_postgres`` is false (likewise), Core everywhere else."""
     if dialect_name == "sqlite" and raw_sqlite:
         from gateway.store.sqlite_queries import SQLiteQueries  # subclasses CoreQueries
 
         return SQLiteQueries()
+    if dialect_name == "postgresql" and fast_postgres:
+        from gateway.store.postgres_queries import PostgresQueries  # subclasses CoreQueries
+
+        # its driver bodies are coroutines that only the PostgreSQL engine runs (awaits)
+        return cast(StoreQueries, PostgresQueries())
     return CoreQueries()
