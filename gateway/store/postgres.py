@@ -64,6 +64,14 @@ def driver_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _returns_to_queue(pool: sa.pool.Pool) -> bool:
+    """Whether a connection checked in now goes back to the queue (the queue has room), so that
+    checking it in awaits nothing: the asyncpg adapter's rollback on return sends nothing when
+    a driver body opened no transaction. Otherwise the pool closes it, which must await."""
+    checkedin, size = getattr(pool, "checkedin", None), getattr(pool, "size", None)
+    return checkedin is not None and size is not None and int(checkedin()) < int(size())
+
+
 class AsyncDatabase:
     """SQLAlchemy's asyncio engine (asyncpg); bodies run via ``AsyncConnection.run_sync``.
 
@@ -159,7 +167,10 @@ class AsyncDatabase:
                 raise self._health.failed(exc) from None
             finally:
                 try:
-                    await greenlet_spawn(fairy.close)  # back to the pool
+                    if _returns_to_queue(self._engine.sync_engine.pool):
+                        fairy.close()  # back to the pool's queue: nothing to await
+                    else:  # the pool may close it (overflow), which awaits the driver
+                        await greenlet_spawn(fairy.close)
                 except Exception as exc:
                     log.debug("returning a database connection failed: %s", describe(exc))
             if self._health.up is not True:

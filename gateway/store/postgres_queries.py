@@ -19,6 +19,7 @@ Everything else (other reads, transitions, the error paths) is inherited from Co
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -102,33 +103,55 @@ _SELECT_CERTIFICATE = (
 )
 
 
+@functools.lru_cache(maxsize=16)
+def _with_sql(shape: tuple[tuple[str, int, int], ...]) -> str:
+    """The text of a ``WITH`` statement of the given parts, ``$n`` numbered in order: a part is
+    (table, columns per row, rows) for an INSERT, or ("supersede", 2, 1). Built once per shape
+    (there are four: request + one or two events, an issuance with or without supersession)."""
+    ctes, n = [], 0
+    for i, (table, width, rows) in enumerate(shape):
+        if table == "supersede":
+            part = f"UPDATE certificates SET superseded_by = ${n + 1} WHERE serial = ${n + 2}"  # noqa: S608
+        else:
+            columns = _COLUMNS[table]
+            values = ", ".join(
+                "(" + ", ".join(f"${n + r * width + c + 1}" for c in range(width)) + ")"
+                for r in range(rows)
+            )
+            # table and column names are this module's constants; every value is a $n parameter
+            part = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"  # noqa: S608
+        ctes.append(f"w{i} AS ({part})")
+        n += width * rows
+    return f"WITH {', '.join(ctes)} SELECT 1"
+
+
+_COLUMNS = {
+    "requests": _REQUEST_COLUMNS,
+    "certificates": _CERTIFICATE_COLUMNS,
+    "audit_events": _AUDIT_COLUMNS,
+}
+
+
 class _Statement:
-    """One ``WITH`` statement built from parts, numbering the ``$n`` placeholders."""
+    """One ``WITH`` statement built from parts (its text cached per shape)."""
 
     def __init__(self) -> None:
-        self.parts: list[str] = []
+        self.shape: list[tuple[str, int, int]] = []
         self.params: list[Any] = []
 
-    def _values(self, row: Sequence[Any]) -> str:
-        start = len(self.params)
-        self.params.extend(row)
-        return "(" + ", ".join(f"${start + i + 1}" for i in range(len(row))) + ")"
-
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        values = ", ".join(self._values(row) for row in rows)
-        # table and column names are this module's constants; every value is a $n parameter
-        self.parts.append(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}")  # noqa: S608
+    def insert(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        width = len(_COLUMNS[table])
+        for row in rows:
+            assert len(row) == width
+            self.params.extend(row)
+        self.shape.append((table, width, len(rows)))
 
     def supersede(self, old: str, new: str) -> None:
-        n = len(self.params)
         self.params.extend((new, old))
-        self.parts.append(
-            f"UPDATE certificates SET superseded_by = ${n + 1} WHERE serial = ${n + 2}"  # noqa: S608
-        )
+        self.shape.append(("supersede", 2, 1))
 
     async def run(self, conn: asyncpg.Connection) -> None:
-        ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(self.parts))
-        await conn.execute(f"WITH {ctes} SELECT 1", *self.params)
+        await conn.execute(_with_sql(tuple(self.shape)), *self.params)
 
 
 def _audit(
@@ -146,8 +169,8 @@ async def _request_with_events(
     conn: asyncpg.Connection, record: RequestRecord, events: list[tuple[Any, ...]]
 ) -> None:
     statement = _Statement()
-    statement.insert("requests", _REQUEST_COLUMNS, [_request_params(record)])
-    statement.insert("audit_events", _AUDIT_COLUMNS, events)
+    statement.insert("requests", [_request_params(record)])
+    statement.insert("audit_events", events)
     await statement.run(conn)
 
 
@@ -196,8 +219,8 @@ class PostgresQueries(CoreQueries):
     ) -> RequestRecord:
         at = _now(now)
         statement = _Statement()
-        statement.insert("requests", _REQUEST_COLUMNS, [_request_params(record)])
-        statement.insert("certificates", _CERTIFICATE_COLUMNS, [_certificate_params(certificate)])
+        statement.insert("requests", [_request_params(record)])
+        statement.insert("certificates", [_certificate_params(certificate)])
         if supersedes is not None:
             statement.supersede(supersedes, certificate.serial)
         issued = _audit(
@@ -209,7 +232,7 @@ class PostgresQueries(CoreQueries):
             issued_detail(certificate, supersedes),
         )
         # one multi-row INSERT: the ids follow the VALUES order (received, then issued)
-        statement.insert("audit_events", _AUDIT_COLUMNS, [_received(record, at), issued])
+        statement.insert("audit_events", [_received(record, at), issued])
         await statement.run(conn)
         return record
 
