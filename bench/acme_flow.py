@@ -138,12 +138,12 @@ async def drive(
         assert status == 200, body
         directory = json.loads(body)
         workers = [Worker(c, directory) for c in connections]
-        await asyncio.gather(*(w.register() for w in workers))
+        # bounded like the flows (a hung server raises TimeoutError here)
+        await asyncio.wait_for(asyncio.gather(*(w.register() for w in workers)), flow_timeout)
         # One untimed flow per worker, concurrently: every account's key and connection is
         # warm before the clock starts.
-        await asyncio.gather(
-            *(w.flow(f"warmup{n}-{tag}.bench.example.test") for n, w in enumerate(workers))
-        )
+        warm = (w.flow(f"warmup{n}-{tag}.bench.example.test") for n, w in enumerate(workers))
+        await asyncio.wait_for(asyncio.gather(*warm), flow_timeout)
         latencies: list[float] = []
         chains: list[bytes] = []
         errors: list[str] = []
