@@ -46,8 +46,8 @@ def test_every_interface_method_states_its_contract() -> None:
 
 
 def test_the_choice_is_made_in_one_place_and_no_body_asks_the_dialect() -> None:
-    """``dialect`` is read only to open the repository (repository.py chooses; the front-end
-    , the CLI and the admin API plug-in, each a composition root, pass ``dialect_name`` once)."""
+    """``dialect`` is read only to open the repository (repository.py chooses; the front-end,
+    the CLI and the admin API plug-in, each a composition root, pass ``dialect_name`` once)."""
     readers = set()
     for path in sorted(PACKAGE.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
