@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import io
 import json
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,9 @@ from gateway.admin.tokens import AdminTokens
 from gateway.cli import EXIT_OK, EXIT_PENDING, main
 from gateway.clock import FixedClock
 from gateway.config import load_config
+from gateway.server.listen import ListenError
 from gateway.store import default_sqlite_url, open_store
+from tests.gateway_process import gateway_in_process
 from tests.helpers import csr_pem, free_port, make_csr
 
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
@@ -35,6 +39,35 @@ class Site:
     tokens: dict[str, str] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
     serials: list[str] = field(default_factory=list)
+
+    def move_ports(self) -> None:
+        """Fresh listener ports, written into the configuration (a port free when the site
+        was made may since have been taken by another test worker)."""
+        text = self.cfg.read_text()
+        for name in ("port", "plain", "est"):
+            old, new = getattr(self, name), free_port()
+            text = re.sub(rf"(?<!\d){old}(?!\d)", str(new), text)
+            setattr(self, name, new)
+        self.cfg.write_text(text)
+
+
+@contextlib.asynccontextmanager
+async def serving(site: Site) -> AsyncIterator[None]:
+    """The site's gateway in-process (tests.gateway_process.gateway_in_process); when one of
+    its ports is taken, on fresh ports (:meth:`Site.move_ports`), up to three tries."""
+    for attempt in range(3):
+        stack = contextlib.AsyncExitStack()
+        try:
+            await stack.enter_async_context(gateway_in_process(site.cfg, port=site.port))
+        except ListenError:
+            await stack.aclose()
+            if attempt == 2:
+                raise
+            site.move_ports()
+            continue
+        async with stack:
+            yield
+        return
 
 
 def main_json(*argv: str) -> tuple[int, Any]:

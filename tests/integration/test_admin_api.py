@@ -18,8 +18,7 @@ import aiohttp
 import pytest
 
 from gateway.server.admin.auth import csrf_token
-from tests.admin_helpers import Api, Site, is_problem, make_site
-from tests.gateway_process import gateway_in_process
+from tests.admin_helpers import Api, Site, is_problem, make_site, serving
 from tests.helpers import require_tool
 
 
@@ -31,7 +30,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 @pytest.fixture
 async def api(site: Site) -> AsyncIterator[Api]:
     ctx = ssl.create_default_context(cafile=str(site.root))
-    async with gateway_in_process(site.cfg, port=site.port):
+    async with serving(site):
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
             yield Api(site, session)
 

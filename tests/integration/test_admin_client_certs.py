@@ -17,7 +17,7 @@ import pytest
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.admin_helpers import Site, is_problem, make_site
-from tests.gateway_process import gateway_in_process
+from tests.admin_helpers import serving as serve_site
 from tests.pki_helpers import issue_leaf, make_ca
 
 
@@ -45,7 +45,7 @@ def _context(site: Site, client: str | None) -> ssl.SSLContext:
 
 @pytest.fixture
 async def serving(site: Site) -> AsyncIterator[str]:
-    async with gateway_in_process(site.cfg, port=site.port):
+    async with serve_site(site):
         yield f"https://localhost:{site.port}"
 
 

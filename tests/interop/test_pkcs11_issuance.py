@@ -129,7 +129,10 @@ def test_acme_lego_certificate_verifies_and_its_revocation_is_in_the_signed_crl(
 
 
 def test_no_file_in_the_data_directory_holds_the_ca_key(site: Site) -> None:
-    assert sorted(p.name for p in site.ca_dir.iterdir()) == ["chain.pem", "issuing.pem", "root.pem"]
+    # The certificates, and the OCSP responder's certificate (its key is in the token too).
+    names = sorted(p.name for p in site.ca_dir.iterdir())
+    assert names == [".ocsp.pem.lock", "chain.pem", "issuing.pem", "ocsp.pem", "root.pem"]
+    assert b"PRIVATE KEY" not in (site.ca_dir / "ocsp.pem").read_bytes()
     ca_keys = {
         cert.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
