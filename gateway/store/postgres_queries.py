@@ -34,7 +34,12 @@ from gateway.store.core_audit import SYSTEM_ACTOR
 from gateway.store.core_requests import issued_detail, received_detail
 from gateway.store.engine import driver_body
 from gateway.store.repository import CoreQueries
-from gateway.store.rows import certificate_from_row, request_from_row
+from gateway.store.rows import (
+    certificate_from_row,
+    certificate_params,
+    request_from_row,
+    request_params,
+)
 from gateway.store.tables import certificates, requests
 
 _REQUEST_COLUMNS = tuple(c.name for c in requests.columns)
@@ -54,26 +59,12 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def _request_params(r: RequestRecord) -> tuple[Any, ...]:
     """``r`` in :data:`_REQUEST_COLUMNS` order (checked at import below)."""
-    pending = r.pending_reason
-    return (
-        r.id, r.protocol, r.transaction_id, r.template, r.kind.value,
-        r.requester.json_text, r.requester.principal, r.csr_der, r.spki_sha256,
-        r.state.value, None if pending is None else pending.value, r.connector,
-        r.ca_request_id, r.denial_code, r.denial_rule, r.denial_detail, r.certificate_serial,
-        r.prior_serial, _utc(r.not_before), _utc(r.not_after), _utc(r.next_poll_at),
-        _utc(r.created_at), _utc(r.updated_at),
-    )  # fmt: skip
+    return request_params(r, _utc)
 
 
 def _certificate_params(c: CertificateRecord) -> tuple[Any, ...]:
     """``c`` in :data:`_CERTIFICATE_COLUMNS` order."""
-    reason = c.revocation_reason
-    return (
-        c.serial, c.request_id, c.subject, json.dumps(list(c.sans)), c.template,
-        c.template_major, c.requester, _utc(c.not_before), _utc(c.not_after), c.status.value,
-        c.der, c.spki_sha256, c.issuer, _utc(c.revoked_at),
-        None if reason is None else int(reason), c.superseded_by,
-    )  # fmt: skip
+    return certificate_params(c, _utc)
 
 
 if _REQUEST_COLUMNS != (

@@ -4,6 +4,9 @@ Core ``Row`` or, from the raw SQLite paths, a ``SimpleNamespace`` of the same de
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -133,3 +136,32 @@ def audit_from_row(row: Row[Any]) -> AuditEvent:
         serial=row.serial,
         detail=dict(row.detail),  # a fresh dict per call; dataclasses.asdict can copy it
     )
+
+
+#: How a raw write path encodes a datetime column (SQLite: ISO text; asyncpg: aware UTC).
+EncodeDatetime = Callable[[datetime | None], Any]
+
+
+def request_params(r: RequestRecord, dt: EncodeDatetime) -> tuple[Any, ...]:
+    """``r`` as the ``requests`` columns in table order, datetimes through ``dt``: the
+    parameters of the raw INSERTs (sqlite_queries, postgres_queries)."""
+    pending = r.pending_reason
+    return (
+        r.id, r.protocol, r.transaction_id, r.template, r.kind.value,
+        r.requester.json_text, r.requester.principal, r.csr_der, r.spki_sha256,
+        r.state.value, None if pending is None else pending.value, r.connector,
+        r.ca_request_id, r.denial_code, r.denial_rule, r.denial_detail, r.certificate_serial,
+        r.prior_serial, dt(r.not_before), dt(r.not_after), dt(r.next_poll_at),
+        dt(r.created_at), dt(r.updated_at),
+    )  # fmt: skip
+
+
+def certificate_params(c: CertificateRecord, dt: EncodeDatetime) -> tuple[Any, ...]:
+    """``c`` as the ``certificates`` columns in table order, datetimes through ``dt``."""
+    reason = c.revocation_reason
+    return (
+        c.serial, c.request_id, c.subject, json.dumps(list(c.sans)), c.template,
+        c.template_major, c.requester, dt(c.not_before), dt(c.not_after), c.status.value,
+        c.der, c.spki_sha256, c.issuer, dt(c.revoked_at),
+        None if reason is None else int(reason), c.superseded_by,
+    )  # fmt: skip

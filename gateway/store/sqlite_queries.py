@@ -13,7 +13,6 @@ operation through both repositories on SQLite and compares the tables.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -29,8 +28,10 @@ from gateway.store.core_requests import illegal, issued_detail, received_detail
 from gateway.store.repository import CoreQueries
 from gateway.store.rows import (
     certificate_from_row,
+    certificate_params,
     certificate_values,
     request_from_row,
+    request_params,
 )
 from gateway.store.tables import audit_events, ca_journal, certificates, requests
 
@@ -83,26 +84,12 @@ _dt = fast.encode_datetime
 
 def request_row(r: RequestRecord) -> tuple[Any, ...]:
     """``r`` as INSERT_REQUEST parameters, encoded as the Core column types would."""
-    pending = r.pending_reason
-    return (
-        r.id, r.protocol, r.transaction_id, r.template, r.kind.value,
-        r.requester.json_text, r.requester.principal, r.csr_der, r.spki_sha256,
-        r.state.value, None if pending is None else pending.value, r.connector,
-        r.ca_request_id, r.denial_code, r.denial_rule, r.denial_detail, r.certificate_serial,
-        r.prior_serial, _dt(r.not_before), _dt(r.not_after), _dt(r.next_poll_at),
-        _dt(r.created_at), _dt(r.updated_at),
-    )  # fmt: skip
+    return request_params(r, _dt)
 
 
 def certificate_row(c: CertificateRecord) -> tuple[Any, ...]:
     """``c`` as INSERT_CERTIFICATE parameters."""
-    reason = c.revocation_reason
-    return (
-        c.serial, c.request_id, c.subject, json.dumps(list(c.sans)), c.template,
-        c.template_major, c.requester, _dt(c.not_before), _dt(c.not_after), c.status.value,
-        c.der, c.spki_sha256, c.issuer, _dt(c.revoked_at),
-        None if reason is None else int(reason), c.superseded_by,
-    )  # fmt: skip
+    return certificate_params(c, _dt)
 
 
 _INSERT_TWO_AUDITS = INSERT_AUDIT + ", (?, ?, ?, ?, ?, ?)"
