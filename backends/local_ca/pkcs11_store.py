@@ -8,12 +8,12 @@ RFC 8017 §9.2) and CKM_ECDSA over the hash, whose raw ``r || s`` output (PKCS#1
 is re-encoded as the DER ``ECDSA-Sig-Value`` X.509 wants (RFC 5758 §3.2). Only a digest crosses
 to the token, which matters for a network HSM and is all SoftHSM supports for ECDSA.
 
-Sessions: one logged-in session per token and process, shared by the token's signers and
-serialised by a lock (the issuer signs on the event loop, the OCSP responder may sign from a
-thread pool). A signing call that fails with a token error reopens the session (log in anew,
-find the key again) and retries once; when it still fails the caller gets
-:class:`KeyStoreError` (the connector turns it into "CA unavailable, retry later"). The module
-is C_Finalize'd when its last session closes, so a later start re-reads the token list.
+Sessions (:mod:`backends.local_ca.pkcs11_token`): one logged-in session per token and
+process, shared by the token's signers and serialised by a lock (the issuer signs on the event
+loop, the OCSP responder may sign from a thread pool). A signing call that fails with a token
+error reopens the session (log in anew, find the key again) and retries once; when it still
+fails the caller gets :class:`KeyStoreError` (the connector turns it into "CA unavailable,
+retry later").
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 from typing import Any
 
 import pkcs11
@@ -42,6 +41,7 @@ from backends.local_ca.keystore import (
     signed_certificate,
     signed_crl,
 )
+from backends.local_ca.pkcs11_token import Token, TokenSettingError, release_token, token_for
 from backends.local_ca.settings import KeyAlgorithm, Pkcs11Settings
 
 log = logging.getLogger(__name__)
@@ -57,178 +57,6 @@ _CURVES: dict[KeyAlgorithm, str] = {
     KeyAlgorithm.EC_P384: "secp384r1",
 }
 _RSA_BITS = {KeyAlgorithm.RSA_3072: 3072, KeyAlgorithm.RSA_4096: 4096}
-_PIN_ERRORS = (
-    pkcs11.PinIncorrect,
-    pkcs11.PinInvalid,
-    pkcs11.PinLenRange,
-    pkcs11.PinExpired,
-)
-
-
-class TokenSettingError(KeyStoreError):
-    """A start-up problem that one setting explains (``setting``: its key in the table)."""
-
-    def __init__(self, setting: str, reason: str) -> None:
-        super().__init__(reason)
-        self.setting = setting
-
-
-# -- the module and the token session -------------------------------------------------------
-
-# Lock order: _tokens_lock, then a token's lock, then _modules_lock.
-_tokens_lock = threading.Lock()
-_tokens: dict[tuple[str, str | None, int | None], _Token] = {}
-_modules_lock = threading.Lock()
-_module_users: dict[str, int] = {}
-
-
-def _acquire_module(path: str) -> Any:
-    """The loaded, initialised PKCS#11 module at ``path`` (counted: see :func:`_release_module`)."""
-    with _modules_lock:
-        try:
-            lib = pkcs11.lib(path)
-        except pkcs11.PKCS11Error as exc:
-            raise TokenSettingError("pkcs11_module", f"cannot load {path}: {exc}") from None
-        _module_users[path] = _module_users.get(path, 0) + 1
-        return lib
-
-
-def _release_module(path: str, lib: Any) -> None:
-    """C_Finalize when the last user is gone: closes every session, and the next start
-    re-initialises (SoftHSM, for one, reads its token list only then)."""
-    with _modules_lock:
-        left = _module_users.get(path, 1) - 1
-        if left > 0:
-            _module_users[path] = left
-            return
-        _module_users.pop(path, None)
-        try:
-            lib.finalize()
-        except pkcs11.PKCS11Error as exc:
-            log.warning("C_Finalize of %s failed: %s", path, type(exc).__name__)
-
-
-class _Token:
-    """One logged-in session on one token, shared by its signers in this process."""
-
-    def __init__(self, settings: Pkcs11Settings) -> None:
-        self.settings = settings
-        self.lock = threading.RLock()
-        self.name = (
-            f"token {settings.token_label!r}"
-            if settings.token_label is not None
-            else f"the token in slot {settings.slot}"
-        )
-        self.users = 0
-        #: bumped on every reopen, so signers know their key handles are stale
-        self.generation = 0
-        self._path = str(settings.module)
-        self._lib: Any = None
-        self.session: Any = None
-
-    def open(self) -> None:
-        """Load the module and open the session (start-up errors name their setting)."""
-        if not os.path.exists(self._path):
-            raise TokenSettingError("pkcs11_module", f"{self._path} does not exist")
-        self._lib = _acquire_module(self._path)
-        try:
-            self.session = self._login(self._find())
-        except BaseException:
-            lib, self._lib = self._lib, None
-            _release_module(self._path, lib)
-            raise
-
-    def _find(self) -> Any:
-        s = self.settings
-        try:
-            if s.token_label is not None:
-                return self._lib.get_token(token_label=s.token_label)
-            for slot in self._lib.get_slots(token_present=True):
-                if slot.slot_id == s.slot:
-                    return slot.get_token()
-        except pkcs11.NoSuchToken:
-            pass
-        except pkcs11.MultipleTokensReturned:
-            raise TokenSettingError(
-                "pkcs11_token_label",
-                f"several tokens are labelled {s.token_label!r}: use pkcs11_slot",
-            ) from None
-        except pkcs11.PKCS11Error as exc:
-            raise TokenSettingError(
-                "pkcs11_module", f"{self._path} cannot list its tokens ({type(exc).__name__})"
-            ) from None
-        setting = "pkcs11_token_label" if s.token_label is not None else "pkcs11_slot"
-        raise TokenSettingError(setting, f"{self.name} is not present in {self._path}")
-
-    def _login(self, token: Any) -> Any:
-        try:
-            return token.open(rw=True, user_pin=self.settings.pin)
-        except pkcs11.UserAlreadyLoggedIn:
-            # Login state is per application and token: another session of this process
-            # (closed without logout, or a second library user) still holds it.
-            return token.open(rw=True)
-        except _PIN_ERRORS:
-            raise TokenSettingError("pkcs11_pin", f"wrong PIN for {self.name}") from None
-        except pkcs11.PinLocked:
-            locked = f"the user PIN of {self.name} is locked"
-            raise TokenSettingError("pkcs11_pin", locked) from None
-        except pkcs11.PKCS11Error as exc:
-            raise TokenSettingError(
-                "pkcs11_token_label", f"cannot log in to {self.name} ({type(exc).__name__})"
-            ) from None
-
-    def reopen(self) -> None:
-        """A fresh session after a token error (the old one closed, errors ignored)."""
-        self._close_session()
-        try:
-            if not getattr(self._lib, "initialized", True):
-                self._lib.initialize()  # someone C_Finalize'd the module under us
-            self.session = self._login(self._find())
-        except pkcs11.PKCS11Error as exc:
-            raise KeyStoreError(f"cannot reopen {self.name} ({type(exc).__name__})") from None
-        except TokenSettingError as exc:
-            raise KeyStoreError(f"cannot reopen {self.name}: {exc}") from None
-        self.generation += 1
-
-    def _close_session(self) -> None:
-        session, self.session = self.session, None
-        if session is not None:
-            try:
-                session.close()
-            except pkcs11.PKCS11Error:
-                pass  # the session is gone already (that is why we reopen)
-
-    def close(self) -> None:
-        self._close_session()
-        if self._lib is not None:
-            lib, self._lib = self._lib, None
-            _release_module(self._path, lib)
-
-
-def _token_for(settings: Pkcs11Settings) -> _Token:
-    """The process's session on the configured token (opened on first use)."""
-    key = (str(settings.module), settings.token_label, settings.slot)
-    with _tokens_lock:
-        token = _tokens.get(key)
-        if token is None:
-            token = _Token(settings)
-            token.open()
-            _tokens[key] = token
-        token.users += 1
-        return token
-
-
-def _release_token(token: _Token) -> None:
-    """One signer fewer; the last one closes the session (and maybe the module)."""
-    with _tokens_lock:
-        token.users -= 1
-        if token.users > 0:
-            return
-        key = (str(token.settings.module), token.settings.token_label, token.settings.slot)
-        if _tokens.get(key) is token:
-            del _tokens[key]
-        with token.lock:  # never under a signature in progress
-            token.close()
 
 
 # -- the signer ------------------------------------------------------------------------------
@@ -237,8 +65,8 @@ def _release_token(token: _Token) -> None:
 class Pkcs11Signer:
     """A :class:`~backends.local_ca.keystore.CASigner` over a private key in a token."""
 
-    def __init__(self, token: _Token, label: str) -> None:
-        self._token: _Token | None = token
+    def __init__(self, token: Token, label: str) -> None:
+        self._token: Token | None = token
         self._label = label
         self._generation = token.generation
         self._key = _private_key(token, label)
@@ -289,7 +117,7 @@ class Pkcs11Signer:
                     f"{token.name} cannot sign with {self._label!r} ({type(exc).__name__})"
                 ) from None
 
-    def _current(self, token: _Token) -> Any:
+    def _current(self, token: Token) -> Any:
         """The key object of the token's current session (found again after a reopen)."""
         if self._generation != token.generation:
             self._key = _private_key(token, self._label)
@@ -307,10 +135,10 @@ class Pkcs11Signer:
     def close(self) -> None:
         token, self._token = self._token, None
         if token is not None:
-            _release_token(token)
+            release_token(token)
 
 
-def _private_key(token: _Token, label: str) -> Any:
+def _private_key(token: Token, label: str) -> Any:
     try:
         return token.session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
     except pkcs11.NoSuchKey:
@@ -323,14 +151,14 @@ def _private_key(token: _Token, label: str) -> Any:
         ) from None
 
 
-def _has_private_key(token: _Token, label: str) -> bool:
+def _has_private_key(token: Token, label: str) -> bool:
     found = token.session.get_objects(
         {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}
     )
     return bool(list(found))  # exhausted: the search is finalised (C_FindObjectsFinal)
 
 
-def _public_key(token: _Token, label: str, private: Any) -> CertificateIssuerPublicKeyTypes:
+def _public_key(token: Token, label: str, private: Any) -> CertificateIssuerPublicKeyTypes:
     """The key pair's public key: from the public key object of the same label, or (RSA)
     from the private key object's modulus and exponent."""
     key_type = private.key_type
@@ -383,7 +211,7 @@ class Pkcs11KeyStore:
         sensitive, unless the token already holds one by that label (an operator's own key, or
         one a start that crashed before the CA directory was complete had generated)."""
         token_label = self.token_label(label)
-        token = _token_for(self._settings)
+        token = token_for(self._settings)
         try:
             with token.lock:
                 if _has_private_key(token, token_label):
@@ -393,23 +221,23 @@ class Pkcs11KeyStore:
                 log.info("generated %s key %r in %s", algorithm.value, token_label, token.name)
                 return Pkcs11Signer(token, token_label)
         except BaseException:
-            _release_token(token)
+            release_token(token)
             raise
 
     def put(self, label: str, key: CAPrivateKey) -> Pkcs11Signer:
         raise KeyStoreError("a token-held CA key is put into the token with its own tools")
 
     def load(self, label: str) -> Pkcs11Signer:
-        token = _token_for(self._settings)
+        token = token_for(self._settings)
         try:
             with token.lock:
                 return Pkcs11Signer(token, self.token_label(label))
         except BaseException:
-            _release_token(token)
+            release_token(token)
             raise
 
 
-def _generate_pair(token: _Token, label: str, algorithm: KeyAlgorithm) -> None:
+def _generate_pair(token: Token, label: str, algorithm: KeyAlgorithm) -> None:
     key_id = os.urandom(16)  # CKA_ID pairs the public and the private object
     private_template = {
         Attribute.TOKEN: True,
