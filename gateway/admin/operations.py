@@ -68,13 +68,26 @@ def json_response(schema: Mapping[str, Any], description: str = "OK") -> dict[st
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def path_parameter(name: str, description: str) -> dict[str, Any]:
+def path_parameter(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 255}
+    if pattern is not None:
+        schema["pattern"] = pattern
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "schema": schema,
+    }
+
+
+def deleted_schema(key: str) -> dict[str, Any]:
+    """The answer of a DELETE: the resource's ``key`` and ``deleted: true``."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [key, "deleted"],
+        "properties": {key: {"type": "string"}, "deleted": {"type": "boolean"}},
     }
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.admin.operations import json_response
+from gateway.admin.operations import deleted_schema, json_response, path_parameter
 from gateway.admin.params import (
     CURSOR_PARAMETER,
     LIMIT_PARAMETER,
@@ -203,18 +203,8 @@ def register(context: AdminContext) -> list[AdminOperation]:
     created = _key_schema(
         hmac_key={"type": "string", "description": "base64url; shown only in this answer"}
     )
-    kid = {
-        "name": "kid",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": KID},
-    }
-    deleted = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["kid", "deleted"],
-        "properties": {"kid": {"type": "string"}, "deleted": {"type": "boolean"}},
-    }
+    kid = path_parameter("kid", "EAB key id", KID)
+    deleted = deleted_schema("kid")
     return [
         AdminOperation(
             method="GET",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from gateway.admin.operations import json_response
+from gateway.admin.operations import deleted_schema, json_response, path_parameter
 from gateway.admin.params import (
     CURSOR_PARAMETER,
     LIMIT_PARAMETER,
@@ -170,18 +170,8 @@ def register(context: AdminContext) -> list[AdminOperation]:
             "expires_at": {"type": "string", "format": "date-time"},
         },
     }
-    username = {
-        "name": "username",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": USERNAME},
-    }
-    deleted = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["username", "deleted"],
-        "properties": {"username": {"type": "string"}, "deleted": {"type": "boolean"}},
-    }
+    username = path_parameter("username", "EST user name", USERNAME)
+    deleted = deleted_schema("username")
     return [
         AdminOperation(
             method="GET",
