@@ -26,10 +26,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def start_certgate(
-    tmp: Path, workers: int, *, tls: bool = False, store_url: str = ""
+    tmp: Path,
+    workers: int,
+    *,
+    tls: bool = False,
+    store_url: str = "",
+    prefix: tuple[str, ...] = (),
+    timeout: float = 60,
 ) -> tuple[subprocess.Popen[Any], str]:
     """``certgate serve`` with ACME on: plain HTTP, or HTTPS with a certificate its CA issues
-    for 127.0.0.1 (``tls``); SQLite in ``tmp``, or the database at ``store_url``."""
+    for 127.0.0.1 (``tls``); SQLite in ``tmp``, or the database at ``store_url``. ``prefix``
+    runs it under another program (bench/acme_callgrind.py: valgrind), ``timeout`` bounds its
+    start in seconds."""
     port = free_port()
     scheme = "https" if tls else "http"
     extra = '[server.tls]\nnames = ["localhost", "127.0.0.1"]\n' if tls else ""
@@ -69,6 +77,7 @@ def start_certgate(
     with (tmp / "certgate.stderr").open("w+b") as stderr:
         proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "gateway.cli",
@@ -86,7 +95,7 @@ def start_certgate(
             stderr=stderr,
         )
         try:
-            wait_port(port, proc)
+            wait_port(port, proc, timeout)
         except RuntimeError as exc:
             stop(proc)
             stderr.seek(0)
@@ -94,7 +103,7 @@ def start_certgate(
             raise RuntimeError(f"certgate: {exc}; its stderr ends with:\n{tail}") from None
     # serve binds the port before it prepares the data directory (CA, keys), so an open port
     # is not yet a serving gateway: wait for /healthz, then let every worker finish starting
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while not _healthz(port, tls):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(proc)

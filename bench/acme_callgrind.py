@@ -1,0 +1,71 @@
+"""Instructions per ACME flow of ``certgate serve --workers 1`` over TLS, counted by callgrind
+(repeatable whatever the machine's load, unlike CPU time).
+
+    .venv/bin/python bench/acme_callgrind.py [--warmup 20] [--flows 100] [--keep DIR]
+
+The server runs under ``valgrind --tool=callgrind`` (SQLite, the configuration of
+bench/acme_servers.py); the driver of bench/acme_flow.py, natively, runs ``--warmup`` flows,
+then the counters are zeroed and ``--flows`` flows on one account are counted. ``--keep``
+keeps the callgrind output (for callgrind_annotate) in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import ssl
+import subprocess
+import tempfile
+from pathlib import Path
+
+# bench/ is the script's directory, so its sibling modules import by name
+from acme_flow import drive, run_loop
+from acme_servers import start_certgate, stop
+
+
+def total_instructions(out_dir: Path) -> int:
+    """The ``summary:`` line of the dump taken after the counted flows (callgrind_control's
+    dump, not the one written when the server exits)."""
+    for path in out_dir.glob("cg.*"):
+        head = path.read_text(errors="replace").splitlines()[:40]
+        if "desc: Trigger: dump" in head:
+            return int(next(x for x in head if x.startswith("summary:")).split()[1])
+    raise RuntimeError(f"no dump in {out_dir}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--flows", type=int, default=100)
+    parser.add_argument("--keep", type=Path)
+    args = parser.parse_args()
+    no_verify = ssl.create_default_context()
+    no_verify.check_hostname = False
+    no_verify.verify_mode = ssl.CERT_NONE
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        out = tmp / "callgrind"
+        out.mkdir()
+        valgrind = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p")
+        proc, url = start_certgate(tmp, 1, tls=True, prefix=valgrind, timeout=600)
+        try:
+            run_loop(drive(url, args.warmup, 1, no_verify, "w", flow_timeout=600))
+
+            def zero() -> None:
+                subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True)
+
+            result = run_loop(
+                drive(url, args.flows, 1, no_verify, "m", flow_timeout=600, clock_started=zero)
+            )
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True)
+        finally:
+            stop(proc)
+        assert result["errors"] == 0, result["error_samples"]
+        total = total_instructions(out)
+        if args.keep:
+            shutil.copytree(out, args.keep, dirs_exist_ok=True)
+    print(f"{total / args.flows / 1e6:.2f} M instructions per flow ({args.flows} flows)")
+
+
+if __name__ == "__main__":
+    main()
