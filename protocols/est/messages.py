@@ -35,7 +35,8 @@ PKCS8 = "application/pkcs8"
 #: libest's boundary (RFC 7030 §4.4.2 leaves it free).
 MULTIPART_BOUNDARY = "est-server-boundary"
 
-_WHITESPACE = re.compile(rb"[ \t\r\n]+")
+#: The bytes RFC 8951 §3 lets a base64 body carry between its characters.
+WHITESPACE = b" \t\r\n"
 
 
 def media_type(header: str | None) -> str:
@@ -51,7 +52,7 @@ def decode_base64_body(body: bytes) -> bytes:
     Raises :class:`BadRequest` for an empty body, a raw DER body (we do not sniff binary: the
     RFC requires base64) or malformed/truncated base64.
     """
-    compact = _WHITESPACE.sub(b"", body)
+    compact = body.translate(None, WHITESPACE)  # a regex sub cost ~20x as much per body
     if not compact:
         raise BadRequest("empty request body: expected base64-encoded DER (RFC 8951 §3)")
     if body[:1] == b"\x30" and not _looks_base64(compact):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import re
 
 import pytest
 from cryptography import x509
@@ -21,6 +22,7 @@ from gateway.pkix.der import oid
 from gateway.policy.loader import load_templates
 from protocols.est.csrattrs import template_csrattrs
 from protocols.est.messages import (
+    WHITESPACE,
     CsrAttr,
     challenge_password,
     decode_base64_body,
@@ -46,6 +48,19 @@ def test_body_with_crlf_line_breaks_decodes_like_one_line() -> None:
     assert b"\r\n" in wrapped
     assert decode_base64_body(wrapped) == der == decode_base64_body(base64.b64encode(der))
     assert decode_base64_body(b" \t" + wrapped.replace(b"\r\n", b"\n ")) == der
+
+
+def test_whitespace_removal_equals_the_regex_it_replaced() -> None:
+    # decode_base64_body strips with bytes.translate; the plain form is a regex substitution
+    plain = re.compile(rb"[ \t\r\n]+")
+    der = _der(make_csr(cn="x"))
+    for body in (
+        encode_base64(der),
+        base64.encodebytes(der),
+        b" \t" + base64.b64encode(der) + b"\r\n\r\n",
+        b"\x0b\x0c" + base64.b64encode(der),  # vertical tab and form feed are not stripped
+    ):
+        assert body.translate(None, WHITESPACE) == plain.sub(b"", body)
 
 
 def test_raw_der_body_is_a_bad_request() -> None:
