@@ -18,6 +18,7 @@ template enrollment permissions are checked against.
 from __future__ import annotations
 
 import binascii
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -155,12 +156,11 @@ async def authenticate(
         basic = await _by_basic(credentials, label, state, now)
         facts = {**(cert_result.facts if cert_result else {}), **basic.facts}
         return Authenticated(
-            Requester(
-                "est",
+            requester_of(
                 basic.requester.principal,
                 basic.requester.auth_method,
                 groups | basic.requester.groups,
-                MappingProxyType(facts),
+                tuple(facts.items()),
             ),
             code=basic.code,
             client_certificate=cert_result.client_certificate if cert_result else None,
@@ -180,6 +180,16 @@ async def authenticate(
         "est-client-certificate",
         f"label {_name(label)} requires a TLS client certificate",
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def requester_of(
+    principal: str, auth_method: str, groups: frozenset[str], facts: tuple[tuple[str, str], ...]
+) -> Requester:
+    """The EST requester with these attributes, one object per distinct identity: a keep-alive
+    client's requests share it, so its JSON text (stored with every request) is encoded once
+    rather than per request. Requesters are immutable; tests hold this equal to a fresh one."""
+    return Requester("est", principal, auth_method, groups, MappingProxyType(dict(facts)))
 
 
 def _name(label: LabelSettings) -> str:

@@ -203,3 +203,21 @@ async def test_expired_or_foreign_codes_are_refused(store: SQLStore) -> None:
     clock.at += timedelta(hours=2)
     with pytest.raises(Unauthorized, match="expired"):
         await login("", code)
+
+
+def test_shared_requester_equals_a_fresh_one() -> None:
+    # authenticate() hands out one Requester per identity (requester_of); the plain path
+    # builds a new one per request
+    from types import MappingProxyType
+
+    from gateway.model import Requester
+    from protocols.est.auth import requester_of
+
+    groups = frozenset({"ops", "iot"})
+    facts = (("basic_user", "alice"), ("transport", "tls"))
+    shared = requester_of("alice", "basic", groups, facts)
+    fresh = Requester("est", "alice", "basic", groups, MappingProxyType(dict(facts)))
+    assert shared == fresh
+    assert shared.json_text == fresh.json_text
+    assert requester_of("alice", "basic", frozenset(groups), tuple(facts)) is shared
+    assert requester_of("alice", "basic", groups, (("basic_user", "bob"),)) != shared
