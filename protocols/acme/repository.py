@@ -4,7 +4,9 @@ authorizations and challenges, as one interface with two implementations.
 * :class:`protocols.acme.repository_core.CoreAcmeRepository`: SQLAlchemy Core, for
   PostgreSQL (and usable on SQLite: the plain path);
 * :class:`protocols.acme.repository_sqlite.SQLiteAcmeRepository`: the per-request statements on
-  the raw SQLite cursor (through :mod:`gateway.store.raw`), Core for the rest.
+  the raw SQLite cursor (through :mod:`gateway.store.raw`), Core for the rest;
+* :class:`protocols.acme.repository_postgres.PostgresAcmeRepository`: the per-request statements
+  on asyncpg, each POST's nonce and write as one statement, Core for the rest.
 
 :func:`open_repository` picks one once, when the ACME front-end (or an ACME CLI command) opens
 its state, by the store's SQL dialect; no method looks at the dialect again.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy.engine import Connection
 
@@ -29,6 +31,7 @@ from gateway.store.raw import returning_supported
 from protocols.acme.ratelimit import Limit, OverLimit
 from protocols.acme.records import Account, Authz, Challenge, NewAuthz, Order
 from protocols.acme.repository_core import CoreAcmeRepository
+from protocols.acme.repository_postgres import PostgresAcmeRepository
 from protocols.acme.repository_sqlite import SQLiteAcmeRepository
 
 
@@ -255,10 +258,16 @@ class AcmeRepository(Protocol):
         a lease expired before ``now`` (a crashed or stopped instance); their ids."""
 
 
-def open_repository(dialect: str, *, raw_sqlite: bool = True) -> AcmeRepository:
+def open_repository(
+    dialect: str, *, raw_sqlite: bool = True, fast_postgres: bool = True
+) -> AcmeRepository:
     """The repository for a store of this SQL dialect (``store.dialect_name``): the raw
     SQLite one when the SQLite library has ``RETURNING`` (3.35, needed for the nonce) and
-    ``raw_sqlite`` is not switched off, else SQLAlchemy Core."""
+    ``raw_sqlite`` is not switched off, the asyncpg one on PostgreSQL unless
+    ``fast_postgres`` is switched off, else SQLAlchemy Core."""
     if dialect == "sqlite" and raw_sqlite and returning_supported():
         return SQLiteAcmeRepository()
+    if dialect == "postgresql" and fast_postgres:
+        # its driver bodies are coroutines that only the PostgreSQL engine runs (awaits)
+        return cast(AcmeRepository, PostgresAcmeRepository())
     return CoreAcmeRepository()

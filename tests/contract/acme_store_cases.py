@@ -15,6 +15,7 @@ from protocols.acme import state
 from protocols.acme.records import NewAuthz
 from protocols.acme.repository import AcmeRepository
 from protocols.acme.repository_core import CoreAcmeRepository
+from protocols.acme.repository_postgres import PostgresAcmeRepository
 from protocols.acme.repository_sqlite import SQLiteAcmeRepository
 from protocols.acme.tables import (
     acme_accounts,
@@ -36,6 +37,8 @@ IMPLEMENTATIONS: dict[str, type[CoreAcmeRepository]] = {
     "raw": SQLiteAcmeRepository,
     "core": CoreAcmeRepository,
 }
+#: PostgreSQL only: the driver bodies on asyncpg (protocols.acme.repository_postgres).
+POSTGRES_ONLY: dict[str, type[CoreAcmeRepository]] = {"pg": PostgresAcmeRepository}
 
 
 #: Every behaviour test: raw SQLite, Core on SQLite, Core on PostgreSQL.
@@ -45,6 +48,7 @@ ALL_IMPLEMENTATIONS = pytest.mark.parametrize(
         ("sqlite", "raw"),
         ("sqlite", "core"),
         pytest.param("postgresql", "core", marks=pytest.mark.postgres),
+        pytest.param("postgresql", "pg", marks=pytest.mark.postgres),
     ],
 )
 
@@ -57,7 +61,7 @@ def impl() -> str:
 
 @pytest.fixture
 def repo(impl: str) -> AcmeRepository:
-    return IMPLEMENTATIONS[impl]()
+    return {**IMPLEMENTATIONS, **POSTGRES_ONLY}[impl]()
 
 
 CHALLENGES = (("http-01", "tok-h"), ("dns-01", "tok-d"), ("tls-alpn-01", "tok-t"))

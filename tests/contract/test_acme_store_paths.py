@@ -22,6 +22,7 @@ from protocols.acme import state
 from protocols.acme.ratelimit import Limit
 from protocols.acme.repository import AcmeRepository, open_repository
 from protocols.acme.repository_core import CoreAcmeRepository
+from protocols.acme.repository_postgres import PostgresAcmeRepository
 from protocols.acme.repository_sqlite import SQLiteAcmeRepository
 from tests.contract.acme_store_cases import (  # noqa: F401
     IMPLEMENTATIONS,
@@ -187,7 +188,7 @@ async def test_sqlite_raw_and_postgresql_core_implementations_agree(
         lite_answers, _, lite_rows = await replay(lite, lite_repo, clock)
     finally:
         await lite.close()
-    pg_repo = open_repository(store.dialect_name)
+    pg_repo = open_repository(store.dialect_name, fast_postgres=False)
     assert type(pg_repo) is CoreAcmeRepository
     pg_answers, _, pg_rows = await replay(store, pg_repo, clock)
     assert lite_answers == pg_answers
@@ -197,4 +198,5 @@ async def test_sqlite_raw_and_postgresql_core_implementations_agree(
 def test_the_implementation_is_chosen_once_by_dialect() -> None:
     assert type(open_repository("sqlite")) is SQLiteAcmeRepository
     assert type(open_repository("sqlite", raw_sqlite=False)) is CoreAcmeRepository
-    assert type(open_repository("postgresql")) is CoreAcmeRepository
+    assert type(open_repository("postgresql")) is PostgresAcmeRepository
+    assert type(open_repository("postgresql", fast_postgres=False)) is CoreAcmeRepository
