@@ -259,6 +259,12 @@ class Store(Protocol):
 
     async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None: ...
 
+    async def find_requests(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, RequestRecord]:
+        """:meth:`find_request` for several keys in one query: the found ones, by key."""
+        ...
+
     async def list_requests(
         self, state: RequestState | None = None, limit: int = 100
     ) -> list[RequestRecord]: ...

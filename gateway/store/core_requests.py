@@ -10,7 +10,7 @@ statement; the follow-up read only happens on the error path. Bodies never read 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,10 @@ _SELECT_REQUEST = sa.select(requests)
 _SELECT_REQUEST_BY_ID = _SELECT_REQUEST.where(_REQ.id == sa.bindparam("rid"))
 _SELECT_REQUEST_BY_TXN = _SELECT_REQUEST.where(
     _REQ.protocol == sa.bindparam("p"), _REQ.transaction_id == sa.bindparam("t")
+)
+_SELECT_REQUESTS_BY_TXNS = _SELECT_REQUEST.where(
+    _REQ.protocol == sa.bindparam("p"),
+    _REQ.transaction_id.in_(sa.bindparam("ts", expanding=True)),
 )
 # Bound parameters, so SQLAlchemy compiles this once (EST looks it up on every enrollment).
 _SELECT_REQUESTS_BY_KEY = _SELECT_REQUEST.where(
@@ -162,6 +166,14 @@ class RequestQueries(InventoryQueries):
     ) -> RequestRecord | None:
         row = conn.execute(_SELECT_REQUEST_BY_TXN, {"p": protocol, "t": transaction_id}).first()
         return None if row is None else request_from_row(row)
+
+    def find_requests(
+        self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, RequestRecord]:
+        if not transaction_ids:
+            return {}
+        rows = conn.execute(_SELECT_REQUESTS_BY_TXNS, {"p": protocol, "ts": list(transaction_ids)})
+        return {r.transaction_id: r for r in map(request_from_row, rows)}
 
     def list_requests(
         self, conn: Connection, state: RequestState | None, limit: int

@@ -69,6 +69,9 @@ class StoreQueries(Protocol):
     def find_request(
         self, conn: Connection, protocol: str, transaction_id: str
     ) -> RequestRecord | None: ...
+    def find_requests(
+        self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, RequestRecord]: ...
     def list_requests(
         self, conn: Connection, state: RequestState | None, limit: int
     ) -> list[RequestRecord]: ...

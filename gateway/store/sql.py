@@ -160,6 +160,15 @@ class SQLStore:
     async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
         return await self._db.run(Mode.AUTOCOMMIT, self._q.find_request, protocol, transaction_id)
 
+    async def find_requests(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, RequestRecord]:
+        """The requests stored under any of these exact (protocol, transaction key)s, by key:
+        one query for what :meth:`find_request` answers one key at a time."""
+        return await self._db.run(
+            Mode.AUTOCOMMIT, self._q.find_requests, protocol, tuple(transaction_ids)
+        )
+
     async def list_requests(
         self, state: RequestState | None = None, limit: int = 100
     ) -> list[RequestRecord]:

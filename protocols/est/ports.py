@@ -10,7 +10,7 @@ to these at start-up; handlers see nothing else. The shipped implementations are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -52,6 +52,13 @@ class Records(Protocol):
         """The request stored under exactly this (protocol, transaction key), if any: how
         :mod:`protocols.est.transactions` finds the generations and attempts of the
         transaction it derives (RFC 7030 §4.2.3 retries; :mod:`gateway.service.retries`)."""
+        ...
+
+    async def find_requests(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, RequestRecord]:
+        """The requests stored under any of these exact keys, by key: :meth:`find_request`
+        for several keys in one query (a new enrollment's generation 0 of both id forms)."""
         ...
 
     async def get_request(self, request_id: str) -> RequestRecord | None:

@@ -33,7 +33,8 @@ What stays EST's, because its transaction has no end the client could mark:
 
 Generations are contiguous from 0 (each is opened by storing its first attempt, and concurrent
 openings collide on the store's unique (protocol, transaction id)), so the newest is found in
-O(log n) exact lookups; a new enrollment costs two (this form, then the previous version's).
+O(log n) exact lookups; generation 0 of this form and of the previous version's are asked in
+one query, so a new enrollment costs one lookup.
 
 Requests stored by earlier versions:
 
@@ -51,8 +52,10 @@ Requests stored by earlier versions:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from gateway.errors import BadRequest, Conflict
 from gateway.model import PendingReason, RequestKind, RequestRecord
@@ -62,6 +65,16 @@ from protocols.est.state import EstState
 PROTOCOL = "est"
 #: Hex digits of the request fingerprint in the previous version's ids (128 bits).
 _LEGACY_FINGERPRINT = 32
+
+
+class TransactionLookup(RequestLookup, Protocol):
+    """The store lookups of a transaction: exact keys one at a time, or several at once."""
+
+    async def find_requests(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, RequestRecord]:
+        """The requests stored under any of these exact keys, by key (absent ones left out)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ def generation_id(key: str, generation: int) -> str:
 
 
 async def find_transaction(
-    store: RequestLookup,
+    store: TransactionLookup,
     state: EstState,
     *,
     label: str,
@@ -107,7 +120,10 @@ async def find_transaction(
     request digest. Raises :class:`Conflict` for a different CSR while the newest attempt of
     the key's transaction is still waiting."""
     key = transaction_key(label, template, principal, spki, kind, prior)
-    count, _ = await _generations(store, f"{key}.")
+    legacy_stem = f"{key}.{digest[:_LEGACY_FINGERPRINT]}."  # the previous version's id form
+    first, legacy_first = generation_id(key, 0), f"{legacy_stem}0"
+    firsts = await store.find_requests(PROTOCOL, (first, legacy_first))
+    count, _ = await _generations(store, f"{key}.", firsts.get(first))
     latest = await attempts(store, PROTOCOL, generation_id(key, count - 1)) if count else []
     match, generation = repeated(latest, digest), count - 1
     if match is None and count > 1:
@@ -115,7 +131,7 @@ async def find_transaction(
         match = repeated(await attempts(store, PROTOCOL, generation_id(key, generation)), digest)
     if match is not None and await _open(match, state, retry_window, now):
         return _retry(generation_id(key, generation), match)
-    legacy = await _legacy(store, key, digest)
+    _, legacy = await _generations(store, legacy_stem, firsts.get(legacy_first))
     if legacy is not None and await _open(legacy, state, retry_window, now):
         return _retry(legacy.transaction_id, legacy)
     if not latest:
@@ -139,14 +155,16 @@ def _retry(transaction_id: str, attempt: RequestRecord) -> Transaction:
     )
 
 
-async def _generations(store: RequestLookup, stem: str) -> tuple[int, RequestRecord | None]:
+async def _generations(
+    store: RequestLookup, stem: str, newest: RequestRecord | None
+) -> tuple[int, RequestRecord | None]:
     """How many generations ``<stem>0``, ``<stem>1``, ... are stored (contiguous from 0), and
-    the first attempt of the newest: doubling, then bisection."""
+    the first attempt of the newest: doubling, then bisection. ``newest`` is ``<stem>0``'s
+    request (looked up already)."""
 
     async def get(generation: int) -> RequestRecord | None:
         return await store.find_request(PROTOCOL, f"{stem}{generation}")
 
-    newest = await get(0)
     if newest is None:
         return 0, None
     present, absent = 0, 1
@@ -160,13 +178,6 @@ async def _generations(store: RequestLookup, stem: str) -> tuple[int, RequestRec
         else:
             present, newest = middle, record
     return present + 1, newest
-
-
-async def _legacy(store: RequestLookup, key: str, digest: str) -> RequestRecord | None:
-    """The newest request stored for this request under the previous version's id form
-    (``key.<fingerprint>.<generation>``), if any."""
-    _, newest = await _generations(store, f"{key}.{digest[:_LEGACY_FINGERPRINT]}.")
-    return newest
 
 
 async def _open(attempt: RequestRecord, state: EstState, retry_window: int, now: datetime) -> bool:

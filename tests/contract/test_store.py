@@ -103,6 +103,18 @@ async def test_created_request_reads_back_equal(store: SQLStore, clock: StepCloc
     assert await store.find_request("scep", record.transaction_id) is None
 
 
+async def test_find_requests_equals_find_request_per_key(store: SQLStore, clock: StepClock) -> None:
+    # EST asks generation 0 of both its id forms in one query; the plain path asks each key
+    first = await received(store, clock)
+    second = await received(store, clock)
+    keys = (first.transaction_id, "absent", second.transaction_id, first.transaction_id)
+    plain = {k: r for k in keys if (r := await store.find_request("est", k)) is not None}
+    assert await store.find_requests("est", keys) == plain
+    assert set(plain) == {first.transaction_id, second.transaction_id}
+    assert await store.find_requests("scep", keys) == {}
+    assert await store.find_requests("est", ()) == {}
+
+
 async def test_create_request_writes_a_received_audit_event(
     store: SQLStore, clock: StepClock
 ) -> None:
