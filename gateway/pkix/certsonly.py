@@ -38,17 +38,24 @@ _ID_DATA = "1.2.840.113549.1.7.1"
 _ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 
 
-def certs_only_der(certificates: Sequence[x509.Certificate], crls: Sequence[bytes] = ()) -> bytes:
+def certs_only_der(
+    certificates: Sequence[x509.Certificate | bytes], crls: Sequence[bytes] = ()
+) -> bytes:
     """DER ContentInfo(SignedData) holding ``certificates`` in the order given (see the module
     docstring: the chain order, subject certificate first) and the DER ``crls`` (SCEP GetCRL,
     RFC 8894 §3.3.2: no certificate, one CRL); no signers, no content. ``ValueError`` when
-    both are empty: an empty certs-only answers nothing."""
+    both are empty: an empty certs-only answers nothing. A certificate may be given as its DER
+    (a CA's fresh issuance has it at hand: encoding the object again costs more than the rest
+    of this function)."""
     if not certificates and not crls:
         raise ValueError("a certs-only SignedData needs at least one certificate or CRL")
     body = integer(1) + tlv(0x31, b"") + tlv(0x30, oid(_ID_DATA))
     if certificates:
         der = serialization.Encoding.DER
-        body += tlv(0xA0, b"".join(c.public_bytes(der) for c in certificates))
+        body += tlv(
+            0xA0,
+            b"".join(c if isinstance(c, bytes) else c.public_bytes(der) for c in certificates),
+        )
     if crls:
         body += tlv(0xA1, b"".join(crls))
     body += tlv(0x31, b"")

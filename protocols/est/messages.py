@@ -116,7 +116,7 @@ def encode_base64(der: bytes) -> bytes:
     return b"".join(text[i : i + 64] + b"\r\n" for i in range(0, len(text), 64))
 
 
-def certs_only_body(certificates: Sequence[x509.Certificate]) -> bytes:
+def certs_only_body(certificates: Sequence[x509.Certificate | bytes]) -> bytes:
     """A certs-only PKCS#7 response body (RFC 7030 §4.1.3, §4.2.3), base64."""
     return encode_base64(certs_only_der(certificates))
 

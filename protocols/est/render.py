@@ -83,8 +83,9 @@ def denied_reply(denied: Denied, *, realm: str) -> EstReply:
     return error_reply(code, f"denied by {reason}", realm=realm)
 
 
-def issued_reply(certificate: x509.Certificate, *, cte_header: bool) -> EstReply:
-    """200 certs-only with only the issued certificate (RFC 7030 §4.2.3)."""
+def issued_reply(certificate: x509.Certificate | bytes, *, cte_header: bool) -> EstReply:
+    """200 certs-only with only the issued certificate (RFC 7030 §4.2.3), given as an object
+    or as its DER."""
     headers = {"Content-Transfer-Encoding": "base64"} if cte_header else {}
     return EstReply(200, certs_only_body([certificate]), CERTS_ONLY, headers)
 
@@ -102,7 +103,8 @@ def pending_reply(pending: Pending) -> EstReply:
 
 def outcome_reply(outcome: Outcome, *, realm: str, cte_header: bool) -> EstReply:
     if isinstance(outcome, Issued):
-        return issued_reply(outcome.certificate, cte_header=cte_header)
+        # the DER the CA produced, not the certificate encoded again (~70 000 instructions)
+        return issued_reply(outcome.der, cte_header=cte_header)
     if isinstance(outcome, Pending):
         return pending_reply(outcome)
     return denied_reply(outcome, realm=realm)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from gateway.errors import CAUnavailable, ErrorCode, PolicyDenied, RuleCategory, Unauthorized
 from gateway.model import Denied, Issued, Pending, PendingReason
@@ -16,6 +16,7 @@ from protocols.est.render import (
     error_reply,
     exception_reply,
     is_csr_rule,
+    issued_reply,
     outcome_reply,
 )
 from tests.pki_helpers import self_signed
@@ -83,3 +84,19 @@ def test_cte_header_can_be_switched_off() -> None:
     _, leaf = self_signed()
     reply = outcome_reply(Issued(leaf, ()), realm="r", cte_header=False)
     assert "Content-Transfer-Encoding" not in reply.headers
+
+
+def test_the_reply_from_the_cas_der_equals_the_reply_from_the_certificate() -> None:
+    # outcome_reply answers with the DER the CA produced (Issued.der); the plain path encodes
+    # the certificate object again
+    _, leaf = self_signed("leaf")
+    der = leaf.public_bytes(Encoding.DER)
+    fast = outcome_reply(Issued(leaf, (), der), realm="r", cte_header=True)
+    plain = issued_reply(leaf, cte_header=True)
+    assert (fast.status, fast.body, fast.content_type, fast.headers) == (
+        plain.status,
+        plain.body,
+        plain.content_type,
+        plain.headers,
+    )
+    assert outcome_reply(Issued(leaf, ()), realm="r", cte_header=True).body == plain.body
