@@ -45,11 +45,17 @@ def authz_json(acme: Acme, authz: state.Authz, status: str) -> dict[str, Any]:
     return body
 
 
-async def _load_authz(acme: Acme, signed: Signed, authz_id: str) -> state.Authz:
+async def _load_authz(
+    acme: Acme, request: web.Request, signed: Signed, authz_id: str
+) -> state.Authz:
+    """A POST-as-GET reads in its nonce's transaction; a deactivation takes the nonce with
+    its write."""
     me = signed.require_account()
-    found: list[state.Authz] = await acme.store.read(
-        acme.repo.get_authzs, [authz_id], with_challenges=True
-    )
+    found: list[state.Authz]
+    if signed.post_as_get:
+        found = await acme.read(request, acme.repo.get_authzs, [authz_id], with_challenges=True)
+    else:
+        found = await acme.store.read(acme.repo.get_authzs, [authz_id], with_challenges=True)
     if not found:
         raise Problem.malformed("no such authorization", 404)
     if found[0].account_id != me.id:
@@ -66,7 +72,7 @@ def _retry(authz: state.Authz) -> dict[str, str]:
 async def authorization(acme: Acme, request: web.Request) -> web.Response:
     """POST-as-GET, or ``{"status": "deactivated"}`` (§7.5.2)."""
     signed = await acme.authenticate(request)
-    authz = await _load_authz(acme, signed, request.match_info["id"])
+    authz = await _load_authz(acme, request, signed, request.match_info["id"])
     if not signed.post_as_get:
         if signed.payload().get("status") != "deactivated":
             raise Problem.malformed("the only status a client may set is 'deactivated'")

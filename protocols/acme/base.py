@@ -210,6 +210,17 @@ class Acme:
             raise Problem.bad_nonce()
         return result
 
+    async def read(self, request: web.Request, body: Any, *args: Any, **kw: Any) -> Any:
+        """A POST's read-only ``body``, in the transaction that takes the request's nonce
+        while that is still to be taken (then one transaction instead of a read and the
+        nonce's own at :meth:`finish`), else a plain read. Why it is safe: ``body`` only
+        reads, the nonce would be taken anyway (§6.5, errors included), and a bad one is
+        ``badNonce`` whichever of the two comes first."""
+        signed: Signed | None = request.get(_SIGNED)
+        if signed is None or _FRESH in request:
+            return await self.store.read(body, *args, **kw)
+        return await self.write(request, body, *args, **kw)
+
     async def take_nonce(self, request: web.Request) -> None:
         """Take the nonce of a read-only POST (or of a failed one), issuing the next."""
         await self.write(request, state.nothing)

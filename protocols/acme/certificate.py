@@ -97,7 +97,7 @@ async def certificate(acme: Acme, request: web.Request) -> web.Response:
     if not signed.post_as_get:
         raise Problem.malformed("a certificate is fetched with POST-as-GET (empty payload)")
     serial = request.match_info["serial"]
-    owner = await acme.store.read(acme.repo.order_for_certificate, serial)
+    owner = await acme.read(request, acme.repo.order_for_certificate, serial)
     if owner is None:
         raise Problem.malformed("no such certificate", 404)
     if owner.account_id != me.id:

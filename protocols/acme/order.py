@@ -169,7 +169,7 @@ async def order(acme: Acme, request: web.Request) -> web.Response:
     signed = await acme.authenticate(request)
     if not signed.post_as_get:
         raise Problem.malformed("an order is fetched with POST-as-GET (empty payload)")
-    current, status = await load_order(acme, signed, request.match_info["id"])
+    current, status = await load_order(acme, signed, request.match_info["id"], request)
     headers: dict[str, str] = {}
     if status == "processing":
         current, status, retry = await settle(acme, current)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from protocols.acme import state
 from protocols.acme.base import Acme, Signed
 from protocols.acme.messages import Problem, rfc3339
@@ -32,9 +34,16 @@ def order_json(acme: Acme, order: state.Order, status: str) -> dict[str, Any]:
     return body
 
 
-async def load_order(acme: Acme, signed: Signed, order_id: str) -> tuple[state.Order, str]:
+async def load_order(
+    acme: Acme, signed: Signed, order_id: str, request: web.Request | None = None
+) -> tuple[state.Order, str]:
+    """The account's order and its effective status; with ``request``, read in the
+    transaction that takes the request's nonce (:meth:`Acme.read`, a POST-as-GET)."""
     me = signed.require_account()
-    got = await acme.store.read(acme.repo.get_order, order_id)
+    if request is None:
+        got = await acme.store.read(acme.repo.get_order, order_id)
+    else:
+        got = await acme.read(request, acme.repo.get_order, order_id)
     if got is None:
         raise Problem.malformed("no such order", 404)
     if got[0].account_id != me.id:
