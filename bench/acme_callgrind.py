@@ -23,14 +23,18 @@ from acme_flow import drive, run_loop
 from acme_servers import start_certgate, stop
 
 
-def total_instructions(out_dir: Path) -> int:
-    """The ``summary:`` line of the dump taken after the counted flows (callgrind_control's
-    dump, not the one written when the server exits)."""
+def instructions(out_dir: Path) -> dict[int, int]:
+    """Instructions per thread (1: the event loop's) from the dump taken after the counted
+    flows (callgrind_control's, not the one written when the server exits)."""
+    found: dict[int, int] = {}
     for path in out_dir.glob("cg.*"):
         head = path.read_text(errors="replace").splitlines()[:40]
         if "desc: Trigger: dump" in head:
-            return int(next(x for x in head if x.startswith("summary:")).split()[1])
-    raise RuntimeError(f"no dump in {out_dir}")
+            thread = next((int(x.split()[1]) for x in head if x.startswith("thread:")), 1)
+            found[thread] = int(next(x for x in head if x.startswith("summary:")).split()[1])
+    if not found:
+        raise RuntimeError(f"no dump in {out_dir}")
+    return found
 
 
 def main() -> None:
@@ -46,7 +50,12 @@ def main() -> None:
         tmp = Path(d)
         out = tmp / "callgrind"
         out.mkdir()
-        valgrind = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p")
+        valgrind = (
+            "valgrind",
+            "--tool=callgrind",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}/cg.%p",
+        )
         proc, url = start_certgate(tmp, 1, tls=True, prefix=valgrind, timeout=600)
         try:
             run_loop(drive(url, args.warmup, 1, no_verify, "w", flow_timeout=600))
@@ -61,10 +70,15 @@ def main() -> None:
         finally:
             stop(proc)
         assert result["errors"] == 0, result["error_samples"]
-        total = total_instructions(out)
+        threads = instructions(out)
         if args.keep:
             shutil.copytree(out, args.keep, dirs_exist_ok=True)
-    print(f"{total / args.flows / 1e6:.2f} M instructions per flow ({args.flows} flows)")
+    per_flow = {t: n / args.flows / 1e6 for t, n in sorted(threads.items())}
+    others = " ".join(f"thread {t} {m:.2f}" for t, m in per_flow.items() if t != 1)
+    print(
+        f"{sum(per_flow.values()):.2f} M instructions per flow ({args.flows} flows): "
+        f"event loop {per_flow.get(1, 0):.2f}, {others or 'no other thread'}"
+    )
 
 
 if __name__ == "__main__":
