@@ -15,7 +15,9 @@ store the same rows (``tests/contract/test_acme_store_postgres.py``).
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -137,7 +139,7 @@ ORDER_BY_ID = f"SELECT {_ORDER_COLUMNS} FROM acme_orders o WHERE o.id = $1"
 #: An order with its authorizations in the order of ``authz_ids`` (unknown ids skipped, as
 #: Core's two statements do): one row per authorization, the order's columns on each.
 ORDER_WITH_AUTHZS = (
-    f"SELECT {_ORDER_COLUMNS}, {_AUTHZ_COLUMNS} FROM acme_orders o "
+    f"SELECT {_ORDER_COLUMNS}, {_AUTHZ_COLUMNS}, t.n AS k1 FROM acme_orders o "
     "LEFT JOIN LATERAL jsonb_array_elements_text(o.authz_ids) WITH ORDINALITY t(id, n) ON true "
     "LEFT JOIN acme_authorizations a ON a.id = t.id WHERE o.id = $1 ORDER BY t.n"
 )
@@ -167,14 +169,15 @@ def order_from_row(row: Sequence[Any]) -> Order:
 
 # --- authorizations and challenges (RFC 8555 §7.1.4, §7.1.5) ---------------------------------
 
+#: The reads' sort keys are also columns ``k1``, ``k2`` (see :func:`after_nonce`).
 #: Authorizations by id in the order of the ids (duplicates repeated, unknown ones skipped).
 AUTHZS = (
-    f"SELECT {_AUTHZ_COLUMNS} FROM unnest($1::text[]) WITH ORDINALITY t(id, n) "
+    f"SELECT {_AUTHZ_COLUMNS}, t.n AS k1 FROM unnest($1::text[]) WITH ORDINALITY t(id, n) "
     "JOIN acme_authorizations a ON a.id = t.id ORDER BY t.n"
 )
 #: The same with each authorization's challenges, ordered by type: one row per challenge.
 AUTHZS_WITH_CHALLENGES = (
-    f"SELECT {_AUTHZ_COLUMNS}, t.n, {_CHALLENGE_COLUMNS} "
+    f"SELECT {_AUTHZ_COLUMNS}, t.n AS k1, {_CHALLENGE_COLUMNS}, c.type AS k2 "
     "FROM unnest($1::text[]) WITH ORDINALITY t(id, n) "
     "JOIN acme_authorizations a ON a.id = t.id "
     "LEFT JOIN acme_challenges c ON c.authz_id = a.id ORDER BY t.n, c.type"
@@ -200,9 +203,26 @@ REUSABLE_AUTHZS = (
 )
 
 
-def insert_select(table: sa.Table, names: Sequence[str], rows: int, first: int, guard: str) -> str:
+@functools.lru_cache(maxsize=16)
+def after_nonce(read: str, order: str) -> str:
+    """The statement that takes a POST's nonce (:data:`NONCE_SWAP`, ``$1``-``$4``) and runs the
+    read-only ``read`` (a POST-as-GET): the count of nonces taken, then ``read``'s columns, one
+    row per row of it (one row of NULLs when it has none) in ``order``; ``read``'s parameters
+    follow the nonce's."""
+    shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + 4}", read)
+    return (
+        f"WITH {NONCE_SWAP} SELECT k.taken, r.* FROM (SELECT count(*) AS taken FROM taken) k "
+        f"LEFT JOIN LATERAL ({shifted}) r ON true{' ORDER BY ' + order if order else ''}"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def insert_select(
+    table: sa.Table, names: tuple[str, ...], rows: int, first: int, guard: str
+) -> str:
     """``INSERT`` of ``rows`` rows of ``names`` from ``$first`` on, only ``WHERE guard``
-    (``TRUE``, or a taken nonce): typed ``VALUES`` under a ``SELECT``."""
+    (``TRUE``, or a taken nonce): typed ``VALUES`` under a ``SELECT``. Built once per shape
+    (a handful: orders have one or a few authorizations of three challenges each)."""
     width, casts = len(names), [_cast(table, n) for n in names]
     values = ", ".join(
         "(" + ", ".join(f"${first + r * width + i}::{casts[i]}" for i in range(width)) + ")"
@@ -229,3 +249,58 @@ def authz_from_row(row: Sequence[Any], challenges: tuple[Challenge, ...] = ()) -
     """Seven authorization columns as an :class:`Authz` with these challenges."""
     aid, account_id, type_, value, wildcard, status, expires_at = row
     return Authz(aid, account_id, type_, value, bool(wildcard), status, expires_at, challenges)
+
+
+#: A read as one statement: (SQL, its ORDER BY over the sort-key columns ``r.k1``/``r.k2``
+#: when :func:`postgres_rows.after_nonce` wraps it, parameters, rows -> answer).
+Read = tuple[str, str, tuple[Any, ...], Callable[[Sequence[Any]], Any]]
+
+
+def order_read(order_id: str) -> Read:
+    def decode(rows: Sequence[Any]) -> tuple[Order, list[Authz]] | None:
+        if not rows:
+            return None
+        n = N_ORDER
+        authzs = [authz_from_row(r[n : n + 7]) for r in rows if r[n] is not None]
+        return order_from_row(rows[0]), authzs
+
+    return ORDER_WITH_AUTHZS, "r.k1", (order_id,), decode
+
+
+def serial_read(serial: str) -> Read:
+    def decode(rows: Sequence[Any]) -> Order | None:
+        return order_from_row(rows[0]) if rows else None
+
+    return ORDER_BY_SERIAL, "", (serial,), decode
+
+
+def authzs_read(ids: Sequence[str], *, with_challenges: bool) -> Read:
+    if not with_challenges:
+        return AUTHZS, "r.k1", (list(ids),), _authzs
+
+    return AUTHZS_WITH_CHALLENGES, "r.k1, r.k2", (list(ids),), _authzs_with_challenges
+
+
+def _authzs(rows: Sequence[Any]) -> list[Authz]:
+    return [authz_from_row(r[:7]) for r in rows]
+
+
+def _authzs_with_challenges(rows: Sequence[Any]) -> list[Authz]:
+    """One row per challenge (NULLs for an authorization without any), by position in ids."""
+    heads: dict[int, Any] = {}
+    challenges: dict[int, list[Challenge]] = {}
+    for r in rows:
+        if r[7] not in heads:
+            heads[r[7]], challenges[r[7]] = r[:7], []
+        if r[8] is not None:
+            challenges[r[7]].append(challenge_from_row(r[8:15]))
+    return [authz_from_row(head, tuple(challenges[n])) for n, head in heads.items()]
+
+
+#: The reads a POST-as-GET runs with its nonce, folded into the nonce's statement (by the
+#: repository method's name).
+READS: dict[str, Callable[..., Read]] = {
+    "get_order": order_read,
+    "order_for_certificate": serial_read,
+    "get_authzs": authzs_read,
+}

@@ -13,10 +13,11 @@ nonce is still taken once across instances and nothing is written with a bad one
 that take several dependent statements (new account, key change, account update, a rate-limited
 new order) run in one asyncpg transaction instead.
 
-Reads are one statement each, joins included (SQL and decoders in
-:mod:`protocols.acme.postgres_rows`). Cold paths (administration, sweeps, EAB keys) are the
-inherited Core ones. ``tests/contract/test_acme_store_postgres.py`` runs the contract's script
-through this and the Core repository and compares answers and rows.
+Reads are one statement each, joins included, and a POST-as-GET's read goes in its nonce's
+statement too (SQL and decoders in :mod:`protocols.acme.postgres_rows`, the folded writes in
+:mod:`protocols.acme.postgres_writes`). Cold paths (administration, sweeps, EAB key
+management) are the inherited Core ones. ``tests/contract/test_acme_store_postgres.py`` runs
+the contract's script through this and the Core repository and compares answers and rows.
 
 A driver body may be sent again after a dropped connection (the engine cannot know whether it
 committed): a replayed nonce swap finds its nonce gone and answers ``badNonce`` (the fresh
@@ -48,7 +49,8 @@ class PostgresAcmeRepository(CoreAcmeRepository):
     """:class:`protocols.acme.repository.AcmeRepository` on asyncpg for the per-request
     statements (PostgreSQL only: the engine must be :class:`gateway.store.postgres.AsyncDatabase`).
     Its driver bodies are coroutines on the asyncpg connection; the bodies ``with_nonce`` runs
-    must be this repository's writes or :func:`protocols.acme.state.nothing`."""
+    must be this repository's driver bodies or :func:`protocols.acme.state.nothing` (a
+    synchronous Core body cannot run on the driver's connection, so it is refused)."""
 
     # --- nonces (RFC 8555 §6.5) ------------------------------------------------------------
 
@@ -78,7 +80,6 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         args: Sequence[Any],
         kw: dict[str, Any],
     ) -> tuple[bool, Any]:
-        name = getattr(body, "__name__", "")
         ours = body is state.nothing or (
             getattr(body, "__self__", None) is self and getattr(body, "driver_body", False)
         )
@@ -88,24 +89,31 @@ class PostgresAcmeRepository(CoreAcmeRepository):
             await conn.execute(q.NONCE_ISSUE, fresh, at(expires))
             return False, None
         s = Sql(used, at(now), fresh, at(expires))
-        fold = w.FOLDS.get(name) if body is not state.nothing else None
+        name = "" if body is state.nothing else body.__name__
         if name in _IN_TRANSACTION and (name != "create_order" or w.limit_of(args, kw)):
             async with conn.transaction():  # several dependent statements
                 if not await conn.fetchval(_SWAP, *s.params):
                     return False, None
                 return True, await getattr(self, _IN_TRANSACTION[name])(conn, *args, **kw)
-        if fold is None:
-            # nothing, or a read (a POST-as-GET): the nonce first, then the read on its own
-            if not await conn.fetchval(_SWAP, *s.params):
+        if name in q.READS:  # a POST-as-GET: the nonce and the read in one statement
+            sql, order, params, decode = q.READS[name](*args, **kw)
+            rows = await conn.fetch(q.after_nonce(sql, order), *s.params, *params)
+            if not rows[0][0]:
                 return False, None
-            return True, None if body is state.nothing else await body(conn, *args, **kw)
-        ctes, answer = fold(s, q.TAKEN, *args, **kw)
-        sql = (
-            f"WITH {q.NONCE_SWAP}, {', '.join(ctes)} "
-            "SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM done)"
-        )
-        taken, done = await conn.fetchrow(sql, *s.params)
-        return (True, answer(done)) if taken else (False, None)
+            return True, decode([r[1:] for r in rows if r[1] is not None])
+        if name in w.FOLDS:  # a write: the nonce and the write in one statement
+            ctes, answer = w.FOLDS[name](s, q.TAKEN, *args, **kw)
+            sql = (
+                f"WITH {q.NONCE_SWAP}, {', '.join(ctes)} "
+                "SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM done)"
+            )
+            taken, done = await conn.fetchrow(sql, *s.params)
+            return (True, answer(done)) if taken else (False, None)
+        # nothing, or another body of this repository (one statement, or its own transaction):
+        # the nonce first, then the body
+        if not await conn.fetchval(_SWAP, *s.params):
+            return False, None
+        return True, None if body is state.nothing else await body(conn, *args, **kw)
 
     async def _run(self, conn: Any, s: Sql, fold: Fold) -> Any:
         """A folded write on its own (no nonce): one statement."""
@@ -238,16 +246,13 @@ class PostgresAcmeRepository(CoreAcmeRepository):
 
     @driver_body
     async def get_order(self, conn: Any, order_id: str) -> tuple[Order, list[Authz]] | None:  # type: ignore[override]
-        rows = await conn.fetch(q.ORDER_WITH_AUTHZS, order_id)
-        if not rows:
-            return None
-        authzs = [q.authz_from_row(r[q.N_ORDER :]) for r in rows if r[q.N_ORDER] is not None]
-        return q.order_from_row(rows[0]), authzs
+        found: tuple[Order, list[Authz]] | None = await _read(conn, q.order_read(order_id))
+        return found
 
     @driver_body
     async def order_for_certificate(self, conn: Any, serial: str) -> Order | None:  # type: ignore[override]
-        row = await conn.fetchrow(q.ORDER_BY_SERIAL, serial)
-        return None if row is None else q.order_from_row(row)
+        found: Order | None = await _read(conn, q.serial_read(serial))
+        return found
 
     @driver_body
     async def orders_of(self, conn: Any, account_id: str) -> list[str]:  # type: ignore[override]
@@ -291,16 +296,8 @@ class PostgresAcmeRepository(CoreAcmeRepository):
     ) -> list[Authz]:
         if not ids:
             return []
-        if not with_challenges:
-            return [q.authz_from_row(r) for r in await conn.fetch(q.AUTHZS, list(ids))]
-        heads: dict[int, Any] = {}  # by position in ids (one row per challenge)
-        challenges: dict[int, list[Challenge]] = {}
-        for r in await conn.fetch(q.AUTHZS_WITH_CHALLENGES, list(ids)):
-            if r[7] not in heads:
-                heads[r[7]], challenges[r[7]] = r[:7], []
-            if r[8] is not None:
-                challenges[r[7]].append(q.challenge_from_row(r[8:]))
-        return [q.authz_from_row(head, tuple(challenges[n])) for n, head in heads.items()]
+        found: list[Authz] = await _read(conn, q.authzs_read(ids, with_challenges=with_challenges))
+        return found
 
     @driver_body
     async def set_authz_status(  # type: ignore[override]
@@ -368,3 +365,9 @@ _IN_TRANSACTION = {
     "change_key": "_change_key",
     "create_order": "_create_order_limited",
 }
+
+
+async def _read(conn: Any, read: q.Read) -> Any:
+    """A read on its own."""
+    sql, _, params, decode = read
+    return decode(await conn.fetch(sql, *params))

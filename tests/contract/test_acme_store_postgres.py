@@ -74,6 +74,11 @@ async def posts(store: SQLStore, repo: AcmeRepository, clock: StepClock) -> list
     per_ip = Limit("ip:192.0.2.7", 1, 3600, 5)
     await post(repo.get_order, "ord-1")
     await post(repo.get_authzs, ["az-1", "az-2"], with_challenges=True)
+    await post(repo.get_authzs, ["az-2", "az-none", "az-1"], with_challenges=False)
+    await post(repo.get_authzs, ["az-none"], with_challenges=True)
+    await post(repo.get_order, "ord-none")
+    await post(repo.order_for_certificate, "0a1b")
+    await post(repo.order_for_certificate, "ffff")
     await post(
         repo.create_account, "acct-9", "thumb-9", JWK, ["mailto:n@x"], None, t0, None, per_ip
     )
@@ -101,6 +106,8 @@ async def posts(store: SQLStore, repo: AcmeRepository, clock: StepClock) -> list
     await post(state.nothing)
     move = (repo.set_order, ("ord-10", None), {"status": "invalid"})
     out.append(await store.write(repo.with_nonce, "x-bad", "x-bad2", later, t0, *move))
+    read = (repo.get_order, ("ord-1",), {})
+    out.append(await store.write(repo.with_nonce, "x-bad", "x-bad3", later, t0, *read))
     out.append(await store.read(repo.orders_of, "acct-2"))
     out.append(await store.read(repo.valid_identifiers, "acct-1", t0))
     out.append(await store.read(repo.valid_identifiers, "acct-2", t0))
@@ -174,6 +181,12 @@ async def test_a_post_is_one_statement_and_a_nonce_is_taken_once(
         assert await stores[0].read(repo.get_order, "ord-1") is not None
         await asyncio.sleep(0)  # asyncpg calls its query loggers with loop.call_soon
         assert len(sent) == 3 and sent[1].startswith("WITH taken"), sent
+        sent.clear()  # a POST-as-GET: its nonce and its read
+        read = (repo.get_order, ("ord-1",), {})
+        taken, got = await stores[0].write(repo.with_nonce, "n-2", "n-3", later, t0, *read)
+        assert taken and got is not None and got[0].status == "processing"
+        await asyncio.sleep(0)
+        assert len(sent) == 1 and sent[0].startswith("WITH taken"), sent
         # three "instances" race for one nonce: exactly one takes it (and runs its body)
         await stores[0].write(repo.issue_nonce, "n-race", later, None)
         races = await asyncio.gather(
