@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
+from gateway.pkix import cms_read
+
 # The builders live in cms_build (raw DER assembly) and the certs-only builder and reader in
 # certsonly; this module imports both (they import neither this module nor each other) and
 # re-exports what SCEP uses, so a SCEP message needs one module.
@@ -102,7 +104,33 @@ def _to_crypto_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
 
 def parse_signed(der: bytes) -> SignedMessage:
     """Parse ContentInfo(SignedData) with one signer whose certificate is in ``certificates``
-    and who carries signed attributes (RFC 5652 §5.3; RFC 8894 §3 requires both)."""
+    and who carries signed attributes (RFC 5652 §5.3; RFC 8894 §3 requires both).
+
+    The seam: the plain-DER shape of every usual client is read by walking the octets
+    (:func:`gateway.pkix.cms_read.signed_fields`, the signer's certificate decoded once);
+    anything else, and every error, comes from asn1crypto (:func:`parse_signed_plain`)."""
+    fields = cms_read.signed_fields(der)
+    if fields is None:
+        return parse_signed_plain(der)
+    try:
+        certs = tuple(x509.load_der_x509_certificate(c) for c in fields.certificates)
+    except (ValueError, x509.InvalidVersion):
+        return parse_signed_plain(der)  # which names the unparseable certificate
+    return SignedMessage(
+        content=fields.content,
+        content_type=fields.content_type,
+        signer=certs[fields.signer],
+        certificates=certs,
+        digest_algorithm=fields.digest_algorithm,
+        attributes=fields.attributes,
+        signed_attrs_der=fields.signed_attrs_der,
+        signature=fields.signature,
+        signature_algorithm=fields.signature_algorithm,
+    )
+
+
+def parse_signed_plain(der: bytes) -> SignedMessage:
+    """:func:`parse_signed` through asn1crypto's object model: any shape, every error."""
     signed = _load_content_info(der, ID_SIGNED_DATA)
     try:
         infos = signed["signer_infos"]
@@ -192,15 +220,22 @@ def verify_signed(message: SignedMessage) -> None:
         raise SignatureError("the signature does not verify") from None
 
 
-def decrypt_enveloped(
-    der: bytes,
-    recipient: x509.Certificate,
-    key: rsa.RSAPrivateKey,
-    *,
-    allowed_ciphers: Iterable[str],
-) -> Decrypted:
-    """Decrypt ContentInfo(EnvelopedData) addressed to ``recipient`` by KeyTransRecipientInfo
-    (RFC 5652 §6.2.1) with RSAES-PKCS1-v1_5 or RSAES-OAEP (RFC 8017 §7.1, RFC 4055 §4)."""
+def envelope_fields(der: bytes, recipient: x509.Certificate) -> cms_read.EnvelopeFields:
+    """The seam for reading an EnvelopedData addressed to ``recipient``: the plain-DER,
+    PKCS#1 v1.5 shape by walking the octets (:func:`gateway.pkix.cms_read.envelope_fields`),
+    anything else, and every error, through asn1crypto (:func:`envelope_fields_plain`)."""
+    issuer_der, serial, ski = (
+        recipient.issuer.public_bytes(),
+        recipient.serial_number,
+        _ski(recipient),
+    )
+    fields = cms_read.envelope_fields(der, issuer_der, serial, ski)
+    return fields if fields is not None else envelope_fields_plain(der, recipient)
+
+
+def envelope_fields_plain(der: bytes, recipient: x509.Certificate) -> cms_read.EnvelopeFields:
+    """:func:`envelope_fields` through asn1crypto, BER tolerated (Go's constructed
+    encryptedContent, :mod:`gateway.pkix.cms_ber`); CMSError or NotForUs when unusable."""
     try:
         enveloped = _load_content_info(der, ID_ENVELOPED_DATA)
         enveloped["encrypted_content_info"]["encrypted_content"].native  # noqa: B018 (parse)
@@ -215,7 +250,7 @@ def decrypt_enveloped(
     ski = _ski(recipient)
     try:
         encrypted_key: bytes | None = None
-        transport = ""
+        transport, oaep_params = "", None
         for ri in enveloped["recipient_infos"]:
             if ri.name != "ktri":
                 continue
@@ -229,7 +264,8 @@ def decrypt_enveloped(
             if match:
                 encrypted_key = ktri["encrypted_key"].native
                 transport = ktri["key_encryption_algorithm"]["algorithm"].native
-                oaep_params = ktri["key_encryption_algorithm"]["parameters"]
+                if transport == "rsaes_oaep":
+                    oaep_params = ktri["key_encryption_algorithm"]["parameters"]
                 break
         if encrypted_key is None:
             raise NotForUs("the envelope is not addressed to this recipient")
@@ -241,24 +277,43 @@ def decrypt_enveloped(
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CMSError(f"malformed EnvelopedData: {str(exc)[:120]}") from None
+    try:
+        iv = params.native
+    except ValueError:
+        iv = None
+    return cms_read.EnvelopeFields(encrypted_key, transport, oaep_params, cipher, iv, ciphertext)
+
+
+def decrypt_enveloped(
+    der: bytes,
+    recipient: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    *,
+    allowed_ciphers: Iterable[str],
+) -> Decrypted:
+    """Decrypt ContentInfo(EnvelopedData) addressed to ``recipient`` by KeyTransRecipientInfo
+    (RFC 5652 §6.2.1) with RSAES-PKCS1-v1_5 or RSAES-OAEP (RFC 8017 §7.1, RFC 4055 §4)."""
+    fields = envelope_fields(der, recipient)
+    cipher, transport, iv, ciphertext = (
+        fields.cipher,
+        fields.transport,
+        fields.iv,
+        fields.ciphertext,
+    )
     if cipher not in CIPHERS or cipher not in set(allowed_ciphers):
         raise UnsupportedAlgorithm(f"content encryption {cipher!r} is not accepted", cipher)
     if transport == "rsaes_pkcs1v15" or transport == "rsa":
         transport = "rsaes_pkcs1v15"
         pad: asym_padding.AsymmetricPadding = asym_padding.PKCS1v15()
     elif transport == "rsaes_oaep":
-        pad = _oaep_padding(oaep_params)
+        pad = _oaep_padding(fields.oaep_params)
     else:
         raise UnsupportedAlgorithm(f"key transport {transport!r} is not supported")
     key_len, block = CIPHERS[cipher]
-    try:
-        iv = params.native
-    except ValueError:
-        iv = None
     if not isinstance(iv, bytes) or len(iv) != block or not isinstance(ciphertext, bytes):
         raise CMSError("bad content-encryption parameters")
     try:
-        cek = key.decrypt(encrypted_key, pad)
+        cek = key.decrypt(fields.encrypted_key, pad)
     except ValueError:
         raise CMSError("the content-encryption key cannot be decrypted") from None
     if len(cek) != key_len or len(ciphertext) % block:
