@@ -26,6 +26,7 @@ from protocols.acme.json_text import indented
 ERROR_NS = "urn:ietf:params:acme:error:"
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_RFC3339 = "%04d-%02d-%02dT%02d:%02d:%02dZ"
 
 
 def b64e(data: bytes) -> str:
@@ -62,8 +63,11 @@ def dumps(obj: Any) -> bytes:
 
 
 def rfc3339(when: datetime) -> str:
-    """RFC 3339 timestamp in UTC with a ``Z`` suffix (RFC 8555 §7.1)."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 timestamp in UTC with a ``Z`` suffix (RFC 8555 §7.1), to the second. Written
+    with ``%`` on its fields: ``strftime`` costs twice as many instructions, and every order,
+    authorization and challenge a client reads carries one."""
+    t = when.astimezone(UTC)
+    return _RFC3339 % (t.year, t.month, t.day, t.hour, t.minute, t.second)
 
 
 def parse_rfc3339(value: Any, name: str) -> datetime:

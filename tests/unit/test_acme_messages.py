@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -33,6 +33,7 @@ from protocols.acme.messages import (
     parse_cert_id,
     parse_identifier,
     parse_new_order,
+    rfc3339,
 )
 from tests.helpers import make_csr
 
@@ -238,3 +239,14 @@ def test_ec_key_round_trips() -> None:
 
     key = ec.generate_private_key(ec.SECP384R1())
     assert J.load_jwk(jwk_of(key)).public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-23 * 60, max_value=23 * 60),
+)
+def test_rfc3339_is_strftimes(when: datetime, offset_minutes: int) -> None:
+    """The %-formatted timestamp equals strftime's (the plain way, at twice the cost)."""
+    aware = when.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    assert rfc3339(aware) == aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
