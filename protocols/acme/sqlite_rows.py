@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -73,7 +74,17 @@ EAB_BY_KID = f"SELECT {_columns(acme_eab_keys, _EAB_NAMES)} FROM acme_eab_keys W
 
 
 def account_from_row(row: tuple[Any, ...]) -> Account:
-    """An ``_ACCOUNT_COLUMNS`` row as an :class:`Account` (without its EAB fields)."""
+    """An ``_ACCOUNT_COLUMNS`` row as an :class:`Account` (without its EAB fields), decoded
+    once per distinct row (:func:`_decoded_account`)."""
+    return _decoded_account(tuple(row))
+
+
+@lru_cache(maxsize=1024)
+def _decoded_account(row: tuple[Any, ...]) -> Account:
+    """Why cached: every request signed with a ``kid`` reads its account, whose row rarely
+    changes, and decoding it (two JSON columns, a frozen dataclass) costs more than the
+    lookup. Keyed by the whole row as stored, so a changed row (deactivated, new key, new
+    contact) is decoded afresh; the result is never mutated (a frozen record)."""
     aid, thumbprint, jwk, status, contact, eab_kid, tos_agreed = row
     return Account(
         aid,

@@ -85,3 +85,16 @@ async def test_the_front_end_and_the_cli_follow_the_stores_repository_choice(
         assert type(cli_actions._repo(SimpleNamespace(store=store))) is expected
     finally:
         await store.close()
+
+
+def test_a_decoded_account_row_is_the_plain_decoding() -> None:
+    """sqlite_rows decodes each distinct account row once: the cached record equals a fresh
+    decoding, and a row that changed (deactivated) is decoded afresh."""
+    from protocols.acme import sqlite_rows
+
+    row = ("a1", "thumb", '{"kty": "EC", "crv": "P-256"}', "valid", '["mailto:a@b"]', None, "t")
+    plain = sqlite_rows._decoded_account.__wrapped__(row)
+    assert sqlite_rows.account_from_row(row) == plain
+    assert sqlite_rows.account_from_row(list(row)) == plain  # any sequence of the columns
+    gone = sqlite_rows.account_from_row((*row[:3], "deactivated", *row[4:]))
+    assert gone.status == "deactivated" and gone.jwk == plain.jwk
