@@ -22,7 +22,15 @@ from types import TracebackType
 from typing import TypeVar
 
 from gateway.errors import CAUnavailable, CertgateError
-from gateway.model import ConnectorPending, Denied, Issued, Pending, RequestRecord, serial_hex
+from gateway.model import (
+    CertificateRecord,
+    ConnectorPending,
+    Denied,
+    Issued,
+    Pending,
+    RequestRecord,
+    serial_hex,
+)
 from gateway.observability.logs import fields
 from gateway.observability.metrics import active
 
@@ -35,18 +43,28 @@ OutcomeT = TypeVar("OutcomeT", Issued, Pending, Denied)
 Fields = dict[str, object]
 
 
-def _decision(record: RequestRecord, outcome: Issued | Pending | Denied) -> tuple[str, str, Fields]:
+def _decision(
+    record: RequestRecord,
+    outcome: Issued | Pending | Denied,
+    inventory: CertificateRecord | None = None,
+) -> tuple[str, str, Fields]:
     """What ``outcome`` is for the log and the metrics: its result (``issued``, ``pending``,
     ``denied``), its log message, and the line's fields after the requester's (see the module
-    docstring)."""
+    docstring). ``inventory``: the issued certificate's record, whose subject and serial text
+    are the certificate's, already computed (decoding them again costs ~10 us)."""
     if isinstance(outcome, Issued):
-        certificate = outcome.certificate
+        if inventory is not None:
+            subject, serial = inventory.subject, inventory.serial
+        else:
+            certificate = outcome.certificate
+            subject = certificate.subject.rfc4514_string()
+            serial = serial_hex(certificate.serial_number)
         return (
             "issued",
             "certificate issued",
             {
-                "subject": certificate.subject.rfc4514_string(),
-                "serial": serial_hex(certificate.serial_number),
+                "subject": subject,
+                "serial": serial,
                 "request_id": record.id,
                 "kind": record.kind.value,
             },
@@ -83,9 +101,12 @@ def _record_line(level: int, message: str, record: RequestRecord, detail: Fields
     )
 
 
-def settled(record: RequestRecord, outcome: OutcomeT) -> OutcomeT:
-    """Log and count the outcome just recorded for ``record``; returns ``outcome``."""
-    name, message, detail = _decision(record, outcome)
+def settled(
+    record: RequestRecord, outcome: OutcomeT, inventory: CertificateRecord | None = None
+) -> OutcomeT:
+    """Log and count the outcome just recorded for ``record``; returns ``outcome``.
+    ``inventory``: an issued certificate's inventory record, if at hand (same line)."""
+    name, message, detail = _decision(record, outcome, inventory)
     _record_line(logging.INFO, message, record, detail)
     metrics = active()
     if metrics is not None:

@@ -207,4 +207,4 @@ class InProcess:
             # A concurrent duplicate of this transaction was stored first: ours is discarded
             # unseen and the client gets the recorded outcome, never a second certificate.
             raise TransactionTaken(stored)
-        return events.settled(issued, result)
+        return events.settled(issued, result, cert_record)

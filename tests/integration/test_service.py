@@ -210,3 +210,22 @@ async def test_every_issuance_is_an_audit_event(components: Components) -> None:
     assert isinstance(outcome, Issued)
     events = [e.event for e in await components.store.audit_events()]
     assert "certificate.issued" in events and "request.received" in events
+
+
+async def test_the_issued_log_line_from_the_inventory_equals_the_one_from_the_certificate(
+    components: Components, caplog: pytest.LogCaptureFixture
+) -> None:
+    # InProcess.issue hands events.settled the inventory record (its subject and serial text);
+    # the plain path decodes them from the certificate again
+    from gateway.observability import events
+    from gateway.observability.logs import FIELDS_ATTR
+
+    caplog.set_level("INFO", logger="certgate.enrollment")
+    outcome = await components.service.enroll(request("log-1", dns=("log.example.test",)))
+    assert isinstance(outcome, Issued)
+    (line,) = [r for r in caplog.records if r.getMessage() == "certificate issued"]
+    stored = await components.store.find_request("cli", "log-1")
+    assert stored is not None
+    _, _, plain = events._decision(stored, outcome)
+    logged = getattr(line, FIELDS_ATTR)
+    assert {k: logged[k] for k in plain} == plain
