@@ -10,6 +10,7 @@ read them as a list: the issued certificate first).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from gateway.pkix.cms_algorithms import CIPHERS, UnsupportedAlgorithm, cipher_for, hash_for
 from gateway.pkix.der import integer, oid, tlv
+from gateway.pkix.memo import IdentityMemo
 
 _DIGEST_OIDS = {
     "md5": "1.2.840.113549.2.5",
@@ -55,12 +57,14 @@ _CONTENT_TYPE = "1.2.840.113549.1.9.3"
 _MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 _SIGNING_TIME = "1.2.840.113549.1.9.5"
 _NULL = b"\x05\x00"
+_CONTENT_TYPE_DATA = tlv(0x30, oid(_CONTENT_TYPE) + tlv(0x31, oid(_ID_DATA)))
 
 
 def _algorithm(dotted: str, params: bytes | None = None) -> bytes:
     return tlv(0x30, oid(dotted) + (params or b""))
 
 
+@functools.lru_cache(maxsize=16)
 def _digest_algorithm(name: str) -> bytes:
     try:
         return _algorithm(_DIGEST_OIDS[name], _NULL)
@@ -76,13 +80,24 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def _signer_parts(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    """The signer's IssuerAndSerialNumber and DER: the same RA certificate signs every CertRep,
+    so they are encoded once per certificate object (:data:`_SIGNER_PARTS`)."""
+    return _issuer_and_serial(cert), _der(cert)
+
+
+_SIGNER_PARTS = IdentityMemo(_signer_parts, limit=16)
+
+
 def _content_info(content_type: str, content: bytes) -> bytes:
     return tlv(0x30, oid(content_type) + tlv(0xA0, content))
 
 
-def attribute(dotted: str, value: core.Asn1Value) -> bytes:
-    """One DER Attribute (RFC 5652 §5.3) with a single value."""
-    return tlv(0x30, oid(dotted) + tlv(0x31, value.dump()))
+def attribute(dotted: str, value: core.Asn1Value | bytes) -> bytes:
+    """One DER Attribute (RFC 5652 §5.3) with a single value: an asn1crypto value, or the
+    value's DER (what SCEP's CertRep passes: the same octets without building an object)."""
+    der = value if isinstance(value, bytes) else value.dump()
+    return tlv(0x30, oid(dotted) + tlv(0x31, der))
 
 
 def envelope(
@@ -147,7 +162,7 @@ def sign(
     h.update(content or b"")
     when = signing_time or datetime.now(UTC)
     attrs = [
-        tlv(0x30, oid(_CONTENT_TYPE) + tlv(0x31, oid(_ID_DATA))),
+        _CONTENT_TYPE_DATA,
         tlv(0x30, oid(_SIGNING_TIME) + tlv(0x31, _utc_time(when))),
         tlv(0x30, oid(_MESSAGE_DIGEST) + tlv(0x31, tlv(0x04, h.finalize()))),
         *attributes,
@@ -160,23 +175,24 @@ def sign(
     else:
         signature = key.sign(to_sign, ec.ECDSA(digest_alg))
         sig_alg = _algorithm(_ECDSA_OIDS[digest])
+    signer_id, signer_der = _SIGNER_PARTS(signer)
     signer_info = tlv(
         0x30,
         integer(1)
-        + _issuer_and_serial(signer)
+        + signer_id
         + _digest_algorithm(digest)
         + tlv(0xA0, signed_attrs)
         + sig_alg
         + tlv(0x04, signature),
     )
-    certs = [signer, *(c for c in certificates if c != signer)]
+    others = [_der(c) for c in certificates if c != signer]
     encap = oid(_ID_DATA) + (tlv(0xA0, tlv(0x04, content)) if content is not None else b"")
     signed = tlv(
         0x30,
         integer(1)
         + tlv(0x31, _digest_algorithm(digest))
         + tlv(0x30, encap)
-        + tlv(0xA0, b"".join(_der(c) for c in certs))
+        + tlv(0xA0, signer_der + b"".join(others))
         + tlv(0x31, signer_info),
     )
     return _content_info(_ID_SIGNED_DATA, signed)

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.pkix import cms
+from gateway.pkix.der import tlv
 
 # RFC 8894 §3.2.1, Table 1: signed attributes under 2.16.840.1.113733.1.9.
 OID_MESSAGE_TYPE = "2.16.840.1.113733.1.9.2"
@@ -214,6 +215,12 @@ class Reply:
     digest: str = "sha256"
 
 
+def _printable_der(text: str) -> bytes:
+    """A PrintableString's DER, octet for octet what asn1crypto writes (Latin-1 text):
+    encoded here without building an asn1crypto object on every CertRep."""
+    return tlv(0x13, text.encode("latin1"))
+
+
 def cert_rep(
     reply: Reply,
     signer: x509.Certificate,
@@ -228,15 +235,15 @@ def cert_rep(
     certmonger and sscep use, refuses a SignedData without content ("no content") before it
     reads a single attribute, and clients then report the CA as unreachable."""
     attrs = [
-        cms.attribute(OID_MESSAGE_TYPE, core.PrintableString(str(int(MessageType.CERT_REP)))),
-        cms.attribute(OID_PKI_STATUS, core.PrintableString(str(int(reply.status)))),
-        cms.attribute(OID_TRANSACTION_ID, core.PrintableString(reply.transaction_id)),
-        cms.attribute(OID_SENDER_NONCE, core.OctetString(os.urandom(NONCE_BYTES))),
-        cms.attribute(OID_RECIPIENT_NONCE, core.OctetString(reply.recipient_nonce)),
+        cms.attribute(OID_MESSAGE_TYPE, _printable_der(str(int(MessageType.CERT_REP)))),
+        cms.attribute(OID_PKI_STATUS, _printable_der(str(int(reply.status)))),
+        cms.attribute(OID_TRANSACTION_ID, _printable_der(reply.transaction_id)),
+        cms.attribute(OID_SENDER_NONCE, tlv(0x04, os.urandom(NONCE_BYTES))),
+        cms.attribute(OID_RECIPIENT_NONCE, tlv(0x04, reply.recipient_nonce)),
     ]
     if reply.status is PKIStatus.FAILURE:
         info = reply.fail_info if reply.fail_info is not None else FailInfo.BAD_REQUEST
-        attrs.append(cms.attribute(OID_FAIL_INFO, core.PrintableString(str(int(info)))))
+        attrs.append(cms.attribute(OID_FAIL_INFO, _printable_der(str(int(info)))))
         if reply.fail_text:
             attrs.append(cms.attribute(OID_FAIL_INFO_TEXT, core.UTF8String(reply.fail_text)))
     content = b""
