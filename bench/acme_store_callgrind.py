@@ -41,7 +41,7 @@ def _instructions(dump: Path, timeout: float = 120) -> int:
 
 def count(tmp: Path, name: str, flows: int, store_url: str, plain: bool) -> float:
     out = tmp / f"cg.{name}.out"
-    prefix = (
+    prefix: tuple[str, ...] = (
         "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
     )  # fmt: skip
     if plain:
