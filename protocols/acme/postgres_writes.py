@@ -3,8 +3,8 @@ one PostgreSQL statement (SQL text and parameters only; the repository runs them
 
 A *fold* of a write is its data-modifying CTEs, each only ``WHERE guard`` (``TRUE`` on its own;
 ``EXISTS (SELECT 1 FROM taken)`` after a POST's nonce swap, :data:`postgres_rows.NONCE_SWAP`),
-the last one that answers named ``done`` (``RETURNING 1``), and how the count of ``done``'s rows
-becomes the body's answer. The UPDATEs keep Core's state-machine conditions in their WHERE
+the one whose rows answer named ``done`` (``RETURNING 1``), and how the count of ``done``'s
+rows becomes the body's answer. The UPDATEs keep Core's state-machine conditions in their WHERE
 clause; values are encoded as Core binds them (see :mod:`protocols.acme.postgres_rows`).
 """
 
@@ -40,8 +40,8 @@ class Sql:
         return f"${len(self.params)}"
 
 
-#: A folded write: its CTEs (the last one named ``done``, ``RETURNING 1``) and how the count
-#: of ``done``'s rows becomes the body's answer.
+#: A folded write: its CTEs (the answering one named ``done``, ``RETURNING 1``) and how the
+#: count of ``done``'s rows becomes the body's answer.
 Fold = tuple[list[str], Callable[[int], Any]]
 
 

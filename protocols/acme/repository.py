@@ -1,12 +1,15 @@
 """The ACME state repository: nonces, accounts, EAB keys, rate counters, orders,
-authorizations and challenges, as one interface with two implementations.
+authorizations and challenges, as one interface with three implementations.
 
-* :class:`protocols.acme.repository_core.CoreAcmeRepository`: SQLAlchemy Core, for
-  PostgreSQL (and usable on SQLite: the plain path);
+* :class:`protocols.acme.repository_core.CoreAcmeRepository`: SQLAlchemy Core, the plain path
+  on both backends;
 * :class:`protocols.acme.repository_sqlite.SQLiteAcmeRepository`: the per-request statements on
   the raw SQLite cursor (through :mod:`gateway.store.raw`), Core for the rest;
 * :class:`protocols.acme.repository_postgres.PostgresAcmeRepository`: the per-request statements
-  on asyncpg, each POST's nonce and write as one statement, Core for the rest.
+  on asyncpg, each POST's nonce and its write (or POST-as-GET read) as one statement, Core for
+  the rest. Its methods are coroutines on the asyncpg connection (driver bodies, see
+  :func:`gateway.store.engine.driver_body`) that only the PostgreSQL engine runs, and its
+  ``with_nonce`` runs only its own bodies.
 
 :func:`open_repository` picks one once, when the ACME front-end (or an ACME CLI command) opens
 its state, by the store's SQL dialect; no method looks at the dialect again.
@@ -15,8 +18,9 @@ Every method is a transaction body: it receives the ``Connection`` that ``store.
 ``store.write`` opened as its first argument, so bound methods are passed to them
 (``store.read(repo.get_order, order_id)``) and several calls can share one transaction. Bodies
 take no clock and draw no randomness (a write body may run twice when SQLite is busy):
-callers pass ``now`` and ids. Both implementations store the same rows, byte for byte on
-SQLite (``tests/contract/test_acme_store.py``), and give the same answers.
+callers pass ``now`` and ids. The implementations store the same rows, byte for byte on
+SQLite (``tests/contract/test_acme_store_paths.py``; on PostgreSQL
+``tests/contract/test_acme_store_postgres.py``), and give the same answers.
 """
 
 from __future__ import annotations
