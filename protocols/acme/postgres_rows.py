@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from protocols.acme.records import Account, Authz, Challenge, Order
 from protocols.acme.tables import (
@@ -58,7 +58,7 @@ def _cast(table: sa.Table, name: str) -> str:
     """The PostgreSQL type of a column, for ``$n::type`` where a value has no column to take
     its type from (an ``INSERT ... SELECT``); without a length, which a cast would truncate to
     where the column refuses an overlong value."""
-    compiled = table.c[name].type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+    compiled = table.c[name].type.compile(dialect=PGDialect())  # type: ignore[no-untyped-call]
     return str(compiled).split("(")[0]
 
 

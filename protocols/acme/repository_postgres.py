@@ -139,9 +139,22 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         return None if row is None else dict(row.items())
 
     @driver_body
-    async def create_account(self, conn: Any, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+    async def create_account(  # type: ignore[override]
+        self,
+        conn: Any,
+        account_id: str,
+        thumbprint: str,
+        jwk: dict[str, Any],
+        contact: list[str],
+        eab_kid: str | None,
+        now: datetime,
+        tos_agreed: str | None = None,
+        limit: Limit | None = None,
+    ) -> tuple[Account, bool] | OverLimit:
         async with conn.transaction():
-            return await self._create_account(conn, *args, **kw)
+            return await self._create_account(
+                conn, account_id, thumbprint, jwk, contact, eab_kid, now, tos_agreed, limit
+            )
 
     async def _create_account(
         self,
@@ -168,9 +181,16 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         return q.account_from_row(row), True
 
     @driver_body
-    async def update_account(self, conn: Any, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+    async def update_account(  # type: ignore[override]
+        self,
+        conn: Any,
+        account_id: str,
+        contact: list[str] | None,
+        status: str | None,
+        tos_agreed: str | None = None,
+    ) -> Account | None:
         async with conn.transaction():
-            return await self._update_account(conn, *args, **kw)
+            return await self._update_account(conn, account_id, contact, status, tos_agreed)
 
     async def _update_account(
         self,
@@ -195,9 +215,16 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         return None if row is None else q.account_from_row(row)
 
     @driver_body
-    async def change_key(self, conn: Any, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+    async def change_key(  # type: ignore[override]
+        self,
+        conn: Any,
+        account_id: str,
+        old_thumbprint: str,
+        thumbprint: str,
+        jwk: dict[str, Any],
+    ) -> Account | None:
         async with conn.transaction():
-            return await self._change_key(conn, *args, **kw)
+            return await self._change_key(conn, account_id, old_thumbprint, thumbprint, jwk)
 
     async def _change_key(
         self,

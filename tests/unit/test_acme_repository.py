@@ -20,6 +20,7 @@ from protocols.acme.base import Acme
 from protocols.acme.ports import AcmePorts
 from protocols.acme.repository import AcmeRepository, open_repository
 from protocols.acme.repository_core import CoreAcmeRepository
+from protocols.acme.repository_postgres import PostgresAcmeRepository
 from protocols.acme.repository_sqlite import SQLiteAcmeRepository
 from protocols.acme.settings import parse_settings
 
@@ -40,6 +41,19 @@ def test_every_interface_method_is_implemented_with_its_signature(implementation
         assert implemented == declared, name
 
 
+def test_the_postgresql_implementation_takes_every_methods_parameters() -> None:
+    """Its methods are coroutines on the driver's connection (annotated apart), with the
+    interface's parameters: names, kinds and defaults."""
+
+    def parameters(function: Any) -> list[tuple[str, Any, Any]]:
+        found = inspect.signature(function).parameters.values()
+        return [(p.name, p.kind, p.default) for p in found]
+
+    for name in METHODS:
+        declared = getattr(AcmeRepository, name)
+        assert parameters(getattr(PostgresAcmeRepository, name)) == parameters(declared), name
+
+
 def test_every_interface_method_states_its_contract() -> None:
     for name in METHODS:
         assert (getattr(AcmeRepository, name).__doc__ or "").strip(), name
@@ -55,7 +69,7 @@ def test_the_choice_is_made_in_one_place_and_no_body_asks_the_dialect() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("dialect", "dialect_name"):
                 readers.add(path.name)
     assert readers <= {"base.py", "cli_actions.py", "admin.py"}, readers
-    assert type(open_repository("postgresql")) is CoreAcmeRepository
+    assert type(open_repository("postgresql")) is PostgresAcmeRepository
 
 
 @pytest.mark.parametrize("raw", [True, False])
