@@ -8,15 +8,12 @@ idempotent). Pending templates leave the order ``processing``; polls read the co
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.errors import BadCSR, CertgateError, ErrorCode, PolicyDenied
@@ -44,6 +41,7 @@ from protocols.acme.messages import (
     parse_cert_id,
 )
 from protocols.acme.order_view import load_order, order_json
+from protocols.acme.probe import probe_csr
 from protocols.acme.supersede import supersede_older
 from protocols.acme.validation import check_caa
 
@@ -79,16 +77,7 @@ def dry_run(acme: Acme, me: state.Account, template: str, new: NewOrder, now: da
     caller (the real CSR is judged at finalize)."""
     tpl = acme.policy.template(template)
     kind = "ec" if "ec" in {a.value for a in tpl.key_policy.algorithms} else "rsa"
-    sans: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address(i.value)) if i.type == "ip" else x509.DNSName(i.value)
-        for i in new.identifiers
-    ]
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(_probe_key(kind), hashes.SHA256())
-    )
+    csr = probe_csr(_probe_key(kind), [(i.type, i.value) for i in new.identifiers])
     request = EnrollmentRequest(
         csr=csr,
         template=template,
