@@ -195,3 +195,36 @@ def test_non_string_members_are_judged_like_before(jwk: dict[str, Any], kind: st
     with pytest.raises(Problem) as exc:
         J.load_jwk(jwk)
     assert exc.value.kind == kind
+
+
+_NESTED = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='ab{[]}"\\', max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=60,
+)
+
+
+def _plain_loads(text: str) -> Any:
+    """loads without the bracket count: the parse, then always the walk."""
+    value = json.loads(text)
+    if not J._within_depth(value):
+        raise Problem.malformed("too deep")
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_NESTED, st.integers(1, 40).map(lambda d: json.loads("[" * d + "]" * d))))
+def test_loads_counting_brackets_answers_as_the_walk(value: Any) -> None:
+    """A text with few opening brackets skips the depth walk: it must accept and refuse as
+    the walk does, strings holding brackets included."""
+    text = json.dumps(value)
+    for form in (text, text.encode()):
+        try:
+            plain: Any = _plain_loads(text)
+        except Problem:
+            with pytest.raises(Problem):
+                J.loads(form, "not JSON")
+        else:
+            assert J.loads(form, "not JSON") == plain
