@@ -5,6 +5,7 @@ and the watch that notices a database file deleted or replaced under a running g
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -77,7 +78,10 @@ class Checkpointer:
         self._thread.start()
 
     def poke(self) -> None:
-        self._dirty.set()
+        # ``Event.set`` takes a lock and notifies; while the flag is still up, the thread has
+        # not yet cleared it, and it clears before it checkpoints, so this commit is covered.
+        if not self._dirty.is_set():
+            self._dirty.set()
 
     def _run(self) -> None:
         try:
@@ -125,6 +129,9 @@ class FileWatch:
         self._create = create
         self._health = health
         self.opened: dict[Path, tuple[int, int]] = {}
+        #: The database file as a string and its ids once recorded: the per-batch check
+        #: stats it without pathlib or a walk over ``opened``.
+        self._main: tuple[str, tuple[int, int]] | None = None
         self.vanished: str | None = None
         self.next_check = 0.0
 
@@ -151,27 +158,33 @@ class FileWatch:
                 except FileNotFoundError:
                     continue
                 self.opened[path] = (st.st_dev, st.st_ino)
+                if path == self.path:
+                    self._main = (str(path), self.opened[path])
 
     def check(self, *, full: bool = True) -> None:
         """Raise :class:`DatabaseUnavailable` if the database file (``full``: or its -wal or
         -shm) was deleted or replaced since it was opened. One ``stat`` per file."""
         if self.vanished is not None:
             raise DatabaseUnavailable(self.vanished)
+        if not full:
+            if self._main is not None:
+                self._compare(*self._main)
+            return
         if not self.opened:
             return
-        if full:
-            self.next_check = time.monotonic() + FILE_CHECK_INTERVAL
+        self.next_check = time.monotonic() + FILE_CHECK_INTERVAL
         for path, opened in self.opened.items():
-            if not full and path != self.path:
-                continue
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                self._vanish(f"{path} was deleted while the gateway had it open")
-            if (st.st_dev, st.st_ino) != opened:
-                self._vanish(f"{path} was replaced while the gateway had it open")
-        if full and len(self.opened) < 3:
+            self._compare(str(path), opened)
+        if len(self.opened) < 3:
             self.record()
+
+    def _compare(self, path: str, opened: tuple[int, int]) -> None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            self._vanish(f"{path} was deleted while the gateway had it open")
+        if (st.st_dev, st.st_ino) != opened:
+            self._vanish(f"{path} was replaced while the gateway had it open")
 
     def due(self) -> bool:
         """Whether the next read should run the full :meth:`check` first."""
