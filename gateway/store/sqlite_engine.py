@@ -78,16 +78,41 @@ def run_autocommit(
     try:
         result = body(conn, *args, **kw)
     except BaseException:
-        if conn.in_transaction():
-            conn.rollback()
-        elif _driver(conn).in_transaction:
-            _driver(conn).rollback()
+        _end(conn, commit=False)
         raise
-    if conn.in_transaction():
-        conn.commit()
-    elif _driver(conn).in_transaction:
-        _driver(conn).commit()
+    _end(conn, commit=True)
     return result
+
+
+def run_immediate(
+    conn: Connection, body: Callable[..., T], args: tuple[Any, ...], kw: dict[str, Any]
+) -> T:
+    """``with conn.begin(): BEGIN IMMEDIATE; body(conn, *args)``: :func:`run_autocommit`
+    after the BEGIN (a failed commit is raised as Core raises it, after a rollback as the
+    block does)."""
+    # on the raw cursor (errors wrapped as Core's): ~5 us less than exec_driver_sql
+    fast.execute(conn, "BEGIN IMMEDIATE", ())
+    return run_autocommit(conn, body, args, kw)
+
+
+def _end(conn: Connection, *, commit: bool) -> None:
+    """Commit or roll back the open transaction: Core's if it has one, else the driver's."""
+    driver = _driver(conn)
+    try:
+        if conn.in_transaction():
+            conn.commit() if commit else conn.rollback()
+        elif driver.in_transaction:
+            try:
+                driver.commit() if commit else driver.rollback()
+            except sqlite3.Error as exc:
+                raise sa.exc.DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+    finally:
+        # A COMMIT refused (deferred constraint, I/O) leaves SQLite's transaction open, and
+        # Core's block did not roll it back: every later BEGIN on the connection then failed.
+        if conn.get_transaction() is not None:  # a failed commit leaves it inactive
+            conn.rollback()
+        if driver.in_transaction:
+            driver.rollback()
 
 
 def _driver(conn: Connection) -> sqlite3.Connection:
@@ -234,14 +259,12 @@ class SQLiteDatabase:
             # write never goes into a file that was deleted since the last batch.
             self._files.check(full=self._files.due())
             conn = self._connection()
-            with conn.begin():
-                # on the raw cursor (errors wrapped as Core's): ~5 us less than exec_driver_sql
-                fast.execute(conn, "BEGIN IMMEDIATE", ())
-                if len(batch) == 1:
-                    item = batch[0]
-                    results.append((True, item.body(conn, *item.args, **item.kw)))
-                else:
-                    results = self._run_batch(conn, batch)
+            if len(batch) == 1:
+                item = batch[0]
+                value = run_immediate(conn, item.body, item.args, item.kw)
+                results.append((True, value))
+            else:
+                results = run_immediate(conn, self._run_batch, (batch,), {})
         except DatabaseUnavailable as exc:
             self._settle_all(batch, exc)
             return
