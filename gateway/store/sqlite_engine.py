@@ -238,9 +238,11 @@ class SQLiteDatabase:
     # -- group commit -------------------------------------------------------------------------
     #
     # Write bodies queued during one event-loop iteration run in ONE ``BEGIN IMMEDIATE ...
-    # COMMIT``, each inside its own savepoint, so one body's failure rolls back only its own
-    # statements. On SQLite the commit (WAL frames for every touched page) costs more than the
-    # statements, so concurrent enrollments share it; a lone writer pays the same as before.
+    # COMMIT``; a batch of several runs under savepoints (``_run_batch``), so one body's
+    # failure rolls back only its own statements; a lone body needs none (its failure rolls
+    # back the transaction, which held only it). On SQLite the commit (WAL frames for every
+    # touched page) costs more than the statements, so concurrent enrollments share it; a
+    # lone writer pays the same as before.
     # Each caller's future resolves only after the commit: nothing is reported durable early.
 
     async def _group_commit(self, body: Body[P, T], *args: P.args, **kw: P.kwargs) -> T:
