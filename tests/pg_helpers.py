@@ -41,3 +41,13 @@ def scratch_database(prefix: str) -> Iterator[str]:
     dsn = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     yield f"{dsn}/{name}"
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def scratch_database_pair(prefix: str) -> Iterator[tuple[str, str]]:
+    """Two scratch databases, ``<prefix>_fast`` and ``<prefix>_core``, for a fast path and its
+    plain path to write side by side (see :func:`scratch_database`); ``yield from`` it."""
+    fast = scratch_database(f"{prefix}_fast")
+    core = scratch_database(f"{prefix}_core")
+    yield next(fast), next(core)
+    for gen in (fast, core):
+        next(gen, None)

@@ -24,18 +24,14 @@ from protocols.acme.repository_postgres import PostgresAcmeRepository
 from tests.contract.acme_store_cases import JWK, TABLES, new_authz, order_of, seed
 from tests.contract.conftest import StepClock
 from tests.contract.test_acme_store_paths import _decoded_rows, replay
-from tests.pg_helpers import scratch_database
+from tests.pg_helpers import scratch_database_pair
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def two_databases() -> Iterator[tuple[str, str]]:
-    fast = scratch_database("certgate_acme_fast")
-    core = scratch_database("certgate_acme_core")
-    yield next(fast), next(core)
-    for gen in (fast, core):
-        next(gen, None)
+    yield from scratch_database_pair("certgate_acme")
 
 
 async def _stored(url: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -24,7 +24,7 @@ from gateway.model import AuditEvent, RequestState
 from gateway.store import SQLStore, open_store
 from tests.contract.conftest import StepClock
 from tests.contract.test_store_paths import TABLES, _certificate, _request, _script
-from tests.pg_helpers import scratch_database
+from tests.pg_helpers import scratch_database_pair
 
 pytestmark = pytest.mark.postgres
 
@@ -38,11 +38,7 @@ _ORDER = {
 
 @pytest.fixture
 def two_databases() -> Iterator[tuple[str, str]]:
-    fast = scratch_database("certgate_paths_fast")
-    core = scratch_database("certgate_paths_core")
-    yield next(fast), next(core)
-    for gen in (fast, core):
-        next(gen, None)
+    yield from scratch_database_pair("certgate_paths")
 
 
 async def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
