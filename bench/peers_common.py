@@ -207,13 +207,16 @@ def measure(
 
 def aggregate(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per (protocol, server, store, concurrency): the mean over the rounds of rate and
-    CPU per operation, the worst p99, errors and duplicates summed, and the rounds' spread."""
+    CPU per operation, the worst p99, errors and duplicates summed, and the rounds' spread.
+    A round that answered nothing (a hung server) counts with rate 0, but has no CPU per
+    operation or latency: those are the means of the rounds that answered."""
     groups: dict[tuple[str, str, str, int], list[Mapping[str, Any]]] = {}
     for r in rows:
         key = (r["protocol"], r["server"], r["store"], int(r["concurrency"]))
         groups.setdefault(key, []).append(r)
     out = []
     for (protocol, server, store, c), rs in groups.items():
+        answered = [r for r in rs if r["ok"] > 0] or rs
         out.append(
             {
                 "protocol": protocol,
@@ -225,12 +228,14 @@ def aggregate(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "rate": round(statistics.fmean(r["rate"] for r in rs), 2),
                 "rate_min": min(r["rate"] for r in rs),
                 "rate_max": max(r["rate"] for r in rs),
-                "p50_ms": round(statistics.fmean(r["p50_ms"] for r in rs), 2),
+                "p50_ms": round(statistics.fmean(r["p50_ms"] for r in answered), 2),
                 "p99_ms": max(r["p99_ms"] for r in rs),
                 "server_cpu_ms_per_op": round(
-                    statistics.fmean(r["server_cpu_ms_per_op"] for r in rs), 3
+                    statistics.fmean(r["server_cpu_ms_per_op"] for r in answered), 3
                 ),
-                "db_cpu_ms_per_op": round(statistics.fmean(r["db_cpu_ms_per_op"] for r in rs), 3),
+                "db_cpu_ms_per_op": round(
+                    statistics.fmean(r["db_cpu_ms_per_op"] for r in answered), 3
+                ),
                 "idle_cpu_ms_per_s": round(statistics.fmean(r["idle_cpu_ms_per_s"] for r in rs), 2),
                 "ok": sum(r["ok"] for r in rs),
                 "errors": sum(r["errors"] for r in rs),

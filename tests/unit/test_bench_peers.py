@@ -110,6 +110,19 @@ def test_rounds_fold_into_one_summary_row_per_server_and_concurrency(
     assert peer["duplicate_serials"] == 1
 
 
+def test_a_round_that_answered_nothing_has_no_cpu_per_operation(
+    bench: dict[str, ModuleType],
+) -> None:
+    """A hung server's round (Debian's Pebble at c=16) is rate 0, not 0 ms of CPU a flow."""
+    common = bench["common"]
+    hung = _row(common, round_=1, ok=0, errors=150, latencies_ms=[], server_cpu_s=0.0)
+    fine = _row(common, round_=2, server_cpu_s=0.4)
+    (row,) = common.aggregate([hung, fine])
+    assert row["server_cpu_ms_per_op"] == fine["server_cpu_ms_per_op"] == 4.0
+    assert row["p50_ms"] == fine["p50_ms"]
+    assert row["rate"] == fine["rate"] / 2 and row["errors"] == 150
+
+
 def test_ratios_compare_each_certgate_store_with_the_peer(bench: dict[str, ModuleType]) -> None:
     common = bench["common"]
     summary = common.aggregate(_rows(common))
