@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import asyncpg
 import pytest
@@ -51,3 +52,16 @@ def scratch_database_pair(prefix: str) -> Iterator[tuple[str, str]]:
     yield next(fast), next(core)
     for gen in (fast, core):
         next(gen, None)
+
+
+async def table_rows(url: str, order: Mapping[str, str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of each table in ``order`` (table -> column to sort by) as asyncpg reads it
+    (JSON as stored text): what a fast path and its plain path wrote, to compare."""
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""), timeout=5)
+    try:
+        return {
+            table: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
+            for table, key in order.items()
+        }
+    finally:
+        await conn.close()

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 
@@ -24,7 +23,7 @@ from protocols.acme.repository_postgres import PostgresAcmeRepository
 from tests.contract.acme_store_cases import JWK, TABLES, new_authz, order_of, seed
 from tests.contract.conftest import StepClock
 from tests.contract.test_acme_store_paths import _decoded_rows, replay
-from tests.pg_helpers import scratch_database_pair
+from tests.pg_helpers import scratch_database_pair, table_rows
 
 pytestmark = pytest.mark.postgres
 
@@ -35,20 +34,8 @@ def two_databases() -> Iterator[tuple[str, str]]:
 
 
 async def _stored(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every ACME row as asyncpg reads it (JSON as stored text), in primary-key order."""
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""), timeout=5)
-    try:
-        return {
-            t.name: [
-                tuple(r)
-                for r in await conn.fetch(
-                    f"SELECT * FROM {t.name} ORDER BY {t.primary_key.columns[0].name}"
-                )
-            ]
-            for t in TABLES
-        }
-    finally:
-        await conn.close()
+    """Every ACME row, in primary-key order."""
+    return await table_rows(url, {t.name: t.primary_key.columns[0].name for t in TABLES})
 
 
 async def posts(store: SQLStore, repo: AcmeRepository, clock: StepClock) -> list[Any]:

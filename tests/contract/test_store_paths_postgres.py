@@ -16,7 +16,6 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 
@@ -24,7 +23,7 @@ from gateway.model import AuditEvent, RequestState
 from gateway.store import SQLStore, open_store
 from tests.contract.conftest import StepClock
 from tests.contract.test_store_paths import TABLES, _certificate, _request, _script
-from tests.pg_helpers import scratch_database_pair
+from tests.pg_helpers import scratch_database_pair, table_rows
 
 pytestmark = pytest.mark.postgres
 
@@ -39,17 +38,6 @@ _ORDER = {
 @pytest.fixture
 def two_databases() -> Iterator[tuple[str, str]]:
     yield from scratch_database_pair("certgate_paths")
-
-
-async def _rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""), timeout=5)
-    try:
-        return {
-            table: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
-            for table, key in _ORDER.items()
-        }
-    finally:
-        await conn.close()
 
 
 def _ranked(answers: list[Any], rows: dict[str, list[tuple[Any, ...]]]) -> tuple[Any, Any]:
@@ -82,7 +70,7 @@ async def test_fast_postgres_repository_equals_the_core_repository(
             answers = await _script(store, clock)
         finally:
             await store.close()
-        results.append(_ranked(answers, await _rows(url)))
+        results.append(_ranked(answers, await table_rows(url, _ORDER)))
     (fast_answers, fast_rows), (core_answers, core_rows) = results
     assert fast_answers == core_answers
     for table in TABLES:
