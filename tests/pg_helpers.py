@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 
 PG_ADMIN_DSN = os.environ.get(
     "CERTGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -65,3 +66,21 @@ async def table_rows(url: str, order: Mapping[str, str]) -> dict[str, list[tuple
         }
     finally:
         await conn.close()
+
+
+def sent_queries(store: Any) -> list[str]:
+    """Every query an :class:`~gateway.store.SQLStore`'s pooled asyncpg connections send from
+    now on, counted by asyncpg itself (its query logger sees simple-protocol BEGIN/COMMIT
+    too). asyncpg calls its loggers with ``loop.call_soon``: yield once before reading."""
+    sent: list[str] = []
+    logged: set[int] = set()
+
+    def watch(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if id(driver) not in logged:
+            logged.add(id(driver))
+            driver.add_query_logger(lambda q: sent.append(q.query))
+
+    pool = store._db._engine.sync_engine.pool
+    sa.event.listen(pool, "checkout", watch)
+    return sent

@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from gateway.store import SQLStore, open_store
 from protocols.acme import state
@@ -23,7 +22,7 @@ from protocols.acme.repository_postgres import PostgresAcmeRepository
 from tests.contract.acme_store_cases import JWK, TABLES, new_authz, order_of, seed
 from tests.contract.conftest import StepClock
 from tests.contract.test_acme_store_paths import _decoded_rows, replay
-from tests.pg_helpers import scratch_database_pair, table_rows
+from tests.pg_helpers import scratch_database_pair, sent_queries, table_rows
 
 pytestmark = pytest.mark.postgres
 
@@ -127,23 +126,6 @@ async def test_the_asyncpg_repository_equals_the_core_repository(
     assert all(fast_stored[t.name] for t in TABLES if t.name != "acme_nonces")
 
 
-def _sent(store: SQLStore) -> list[str]:
-    """Every query the store's pooled asyncpg connections send from now on (asyncpg's query
-    logger sees BEGIN/COMMIT too)."""
-    sent: list[str] = []
-    logged: set[int] = set()
-
-    def watch(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if id(driver) not in logged:
-            logged.add(id(driver))
-            driver.add_query_logger(lambda q: sent.append(q.query))
-
-    pool = store._db._engine.sync_engine.pool  # type: ignore[attr-defined]
-    sa.event.listen(pool, "checkout", watch)
-    return sent
-
-
 async def test_a_post_is_one_statement_and_a_nonce_is_taken_once(
     two_databases: tuple[str, str],
 ) -> None:
@@ -156,7 +138,7 @@ async def test_a_post_is_one_statement_and_a_nonce_is_taken_once(
         t0 = clock.now()
         await seed(stores[0], repo, t0)
         later = t0 + timedelta(minutes=5)
-        sent = _sent(stores[0])
+        sent = sent_queries(stores[0])
         await stores[0].write(repo.issue_nonce, "n-1", later, None)
         move = (repo.set_order, ("ord-1", "pending"), {"status": "processing"})
         got = await stores[0].write(repo.with_nonce, "n-1", "n-2", later, t0, *move)

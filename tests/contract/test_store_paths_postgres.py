@@ -17,13 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from gateway.model import AuditEvent, RequestState
 from gateway.store import SQLStore, open_store
 from tests.contract.conftest import StepClock
 from tests.contract.test_store_paths import TABLES, _certificate, _request, _script
-from tests.pg_helpers import scratch_database_pair, table_rows
+from tests.pg_helpers import scratch_database_pair, sent_queries, table_rows
 
 pytestmark = pytest.mark.postgres
 
@@ -83,19 +82,9 @@ async def test_an_issuance_is_one_round_trip(two_databases: tuple[str, str]) -> 
     logger sees simple-protocol BEGIN/COMMIT too): an issuance is one ``WITH`` statement."""
     clock = StepClock()
     store: SQLStore = open_store(two_databases[0], clock=clock.now)
-    sent: list[str] = []
-    logged: set[int] = set()
-
-    def watch(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if id(driver) not in logged:
-            logged.add(id(driver))
-            driver.add_query_logger(lambda q: sent.append(q.query))
-
     try:
         await store.migrate()
-        pool = store._db._engine.sync_engine.pool  # type: ignore[attr-defined]
-        sa.event.listen(pool, "checkout", watch)
+        sent = sent_queries(store)
         record = dataclasses.replace(
             _request(clock, 1), state=RequestState.ISSUED, certificate_serial="0a"
         )
