@@ -131,6 +131,7 @@ async def account(acme: Acme, request: web.Request) -> web.Response:
     terms = acme.settings.terms_of_service
     agree = terms if terms and payload.get("termsOfServiceAgreed") is True else None
     updated = await acme.write(request, acme.repo.update_account, me.id, contact, status, agree)
+    acme.accounts.forget(me.id)  # changed (or not): the next request reads it afresh
     assert updated is not None
     return await acme.reply(request, account_json(acme, updated))
 
@@ -173,6 +174,7 @@ async def key_change(acme: Acme, request: web.Request) -> web.Response:
     holder = await acme.write(
         request, acme.repo.change_key, me.id, me.thumbprint, J.thumbprint(jwk), jwk
     )
+    acme.accounts.forget(me.id)
     if holder is not None:  # 9. no other account uses the new key
         problem = Problem.malformed("the new key is already in use by an account", 409)
         problem.headers["Location"] = acme.url("acct", holder.id)

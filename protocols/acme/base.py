@@ -2,8 +2,15 @@
 gate, RFC 8555 §7.3.3), responses, per-process request limits (:mod:`ratelimit`).
 
 A POST is authenticated in one pass (RFC 8555 §6.2-§6.5): media type, JWS shape and header
-rules, url == request URL, then one database transaction consumes the nonce, issues the next
-one and loads the signer's account, then the signature is checked.
+rules, url == request URL, the signer's account is loaded and the signature checked; the nonce
+is taken (and the next one issued) later, in the transaction of the handler's first write or
+read (:meth:`Acme.write`), or at :meth:`Acme.finish`.
+
+The account of a ``kid`` comes from a per-process cache when this process has read it before
+(:class:`AccountCache`): the nonce's transaction then takes the nonce only if the account still
+reads exactly as cached, so nothing is written or answered on a stale copy. When it does not
+(the key was rolled over, the account deactivated or updated, by any instance), the request is
+authenticated again from the database and handled from the start (:func:`handler`).
 """
 
 from __future__ import annotations
@@ -32,19 +39,57 @@ from protocols.acme.settings import AcmeSettings
 
 log = logging.getLogger("certgate.acme")
 JOSE = "application/jose+json"
-#: Request storage: the authenticated JWS, and the fresh nonce once the used one was taken.
+#: Request storage: the authenticated JWS, the fresh nonce once the used one was taken, and
+#: "authenticate from the database" (the second pass after a stale cached account).
 _SIGNED = "acme_signed"
 _FRESH = "acme_nonce"
+_PLAIN = "acme_plain"
+
+
+class AccountChanged(Exception):
+    """The cached account a request was authenticated with no longer reads the same in the
+    nonce's transaction (nothing was taken or written): :func:`handler` runs it again."""
+
+
+class AccountCache:
+    """The accounts this process has read, by id (bounded: the oldest entry goes first).
+
+    A cached account only spares the read before the signature check; it is never trusted on
+    its own: :meth:`Acme.write` passes it to the repository's ``with_nonce`` as ``expect``, which
+    takes the nonce only if the stored account still equals it. ``enabled`` False is the plain
+    path (every request reads its account), which the tests compare this one with."""
+
+    def __init__(self, size: int = 4096, *, enabled: bool = True) -> None:
+        self.size = size
+        self.enabled = enabled
+        self._accounts: dict[str, state.Account] = {}
+
+    def get(self, account_id: str) -> state.Account | None:
+        return self._accounts.get(account_id) if self.enabled else None
+
+    def put(self, account: state.Account) -> None:
+        if not self.enabled:
+            return
+        accounts = self._accounts
+        accounts.pop(account.id, None)
+        if len(accounts) >= self.size:
+            del accounts[next(iter(accounts))]
+        accounts[account.id] = account
+
+    def forget(self, account_id: str) -> None:
+        self._accounts.pop(account_id, None)
 
 
 @dataclass(frozen=True)
 class Signed:
     """An authenticated POST: the JWS, its payload and the signer's account (``None`` when
-    signed with a ``jwk`` that has no account yet)."""
+    signed with a ``jwk`` that has no account yet); ``cached``: the account came from the
+    :class:`AccountCache`, so the nonce's transaction must find it unchanged."""
 
     jws: J.JWS
     account: state.Account | None
     key: J.PublicKey
+    cached: bool = False
 
     @property
     def post_as_get(self) -> bool:
@@ -86,6 +131,7 @@ class Acme:
         )
         self.base = external_url + "/acme"
         self.limiter = RateLimiter(settings.rate_limit_window)
+        self.accounts = AccountCache()
         self.tasks: set[asyncio.Task[None]] = set()
 
     # -- URLs (absolute, from configuration: protocols.md 0.3) ---------------------------------
@@ -136,7 +182,9 @@ class Acme:
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
             raise Problem.malformed(f"Content-Type must be {JOSE}", 415)
-        self.limiter.hit(f"ip:{request.remote}", self.settings.rate_limit_ip)
+        again = _PLAIN in request  # the second pass: the limits were counted in the first
+        if not again:
+            self.limiter.hit(f"ip:{request.remote}", self.settings.rate_limit_ip)
         body = await request.read()
         jws = J.parse_jws(body)
         J.check_account_header(jws, want_jwk=want_jwk and not either)
@@ -152,17 +200,28 @@ class Acme:
         account_id = self._account_id(jws.kid) if jws.kid is not None else None
         if jws.nonce is None:
             raise Problem.bad_nonce("JWS has no anti-replay nonce")
+        cached = False
         if account_id is not None:
-            account = await self.store.read(self.repo.get_account, account_id)
+            account = None if again else self.accounts.get(account_id)
+            cached = account is not None
             if account is None:
-                raise Problem.account_does_not_exist("no account at this 'kid'")
+                account = await self.store.read(self.repo.get_account, account_id)
+                if account is None:
+                    raise Problem.account_does_not_exist("no account at this 'kid'")
+                self.accounts.put(account)
             key = J.load_jwk(account.jwk)
         else:
             assert thumb is not None  # no 'kid': signed with a 'jwk', thumbprinted above
             account = await self.store.read(self.repo.account_by_thumbprint, thumb)
         assert key is not None
-        J.verify(jws, key)
-        signed = Signed(jws, account, key)
+        try:
+            J.verify(jws, key)
+        except Problem:
+            if cached:  # perhaps signed with a key rolled over elsewhere: read the account
+                self.accounts.forget(account_id or "")
+                raise AccountChanged(account_id) from None
+            raise
+        signed = Signed(jws, account, key, cached)
         # The nonce is taken later, in the same transaction as the handler's first write
         # (:meth:`write`), or by the handler wrapper for read-only requests; nothing is
         # committed or answered before it was taken.
@@ -170,7 +229,8 @@ class Acme:
         if account is not None:
             if account.status != "valid":
                 raise Problem.unauthorized(f"account is {account.status}", 401)
-            self.limiter.hit(f"account:{account.id}", self.settings.rate_limit_account)
+            if not again:
+                self.limiter.hit(f"account:{account.id}", self.settings.rate_limit_account)
             if terms and self.terms_outdated(account):
                 raise self.terms_problem(
                     "the terms of service have changed: agree to them by updating the account"
@@ -195,16 +255,22 @@ class Acme:
     async def write(self, request: web.Request, body: Any, *args: Any, **kw: Any) -> Any:
         """Run a write ``body`` for an authenticated POST; its transaction also takes the
         request's nonce (RFC 8555 §6.5: single use, across instances) unless already taken,
-        and nothing is written when the nonce is bad."""
+        and nothing is written when the nonce is bad, or when the signer's cached account no
+        longer reads the same (:class:`AccountChanged`)."""
         signed: Signed | None = request.get(_SIGNED)
         if signed is None or _FRESH in request:
             return await self.store.write(body, *args, **kw)
         fresh = secrets.token_urlsafe(16)
         now = self.now()
         expires = now + timedelta(seconds=self.settings.nonce_lifetime)
+        expect = signed.account if signed.cached else None
         ok, result = await self.store.write(
-            self.repo.with_nonce, signed.jws.nonce, fresh, expires, now, body, args, kw
+            self.repo.with_nonce, signed.jws.nonce, fresh, expires, now, body, args, kw, expect
         )
+        if not ok and expect is not None:
+            # a stale copy, or a bad nonce: the second pass, from the database, tells which
+            self.accounts.forget(expect.id)
+            raise AccountChanged(expect.id)
         request[_FRESH] = fresh
         if not ok:
             raise Problem.bad_nonce()
@@ -291,6 +357,8 @@ class Acme:
                         response = await self.problem(request, bad)
                 else:
                     request[_FRESH] = await self.new_nonce()
+        except AccountChanged:
+            raise
         except StoreUnavailable:  # logged once per outage by the store; no traceback per request
             return response
         except Exception:  # the store is down: still answer, without a nonce
@@ -311,12 +379,22 @@ def handler(fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse
     async def wrapped(request: web.Request) -> web.StreamResponse:
         acme = request.app[ACME]
         try:
+            return await attempt(acme, request)
+        except AccountChanged:
+            # authenticated with a cached account that changed: nothing was taken or written;
+            # once more, reading the account from the database
+            request[_PLAIN] = True
+            request.pop(_SIGNED, None)
+            return await attempt(acme, request)
+
+    async def attempt(acme: Acme, request: web.Request) -> web.StreamResponse:
+        try:
             response = await fn(acme, request)
         except Problem as problem:
             response = await acme.problem(request, problem)
         except CertgateError as exc:
             response = await acme.problem(request, problem_from(exc))
-        except (asyncio.CancelledError, web.HTTPException):
+        except (asyncio.CancelledError, web.HTTPException, AccountChanged):
             raise
         except Exception:
             log.exception("ACME handler failed (request id %s)", request.get("request_id"))

@@ -91,6 +91,35 @@ NONCE_SWAP = (
 )
 TAKEN = "EXISTS (SELECT 1 FROM taken)"
 
+#: The signer's account still reads as the caller's copy (``expect`` of ``with_nonce``): its
+#: row and its EAB key's columns (all ``NULL`` when unbound or the key is gone), ``$5``-``$14``
+#: (:func:`expect_params`). JSONB compares by value.
+ACCOUNT_UNCHANGED = (
+    "EXISTS (SELECT 1 FROM acme_accounts a LEFT JOIN acme_eab_keys k ON k.kid = a.eab_kid "
+    "WHERE a.id = $5 AND a.key_thumbprint = $6 AND a.jwk = $7::jsonb AND a.status = $8 "
+    "AND a.contact = $9::jsonb AND a.eab_kid IS NOT DISTINCT FROM $10 "
+    "AND a.tos_agreed IS NOT DISTINCT FROM $11 AND k.principal IS NOT DISTINCT FROM $12 "
+    "AND k.templates IS NOT DISTINCT FROM $13::jsonb "
+    "AND k.domains IS NOT DISTINCT FROM $14::jsonb)"
+)
+#: :data:`NONCE_SWAP` that takes the nonce only while :data:`ACCOUNT_UNCHANGED` holds.
+NONCE_SWAP_EXPECTING = NONCE_SWAP.replace(
+    "expires_at > $2 RETURNING", f"expires_at > $2 AND {ACCOUNT_UNCHANGED} RETURNING"
+)
+assert NONCE_SWAP_EXPECTING != NONCE_SWAP
+
+
+def expect_params(account: Account) -> tuple[Any, ...]:
+    """``$5``-``$14`` of :data:`ACCOUNT_UNCHANGED`: the columns :func:`account_from_row`
+    read ``account`` from."""
+    bound = account.principal is not None
+    return (
+        account.id, account.thumbprint, json.dumps(account.jwk), account.status,
+        json.dumps(account.contact), account.eab_kid, account.tos_agreed, account.principal,
+        json.dumps(list(account.eab_templates)) if bound else None,
+        json.dumps(list(account.eab_domains)) if bound else None,
+    )  # fmt: skip
+
 
 # --- accounts (RFC 8555 §7.3) -------------------------------------------------------------------
 
@@ -203,15 +232,17 @@ REUSABLE_AUTHZS = (
 )
 
 
-@functools.lru_cache(maxsize=16)
-def after_nonce(read: str, order: str) -> str:
-    """The statement that takes a POST's nonce (:data:`NONCE_SWAP`, ``$1``-``$4``) and runs the
-    read-only ``read`` (a POST-as-GET): the count of nonces taken, then ``read``'s columns, one
-    row per row of it (one row of NULLs when it has none) in ``order``; ``read``'s parameters
-    follow the nonce's."""
-    shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + 4}", read)
+@functools.lru_cache(maxsize=32)
+def after_nonce(read: str, order: str, expecting: bool = False) -> str:
+    """The statement that takes a POST's nonce (:data:`NONCE_SWAP`, ``$1``-``$4``; with
+    ``expecting``, :data:`NONCE_SWAP_EXPECTING`, ``$1``-``$14``) and runs the read-only ``read``
+    (a POST-as-GET): the count of nonces taken, then ``read``'s columns, one row per row of it
+    (one row of NULLs when it has none) in ``order``; ``read``'s parameters follow the
+    nonce's."""
+    swap, width = (NONCE_SWAP_EXPECTING, 14) if expecting else (NONCE_SWAP, 4)
+    shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + width}", read)
     return (
-        f"WITH {NONCE_SWAP} SELECT k.taken, r.* FROM (SELECT count(*) AS taken FROM taken) k "
+        f"WITH {swap} SELECT k.taken, r.* FROM (SELECT count(*) AS taken FROM taken) k "
         f"LEFT JOIN LATERAL ({shifted}) r ON true{' ORDER BY ' + order if order else ''}"
     )
 

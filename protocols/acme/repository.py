@@ -63,11 +63,17 @@ class AcmeRepository(Protocol):
         body: Callable[..., Any],
         args: Sequence[Any],
         kw: dict[str, Any],
+        expect: Account | None = None,
     ) -> tuple[bool, Any]:
         """Take ``used`` (a nonce is accepted once, on any instance: only one DELETE removes
         its row; an expired one is not taken), record ``fresh`` either way, and run
         ``body(conn, *args, **kw)`` only if ``used`` was taken, all in this transaction
-        (§6.5, §6.5.1). Returns ``(taken, body's answer or None)``."""
+        (§6.5, §6.5.1). Returns ``(taken, body's answer or None)``.
+
+        ``expect``: the signer's account as the caller last read it (a cached copy); then
+        ``used`` is taken, and ``body`` run, only if :meth:`get_account` of its id equals it
+        in this transaction, and ``(False, None)`` when it does not, as for a bad nonce (the
+        caller reads the account again and retries, which tells the two apart)."""
 
     # --- accounts (RFC 8555 §7.3) ----------------------------------------------------------
 

@@ -74,7 +74,10 @@ class CoreAcmeRepository(CoreChallenges):
         body: Callable[..., Any],
         args: Sequence[Any],
         kw: dict[str, Any],
+        expect: Account | None = None,
     ) -> tuple[bool, Any]:
+        if expect is not None and self.get_account(conn, expect.id) != expect:
+            return False, None  # a stale copy: nothing taken, nothing written
         if not self._swap_nonce(conn, used, fresh, expires, now):
             return False, None
         return True, body(conn, *args, **kw)

@@ -79,6 +79,7 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         body: Callable[..., Any],
         args: Sequence[Any],
         kw: dict[str, Any],
+        expect: Account | None = None,
     ) -> tuple[bool, Any]:
         ours = body is state.nothing or (
             getattr(body, "__self__", None) is self and getattr(body, "driver_body", False)
@@ -89,29 +90,34 @@ class PostgresAcmeRepository(CoreAcmeRepository):
             await conn.execute(q.NONCE_ISSUE, fresh, at(expires))
             return False, None
         s = Sql(used, at(now), fresh, at(expires))
+        swap = q.NONCE_SWAP
+        if expect is not None:  # the nonce is taken only while the account reads as expected
+            s.params.extend(q.expect_params(expect))
+            swap = q.NONCE_SWAP_EXPECTING
         name = "" if body is state.nothing else body.__name__
         if name in _IN_TRANSACTION and (name != "create_order" or w.limit_of(args, kw)):
             async with conn.transaction():  # several dependent statements
-                if not await conn.fetchval(_SWAP, *s.params):
+                if not await conn.fetchval(_SWAPS[swap], *s.params):
                     return False, None
                 return True, await getattr(self, _IN_TRANSACTION[name])(conn, *args, **kw)
         if name in q.READS:  # a POST-as-GET: the nonce and the read in one statement
             sql, order, params, decode = q.READS[name](*args, **kw)
-            rows = await conn.fetch(q.after_nonce(sql, order), *s.params, *params)
+            statement = q.after_nonce(sql, order, expect is not None)
+            rows = await conn.fetch(statement, *s.params, *params)
             if not rows[0][0]:
                 return False, None
             return True, decode([r[1:] for r in rows if r[1] is not None])
         if name in w.FOLDS:  # a write: the nonce and the write in one statement
             ctes, answer = w.FOLDS[name](s, q.TAKEN, *args, **kw)
             sql = (
-                f"WITH {q.NONCE_SWAP}, {', '.join(ctes)} "
+                f"WITH {swap}, {', '.join(ctes)} "
                 "SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM done)"
             )
             taken, done = await conn.fetchrow(sql, *s.params)
             return (True, answer(done)) if taken else (False, None)
         # nothing, or another body of this repository (one statement, or its own transaction):
         # the nonce first, then the body
-        if not await conn.fetchval(_SWAP, *s.params):
+        if not await conn.fetchval(_SWAPS[swap], *s.params):
             return False, None
         return True, None if body is state.nothing else await body(conn, *args, **kw)
 
@@ -382,7 +388,7 @@ class PostgresAcmeRepository(CoreAcmeRepository):
 
 
 #: A POST's nonce swap alone: 1 when ``used`` was taken.
-_SWAP = f"WITH {q.NONCE_SWAP} SELECT count(*) FROM taken"
+_SWAPS = {x: f"WITH {x} SELECT count(*) FROM taken" for x in (q.NONCE_SWAP, q.NONCE_SWAP_EXPECTING)}
 
 #: The writes :meth:`PostgresAcmeRepository.with_nonce` runs in a transaction (several
 #: dependent statements), by name: their coroutine without a transaction of its own.

@@ -203,3 +203,65 @@ async def test_creations_over_a_shared_limit_write_nothing(
     assert await store.read(repo.get_order, "o-2") is None
     assert await store.read(repo.get_authzs, ["az-9"], with_challenges=True) == []
     assert await store.read(repo.orders_of, "a-1") == ["o-1"]
+
+
+@ALL_IMPLEMENTATIONS
+async def test_a_nonce_expecting_an_account_is_taken_only_while_the_account_reads_the_same(
+    store: SQLStore, repo: AcmeRepository, clock: StepClock
+) -> None:
+    """``with_nonce(..., expect=copy)`` (a cached account, protocols.acme.base.AccountCache):
+    with the account as copied, the nonce is taken and the body runs; once the account was
+    updated, its key changed, it was deactivated or its EAB key deleted, nothing is taken or
+    written (``(False, None)``), and the nonce is still there for the caller's second pass.
+    Each kind of body: nothing, a read, a folded write and a write in its own transaction."""
+    t0 = clock.now()
+    later = t0 + timedelta(minutes=5)
+    await seed(store, repo, t0)
+    bound = await store.read(repo.get_account, "acct-1")
+    unbound = await store.read(repo.get_account, "acct-2")
+    assert bound is not None and bound.principal is not None and unbound is not None
+
+    async def post(nonce: str, expect: state.Account | None, body: object, *args: object,
+                   **kw: object) -> tuple[bool, object]:  # fmt: skip
+        await store.write(repo.issue_nonce, nonce, later, None)
+        return await store.write(
+            repo.with_nonce, nonce, f"{nonce}-next", later, t0, body, args, kw, expect
+        )
+
+    # unchanged: taken, and the body answers as without ``expect``
+    assert await post("n-1", bound, state.nothing) == (True, None)
+    read = await post("n-2", bound, repo.get_order, "ord-2")
+    assert read[0] is True and read[1] == await store.read(repo.get_order, "ord-2")
+    assert await post("n-3", unbound, repo.update_account, "acct-2", ["mailto:b@x"], None, None)
+    changed = await store.read(repo.get_account, "acct-2")
+    assert changed is not None and changed.contact == ["mailto:b@x"]
+
+    # ``unbound`` is now stale (its contact changed): nothing taken, nothing written
+    stale = await post("n-4", unbound, repo.set_order, "ord-1", "pending", status="processing")
+    assert stale == (False, None)
+    assert await post("n-5", unbound, repo.get_order, "ord-1") == (False, None)
+    assert await post("n-6", unbound, state.nothing) == (False, None)
+    assert await post("n-7", unbound, repo.update_account, "acct-2", None, "deactivated", None) == (
+        False, None,
+    )  # fmt: skip
+    order = await store.read(repo.get_order, "ord-1")
+    assert order is not None and order[0].status == "pending"
+    assert await store.read(repo.get_account, "acct-2") == changed
+    # the nonce was left for the second pass, which reads the account again
+    assert await store.write(
+        repo.with_nonce, "n-4", "n-4b", later, t0, state.nothing, (), {}, changed
+    ) == (True, None)
+
+    # a new key, a deactivation, a deleted EAB key: each makes the copy stale
+    assert await post("n-8", changed, repo.change_key, "acct-2", "thumb-2", "thumb-2b", JWK) == (
+        True, None,
+    )  # fmt: skip
+    assert await post("n-9", changed, state.nothing) == (False, None)
+    rekeyed = await store.read(repo.get_account, "acct-2")
+    assert await store.write(repo.update_account, "acct-2", None, "deactivated", None)
+    assert await post("n-10", rekeyed, state.nothing) == (False, None)
+    assert await store.write(repo.delete_eab_key, "kid-1")
+    assert await post("n-11", bound, repo.get_order, "ord-2") == (False, None)
+    unbound_now = await store.read(repo.get_account, "acct-1")
+    assert unbound_now is not None and unbound_now.principal is None
+    assert await post("n-12", unbound_now, state.nothing) == (True, None)

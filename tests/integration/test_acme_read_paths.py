@@ -22,7 +22,7 @@ from tests.acme_helpers import Client
 
 def _request(nonce: str) -> Any:
     """What :meth:`Acme.read` uses of an authenticated request: its storage (a dict)."""
-    return {base._SIGNED: SimpleNamespace(jws=SimpleNamespace(nonce=nonce))}
+    return {base._SIGNED: SimpleNamespace(jws=SimpleNamespace(nonce=nonce), cached=False)}
 
 
 async def test_read_in_the_nonce_transaction_equals_a_plain_read(client: Client) -> None:
