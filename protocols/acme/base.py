@@ -46,6 +46,14 @@ _FRESH = "acme_nonce"
 _PLAIN = "acme_plain"
 
 
+def nonce_value(expires: datetime) -> str:
+    """A fresh nonce (RFC 8555 §6.5: unique and unpredictable, base64url characters): its
+    expiry in microseconds since the epoch as 14 hex digits, then 128 random bits. Values
+    sort by expiry, so each new one is stored beside the last (one page written, not one per
+    random place in the key's index), and the one a POST takes is near it too."""
+    return f"{int(expires.timestamp() * 1_000_000):014x}{secrets.token_urlsafe(16)}"
+
+
 class AccountChanged(Exception):
     """The cached account a request was authenticated with no longer reads the same in the
     nonce's transaction (nothing was taken or written): :func:`handler` runs it again."""
@@ -152,10 +160,10 @@ class Acme:
     # -- nonces (RFC 8555 §6.5) ----------------------------------------------------------------
 
     async def new_nonce(self) -> str:
-        value = secrets.token_urlsafe(16)
         now = self.now()
         purge = now if secrets.randbelow(100) == 0 else None
         expires = now + timedelta(seconds=self.settings.nonce_lifetime)
+        value = nonce_value(expires)
         try:
             await self.store.write(self.repo.issue_nonce, value, expires, purge)
         except StoreUnavailable:
@@ -260,9 +268,9 @@ class Acme:
         signed: Signed | None = request.get(_SIGNED)
         if signed is None or _FRESH in request:
             return await self.store.write(body, *args, **kw)
-        fresh = secrets.token_urlsafe(16)
         now = self.now()
         expires = now + timedelta(seconds=self.settings.nonce_lifetime)
+        fresh = nonce_value(expires)
         expect = signed.account if signed.cached else None
         ok, result = await self.store.write(
             self.repo.with_nonce, signed.jws.nonce, fresh, expires, now, body, args, kw, expect

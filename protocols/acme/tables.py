@@ -13,13 +13,15 @@ import sqlalchemy as sa
 
 from gateway.store import JSONType, UTCDateTime, metadata
 
-#: RFC 8555 §6.5: issued on every response, deleted when used (DELETE ... RETURNING).
+#: RFC 8555 §6.5: issued on every response, deleted when used (DELETE ... RETURNING). Without
+#: a rowid on SQLite (migration ``acme_0005``): the row lives in its key's index.
 acme_nonces = sa.Table(
     "acme_nonces",
     metadata,
     sa.Column("value", sa.String(64), primary_key=True),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index(None, "expires_at"),
+    sqlite_with_rowid=False,
 )
 
 #: RFC 8555 §7.1.2. ``key_thumbprint`` (RFC 7638) is unique: one account per key.
