@@ -158,6 +158,9 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     #: ``[ocsp]`` (:mod:`gateway.config.ocsp`)
     ocsp: OcspConfig = field(default_factory=OcspConfig)
+    #: ``[store] pool_size`` / ``max_overflow``: PostgreSQL's connection pool per process
+    store_pool_size: int = 20
+    store_max_overflow: int = 10
     admin: AdminConfig = field(default_factory=AdminConfig)
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     #: ``[webhooks]`` (:mod:`gateway.config.webhooks`)
@@ -237,6 +240,11 @@ def parse_config(
             raise ConfigError(
                 file, "store.url", "a URL with a password is a secret: use env: or file:"
             )
+    # PostgreSQL's pool per process: connections kept open, and extra ones opened at a peak and
+    # closed when returned (a connection costs both sides far more than a statement, so the
+    # kept ones should cover the steady concurrency).
+    pool_size = store_t.int("pool_size", 20, minimum=1, maximum=1000)
+    max_overflow = store_t.int("max_overflow", 10, minimum=0, maximum=1000)
     store_t.finish()
 
     policy_t = root.table("policy")
@@ -304,6 +312,8 @@ def parse_config(
         data_dir=data_dir,
         server=server,
         store_url=store_url,
+        store_pool_size=pool_size,
+        store_max_overflow=max_overflow,
         templates_dir=templates_dir,
         default_template=default_template,
         connectors=MappingProxyType(connectors),

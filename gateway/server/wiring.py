@@ -133,7 +133,12 @@ async def build(
     exists = db_file is not None and db_file.exists()
     if db_file is not None and not exists:
         _refuse_new_database_beside_a_ca(config.data_dir, db_file)
-    store = open_store(url, create=not exists)
+    store = open_store(
+        url,
+        create=not exists,
+        pool_size=config.store_pool_size,
+        max_overflow=config.store_max_overflow,
+    )
     connectors: dict[str, CAConnector] = {}
     try:
         try:

@@ -67,7 +67,7 @@ def open_store(
     *,
     clock: Callable[[], datetime] | None = None,
     busy_timeout: float = 10.0,
-    pool_size: int = 10,
+    pool_size: int = 20,
     max_overflow: int = 10,
     create: bool = True,
     raw_sqlite: bool = True,

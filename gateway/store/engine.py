@@ -80,7 +80,7 @@ def open_database(
     url: str | sa.URL,
     *,
     busy_timeout: float = 10.0,
-    pool_size: int = 10,
+    pool_size: int = 20,
     max_overflow: int = 10,
     create: bool = True,
 ) -> Database:

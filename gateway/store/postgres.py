@@ -86,7 +86,7 @@ class AsyncDatabase:
     at all, a second drop, or a drop during COMMIT raises :class:`DatabaseUnavailable`.
     """
 
-    def __init__(self, url: sa.URL, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+    def __init__(self, url: sa.URL, *, pool_size: int = 20, max_overflow: int = 10) -> None:
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+asyncpg")
         self._engine: AsyncEngine = create_async_engine(

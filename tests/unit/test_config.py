@@ -42,6 +42,8 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
         ("[logging]\nlevel = 'LOUD'\n", "logging.level", "DEBUG"),
         ("[store]\nurl = 'mysql://x'\n", "store.url", "must start with"),
         ("[store]\nurl = 'postgresql+asyncpg://u:pw@h/db'\n", "store.url", "secret"),
+        ("[store]\npool_size = 0\n", "store.pool_size", "at least 1"),
+        ("[store]\nmax_overflow = -1\n", "store.max_overflow", "at least 0"),
         ("bogus = 1\n", "bogus", "unknown key"),
         ("[testing]\nenabled = true\n", "testing", "CERTGATE_TESTING"),
     ],
@@ -84,6 +86,13 @@ def test_store_url_with_password_by_reference(
     monkeypatch.setenv("CG_DB", "postgresql+asyncpg://u:pw@127.0.0.1/db")
     config = load_config(write(tmp_path, "[store]\nurl = 'env:CG_DB'\n"))
     assert config.store_url == "postgresql+asyncpg://u:pw@127.0.0.1/db"
+
+
+def test_store_pool_defaults_and_settings(tmp_path: Path) -> None:
+    default = load_config(None, data_dir=tmp_path)
+    assert (default.store_pool_size, default.store_max_overflow) == (20, 10)
+    config = load_config(write(tmp_path, "[store]\npool_size = 7\nmax_overflow = 0\n"))
+    assert (config.store_pool_size, config.store_max_overflow) == (7, 0)
 
 
 def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
