@@ -135,9 +135,7 @@ async def finalize(acme: Acme, request: web.Request) -> web.Response:
     except CertgateError as exc:
         await _fail(acme, order, exc)
         raise
-    order, status, retry = await apply_outcome(acme, order, outcome)
-    if status in ("valid", "processing"):
-        await supersede_older(acme, order)
+    order, status, retry = await apply_outcome(acme, order, outcome, supersede=True)
     headers = {"Location": acme.url("order", order.id)}
     if retry is not None:
         headers["Retry-After"] = str(retry)
@@ -194,22 +192,20 @@ async def _reopen(acme: Acme, order: state.Order) -> None:
 
 
 async def apply_outcome(
-    acme: Acme, order: state.Order, outcome: Outcome
+    acme: Acme, order: state.Order, outcome: Outcome, *, supersede: bool = False
 ) -> tuple[state.Order, str, int | None]:
     """Record the core's outcome on the order: valid, processing (+Retry-After) or invalid;
-    a CSR-rule denial re-opens the order and is raised as ``badCSR``."""
+    a CSR-rule denial re-opens the order and is raised as ``badCSR``. ``supersede`` (a
+    finalize): once issued or pending, the order's older twins are superseded
+    (:mod:`protocols.acme.supersede`), found in the transaction that records the outcome."""
     if isinstance(outcome, Issued):
         serial = serial_hex(outcome.certificate.serial_number)
-        await acme.store.write(
-            acme.repo.set_order,
-            order.id,
-            "processing",
-            status="valid",
-            certificate_serial=serial,
-        )
-        return _with(order, status="valid", certificate_serial=serial), "valid", None
+        valid = _with(order, status="valid", certificate_serial=serial)
+        values = {"status": "valid", "certificate_serial": serial}
+        await _record(acme, valid, "processing", supersede, **values)
+        return valid, "valid", None
     if isinstance(outcome, Pending):
-        await acme.store.write(acme.repo.set_order, order.id, None, request_id=outcome.request_id)
+        await _record(acme, order, None, supersede, request_id=outcome.request_id)
         return (
             order,
             "processing",
@@ -222,6 +218,17 @@ async def apply_outcome(
     doc = problem_for(_code(outcome.code), outcome.detail, outcome.rule).document()
     await acme.store.write(acme.repo.set_order, order.id, "processing", status="invalid", error=doc)
     return _with(order, status="invalid", error=doc), "invalid", None
+
+
+async def _record(
+    acme: Acme, order: state.Order, expect: str | None, supersede: bool, **values: Any
+) -> None:
+    """Set ``values`` on an order the core answered (only while its status is ``expect``)."""
+    if not supersede:
+        await acme.store.write(acme.repo.set_order, order.id, expect, **values)
+        return
+    older = await acme.store.write(acme.repo.set_order_and_older, order, expect, **values)
+    await supersede_older(acme, order, older)
 
 
 def _code(value: str) -> ErrorCode:

@@ -175,11 +175,20 @@ ORDER_WITH_AUTHZS = (
 ORDER_BY_SERIAL = (
     f"SELECT {_ORDER_COLUMNS} FROM acme_orders o WHERE o.certificate_serial = $1 LIMIT 1"
 )
-ORDERS_OLDER_AWAITING_CORE = (
-    f"SELECT {_ORDER_COLUMNS} FROM acme_orders o WHERE o.account_id = $1 AND o.template = $2 "
-    "AND o.status = 'processing' AND o.request_id IS NOT NULL AND o.id != $3 "
-    "AND o.created_at < (SELECT created_at FROM acme_orders WHERE id = $3)"
-)
+
+
+def older_awaiting_sql(account: str, template: str, order: str) -> str:
+    """The orders older than ``order`` of its account and template still waiting for the core,
+    the three given as ``$n`` placeholders."""
+    return (
+        f"SELECT {_ORDER_COLUMNS} FROM acme_orders o WHERE o.account_id = {account} "
+        f"AND o.template = {template} AND o.status = 'processing' AND o.request_id IS NOT NULL "
+        f"AND o.id != {order} AND o.created_at < (SELECT created_at FROM acme_orders "
+        f"WHERE id = {order})"
+    )
+
+
+ORDERS_OLDER_AWAITING_CORE = older_awaiting_sql("$1", "$2", "$3")
 ORDERS_OF_ACCOUNT = "SELECT id FROM acme_orders WHERE account_id = $1 ORDER BY created_at"
 ORDERS_REPLACING = f"SELECT {_ORDER_COLUMNS} FROM acme_orders o WHERE o.replaces = $1"
 ORDER_ENCODERS = {c.name: encoder(c) for c in acme_orders.columns}

@@ -191,6 +191,12 @@ class AcmeRepository(Protocol):
         """The account's orders for the same template created before ``order`` that are
         still ``processing`` with a core request (pending approval or at the CA)."""
 
+    def set_order_and_older(
+        self, conn: Connection, /, order: Order, expect: str | None, **values: Any
+    ) -> list[Order]:
+        """:meth:`set_order` of ``order`` then :meth:`older_awaiting_core` of it, in one
+        transaction (finalize records the core's answer and finds the twins to supersede)."""
+
     def order_replacing(self, conn: Connection, cert_id: str) -> list[Order]:
         """The orders whose ``replaces`` is this ARI certificate id (RFC 9773 §5)."""
 

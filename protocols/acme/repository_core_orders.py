@@ -187,6 +187,12 @@ class CoreOrders:
             stmt = stmt.where(acme_orders.c.status == expect)
         return bool(conn.execute(stmt.values(**values)).rowcount)
 
+    def set_order_and_older(
+        self, conn: Connection, /, order: Order, expect: str | None, **values: Any
+    ) -> list[Order]:
+        self.set_order(conn, order.id, expect, **values)
+        return self.older_awaiting_core(conn, order)
+
     def older_awaiting_core(self, conn: Connection, order: Order) -> list[Order]:
         created = (
             sa.select(acme_orders.c.created_at)

@@ -311,6 +311,19 @@ class PostgresAcmeRepository(CoreAcmeRepository):
             await self._run(conn, s, w.fold_set_order(s, "TRUE", order_id, expect, **values))
         )
 
+    @driver_body
+    async def set_order_and_older(  # type: ignore[override]
+        self, conn: Any, /, order: Order, expect: str | None, **values: Any
+    ) -> list[Order]:
+        """One statement: the UPDATE as a CTE (PostgreSQL runs it whether or not the SELECT
+        reads it), the older twins from the snapshot before it (the update is not one of them:
+        ``id`` differs)."""
+        s = Sql()
+        ctes, _ = w.fold_set_order(s, "TRUE", order.id, expect, **values)
+        older = q.older_awaiting_sql(s(order.account_id), s(order.template), s(order.id))
+        rows = await conn.fetch(f"WITH {', '.join(ctes)} {older}", *s.params)
+        return [q.order_from_row(r) for r in rows]
+
     # --- authorizations and challenges (RFC 8555 §7.1.4, §7.1.5, §7.5) ---------------------
 
     @driver_body

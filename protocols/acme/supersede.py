@@ -24,9 +24,14 @@ def _names(order: state.Order) -> frozenset[tuple[str, str]]:
     return frozenset((i["type"], i["value"]) for i in order.identifiers)
 
 
-async def supersede_older(acme: Acme, order: state.Order) -> None:
-    """Withdraw the approval requests of ``order``'s older twins (see the module docstring)."""
-    older = await acme.store.read(acme.repo.older_awaiting_core, order)
+async def supersede_older(
+    acme: Acme, order: state.Order, older: list[state.Order] | None = None
+) -> None:
+    """Withdraw the approval requests of ``order``'s older twins (see the module docstring);
+    ``older``: :meth:`~protocols.acme.repository.AcmeRepository.older_awaiting_core` of it
+    when the caller read it already."""
+    if older is None:
+        older = await acme.store.read(acme.repo.older_awaiting_core, order)
     names = _names(order)
     actor = f"acme:account:{order.account_id}"
     successor = acme.url("order", order.id)

@@ -168,6 +168,21 @@ async def test_older_awaiting_core_lists_only_older_processing_orders_of_the_acc
     assert await store.read(repo.older_awaiting_core, made["o-old"]) == []
     newest = await store.read(repo.older_awaiting_core, made["o-newest"])
     assert sorted(o.id for o in newest) == ["o-new", "o-old"]
+    # finalize's form: the order's outcome recorded and its older twins read in one transaction
+    got = await store.write(
+        repo.set_order_and_older, made["o-new"], "processing", status="valid",
+        certificate_serial="0c",
+    )  # fmt: skip
+    assert got == older
+    recorded = await store.read(repo.order_for_certificate, "0c")
+    assert recorded is not None and (recorded.id, recorded.status) == ("o-new", "valid")
+    # the update only while the status is as expected; the twins are read either way
+    again = await store.write(
+        repo.set_order_and_older, made["o-new"], "processing", status="invalid"
+    )
+    assert again == older
+    still = await store.read(repo.order_for_certificate, "0c")
+    assert still is not None and still.status == "valid"
 
 
 @ALL_IMPLEMENTATIONS
