@@ -86,6 +86,8 @@ class Checkpointer:
     committed meanwhile (2-4 ms measured, fsyncs included) and waits at most
     ``RESTART_WAIT_MS`` for readers, after which the next write starts the log again at its
     beginning. The file keeps its size (no truncation: the next frames reuse its blocks).
+    A round whose passive checkpoint could not copy every frame (a reader is still on older
+    ones) does not restart, so a long read never makes writers wait.
     """
 
     def __init__(
@@ -129,8 +131,10 @@ class Checkpointer:
 
     def _checkpoint(self, conn: sqlite3.Connection, *, restart: bool = True) -> None:
         try:
-            _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if restart and frames > self._restart_frames:
+            _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            # A reader still on older frames (copied < frames) would keep the restart waiting
+            # with the write lock held: leave it for a round without one.
+            if restart and frames > self._restart_frames and copied == frames:
                 conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
                 try:
                     conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()

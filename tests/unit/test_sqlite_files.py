@@ -130,3 +130,33 @@ def test_the_checkpointer_restarts_a_growing_log_and_keeps_every_row(tmp_path: P
     assert rows == [(i, 3000) for i in range(commits)]
     # the whole run wrote ~commits * 4 KiB of frames; a restarted log stays a fraction of it
     assert restarted < commits * 4096 // 3
+
+
+def test_a_reader_on_older_frames_keeps_the_restart_off_the_write_lock(tmp_path: Path) -> None:
+    """While a read transaction holds an old snapshot, the passive rounds cannot copy every
+    frame and no restart is tried: a writer that never waits (busy_timeout 0, as the engine's
+    event-loop connection) is never refused for the write lock."""
+    path = tmp_path / "x.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("PRAGMA journal_mode = WAL")
+    setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+    setup.execute("INSERT INTO t (id, body) VALUES (-1, x'00')")
+    setup.close()
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
+    checkpointer = Checkpointer(str(path), interval=0.01, restart_frames=20)
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("PRAGMA busy_timeout = 0")
+        writer.execute("PRAGMA synchronous = NORMAL")
+        for i in range(400):
+            writer.execute("INSERT INTO t (id, body) VALUES (?, ?)", (i, os.urandom(3000)))
+            checkpointer.poke()
+            time.sleep(0.0005)
+    finally:
+        writer.close()
+        checkpointer.close()
+        reader.rollback()
+        reader.close()
+    assert _rows(path)[0] == "ok"
