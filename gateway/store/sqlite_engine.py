@@ -14,8 +14,7 @@ upgrading a read lock to a write lock.
 Checkpoints (copying WAL frames back into the database file, then an fsync) are the one place
 SQLite waits for the disk. They run in a background thread on a connection of its own
 (:class:`~gateway.store.sqlite_files.Checkpointer`, ``PRAGMA wal_checkpoint(PASSIVE)`` twice a
-second while there are writes, then a short RESTART one once the log passes ~4 MiB so that it
-is written from its start again), never in a commit on the event loop; the loop's connection
+second while there are writes), never in a commit on the event loop; the loop's connection
 keeps a large ``wal_autocheckpoint`` only as a backstop should that thread fall behind.
 
 Transactions end on the driver (:func:`run_autocommit`, :func:`run_immediate`), with

@@ -59,43 +59,18 @@ def sqlite_unavailable(exc: BaseException) -> bool:
     return isinstance(code, int) and (code & 0xFF) in _UNAVAILABLE_CODES
 
 
-#: WAL frames (pages) past which a checkpoint round also restarts the log, about 4 MiB.
-RESTART_FRAMES = 1000
-#: The longest a restart waits, in ms, for the write lock and then for readers of the log.
-#: It holds the write lock while it waits for readers, so this bounds how long writers wait.
-RESTART_WAIT_MS = 10
-
-
 class Checkpointer:
-    """WAL checkpoints off the event loop (see :mod:`gateway.store.sqlite_engine`).
+    """Passive WAL checkpoints off the event loop (see :mod:`gateway.store.sqlite_engine`).
 
     ``poke()`` (called after each commit) is a flag set; the thread wakes every ``interval``
     seconds and checkpoints only if something was written since. A passive checkpoint never
     takes the write lock, so it never makes a writer wait; frames still needed by a reader
     are left for the next round.
-
-    SQLite writes the log from its start again (reusing the file) only when a write begins
-    with every frame already copied back, which never happens while writes keep coming: each
-    round's copy and its two fsyncs take longer than the gap between two commits. The log
-    then grew for as long as the load lasted (about 53 KB a new EST enrollment: 13 pages),
-    and every frame went to a new part of the file, which costs the kernel a block
-    allocation and zeroing per page: with ``pwrite`` 8 % of a worker's CPU at concurrency 1
-    against 3.7 % into a file already that long (perf, 3000 enrollments, ``serve --workers
-    2``). So a round that finds more than ``restart_frames`` frames follows its passive
-    checkpoint with a RESTART one: it holds the write lock while it copies the few frames
-    committed meanwhile (2-4 ms measured, fsyncs included) and waits at most
-    ``RESTART_WAIT_MS`` for readers, after which the next write starts the log again at its
-    beginning. The file keeps its size (no truncation: the next frames reuse its blocks).
-    A round whose passive checkpoint could not copy every frame (a reader is still on older
-    ones) does not restart, so a long read never makes writers wait.
     """
 
-    def __init__(
-        self, path: str, interval: float = 0.5, restart_frames: int = RESTART_FRAMES
-    ) -> None:
+    def __init__(self, path: str, interval: float = 0.5) -> None:
         self._path = path
         self._interval = interval
-        self._restart_frames = restart_frames
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="certgate-wal-checkpoint")
@@ -125,21 +100,14 @@ class Checkpointer:
                 if self._dirty.is_set():
                     self._dirty.clear()
                     self._checkpoint(conn)
-            self._checkpoint(conn, restart=False)
+            self._checkpoint(conn)
         finally:
             conn.close()
 
-    def _checkpoint(self, conn: sqlite3.Connection, *, restart: bool = True) -> None:
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection) -> None:
         try:
-            _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            # A reader still on older frames (copied < frames) would keep the restart waiting
-            # with the write lock held: leave it for a round without one.
-            if restart and frames > self._restart_frames and copied == frames:
-                conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                finally:
-                    conn.execute("PRAGMA busy_timeout = 1000")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             pass  # busy or closing: the next round (or the backstop) catches up
 

@@ -1,11 +1,9 @@
-"""FileWatch's checks (the per-batch one stats the database file alone), the
-checkpointer's poke (a flag already up is left alone) and its log restart under load."""
+"""FileWatch's checks (the per-batch one stats the database file alone) and the
+checkpointer's poke (a flag already up is left alone)."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -76,87 +74,3 @@ def test_poke_raises_the_flag_once(tmp_path: Path) -> None:
         assert checkpointer._dirty.is_set()
     finally:
         checkpointer.close()
-
-
-def _write_under_load(path: Path, checkpointer: Checkpointer, commits: int) -> int:
-    """``commits`` one-row commits of about a page each, half a millisecond apart (a round's
-    copy and fsyncs take longer than that, as under sustained load), poking the checkpointer
-    after each like the engine; returns the largest WAL file size seen."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    largest = 0
-    try:
-        conn.execute("PRAGMA busy_timeout = 1000")  # a restart holds the write lock briefly
-        conn.execute("PRAGMA synchronous = NORMAL")  # as the engine: no fsync per commit
-        for i in range(commits):
-            conn.execute("INSERT INTO t (id, body) VALUES (?, ?)", (i, os.urandom(3000)))
-            checkpointer.poke()
-            largest = max(largest, os.stat(f"{path}-wal").st_size)
-            time.sleep(0.0005)
-    finally:
-        conn.close()
-    return largest
-
-
-def _rows(path: Path) -> tuple[str, list[tuple[int, int]]]:
-    conn = sqlite3.connect(path)
-    try:
-        (check,) = conn.execute("PRAGMA integrity_check").fetchone()
-        return check, conn.execute("SELECT id, length(body) FROM t ORDER BY id").fetchall()
-    finally:
-        conn.close()
-
-
-def test_the_checkpointer_restarts_a_growing_log_and_keeps_every_row(tmp_path: Path) -> None:
-    """Under writes that never pause, a round past ``restart_frames`` restarts the log (the
-    file stops growing; it was about 3 pages a commit without it), and the database holds
-    the same rows as with passive checkpoints alone (restart_frames out of reach)."""
-    commits = 1000
-    found = {}
-    for name, restart_frames in (("restart", 40), ("passive", 10**9)):
-        path = tmp_path / f"{name}.db"
-        setup = sqlite3.connect(path, isolation_level=None)
-        setup.execute("PRAGMA journal_mode = WAL")
-        setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-        setup.close()
-        checkpointer = Checkpointer(str(path), interval=0.02, restart_frames=restart_frames)
-        try:
-            largest = _write_under_load(path, checkpointer, commits)
-        finally:
-            checkpointer.close()
-        found[name] = (largest, _rows(path))
-    (restarted, (check, rows)), (_, plain) = found["restart"], found["passive"]
-    assert (check, rows) == plain
-    assert check == "ok"
-    assert rows == [(i, 3000) for i in range(commits)]
-    # the whole run wrote ~commits * 4 KiB of frames; a restarted log stays a fraction of it
-    assert restarted < commits * 4096 // 3
-
-
-def test_a_reader_on_older_frames_keeps_the_restart_off_the_write_lock(tmp_path: Path) -> None:
-    """While a read transaction holds an old snapshot, the passive rounds cannot copy every
-    frame and no restart is tried: a writer that never waits (busy_timeout 0, as the engine's
-    event-loop connection) is never refused for the write lock."""
-    path = tmp_path / "x.db"
-    setup = sqlite3.connect(path, isolation_level=None)
-    setup.execute("PRAGMA journal_mode = WAL")
-    setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-    setup.execute("INSERT INTO t (id, body) VALUES (-1, x'00')")
-    setup.close()
-    reader = sqlite3.connect(path, isolation_level=None)
-    reader.execute("BEGIN")
-    reader.execute("SELECT count(*) FROM t").fetchone()  # holds this snapshot
-    checkpointer = Checkpointer(str(path), interval=0.01, restart_frames=20)
-    writer = sqlite3.connect(path, isolation_level=None)
-    try:
-        writer.execute("PRAGMA busy_timeout = 0")
-        writer.execute("PRAGMA synchronous = NORMAL")
-        for i in range(400):
-            writer.execute("INSERT INTO t (id, body) VALUES (?, ?)", (i, os.urandom(3000)))
-            checkpointer.poke()
-            time.sleep(0.0005)
-    finally:
-        writer.close()
-        checkpointer.close()
-        reader.rollback()
-        reader.close()
-    assert _rows(path)[0] == "ok"
