@@ -107,6 +107,8 @@ NONCE_SWAP_EXPECTING = NONCE_SWAP.replace(
     "expires_at > $2 RETURNING", f"expires_at > $2 AND {ACCOUNT_UNCHANGED} RETURNING"
 )
 assert NONCE_SWAP_EXPECTING != NONCE_SWAP
+#: A POST's nonce swap alone (either form): 1 when ``used`` was taken.
+SWAP_ONLY = {x: f"WITH {x} SELECT count(*) FROM taken" for x in (NONCE_SWAP, NONCE_SWAP_EXPECTING)}
 
 
 def expect_params(account: Account) -> tuple[Any, ...]:

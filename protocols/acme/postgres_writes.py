@@ -13,6 +13,7 @@ clause; values are encoded as Core binds them (see :mod:`protocols.acme.postgres
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -124,6 +125,46 @@ def fold_accept_challenge(
         f"AND status = 'pending' AND {guard} RETURNING 1)"
     )
     return [challenge, authz_follows(s, authz_id, True, valid_until)], bool
+
+
+def fold_finish_challenge(
+    s: Sql, challenge_id: str, authz_id: str, ok: bool, error: dict[str, Any] | None,
+    now: datetime, valid_until: datetime,
+) -> Fold:  # fmt: skip
+    """A validation's end, as one UPDATE: ``processing`` -> ``valid`` or ``invalid``."""
+    status = "valid" if ok else "invalid"
+    challenge = (
+        f"done AS (UPDATE acme_challenges SET status = {s(status)}, validated_at = "
+        f"{s(at(now) if ok else None)}, error = {s(json.dumps(error))}, lease_until = NULL "
+        f"WHERE id = {s(challenge_id)} AND status = 'processing' RETURNING 1)"
+    )
+    return [challenge, authz_follows(s, authz_id, ok, valid_until)], bool
+
+
+def account_update_sql(
+    s: Sql, contact: list[str] | None, status: str | None, tos_agreed: str | None
+) -> str | None:
+    """Core's ``update_account`` UPDATE of the given fields of a ``valid`` account (its id is
+    ``$1``), or ``None`` when none is given."""
+    sets = []
+    if contact is not None:
+        sets.append(f"contact = {s(json.dumps(contact))}")
+    if status is not None:
+        sets.append(f"status = {s(status)}")
+    if tos_agreed is not None:
+        sets.append(f"tos_agreed = {s(tos_agreed)}")
+    if not sets:
+        return None
+    return f"UPDATE acme_accounts SET {', '.join(sets)} WHERE id = $1 AND status = 'valid'"
+
+
+def set_order_then_older(s: Sql, order: Order, expect: str | None, **values: Any) -> str:
+    """:func:`fold_set_order` of ``order`` as a CTE (PostgreSQL runs it whether or not the
+    SELECT reads it), then the older twins awaiting the core from the snapshot before it (the
+    updated order is not one of them: ``id`` differs)."""
+    ctes, _ = fold_set_order(s, "TRUE", order.id, expect, **values)
+    older = q.older_awaiting_sql(s(order.account_id), s(order.template), s(order.id))
+    return f"WITH {', '.join(ctes)} {older}"
 
 
 def authz_follows(s: Sql, authz_id: str, ok: bool, valid_until: datetime) -> str:

@@ -97,7 +97,7 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         name = "" if body is state.nothing else body.__name__
         if name in _IN_TRANSACTION and (name != "create_order" or w.limit_of(args, kw)):
             async with conn.transaction():  # several dependent statements
-                if not await conn.fetchval(_SWAPS[swap], *s.params):
+                if not await conn.fetchval(q.SWAP_ONLY[swap], *s.params):
                     return False, None
                 return True, await getattr(self, _IN_TRANSACTION[name])(conn, *args, **kw)
         if name in q.READS:  # a POST-as-GET: the nonce and the read in one statement
@@ -117,7 +117,7 @@ class PostgresAcmeRepository(CoreAcmeRepository):
             return (True, answer(done)) if taken else (False, None)
         # nothing, or another body of this repository (one statement, or its own transaction):
         # the nonce first, then the body
-        if not await conn.fetchval(_SWAPS[swap], *s.params):
+        if not await conn.fetchval(q.SWAP_ONLY[swap], *s.params):
             return False, None
         return True, None if body is state.nothing else await body(conn, *args, **kw)
 
@@ -207,15 +207,8 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         tos_agreed: str | None = None,
     ) -> Account | None:
         s = Sql(account_id)
-        sets = []
-        if contact is not None:
-            sets.append(f"contact = {s(json.dumps(contact))}")
-        if status is not None:
-            sets.append(f"status = {s(status)}")
-        if tos_agreed is not None:
-            sets.append(f"tos_agreed = {s(tos_agreed)}")
-        if sets:
-            sql = f"UPDATE acme_accounts SET {', '.join(sets)} WHERE id = $1 AND status = 'valid'"
+        sql = w.account_update_sql(s, contact, status, tos_agreed)
+        if sql is not None:
             await conn.execute(sql, *s.params)
         row = await conn.fetchrow(q.ACCOUNT_BY_ID, account_id)
         return None if row is None else q.account_from_row(row)
@@ -315,13 +308,9 @@ class PostgresAcmeRepository(CoreAcmeRepository):
     async def set_order_and_older(  # type: ignore[override]
         self, conn: Any, /, order: Order, expect: str | None, **values: Any
     ) -> list[Order]:
-        """One statement: the UPDATE as a CTE (PostgreSQL runs it whether or not the SELECT
-        reads it), the older twins from the snapshot before it (the update is not one of them:
-        ``id`` differs)."""
+        """One statement (:func:`protocols.acme.postgres_writes.set_order_then_older`)."""
         s = Sql()
-        ctes, _ = w.fold_set_order(s, "TRUE", order.id, expect, **values)
-        older = q.older_awaiting_sql(s(order.account_id), s(order.template), s(order.id))
-        rows = await conn.fetch(f"WITH {', '.join(ctes)} {older}", *s.params)
+        rows = await conn.fetch(w.set_order_then_older(s, order, expect, **values), *s.params)
         return [q.order_from_row(r) for r in rows]
 
     # --- authorizations and challenges (RFC 8555 §7.1.4, §7.1.5, §7.5) ---------------------
@@ -383,13 +372,8 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         error: dict[str, Any] | None, now: datetime, valid_until: datetime,
     ) -> None:  # fmt: skip
         s = Sql()
-        status = "valid" if ok else "invalid"
-        challenge = (
-            f"done AS (UPDATE acme_challenges SET status = {s(status)}, validated_at = "
-            f"{s(at(now) if ok else None)}, error = {s(json.dumps(error))}, lease_until = NULL "
-            f"WHERE id = {s(challenge_id)} AND status = 'processing' RETURNING 1)"
-        )
-        await self._run(conn, s, ([challenge, w.authz_follows(s, authz_id, ok, valid_until)], bool))
+        fold = w.fold_finish_challenge(s, challenge_id, authz_id, ok, error, now, valid_until)
+        await self._run(conn, s, fold)
 
     @driver_body
     async def accept_challenge(  # type: ignore[override]
@@ -399,9 +383,6 @@ class PostgresAcmeRepository(CoreAcmeRepository):
         fold = w.fold_accept_challenge(s, "TRUE", challenge_id, authz_id, now, valid_until)
         return bool(await self._run(conn, s, fold))
 
-
-#: A POST's nonce swap alone: 1 when ``used`` was taken.
-_SWAPS = {x: f"WITH {x} SELECT count(*) FROM taken" for x in (q.NONCE_SWAP, q.NONCE_SWAP_EXPECTING)}
 
 #: The writes :meth:`PostgresAcmeRepository.with_nonce` runs in a transaction (several
 #: dependent statements), by name: their coroutine without a transaction of its own.

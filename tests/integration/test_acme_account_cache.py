@@ -1,5 +1,5 @@
 # ruff: noqa: F811  (pytest fixtures imported from tests.acme_fixtures)
-"""The ACME front-end's account cache (``protocols.acme.base.AccountCache``) on a live gateway
+"""The ACME front-end's account cache (``protocols.acme.account_cache.AccountCache``) on a live gateway
 (SQLite; the repository's side, ``with_nonce(..., expect)``, is in
 tests/contract/test_acme_store.py on every store).
 
