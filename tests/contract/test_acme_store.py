@@ -224,11 +224,12 @@ async def test_creations_over_a_shared_limit_write_nothing(
 async def test_a_nonce_expecting_an_account_is_taken_only_while_the_account_reads_the_same(
     store: SQLStore, repo: AcmeRepository, clock: StepClock
 ) -> None:
-    """``with_nonce(..., expect=copy)`` (a cached account, protocols.acme.account_cache.AccountCache):
-    with the account as copied, the nonce is taken and the body runs; once the account was
-    updated, its key changed, it was deactivated or its EAB key deleted, nothing is taken or
-    written (``(False, None)``), and the nonce is still there for the caller's second pass.
-    Each kind of body: nothing, a read, a folded write and a write in its own transaction."""
+    """``with_nonce(..., expect=copy)`` (a cached account,
+    ``protocols.acme.account_cache.AccountCache``): with the account as copied, the nonce is
+    taken and the body runs; once the account was updated, its key changed, it was deactivated
+    or its EAB key deleted, nothing is taken or written (``(False, None)``), and the nonce is
+    still there for the caller's second pass. Each kind of body: nothing, a read, a folded
+    write and a write in its own transaction."""
     t0 = clock.now()
     later = t0 + timedelta(minutes=5)
     await seed(store, repo, t0)

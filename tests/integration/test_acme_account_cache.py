@@ -1,6 +1,6 @@
 # ruff: noqa: F811  (pytest fixtures imported from tests.acme_fixtures)
-"""The ACME front-end's account cache (``protocols.acme.account_cache.AccountCache``) on a live gateway
-(SQLite; the repository's side, ``with_nonce(..., expect)``, is in
+"""The ACME front-end's account cache (``protocols.acme.account_cache.AccountCache``) on a
+live gateway (SQLite; the repository's side, ``with_nonce(..., expect)``, is in
 tests/contract/test_acme_store.py on every store).
 
 A request signed by a cached account answers what the plain path (every request reads its
