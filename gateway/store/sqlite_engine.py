@@ -46,7 +46,6 @@ from gateway.store import sqlite_fast as fast
 from gateway.store.engine import Body, Mode, P, T
 from gateway.store.outage import DatabaseUnavailable, Health
 from gateway.store.sqlite_files import (
-    WAL_SIZE_LIMIT,
     Checkpointer,
     FileWatch,
     is_busy,
@@ -168,8 +167,6 @@ class SQLiteDatabase:
             # A group commit's savepoint copies every page it touches to a sub-journal, which
             # spills to a temporary file past 64 KiB: keep it in memory (~+10 % issuances/s).
             cur.execute("PRAGMA temp_store = MEMORY")
-            # The -wal file is trimmed to this when the log restarts (Checkpointer).
-            cur.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         finally:
             cur.close()
 

@@ -59,46 +59,18 @@ def sqlite_unavailable(exc: BaseException) -> bool:
     return isinstance(code, int) and (code & 0xFF) in _UNAVAILABLE_CODES
 
 
-#: WAL frames past which a checkpoint round also restarts the log: 16 MiB at SQLite's default
-#: 4 KiB page.
-RESTART_FRAMES = 4096
-#: ``journal_size_limit`` of the serving connections: the -wal file is trimmed to this many
-#: bytes when the log restarts.
-WAL_SIZE_LIMIT = RESTART_FRAMES * 4096
-#: The longest a restart waits, in ms, for the write lock and then for readers of the log. It
-#: holds the write lock while it waits for readers, so this bounds how long writers wait.
-RESTART_WAIT_MS = 10
-#: Seconds to the next round while the log stays past the threshold (writes kept coming, or a
-#: reader was on older frames, or the restart found the write lock taken).
-RETRY_INTERVAL = 0.02
-
-
 class Checkpointer:
-    """WAL checkpoints off the event loop (see :mod:`gateway.store.sqlite_engine`).
+    """Passive WAL checkpoints off the event loop (see :mod:`gateway.store.sqlite_engine`).
 
     ``poke()`` (called after each commit) is a flag set; the thread wakes every ``interval``
     seconds and checkpoints only if something was written since. A passive checkpoint never
     takes the write lock, so it never makes a writer wait; frames still needed by a reader
     are left for the next round.
-
-    SQLite writes the log from its start again only when a write begins with every frame
-    already copied back, which never happens while writes keep coming (a round's copy and
-    fsyncs outlast the gap between two commits): the -wal file then grew for as long as the
-    load lasted, about 53 KB per EST enrollment, tens of MB a second at full load. So a round
-    that finds more than ``restart_frames`` frames, and whose passive checkpoint copied all of
-    them (no reader is still on older ones, which would keep the restart waiting), follows it
-    with a RESTART checkpoint: it holds the write lock while it copies the few frames committed
-    meanwhile and waits at most ``RESTART_WAIT_MS`` for readers; the next write starts the log
-    again at its beginning, reusing the file's blocks, and trims it to ``journal_size_limit``.
-    Writers meanwhile get ``SQLITE_BUSY`` and back off as for another process's commit.
     """
 
-    def __init__(
-        self, path: str, interval: float = 0.5, restart_frames: int = RESTART_FRAMES
-    ) -> None:
+    def __init__(self, path: str, interval: float = 0.5) -> None:
         self._path = path
         self._interval = interval
-        self._restart_frames = restart_frames
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="certgate-wal-checkpoint")
@@ -124,34 +96,20 @@ class Checkpointer:
             return
         try:
             conn.execute("PRAGMA busy_timeout = 1000")
-            wait = self._interval
-            while not self._stop.wait(wait):
+            while not self._stop.wait(self._interval):
                 if self._dirty.is_set():
                     self._dirty.clear()
-                    # Still past the threshold (no restart this round): try again soon.
-                    wait = RETRY_INTERVAL if self._checkpoint(conn) else self._interval
-                else:
-                    wait = self._interval
-            self._checkpoint(conn, restart=False)
+                    self._checkpoint(conn)
+            self._checkpoint(conn)
         finally:
             conn.close()
 
-    def _checkpoint(self, conn: sqlite3.Connection, *, restart: bool = True) -> bool:
-        """One round; True if the log is left longer than ``restart_frames``."""
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection) -> None:
         try:
-            _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if not restart or frames <= self._restart_frames:
-                return False
-            if copied == frames:
-                conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
-                try:
-                    (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                finally:
-                    conn.execute("PRAGMA busy_timeout = 1000")
-                return bool(busy)
-            return True
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
-            return False  # closing, or the file is gone: the next round (or the backstop)
+            pass  # busy or closing: the next round (or the backstop) catches up
 
     def close(self) -> None:
         self._stop.set()

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from gateway.store import raw
 from gateway.store.engine import Mode
 from gateway.store.sqlite_engine import SQLiteDatabase, run_autocommit, run_immediate
-from gateway.store.sqlite_files import RESTART_FRAMES, WAL_SIZE_LIMIT, is_busy
+from gateway.store.sqlite_files import is_busy
 
 _T = sa.table("t", sa.column("k"), sa.column("v"))
 
@@ -229,21 +229,3 @@ def _create(conn: Connection) -> None:
             ("INSERT INTO t VALUES (1, 'one')", ()),
         ],
     )
-
-
-async def test_the_serving_connection_trims_a_restarted_log(tmp_path: Path) -> None:
-    """The engine's connection, the one that writes, carries the ``journal_size_limit`` the
-    checkpointer's restarts rely on (tests/unit/test_sqlite_files.py), and its database has
-    a checkpointer once a file-backed connection is open."""
-    db = SQLiteDatabase(sa.make_url(f"sqlite:///{tmp_path / 'e.db'}"))
-    try:
-        await db.run(Mode.WRITE, _create)
-
-        def limit(conn: Connection) -> Any:
-            return raw.fetch_all(conn, "PRAGMA journal_size_limit", ())[0][0]
-
-        assert await db.run(Mode.AUTOCOMMIT, limit) == WAL_SIZE_LIMIT
-        assert db._checkpointer is not None
-        assert db._checkpointer._restart_frames == RESTART_FRAMES
-    finally:
-        await db.close()
