@@ -127,7 +127,16 @@ def _healthz(port: int, tls: bool = False) -> bool:
         return False
 
 
-def start_pebble(tmp: Path) -> tuple[subprocess.Popen[Any], str]:
+def start_pebble(
+    tmp: Path,
+    *,
+    prefix: tuple[str, ...] = (),
+    env_extra: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[subprocess.Popen[Any], str]:
+    """Pebble (Debian) with validation skipped, on HTTPS with a self-signed certificate for
+    127.0.0.1; ``prefix`` runs it under another program (bench/acme_callgrind.py: valgrind),
+    with ``env_extra`` added to its environment, and ``timeout`` bounds its start in seconds."""
     exe = shutil.which("pebble")
     if exe is None:
         raise SystemExit("pebble is not installed (../shared/peers/install.sh)")
@@ -184,12 +193,13 @@ def start_pebble(tmp: Path) -> tuple[subprocess.Popen[Any], str]:
         "PEBBLE_WFE_NONCEREJECT": "0",
         "PEBBLE_VA_ALWAYS_VALID": "1",
         "PEBBLE_AUTHZREUSE": "0",
+        **(env_extra or {}),
     }
     proc = subprocess.Popen(
-        [exe, "-config", str(tmp / "pebble.json")],
+        [*prefix, exe, "-config", str(tmp / "pebble.json")],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_port(port, proc)
+    wait_port(port, proc, timeout)
     return proc, f"https://127.0.0.1:{port}/dir"
