@@ -25,6 +25,7 @@ order, a WSTEP RequestID) or how one is derived (EST has none).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Protocol
 
 from cryptography.x509.oid import AttributeOID
@@ -41,10 +42,16 @@ _SEPARATOR = "#"
 
 
 class RequestLookup(Protocol):
-    """The one store method the attempts of a transaction are read with."""
+    """The store methods the attempts of a transaction are read with."""
 
     async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
         """The request stored under exactly this (protocol, transaction key), if any."""
+        ...
+
+    async def find_requests(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, RequestRecord]:
+        """The requests stored under any of these exact keys, by key (absent ones left out)."""
         ...
 
 
@@ -100,11 +107,18 @@ def same_request(stored: RequestRecord, digest: str) -> bool:
 
 
 async def attempts(store: RequestLookup, protocol: str, transaction_id: str) -> list[RequestRecord]:
-    """Every stored attempt of a transaction, oldest first (empty if it is new). One lookup
-    per attempt and one more; transactions with several attempts are rare."""
+    """Every stored attempt of a transaction, oldest first (empty if it is new): the keys of
+    all :data:`MAX_ATTEMPTS` in one query. Attempts are stored one after the other (the next
+    only once the newest is decided), so they run from 1 to the first key absent.
+
+    Why one query: a client that keeps its key (a SCEP device renewing, an EST client
+    enrolling again with the same key, a load driver's key pool) fills its transaction's
+    attempts, and a lookup per attempt made every such enrollment up to 17 store calls."""
+    keys = [attempt_key(transaction_id, n) for n in range(1, MAX_ATTEMPTS + 1)]
+    stored = await store.find_requests(protocol, keys)
     found: list[RequestRecord] = []
-    while len(found) < MAX_ATTEMPTS:
-        record = await store.find_request(protocol, attempt_key(transaction_id, len(found) + 1))
+    for key in keys:
+        record = stored.get(key)
         if record is None:
             break
         found.append(record)

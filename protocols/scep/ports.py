@@ -9,7 +9,7 @@ start-up and hands the handlers nothing else. The shipped implementations are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -75,6 +75,12 @@ class Records(Protocol):
     async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
         """The stored request of (``protocol``, ``transaction_id``), or ``None`` (the
         transactionID of RFC 8894 §3.2.1.1 names one per attempt)."""
+        ...
+
+    async def find_requests(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, RequestRecord]:
+        """:meth:`find_request` for several keys in one query (a transaction's attempts)."""
         ...
 
     async def find_requests_by_key(

@@ -1,7 +1,11 @@
 """The request digest of the service's retry mechanism (gateway.service.retries): what makes
-two CSRs the same request (moved from test_scep_transactions: SCEP and EST share it now)."""
+two CSRs the same request (moved from test_scep_transactions: SCEP and EST share it now), and
+how a transaction's attempts are read."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -9,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from gateway.errors import BadCSR
+from gateway.model import RequestRecord
 from gateway.service import request_digest
-from gateway.service.retries import attempt_key
+from gateway.service.retries import MAX_ATTEMPTS, attempt_key, attempts
 
 
 def _csr(
@@ -73,3 +78,36 @@ def test_an_unreadable_csr_is_refused() -> None:
 
 def test_attempt_keys() -> None:
     assert [attempt_key("t", n) for n in (1, 2, 3)] == ["t", "t#2", "t#3"]
+
+
+class _Keys:
+    """Stored requests by (protocol, key), counting the store calls made."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        # the records' contents do not matter here: each stands for the key it is stored under
+        self.stored = {("est", key): cast(RequestRecord, key) for key in keys}
+        self.calls: list[str] = []
+
+    async def find_request(self, protocol: str, transaction_id: str) -> Any:
+        self.calls.append("find_request")
+        return self.stored.get((protocol, transaction_id))
+
+    async def find_requests(self, protocol: str, transaction_ids: Sequence[str]) -> Any:
+        self.calls.append("find_requests")
+        found = ((key, self.stored.get((protocol, key))) for key in transaction_ids)
+        return {key: record for key, record in found if record is not None}
+
+
+async def test_attempts_are_read_in_one_store_call_up_to_the_first_absent_key() -> None:
+    """Oldest first, from the client's own key to the first attempt not stored (a later one
+    past a gap is not an attempt of this transaction), in one call however many there are;
+    another protocol's requests under the same keys are not read."""
+    every = [attempt_key("t", n) for n in range(1, MAX_ATTEMPTS + 1)]
+    full = _Keys(every)
+    assert [str(r) for r in await attempts(full, "est", "t")] == every
+    assert full.calls == ["find_requests"]
+    gap = _Keys(["t", "t#2", "t#3", "t#5", "u"])
+    assert [str(r) for r in await attempts(gap, "est", "t")] == ["t", "t#2", "t#3"]
+    assert await attempts(gap, "scep", "t") == []
+    assert await attempts(gap, "est", "new") == []
+    assert gap.calls == ["find_requests"] * 3
