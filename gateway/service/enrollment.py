@@ -42,6 +42,13 @@ from gateway.service.issuance import InProcess, Issuance, RecordedFirst, Transac
 from gateway.service.records import Inventory, request_record
 
 
+def _is_attempt_of(key: str, transaction_id: str) -> bool:
+    """True if ``key`` stores one of the attempts of ``transaction_id``."""
+    return any(
+        key == retries.attempt_key(transaction_id, n) for n in range(1, retries.MAX_ATTEMPTS + 1)
+    )
+
+
 class Enrollment:
     """``enroll`` and the judging step that approvals and the poller reuse."""
 
@@ -52,13 +59,23 @@ class Enrollment:
         self.recorded = RecordedFirst(core, self.inventory)
         self._strategies: dict[str, Issuance] = {}
 
-    async def enroll(self, request: EnrollmentRequest) -> Outcome:
+    async def enroll(self, request: EnrollmentRequest, attempt: str | None = None) -> Outcome:
         """Judge and (if allowed) issue one request; a repeat of a transaction gets its
-        recorded outcome (see :mod:`gateway.service.retries`)."""
+        recorded outcome (see :mod:`gateway.service.retries`).
+
+        ``attempt``: the key of the transaction's next attempt, from a front-end that read its
+        attempts already (EST); the request is stored there first. Otherwise it goes to
+        attempt 1, and a taken key to :meth:`_again`, which reads the attempts: for a key
+        that keeps enrolling, that was a judged and signed request thrown away at the
+        collision, and a second read of the attempts. A taken hint goes to :meth:`_again`
+        just the same (another request took it meanwhile)."""
         template = self._core.policy.template(request.template)  # UnknownTemplate first
-        if not request.transaction_id:
+        transaction = request.transaction_id
+        if not transaction:
             raise BadRequest("a transaction id is required")
-        return await self._attempt(request, template.connector, request.transaction_id)
+        if attempt is not None and not _is_attempt_of(attempt, transaction):
+            raise ValueError(f"{attempt!r} is not an attempt of transaction {transaction!r}")
+        return await self._attempt(request, template.connector, attempt or transaction)
 
     async def _attempt(self, request: EnrollmentRequest, connector: str, key: str) -> Outcome:
         """Store and judge ``request`` as the attempt stored under ``key``. No lookup first:

@@ -106,9 +106,11 @@ class EnrollmentService:
 
     # -- enrollment and outcomes -----------------------------------------------------------
 
-    async def enroll(self, request: EnrollmentRequest) -> Outcome:
-        """Judge and (if allowed) issue one request; idempotent per (protocol, transaction)."""
-        return await self._enrollment.enroll(request)
+    async def enroll(self, request: EnrollmentRequest, attempt: str | None = None) -> Outcome:
+        """Judge and (if allowed) issue one request; idempotent per (protocol, transaction).
+        ``attempt``: the key to store it under first, when the front-end read the
+        transaction's attempts already (:meth:`Enrollment.enroll`)."""
+        return await self._enrollment.enroll(request, attempt)
 
     async def outcome_of(self, stored: RequestRecord) -> Outcome:
         """The recorded outcome of a request, from the store only (protocol polls use this)."""

@@ -24,12 +24,13 @@ from gateway.policy import CertificateTemplate, TemplateCatalog
 class Enrollment(Protocol):
     """The enrollment service, as far as EST uses it."""
 
-    async def enroll(self, request: EnrollmentRequest) -> Outcome:
+    async def enroll(self, request: EnrollmentRequest, attempt: str | None = None) -> Outcome:
         """Judge and, if allowed, issue ``request`` (simpleenroll, simplereenroll and
         serverkeygen, RFC 7030 §4.2 and §4.4). Idempotent per (protocol, transaction id): a
         repeat returns the recorded outcome, never a second certificate. A refusal is a
         ``Denied`` outcome or :class:`gateway.errors.PolicyDenied`; a request waiting for a
-        certificate manager or the CA is ``Pending`` (answered 202 + Retry-After, §4.2.3)."""
+        certificate manager or the CA is ``Pending`` (answered 202 + Retry-After, §4.2.3).
+        ``attempt``: the transaction's next attempt key, when EST already read its attempts."""
         ...
 
     async def ca_chain(self, connector: str | None = None) -> tuple[x509.Certificate, ...]:

@@ -87,6 +87,10 @@ class Transaction:
     retry: bool
     request_id: str | None = None
     attempt: str | None = None
+    #: a new request's key when it is not the transaction's first attempt: the next one, from
+    #: the attempts read here (the service stores it there at once instead of colliding with
+    #: attempt 1 first, judging the request, and reading the attempts again)
+    store_as: str | None = None
 
 
 def transaction_key(
@@ -138,7 +142,7 @@ async def find_transaction(
         return Transaction(generation_id(key, 0), retry=False)
     current = generation_id(key, count - 1)
     try:
-        next_attempt(latest, current)
+        following = next_attempt(latest, current)
     except Conflict:
         raise _still_waiting(latest[-1]) from None
     except BadRequest:  # the generation's attempts are used up: the next generation
@@ -146,7 +150,7 @@ async def find_transaction(
     if match is not None and generation == count - 1:
         # The same request, closed: within this transaction the service would replay it.
         return Transaction(generation_id(key, count), retry=False)
-    return Transaction(current, retry=False)
+    return Transaction(current, retry=False, store_as=following)
 
 
 def _retry(transaction_id: str, attempt: RequestRecord) -> Transaction:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AttributeOID, NameOID
 
+from backends.local_ca.connector import LocalCA
 from gateway.config import load_config
 from gateway.model import (
     EnrollmentRequest,
@@ -227,3 +228,25 @@ async def test_a_pending_approval_stored_by_the_previous_version_finishes(h: H) 
     assert status == 200, body
     assert issued_cn(body) == "legacy"
     assert [r.id for r in await h.requests()] == [stored.id]
+
+
+async def test_a_keys_next_csr_is_signed_once(h: H, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EST reads the key's attempts and hands the service the next attempt's key, so CN=second
+    is judged and signed once, stored as attempt 2 at once; it used to be judged and signed
+    for attempt 1's key first, collide there, and be judged and signed again (a certificate
+    signed for nobody). A third CSR goes to attempt 3 the same way."""
+    signed: list[str] = []
+    real = LocalCA.sign
+
+    def counting(self: LocalCA, *args: Any, **kwargs: Any) -> Any:
+        signed.append("sign")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalCA, "sign", counting)
+    key = ec.generate_private_key(ec.SECP256R1())
+    for n, cn in enumerate(("first", "second", "third"), start=1):
+        status, body, _ = await h.post("/simpleenroll", csr(key, cn))
+        assert status == 200 and issued_cn(body) == cn
+        assert len(signed) == n
+    stored = sorted(r.transaction_id for r in await h.requests())
+    assert stored[1:] == [stored[0] + "#2", stored[0] + "#3"]

@@ -145,8 +145,10 @@ async def test_another_csr_is_the_next_attempt_and_each_repeat_finds_its_own(
 ) -> None:
     first = await _stored(store, f"{KEY}.0", "first")
     await _decide(store, first)
-    # judged afresh by the service under the same transaction (it stores it as KEY.0#2)
-    assert await _txn(store, state, "second") == Transaction(f"{KEY}.0", retry=False)
+    # judged afresh by the service under the same transaction, stored as KEY.0#2 at once
+    assert await _txn(store, state, "second") == Transaction(
+        f"{KEY}.0", retry=False, store_as=f"{KEY}.0#2"
+    )
     second = await _stored(store, f"{KEY}.0#2", "second")
     assert await _txn(store, state, "second") == Transaction(
         f"{KEY}.0", True, second.id, f"{KEY}.0#2"
@@ -184,7 +186,9 @@ async def test_a_repeat_in_the_generation_before_is_still_answered(
     await _decide(store, await _stored(store, f"{KEY}.1", "a"))
     assert await _txn(store, state, "b") == Transaction(f"{KEY}.0", True, b.id, f"{KEY}.0#2")
     CLOCK_AT[0] += timedelta(minutes=5)
-    assert await _txn(store, state, "b") == Transaction(f"{KEY}.1", retry=False)
+    assert await _txn(store, state, "b") == Transaction(
+        f"{KEY}.1", retry=False, store_as=f"{KEY}.1#2"
+    )
 
 
 async def test_generations_are_found_however_many_and_a_full_one_opens_the_next(
@@ -192,7 +196,9 @@ async def test_generations_are_found_however_many_and_a_full_one_opens_the_next(
 ) -> None:
     for generation in range(6):
         await _decide(store, await _stored(store, f"{KEY}.{generation}", "dev"))
-    assert await _txn(store, state, "other") == Transaction(f"{KEY}.5", retry=False)
+    assert await _txn(store, state, "other") == Transaction(
+        f"{KEY}.5", retry=False, store_as=f"{KEY}.5#2"
+    )
     for attempt in range(2, MAX_ATTEMPTS + 1):
         await _decide(store, await _stored(store, f"{KEY}.5#{attempt}", f"n{attempt}"))
     assert await _txn(store, state, "other") == Transaction(f"{KEY}.6", retry=False)
@@ -211,7 +217,9 @@ async def test_a_first_form_id_is_attempt_1_of_its_generation(
     with pytest.raises(Conflict, match=stored.id):  # still pending
         await _txn(store, state, "other")
     await _decide(store, stored)
-    assert await _txn(store, state, "other") == Transaction(f"{KEY}.0", retry=False)
+    assert await _txn(store, state, "other") == Transaction(
+        f"{KEY}.0", retry=False, store_as=f"{KEY}.0#2"
+    )
 
 
 async def test_a_request_of_the_previous_id_form_is_still_answered(

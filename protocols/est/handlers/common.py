@@ -195,7 +195,7 @@ async def submit(
                 )
             )
     await _spend_code(est, auth, spki, txn)
-    outcome = await est.service.enroll(request)
+    outcome = await est.service.enroll(request, attempt=txn.store_as)
     if isinstance(outcome, Pending):
         await est.state.mark_pending(await _attempt_of(est, txn, outcome))
     elif txn.retry and txn.attempt is not None:
