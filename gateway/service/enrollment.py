@@ -64,7 +64,8 @@ class Enrollment:
         recorded outcome (see :mod:`gateway.service.retries`).
 
         ``attempt``: the key of the transaction's next attempt, from a front-end that read its
-        attempts already (EST); the request is stored there first. Otherwise it goes to
+        attempts already (EST's transaction lookup, :meth:`repeat_of`); the request is stored
+        there first. Otherwise it goes to
         attempt 1, and a taken key to :meth:`_again`, which reads the attempts: for a key
         that keeps enrolling, that was a judged and signed request thrown away at the
         collision, and a second read of the attempts. A taken hint goes to :meth:`_again`
@@ -115,13 +116,13 @@ class Enrollment:
 
     async def repeat_of(
         self, protocol: str, transaction_id: str, csr: x509.CertificateSigningRequest
-    ) -> Outcome | None:
+    ) -> Outcome | retries.NextAttempt | None:
         """The outcome of the attempt of a transaction that made the same request as ``csr``
-        (resubmitted if still ``received``); None if the transaction is new or ``csr`` would
-        be judged afresh as its next attempt. ``Conflict`` if the transaction belongs to
-        another key or has a different request waiting; ``BadRequest`` if it has no attempts
-        left. Protocols that authenticate each message ask this before authenticating a
-        retry (a one-time challenge is spent by then)."""
+        (resubmitted if still ``received``); None if the transaction is new; the key of its
+        next attempt if ``csr`` would be judged afresh (pass it to :meth:`enroll`). ``Conflict``
+        if the transaction belongs to another key or has a different request waiting;
+        ``BadRequest`` if it has no attempts left. Protocols that authenticate each message
+        ask this before authenticating a retry (a one-time challenge is spent by then)."""
         tried = await retries.attempts(self._core.store, protocol, transaction_id)
         if not tried:
             return None
@@ -129,8 +130,8 @@ class Enrollment:
         match = retries.repeated(tried, retries.request_digest(csr_der(csr)))
         if match is not None:
             return await self.resume(match, await self.rebuild(match))
-        retries.next_attempt(tried, transaction_id)  # refuses while one is waiting
-        return None
+        # refuses while one is waiting
+        return retries.NextAttempt(retries.next_attempt(tried, transaction_id))
 
     async def decide(
         self, stored: RequestRecord, request: EnrollmentRequest, *, approved: bool

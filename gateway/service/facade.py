@@ -151,10 +151,11 @@ class EnrollmentService:
 
     async def repeat_of(
         self, protocol: str, transaction_id: str, csr: x509.CertificateSigningRequest
-    ) -> Outcome | None:
-        """The recorded outcome if ``csr`` repeats an attempt of the transaction, None if it
-        would be judged afresh (see :meth:`Enrollment.repeat_of`: ``Conflict`` for another
-        key or while a different request waits)."""
+    ) -> Outcome | retries.NextAttempt | None:
+        """The recorded outcome if ``csr`` repeats an attempt of the transaction, None for a
+        new transaction, its next attempt's key if it would be judged afresh (see
+        :meth:`Enrollment.repeat_of`: ``Conflict`` for another key or while a different
+        request waits)."""
         return await self._enrollment.repeat_of(protocol, transaction_id, csr)
 
     # -- certificate manager actions -------------------------------------------------------

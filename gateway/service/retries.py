@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography.x509.oid import AttributeOID
@@ -39,6 +40,14 @@ MAX_ATTEMPTS = 16
 #: States in which an attempt is still undecided.
 WAITING = frozenset({RequestState.RECEIVED, RequestState.PENDING})
 _SEPARATOR = "#"
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    """A request its transaction has not seen: judged afresh as the attempt stored under
+    ``key`` (the next one, from the attempts just read)."""
+
+    key: str
 
 
 class RequestLookup(Protocol):

@@ -35,6 +35,7 @@ from gateway.model import (
 )
 from gateway.pkix import load_csr
 from gateway.pkix.csr import spki_fingerprint
+from gateway.service.retries import NextAttempt
 from protocols.scep import transactions
 from protocols.scep.config import Endpoint
 from protocols.scep.messages import FailInfo, MessageError, MessageType, PKIMessage
@@ -183,15 +184,18 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
         repeat = await scep.service.repeat_of(transactions.PROTOCOL, base, csr)
     except (Conflict, BadRequest) as exc:
         raise MessageError(FailInfo.BAD_REQUEST, exc.detail) from None
-    if repeat is not None:
+    if repeat is not None and not isinstance(repeat, NextAttempt):
         return repeat
+    # stored at once as the transaction's next attempt, not at attempt 1 first (a collision
+    # there came after the request was judged and signed: judged and signed twice)
+    attempt = repeat.key if repeat is not None else None
     txn = base
     if renewing:
         record = await scep.store.get_certificate(serial_hex(message.signer.serial_number))
         assert record is not None
         requester = scep.authorizer.requester(endpoint, "certificate", record.requester)
         return await _submit(
-            scep, csr, template, requester, txn, RequestKind.RENEWAL, message.signer
+            scep, csr, template, requester, txn, RequestKind.RENEWAL, message.signer, attempt
         )
     try:
         requester = await scep.authorizer.authorize(
@@ -209,7 +213,7 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
         resent = await _resend(scep, requester.principal, spki, template, csr)
         if resent is not None:
             return resent
-    return await _submit(scep, csr, template, requester, txn, RequestKind.NEW, None)
+    return await _submit(scep, csr, template, requester, txn, RequestKind.NEW, None, attempt)
 
 
 async def _submit(
@@ -220,6 +224,7 @@ async def _submit(
     txn: str,
     kind: RequestKind,
     signer: x509.Certificate | None,
+    attempt: str | None,
 ) -> Outcome:
     return await scep.service.enroll(
         EnrollmentRequest(
@@ -229,7 +234,8 @@ async def _submit(
             transaction_id=txn,
             kind=kind,
             prior_certificate=signer if kind is RequestKind.RENEWAL else None,
-        )
+        ),
+        attempt,
     )
 
 

@@ -18,17 +18,19 @@ from cryptography import x509
 from gateway.model import CertificateRecord, EnrollmentRequest, Outcome, RequestRecord
 from gateway.policy import CertificateTemplate
 from gateway.ports import Transactions
+from gateway.service.retries import NextAttempt
 
 
 @runtime_checkable
 class Enrollment(Protocol):
     """The enrollment service, as far as SCEP uses it."""
 
-    async def enroll(self, request: EnrollmentRequest) -> Outcome:
+    async def enroll(self, request: EnrollmentRequest, attempt: str | None = None) -> Outcome:
         """Judge and, if allowed, issue ``request`` (PKCSReq, RenewalReq: RFC 8894 §3.3.1,
         §3.3.1.2). Idempotent per (protocol, transaction id): a repeat returns the recorded
         outcome. A refusal is a ``Denied`` outcome or :class:`gateway.errors.PolicyDenied`
-        (answered FAILURE with a failInfo, §3.3.2.2); ``Pending`` is answered PENDING."""
+        (answered FAILURE with a failInfo, §3.3.2.2); ``Pending`` is answered PENDING.
+        ``attempt``: the key :meth:`repeat_of` gave for a request judged afresh."""
         ...
 
     async def outcome_of(self, stored: RequestRecord) -> Outcome:
@@ -38,13 +40,13 @@ class Enrollment(Protocol):
 
     async def repeat_of(
         self, protocol: str, transaction_id: str, csr: x509.CertificateSigningRequest
-    ) -> Outcome | None:
+    ) -> Outcome | NextAttempt | None:
         """The recorded outcome if ``csr`` repeats a request already made under the
         transaction (a retransmission, RFC 8894 §3.2.1.1; one still ``received`` is
-        resubmitted), None if it is new or would be judged afresh as the transaction's next
-        attempt. :class:`gateway.errors.Conflict` if the transaction belongs to another key or
-        has a different request pending; :class:`gateway.errors.BadRequest` if it has no
-        attempts left (:mod:`gateway.service.retries`)."""
+        resubmitted), None if the transaction is new, the key of its next attempt if ``csr``
+        would be judged afresh. :class:`gateway.errors.Conflict` if the transaction belongs to
+        another key or has a different request pending; :class:`gateway.errors.BadRequest` if
+        it has no attempts left (:mod:`gateway.service.retries`)."""
         ...
 
     async def ca_chain(self, connector: str | None = None) -> tuple[x509.Certificate, ...]:

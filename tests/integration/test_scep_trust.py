@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from backends.local_ca.connector import LocalCA
 from gateway.config import load_config
 from gateway.model import serial_hex
 from gateway.pkix import cms
@@ -313,3 +314,28 @@ async def test_one_time_password_of_a_refused_attempt_serves_the_fixed_csr_of_th
     stolen = sc.make_csr(other.key, "good-name", challenge=made.password)
     again = await h.rep(other, other.pkcs_req(stolen, transaction_id="otp-other"), "otp")
     assert (again.status, again.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+async def test_a_keys_next_csr_is_signed_once(h: H, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempts read to find a retry give the service the next attempt's key, so a new CSR
+    under a transactionID already used (clients derive it from the key) is judged and signed
+    once; it used to be judged and signed for attempt 1's key first, collide there, and be
+    judged and signed again (a certificate signed for nobody)."""
+    signed: list[str] = []
+    real = LocalCA.sign
+
+    def counting(self: LocalCA, *args: Any, **kwargs: Any) -> Any:
+        signed.append("sign")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalCA, "sign", counting)
+    c = sc.Client(h.ra)
+    for n, cn in enumerate(("first-name", "second-name", "third-name"), start=1):
+        csr = sc.make_csr(c.key, cn, challenge=STATIC_PASSWORD)
+        rep = await h.rep(c, c.pkcs_req(csr, transaction_id="txn-once"))
+        assert rep.status == PKIStatus.SUCCESS, rep.fail_text
+        assert rep.certificates[0].subject == csr.subject
+        assert len(signed) == n
+    requests = await h.store.list_requests()
+    stored = sorted(r.transaction_id for r in requests if r.transaction_id.startswith("txn-once"))
+    assert stored == ["txn-once", "txn-once#2", "txn-once#3"]

@@ -26,6 +26,7 @@ from gateway.model import (
 from gateway.ports import CAConnector
 from gateway.server.wiring import Components, build
 from gateway.service import EnrollmentService, local_requester
+from gateway.service.retries import NextAttempt
 from tests.helpers import make_csr, write_config
 from tests.pki_helpers import ec_key
 
@@ -163,6 +164,7 @@ async def test_repeat_of_tells_a_repeat_from_a_request_to_judge(
     issued = await service.enroll(_request("t6", csr))
     again = await service.repeat_of("cli", "t6", make_csr(key, dns=("a.example.test",)))
     assert _serial(again) == _serial(issued)
-    assert await service.repeat_of("cli", "t6", make_csr(key, dns=("b.example.test",))) is None
+    other = make_csr(key, dns=("b.example.test",))
+    assert await service.repeat_of("cli", "t6", other) == NextAttempt("t6#2")
     with pytest.raises(Conflict):
         await service.repeat_of("cli", "t6", make_csr(dns=("a.example.test",)))
