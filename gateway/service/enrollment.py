@@ -64,12 +64,11 @@ class Enrollment:
         recorded outcome (see :mod:`gateway.service.retries`).
 
         ``attempt``: the key of the transaction's next attempt, from a front-end that read its
-        attempts already (EST's transaction lookup, :meth:`repeat_of`); the request is stored
-        there first. Otherwise it goes to
-        attempt 1, and a taken key to :meth:`_again`, which reads the attempts: for a key
-        that keeps enrolling, that was a judged and signed request thrown away at the
-        collision, and a second read of the attempts. A taken hint goes to :meth:`_again`
-        just the same (another request took it meanwhile)."""
+        attempts already (EST's transaction lookup, SCEP's :meth:`repeat_of`); the request is
+        stored there first. Otherwise it goes to attempt 1, and a taken key to :meth:`_again`,
+        which reads the attempts: for a key that keeps enrolling, that was a judged and signed
+        request thrown away at the collision, and a second read of the attempts. A taken hint
+        goes to :meth:`_again` just the same (another request took it meanwhile)."""
         template = self._core.policy.template(request.template)  # UnknownTemplate first
         transaction = request.transaction_id
         if not transaction:
