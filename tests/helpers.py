@@ -304,3 +304,19 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def count_ca_signatures(monkeypatch: Any) -> list[str]:
+    """From now on, one entry per certificate the embedded CA signs (``LocalCA.sign``
+    wrapped for the test): how many times a request was judged and signed."""
+    from backends.local_ca.connector import LocalCA
+
+    signed: list[str] = []
+    real = LocalCA.sign
+
+    def counting(self: LocalCA, *args: Any, **kwargs: Any) -> Any:
+        signed.append("sign")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalCA, "sign", counting)
+    return signed

@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AttributeOID, NameOID
 
-from backends.local_ca.connector import LocalCA
 from gateway.config import load_config
 from gateway.model import (
     EnrollmentRequest,
@@ -41,7 +40,7 @@ from gateway.service.records import request_record
 from protocols.est.routes import EST_CONTEXT
 from protocols.est.transactions import transaction_key
 from tests.est_helpers import write_est_config
-from tests.helpers import free_port
+from tests.helpers import count_ca_signatures, free_port
 
 Client = Callable[[Any], Awaitable[Any]]
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"alice:correct horse").decode()}
@@ -235,14 +234,7 @@ async def test_a_keys_next_csr_is_signed_once(h: H, monkeypatch: pytest.MonkeyPa
     is judged and signed once, stored as attempt 2 at once; it used to be judged and signed
     for attempt 1's key first, collide there, and be judged and signed again (a certificate
     signed for nobody). A third CSR goes to attempt 3 the same way."""
-    signed: list[str] = []
-    real = LocalCA.sign
-
-    def counting(self: LocalCA, *args: Any, **kwargs: Any) -> Any:
-        signed.append("sign")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(LocalCA, "sign", counting)
+    signed = count_ca_signatures(monkeypatch)
     key = ec.generate_private_key(ec.SECP256R1())
     for n, cn in enumerate(("first", "second", "third"), start=1):
         status, body, _ = await h.post("/simpleenroll", csr(key, cn))

@@ -16,7 +16,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from backends.local_ca.connector import LocalCA
 from gateway.config import load_config
 from gateway.model import serial_hex
 from gateway.pkix import cms
@@ -24,6 +23,7 @@ from gateway.server.app import components_of, create_app
 from protocols.scep import otp
 from protocols.scep.messages import FailInfo, PKIStatus
 from tests import scep_client as sc
+from tests.helpers import count_ca_signatures
 from tests.scep_helpers import SID_URI, STATIC_PASSWORD, scep_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -321,14 +321,7 @@ async def test_a_keys_next_csr_is_signed_once(h: H, monkeypatch: pytest.MonkeyPa
     under a transactionID already used (clients derive it from the key) is judged and signed
     once; it used to be judged and signed for attempt 1's key first, collide there, and be
     judged and signed again (a certificate signed for nobody)."""
-    signed: list[str] = []
-    real = LocalCA.sign
-
-    def counting(self: LocalCA, *args: Any, **kwargs: Any) -> Any:
-        signed.append("sign")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(LocalCA, "sign", counting)
+    signed = count_ca_signatures(monkeypatch)
     c = sc.Client(h.ra)
     for n, cn in enumerate(("first-name", "second-name", "third-name"), start=1):
         csr = sc.make_csr(c.key, cn, challenge=STATIC_PASSWORD)
