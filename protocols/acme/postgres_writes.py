@@ -114,16 +114,26 @@ def fold_start_challenge(s: Sql, guard: str, challenge_id: str, lease_until: dat
     return [cte], bool
 
 
+def _challenge_ends(
+    s: Sql, challenge_id: str, was: str, ok: bool, error: dict[str, Any] | None,
+    now: datetime, guard: str = "TRUE",
+) -> str:  # fmt: skip
+    """The ``done`` CTE ending a challenge still ``was``: ``valid`` (``ok``) or ``invalid``
+    with ``error``, its lease cleared, if ``guard`` holds too."""
+    return (
+        f"done AS (UPDATE acme_challenges SET status = {s('valid' if ok else 'invalid')}, "
+        f"validated_at = {s(at(now) if ok else None)}, error = {s(json.dumps(error))}, "
+        f"lease_until = NULL WHERE id = {s(challenge_id)} AND status = '{was}' AND {guard} "
+        "RETURNING 1)"
+    )
+
+
 def fold_accept_challenge(
     s: Sql, guard: str, challenge_id: str, authz_id: str, now: datetime,
     valid_until: datetime,
 ) -> Fold:  # fmt: skip
     """Core's start then finish, as one UPDATE: ``pending`` -> ``valid``."""
-    challenge = (
-        f"done AS (UPDATE acme_challenges SET status = 'valid', validated_at = {s(at(now))}, "
-        f"error = {s(NULL)}, lease_until = NULL WHERE id = {s(challenge_id)} "
-        f"AND status = 'pending' AND {guard} RETURNING 1)"
-    )
+    challenge = _challenge_ends(s, challenge_id, "pending", True, None, now, guard)
     return [challenge, authz_follows(s, authz_id, True, valid_until)], bool
 
 
@@ -132,12 +142,7 @@ def fold_finish_challenge(
     now: datetime, valid_until: datetime,
 ) -> Fold:  # fmt: skip
     """A validation's end, as one UPDATE: ``processing`` -> ``valid`` or ``invalid``."""
-    status = "valid" if ok else "invalid"
-    challenge = (
-        f"done AS (UPDATE acme_challenges SET status = {s(status)}, validated_at = "
-        f"{s(at(now) if ok else None)}, error = {s(json.dumps(error))}, lease_until = NULL "
-        f"WHERE id = {s(challenge_id)} AND status = 'processing' RETURNING 1)"
-    )
+    challenge = _challenge_ends(s, challenge_id, "processing", ok, error, now)
     return [challenge, authz_follows(s, authz_id, ok, valid_until)], bool
 
 
