@@ -27,9 +27,16 @@ def b64(data: bytes) -> str:
 class Worker:
     """One ACME account driving flows sequentially."""
 
-    def __init__(self, http: Connection, directory: dict[str, str]) -> None:
+    def __init__(
+        self,
+        http: Connection,
+        directory: dict[str, str],
+        csr_key: Callable[[], ec.EllipticCurvePrivateKey] | None = None,
+    ) -> None:
         self.http = http
         self.d = directory
+        # the certificates' keys: from a pool (bench/keypool.py), or a fresh one each flow
+        self.csr_key = csr_key or (lambda: ec.generate_private_key(ec.SECP256R1()))
         self.key = ec.generate_private_key(ec.SECP256R1())
         n = self.key.public_key().public_numbers()
         self.jwk = {
@@ -98,7 +105,7 @@ class Worker:
                     _, _, body = await self.post(authz_url)
                     authz = json.loads(body)
                 assert authz["status"] == "valid", authz
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = self.csr_key()
         csr = (
             x509.CertificateSigningRequestBuilder()
             .subject_name(x509.Name([]))
@@ -128,16 +135,18 @@ async def drive(
     tag: str,
     flow_timeout: float = 60,
     clock_started: Callable[[], None] | None = None,
+    csr_key: Callable[[], ec.EllipticCurvePrivateKey] | None = None,
 ) -> dict[str, Any]:
     """Time ``flows`` flows on ``concurrency`` accounts: rate, p50, p99 (ms), plus "ok",
     "errors" (a failed flow is counted, and its worker goes on) and "serials" (of the
-    certificates downloaded, read after the clock stops)."""
+    certificates downloaded, read after the clock stops). ``csr_key`` gives each flow's
+    certificate key (default: a fresh P-256 key)."""
     connections = [Connection(directory_url, ssl_ctx) for _ in range(concurrency)]
     try:
         status, _, body = await connections[0].request("GET", directory_url)
         assert status == 200, body
         directory = json.loads(body)
-        workers = [Worker(c, directory) for c in connections]
+        workers = [Worker(c, directory, csr_key) for c in connections]
         # bounded like the flows (a hung server raises TimeoutError here)
         await asyncio.wait_for(asyncio.gather(*(w.register() for w in workers)), flow_timeout)
         # One untimed flow per worker, concurrently: every account's key and connection is

@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 import peers_acme  # noqa: E402
 import peers_est  # noqa: E402
 import peers_scep  # noqa: E402
+from keypool import DEFAULT_SIZE, host_csrs, p256_pool  # noqa: E402
 from peers_common import Server, document, measure, table  # noqa: E402
 
 #: operations per cell, (full, quick)
@@ -79,7 +80,7 @@ def acme_servers(args: argparse.Namespace) -> list[tuple[str, Starter]]:
 
 
 def run_acme(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str, Any]]:
-    rows = []
+    rows, keys = [], p256_pool(args.key_pool)
     for label, start in acme_servers(args):
         print(f"peers: acme {label} (round {round_})", flush=True)
         with start(tmp / f"acme-{label.replace(' ', '-')}-{round_}") as (srv, url):
@@ -89,7 +90,7 @@ def run_acme(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str,
                 tag = f"r{round_}c{c}{srv.store[:2]}"
 
                 def drive(mark: Any, url: str = url, n: int = n, c: int = c, tag: str = tag) -> Any:
-                    return peers_acme.acme_driver(url, n, c, tag, mark)
+                    return peers_acme.acme_driver(url, n, c, tag, mark, keys)
 
                 rows.append(measure(srv, "acme", c, round_, drive))
     return rows
@@ -97,8 +98,8 @@ def run_acme(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str,
 
 def run_est(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str, Any]]:
     from est_load import csr_bodies, enroll
-    from issue_local import make_csrs
 
+    keys = p256_pool(args.key_pool)
     exe = peers_est.build_libest(args.cache, args.libest_src)
     example = peers_est.example_dir(args.cache)
     idle = 2.0 if args.quick else 5.0
@@ -124,7 +125,7 @@ def run_est(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str, 
             ctx.check_hostname = False  # libest's example certificate names no 127.0.0.1
             for c in args.concurrency:
                 n = args.ops or OPS["est"][1 if args.quick else 0]
-                bodies = csr_bodies(make_csrs(n + warm))
+                bodies = csr_bodies(host_csrs(n + warm, keys))
 
                 def drive(
                     mark: Any,
@@ -145,12 +146,13 @@ def run_scep(args: argparse.Namespace, round_: int, tmp: Path) -> list[dict[str,
     plan = [(c, max(n, c)) for c in args.concurrency]
     rows = []
     print(f"peers: scep certgate sqlite (round {round_})", flush=True)
-    rows += peers_scep.certgate_cells(tmp / f"scep-sqlite-{round_}", "sqlite", plan, round_)
+    pool = args.key_pool
+    rows += peers_scep.certgate_cells(tmp / f"scep-sqlite-{round_}", "sqlite", plan, round_, pool)
     print(f"peers: scep micromdm (round {round_})", flush=True)
-    rows += peers_scep.micromdm_cells(plan, round_)
+    rows += peers_scep.micromdm_cells(plan, round_, pool)
     if "postgres" in args.stores:
         print(f"peers: scep certgate postgres (round {round_})", flush=True)
-        rows += peers_scep.certgate_cells(tmp / f"scep-pg-{round_}", "postgres", plan, round_)
+        rows += peers_scep.certgate_cells(tmp / f"scep-pg-{round_}", "postgres", plan, round_, pool)
     return rows
 
 
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--two-instances", action="store_true",
                         help="with --quick too: EST on two gateways on one PostgreSQL")  # fmt: skip
     parser.add_argument("--ops", type=int, help="operations per cell (default: OPS, A2C_OPS)")
+    parser.add_argument("--key-pool", type=int, default=DEFAULT_SIZE, metavar="N",
+                        help=f"client keys each driver reuses round-robin (default {DEFAULT_SIZE}; "
+                        "0: a fresh key per request)")  # fmt: skip
     parser.add_argument("--cache", type=Path, default=default_cache())
     parser.add_argument("--libest-src", type=Path, help="a clone of github.com/cisco/libest")
     parser.add_argument("--json", type=Path, help="default bench/results/peers-<date>.json")

@@ -37,11 +37,15 @@ def no_verify() -> ssl.SSLContext:
 
 
 def acme_driver(
-    url: str, n: int, concurrency: int, tag: str, clock_started: Any = None
+    url: str, n: int, concurrency: int, tag: str, clock_started: Any = None, keys: Any = None
 ) -> dict[str, Any]:
+    """bench/acme_flow.py's flows; certificate keys from ``keys`` (a bench/keypool.py pool)."""
     ctx = no_verify() if url.startswith("https") else None
+    csr_key = keys.key if keys is not None else None
     try:
-        return run_loop(drive(url, n, concurrency, ctx, tag, clock_started=clock_started))
+        return run_loop(
+            drive(url, n, concurrency, ctx, tag, clock_started=clock_started, csr_key=csr_key)
+        )
     except TimeoutError:
         # registration or warm-up hung (Debian's Pebble 2.4 can deadlock at concurrency >= 4):
         # the cell is all errors, and the run goes on

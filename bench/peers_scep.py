@@ -23,14 +23,17 @@ from typing import Any
 
 from peers_common import PgDatabase, Server, measure, sqlite_serials, tree
 from procs import free_port, stop
-from scep_load import ENDPOINT, MICROMDM_CHALLENGE, _ca_certs, prepare, run
+from scep_load import ENDPOINT, MICROMDM_CHALLENGE, _ca_certs, key_pool, prepare, run
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def scep_driver(url: str, challenge: str, recipient: Any, n: int, concurrency: int) -> Any:
-    """A drive() for :func:`measure`: prepares ``n`` requests (untimed), then times them."""
-    prepared = prepare(recipient, challenge, n)
+def scep_driver(
+    url: str, challenge: str, recipient: Any, n: int, concurrency: int, pool: int
+) -> Any:
+    """A drive() for :func:`measure`: prepares ``n`` requests (untimed; client keys from a
+    pool of ``pool``, 0: fresh keys), then times them."""
+    prepared = prepare(recipient, challenge, n, key_pool(pool) if pool else None)
 
     def drive(clock_started: Any) -> dict[str, Any]:
         # no warm-up: measure() starts the CPU window just before this
@@ -78,7 +81,7 @@ def certgate(tmp: Path, store: str, workers: int = 2) -> Iterator[tuple[Server, 
 
 
 def certgate_cells(
-    tmp: Path, store: str, plan: list[tuple[int, int]], round_: int
+    tmp: Path, store: str, plan: list[tuple[int, int]], round_: int, pool: int
 ) -> list[dict[str, Any]]:
     from tests.scep_helpers import STATIC_PASSWORD
 
@@ -86,7 +89,7 @@ def certgate_cells(
     with certgate(tmp, store) as (srv, url):
         ra = asyncio.run(_ca_certs(url))[0]
         for concurrency, n in plan:
-            drive = scep_driver(url, STATIC_PASSWORD, ra, n, concurrency)
+            drive = scep_driver(url, STATIC_PASSWORD, ra, n, concurrency, pool)
             rows.append(measure(srv, "scep", concurrency, round_, drive))
     return rows
 
@@ -96,7 +99,7 @@ def _depot_serials(depot: Path) -> list[str]:
     return [p.stem.rsplit(".", 1)[-1] for p in depot.glob("*.pem") if p.name != "ca.pem"]
 
 
-def micromdm_inside(out: Path, plan: list[tuple[int, int]], round_: int) -> None:
+def micromdm_inside(out: Path, plan: list[tuple[int, int]], round_: int, pool: int) -> None:
     """Runs inside ``unshare -n``: scepserver on the private loopback, the cells measured."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     with tempfile.TemporaryDirectory(prefix="peers-micromdm-") as d:
@@ -131,20 +134,20 @@ def micromdm_inside(out: Path, plan: list[tuple[int, int]], round_: int) -> None
                 )  # fmt: skip
                 rows = []
                 for concurrency, n in plan:
-                    drive = scep_driver(url, MICROMDM_CHALLENGE, ca, n, concurrency)
+                    drive = scep_driver(url, MICROMDM_CHALLENGE, ca, n, concurrency, pool)
                     rows.append(measure(srv, "scep", concurrency, round_, drive))
             finally:
                 stop(proc)
     out.write_text(json.dumps(rows))
 
 
-def micromdm_cells(plan: list[tuple[int, int]], round_: int) -> list[dict[str, Any]]:
+def micromdm_cells(plan: list[tuple[int, int]], round_: int, pool: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "rows.json"
         spec = json.dumps(plan)
         subprocess.run(
             ["unshare", "-n", sys.executable, __file__, "--inside", str(out), "--plan", spec,
-             "--round", str(round_)],
+             "--round", str(round_), "--key-pool", str(pool)],
             check=True, cwd=REPO / "bench",
         )  # fmt: skip
         rows: list[dict[str, Any]] = json.loads(out.read_text())
@@ -156,8 +159,10 @@ def main() -> None:
     parser.add_argument("--inside", type=Path, required=True)
     parser.add_argument("--plan", required=True)
     parser.add_argument("--round", type=int, default=1)
+    parser.add_argument("--key-pool", type=int, default=0)
     args = parser.parse_args()
-    micromdm_inside(args.inside, [tuple(x) for x in json.loads(args.plan)], args.round)
+    plan = [tuple(x) for x in json.loads(args.plan)]
+    micromdm_inside(args.inside, plan, args.round, args.key_pool)
 
 
 if __name__ == "__main__":

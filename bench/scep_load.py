@@ -1,8 +1,10 @@
 """SCEP enrollment load: PKCSReq per second against ``certgate serve --workers N`` and, with the
 same driver, against micromdm's ``scepserver`` (Debian ``scep``) in a private network namespace.
 
-Every request uses a fresh RSA-2048 client key, AES-128-CBC, RSA PKCS#1 v1.5 key transport,
-SHA-256 and POST; keys, CSRs and pkiMessages are built before the clock starts. Every reply is
+Every request uses a fresh RSA-2048 client key (bench/peers.py: one of a pool of keys,
+bench/keypool.py), AES-128-CBC, RSA PKCS#1 v1.5 key transport, SHA-256 and POST, a random
+transactionID and a subject no earlier batch used; keys, CSRs and pkiMessages are built before
+the clock starts. Every reply is
 decrypted and its certificate's serial recorded, so failures and duplicate serials are counted.
 
     .venv/bin/python bench/scep_load.py [--requests 200] [--workers 2] [--json out.json]
@@ -34,6 +36,7 @@ import aiohttp  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from keypool import batch_tag  # noqa: E402  (bench/keypool.py, beside this script)
 
 from gateway.pkix import cms  # noqa: E402
 from tests import scep_client as sc  # noqa: E402
@@ -82,13 +85,19 @@ class Result:
         return out
 
 
-def _prepare_one(args: tuple[bytes, str, int]) -> tuple[bytes, bytes, bytes]:
-    """(pkiMessage, client key PEM, signer DER) for one request (runs in a worker process)."""
-    recipient_der, challenge, index = args
+def _prepare_one(args: tuple[bytes, str, str, bytes | None]) -> tuple[bytes, bytes, bytes]:
+    """(pkiMessage, client key PEM, signer DER) for one request (runs in a worker process):
+    with the key ``key_pem``, or a fresh one."""
+    recipient_der, challenge, name, key_pem = args
     recipient = x509.load_der_x509_certificate(recipient_der)
-    key = sc.rsa_key(2048)
+    if key_pem is None:
+        key = sc.rsa_key(2048)
+    else:
+        loaded = serialization.load_pem_private_key(key_pem, None)
+        assert isinstance(loaded, rsa.RSAPrivateKey)
+        key = loaded
     client = sc.Client(recipient, key)
-    csr = sc.make_csr(key, f"bench-{index}-{os.getpid()}", challenge=challenge)
+    csr = sc.make_csr(key, name, challenge=challenge)
     der = client.pkcs_req(csr, cipher="aes128_cbc", digest="sha256")
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -97,11 +106,37 @@ def _prepare_one(args: tuple[bytes, str, int]) -> tuple[bytes, bytes, bytes]:
     return der, key_pem, client.signer.public_bytes(serialization.Encoding.DER)
 
 
-def prepare(recipient: x509.Certificate, challenge: str, count: int) -> list[sc.Client | bytes]:
-    """``count`` ready-to-send messages with the client identity to read each reply."""
+def _rsa_pem(_: int) -> bytes:
+    return sc.rsa_key(2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+_POOLS: dict[int, list[bytes]] = {}
+
+
+def key_pool(size: int) -> list[bytes]:
+    """``size`` RSA-2048 client keys (PEM), made once per process on all cores."""
+    if size not in _POOLS:
+        with ProcessPoolExecutor() as pool:
+            _POOLS[size] = list(pool.map(_rsa_pem, range(size)))
+    return _POOLS[size]
+
+
+def prepare(
+    recipient: x509.Certificate, challenge: str, count: int, keys: list[bytes] | None = None
+) -> list[sc.Client | bytes]:
+    """``count`` ready-to-send messages with the client identity to read each reply; client
+    keys from ``keys`` (PEM, round-robin) or fresh ones. Each subject is one no earlier batch
+    used (bench/keypool.py), so each request is a new enrollment."""
     der = recipient.public_bytes(serialization.Encoding.DER)
+    tag = batch_tag()
+    jobs = [
+        (der, challenge, f"bench-{tag}-{i}", keys[i % len(keys)] if keys else None)
+        for i in range(count)
+    ]
     with ProcessPoolExecutor() as pool:
-        made = list(pool.map(_prepare_one, [(der, challenge, i) for i in range(count)]))
+        made = list(pool.map(_prepare_one, jobs))
     out: list[sc.Client | bytes] = []
     for message, key_pem, signer_der in made:
         key = serialization.load_pem_private_key(key_pem, None)

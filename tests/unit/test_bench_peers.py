@@ -27,6 +27,7 @@ def bench() -> Iterator[dict[str, ModuleType]]:
     sys.path.insert(0, BENCH)
     try:
         import charts
+        import keypool
         import peers
         import peers_common
         import peers_est
@@ -35,6 +36,7 @@ def bench() -> Iterator[dict[str, ModuleType]]:
 
         yield {
             "charts": charts,
+            "keypool": keypool,
             "peers": peers,
             "common": peers_common,
             "est": peers_est,
@@ -200,3 +202,35 @@ def test_measure_counts_cpu_from_the_drivers_clock_start(bench: dict[str, Module
     cold = common.measure(srv, "est", 1, 1, lambda mark: drive(mark, 3_000_000))
     assert cold["server_cpu_ms_per_op"] < 5  # the busy warm-up took far more than 15 ms
     assert cold["issued_server_side"] == 3 and cold["duplicate_serials"] == 1
+
+
+def _spki(csr: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(
+        csr.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def test_the_drivers_reuse_their_pool_of_keys_but_never_a_name(
+    bench: dict[str, ModuleType],
+) -> None:
+    """Issue #18: the drivers reuse a pool of client keys, and every request must still be a
+    new issuance: two batches on three keys name eight different hosts."""
+    keypool = bench["keypool"]
+    pool = keypool.p256_pool(3)
+    csrs = keypool.host_csrs(4, pool) + keypool.host_csrs(4, pool)
+    assert len({_spki(c) for c in csrs}) == 3
+    assert [_spki(c) for c in csrs[:3]] == [_spki(c) for c in csrs[3:6]]
+    names = {c.subject.rfc4514_string() for c in csrs}
+    assert len(names) == 8
+    for csr in csrs:
+        assert csr.is_signature_valid
+
+
+def test_a_pool_of_zero_keys_gives_a_fresh_key_each_time(bench: dict[str, ModuleType]) -> None:
+    keypool = bench["keypool"]
+    csrs = keypool.host_csrs(3, keypool.p256_pool(0))
+    assert len({_spki(c) for c in csrs}) == 3
