@@ -25,7 +25,7 @@ order, a WSTEP RequestID) or how one is derived (EST has none).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -123,8 +123,18 @@ async def attempts(store: RequestLookup, protocol: str, transaction_id: str) -> 
     Why one query: a client that keeps its key (a SCEP device renewing, an EST client
     enrolling again with the same key, a load driver's key pool) fills its transaction's
     attempts, and a lookup per attempt made every such enrollment up to 17 store calls."""
-    keys = [attempt_key(transaction_id, n) for n in range(1, MAX_ATTEMPTS + 1)]
-    stored = await store.find_requests(protocol, keys)
+    keys = attempt_keys(transaction_id)
+    return contiguous(await store.find_requests(protocol, keys), keys)
+
+
+def attempt_keys(transaction_id: str) -> list[str]:
+    """The stored keys of every attempt a transaction may have, first to last."""
+    return [attempt_key(transaction_id, n) for n in range(1, MAX_ATTEMPTS + 1)]
+
+
+def contiguous(stored: Mapping[str, RequestRecord], keys: Sequence[str]) -> list[RequestRecord]:
+    """The records of ``keys`` found in ``stored``, up to the first key absent: a
+    transaction's attempts from a lookup of :func:`attempt_keys` (and perhaps other keys)."""
     found: list[RequestRecord] = []
     for key in keys:
         record = stored.get(key)

@@ -59,7 +59,15 @@ from typing import Protocol
 
 from gateway.errors import BadRequest, Conflict
 from gateway.model import PendingReason, RequestKind, RequestRecord
-from gateway.service.retries import WAITING, RequestLookup, attempts, next_attempt, repeated
+from gateway.service.retries import (
+    WAITING,
+    RequestLookup,
+    attempt_keys,
+    attempts,
+    contiguous,
+    next_attempt,
+    repeated,
+)
 from protocols.est.state import EstState
 
 PROTOCOL = "est"
@@ -125,14 +133,27 @@ async def find_transaction(
     the key's transaction is still waiting."""
     key = transaction_key(label, template, principal, spki, kind, prior)
     legacy_stem = f"{key}.{digest[:_LEGACY_FINGERPRINT]}."  # the previous version's id form
-    first, legacy_first = generation_id(key, 0), f"{legacy_stem}0"
-    firsts = await store.find_requests(PROTOCOL, (first, legacy_first))
-    count, _ = await _generations(store, f"{key}.", firsts.get(first))
-    latest = await attempts(store, PROTOCOL, generation_id(key, count - 1)) if count else []
+    first, second, legacy_first = generation_id(key, 0), generation_id(key, 1), f"{legacy_stem}0"
+    # One query answers a key with at most one generation (every new key, and a key enrolling
+    # again until its first generation's attempts are used up): generation 0's attempts,
+    # whether generation 1 exists, and the previous version's first id.
+    gen0_keys = attempt_keys(first)
+    firsts = await store.find_requests(PROTOCOL, (*gen0_keys, second, legacy_first))
+    gen0 = contiguous(firsts, gen0_keys)
+    if second not in firsts:
+        count, latest = len(gen0[:1]), gen0
+    else:
+        count, _ = await _generations(store, f"{key}.", firsts.get(first))
+        latest = await attempts(store, PROTOCOL, generation_id(key, count - 1)) if count else []
     match, generation = repeated(latest, digest), count - 1
     if match is None and count > 1:
         generation = count - 2
-        match = repeated(await attempts(store, PROTOCOL, generation_id(key, generation)), digest)
+        before = (
+            gen0
+            if generation == 0
+            else await attempts(store, PROTOCOL, generation_id(key, generation))
+        )
+        match = repeated(before, digest)
     if match is not None and await _open(match, state, retry_window, now):
         return _retry(generation_id(key, generation), match)
     _, legacy = await _generations(store, legacy_stem, firsts.get(legacy_first))

@@ -4,7 +4,7 @@ a repeat; the retry window opens a new generation; ids stored by earlier version
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -203,6 +203,41 @@ async def test_generations_are_found_however_many_and_a_full_one_opens_the_next(
         await _decide(store, await _stored(store, f"{KEY}.5#{attempt}", f"n{attempt}"))
     assert await _txn(store, state, "other") == Transaction(f"{KEY}.6", retry=False)
     assert (await _txn(store, state, "n16")).attempt == f"{KEY}.5#16"
+
+
+class _Counting:
+    """The store, with the lookups a transaction search makes written down."""
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store, self.calls = store, []  # type: list[str]
+
+    async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
+        self.calls.append("find_request")
+        return await self.store.find_request(protocol, transaction_id)
+
+    async def find_requests(self, protocol: str, ids: Sequence[str]) -> dict[str, RequestRecord]:
+        self.calls.append("find_requests")
+        return await self.store.find_requests(protocol, ids)
+
+
+async def test_a_key_in_its_first_generation_is_read_in_one_query(
+    store: SQLStore, state: EstState
+) -> None:
+    """A key enrolling again (a device keeping its key, a driver's key pool) costs one lookup
+    until its first generation's attempts are used up; then the next generation opens."""
+    counting = _Counting(store)
+    assert await _txn(counting, state, "n1") == Transaction(f"{KEY}.0", retry=False)  # type: ignore[arg-type]
+    assert counting.calls == ["find_requests"]
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        key = f"{KEY}.0" if attempt == 1 else f"{KEY}.0#{attempt}"
+        counting.calls.clear()
+        assert await _txn(counting, state, f"n{attempt}") == Transaction(  # type: ignore[arg-type]
+            f"{KEY}.0", retry=False, store_as=None if attempt == 1 else key
+        )
+        assert counting.calls == ["find_requests"]
+        await _decide(store, await _stored(store, key, f"n{attempt}"))
+    assert await _txn(store, state, "n17") == Transaction(f"{KEY}.1", retry=False)
+    assert (await _txn(store, state, "n3")).attempt == f"{KEY}.0#3"  # within the window
 
 
 async def test_a_first_form_id_is_attempt_1_of_its_generation(
