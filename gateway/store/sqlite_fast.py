@@ -89,7 +89,14 @@ class FastTable:
         self.columns = [c.name for c in table.columns]
         codecs = [_codecs(c) for c in table.columns]
         self._encoders = dict(zip(self.columns, (e for e, _ in codecs), strict=True))
-        self._decoders = [d for _, d in codecs]
+        # Only the columns whose stored form differs (datetimes, JSON) are converted on read;
+        # the rest pass through as the driver gives them (a request row has 23 columns, 6 of
+        # them converted: decoding every column through a function cost most of a read).
+        self._conversions = [
+            (name, dec)
+            for name, (_, dec) in zip(self.columns, codecs, strict=True)
+            if dec is not _identity
+        ]
         names = ", ".join(self.columns)
         (pk,) = table.primary_key.columns
         self._sql_cache: dict[tuple[str, ...], str] = {}
@@ -116,9 +123,10 @@ class FastTable:
     def decode(self, row: Sequence[Any]) -> SimpleNamespace:
         """A raw row of all columns, in table order, decoded like SQLAlchemy would, with
         attribute access (what :mod:`gateway.store.rows` reads)."""
-        return SimpleNamespace(
-            **{name: dec(v) for name, dec, v in zip(self.columns, self._decoders, row, strict=True)}
-        )
+        values = dict(zip(self.columns, row, strict=True))
+        for name, dec in self._conversions:
+            values[name] = dec(values[name])
+        return SimpleNamespace(**values)
 
     def insert_sql_for(self, keys: tuple[str, ...]) -> str:
         """Cached INSERT SQL for this column list."""
