@@ -1,7 +1,8 @@
 """EST in bench/peers.py: certgate (``serve --workers 2``, SQLite or PostgreSQL, and two
 instances on one PostgreSQL) and libest's example ``estserver`` (cisco/libest, built from
 source into the cache directory), driven by one /simpleenroll driver (bench/est_load.py's,
-HTTPS keep-alive, HTTP Basic, fresh P-256 CSRs prepared before the clock starts).
+HTTPS keep-alive, HTTP Basic, P-256 CSRs prepared before the clock starts, their keys from
+bench/peers.py's key pool).
 
 libest: the source is a git clone of https://github.com/cisco/libest (``--libest-src`` takes a
 checkout or a bare repository, e.g. the one the project's fetch tool leaves under
