@@ -25,7 +25,7 @@ order, a WSTEP RequestID) or how one is derived (EST has none).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +40,11 @@ MAX_ATTEMPTS = 16
 #: States in which an attempt is still undecided.
 WAITING = frozenset({RequestState.RECEIVED, RequestState.PENDING})
 _SEPARATOR = "#"
+
+
+class AttemptsUsedUp(BadRequest):
+    """The transaction already has :data:`MAX_ATTEMPTS` attempts, none of them this request:
+    the client must start a new transaction (or its front-end opens the next generation)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,35 @@ def contiguous(stored: Mapping[str, RequestRecord], keys: Sequence[str]) -> list
     return found
 
 
+async def generations(
+    first_of: Callable[[int], Awaitable[RequestRecord | None]], first: RequestRecord | None
+) -> tuple[int, RequestRecord | None]:
+    """How many generations of a client's transaction are stored, and the first attempt of
+    the newest (``(0, None)`` if none): doubling, then bisection, so O(log n) lookups.
+
+    A *generation* is the transaction a client's next requests go to once one has no attempts
+    left (or, in EST, once a request is sent again after its retry window): a client whose id
+    never changes (EST's derived id, a SCEP transactionID fixed per device) would otherwise be
+    refused for good after :data:`MAX_ATTEMPTS` requests. Generations are contiguous from 0,
+    each opened by storing its first attempt (so concurrent openings collide on the store's
+    unique key). ``first_of(g)`` looks up generation ``g``'s first attempt; ``first`` is
+    generation 0's, looked up already."""
+    if first is None:
+        return 0, None
+    newest = first
+    present, absent = 0, 1
+    while (record := await first_of(absent)) is not None:
+        present, absent, newest = absent, absent * 2, record
+    while absent - present > 1:
+        middle = (present + absent) // 2
+        record = await first_of(middle)
+        if record is None:
+            absent = middle
+        else:
+            present, newest = middle, record
+    return present + 1, newest
+
+
 async def latest(store: RequestLookup, protocol: str, transaction_id: str) -> RequestRecord | None:
     """The newest attempt of a transaction (what a poll by transaction id follows)."""
     found = await attempts(store, protocol, transaction_id)
@@ -166,7 +200,7 @@ def repeated(tried: list[RequestRecord], digest: str) -> RequestRecord | None:
 
 def next_attempt(tried: list[RequestRecord], transaction_id: str) -> str:
     """The key under which a different request is judged afresh; ``Conflict`` while the
-    newest attempt is undecided, ``BadRequest`` once the transaction has no attempts left."""
+    newest attempt is undecided, :class:`AttemptsUsedUp` once the transaction has none left."""
     newest = tried[-1]
     if newest.state in WAITING:
         waiting_for = (
@@ -180,7 +214,7 @@ def next_attempt(tried: list[RequestRecord], transaction_id: str) -> str:
             "outcome; a different CSR is judged once it is decided"
         )
     if len(tried) >= MAX_ATTEMPTS:
-        raise BadRequest(
+        raise AttemptsUsedUp(
             f"transaction {transaction_id!r} already has {MAX_ATTEMPTS} attempts; start a new "
             "transaction"
         )

@@ -57,14 +57,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from gateway.errors import BadRequest, Conflict
+from gateway.errors import Conflict
 from gateway.model import PendingReason, RequestKind, RequestRecord
 from gateway.service.retries import (
     WAITING,
+    AttemptsUsedUp,
     RequestLookup,
     attempt_keys,
     attempts,
     contiguous,
+    generations,
     next_attempt,
     repeated,
 )
@@ -166,7 +168,7 @@ async def find_transaction(
         following = next_attempt(latest, current)
     except Conflict:
         raise _still_waiting(latest[-1]) from None
-    except BadRequest:  # the generation's attempts are used up: the next generation
+    except AttemptsUsedUp:  # the generation's attempts are used up: the next generation
         return Transaction(generation_id(key, count), retry=False)
     if match is not None and generation == count - 1:
         # The same request, closed: within this transaction the service would replay it.
@@ -183,26 +185,14 @@ def _retry(transaction_id: str, attempt: RequestRecord) -> Transaction:
 async def _generations(
     store: RequestLookup, stem: str, newest: RequestRecord | None
 ) -> tuple[int, RequestRecord | None]:
-    """How many generations ``<stem>0``, ``<stem>1``, ... are stored (contiguous from 0), and
-    the first attempt of the newest: doubling, then bisection. ``newest`` is ``<stem>0``'s
+    """How many generations ``<stem>0``, ``<stem>1``, ... are stored, and the first attempt
+    of the newest (:func:`gateway.service.retries.generations`). ``newest`` is ``<stem>0``'s
     request (looked up already)."""
 
-    async def get(generation: int) -> RequestRecord | None:
+    async def first_of(generation: int) -> RequestRecord | None:
         return await store.find_request(PROTOCOL, f"{stem}{generation}")
 
-    if newest is None:
-        return 0, None
-    present, absent = 0, 1
-    while (record := await get(absent)) is not None:
-        present, absent, newest = absent, absent * 2, record
-    while absent - present > 1:
-        middle = (present + absent) // 2
-        record = await get(middle)
-        if record is None:
-            absent = middle
-        else:
-            present, newest = middle, record
-    return present + 1, newest
+    return await generations(first_of, newest)
 
 
 async def _open(attempt: RequestRecord, state: EstState, retry_window: int, now: datetime) -> bool:

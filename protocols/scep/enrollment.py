@@ -181,7 +181,8 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
         # the service as the transaction's next attempt, never answered with the certificate
         # or refusal of a request it is not. Another key, or a different CSR while one is
         # pending, is refused.
-        repeat = await scep.service.repeat_of(transactions.PROTOCOL, base, csr)
+        # A transactionID whose attempts are used up goes on in its next generation.
+        repeat, txn = await transactions.place(scep.service, scep.store, base, csr)
     except (Conflict, BadRequest) as exc:
         raise MessageError(FailInfo.BAD_REQUEST, exc.detail) from None
     if repeat is not None and not isinstance(repeat, NextAttempt):
@@ -189,7 +190,6 @@ async def enroll(scep: Scep, endpoint: Endpoint, message: PKIMessage, content: b
     # stored at once as the transaction's next attempt, not at attempt 1 first (a collision
     # there came after the request was judged and signed: judged and signed twice)
     attempt = repeat.key if repeat is not None else None
-    txn = base
     if renewing:
         record = await scep.store.get_certificate(serial_hex(message.signer.serial_number))
         assert record is not None

@@ -36,8 +36,9 @@ OID_TRANSACTION_ID = "2.16.840.1.113733.1.9.7"
 OID_FAIL_INFO_TEXT = "1.3.6.1.5.5.7.24.1"
 
 NONCE_BYTES = 16
-#: The store's column is 255 wide; renewals append "/renewal/<serial>" (enrollment.py).
-MAX_TRANSACTION_ID = 200
+#: The store's column is 255 wide; renewals append "/renewal/<serial>" (enrollment.py, up to
+#: 49 characters), generations "#g<k>" and attempts "#<n>" (transactions.py, a dozen more).
+MAX_TRANSACTION_ID = 192
 
 
 class MessageType(enum.IntEnum):

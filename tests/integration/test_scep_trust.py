@@ -332,3 +332,41 @@ async def test_a_keys_next_csr_is_signed_once(h: H, monkeypatch: pytest.MonkeyPa
     requests = await h.store.list_requests()
     stored = sorted(r.transaction_id for r in requests if r.transaction_id.startswith("txn-once"))
     assert stored == ["txn-once", "txn-once#2", "txn-once#3"]
+
+
+async def test_a_transaction_id_fixed_per_device_never_runs_out_of_attempts(h: H) -> None:
+    """Clients that keep one transactionID per key or device (RFC 8894 §3.2.1.1: a device's
+    EUI; jscep, xipki and sscep hash the key) enrol under it again and again. Past the
+    transaction's attempts its next CSR opens the next generation instead of being refused
+    for good; repeats are still answered, from the generation they were made in, and CertPoll
+    follows the newest attempt."""
+    from gateway.service import MAX_ATTEMPTS
+    from protocols.scep import transactions
+
+    before = await h.serials()
+    c = sc.Client(h.ra)
+    issued: dict[str, x509.Certificate] = {}
+    names = [f"dev-{n}" for n in range(1, MAX_ATTEMPTS + 3)]
+    for cn in names:
+        rep = await h.rep(
+            c, c.pkcs_req(sc.make_csr(c.key, cn, challenge=STATIC_PASSWORD), transaction_id="eui-1")
+        )
+        assert rep.status == PKIStatus.SUCCESS, (cn, rep.fail_text)
+        assert rep.certificates[0].subject == sc.make_csr(c.key, cn).subject
+        issued[cn] = rep.certificates[0]
+    assert len({cert.serial_number for cert in issued.values()}) == len(names)
+    stored = {r.transaction_id for r in await h.store.list_requests()}
+    assert {"eui-1", f"eui-1#{MAX_ATTEMPTS}", "eui-1#g1", "eui-1#g1#2"} <= stored
+    # retransmissions: the last attempt of generation 0, the first of it, the newest
+    for cn in (names[MAX_ATTEMPTS - 1], names[0], names[-1]):
+        csr = sc.make_csr(c.key, cn, challenge=STATIC_PASSWORD)
+        again = await h.rep(c, c.pkcs_req(csr, transaction_id="eui-1"))
+        assert again.certificates[0] == issued[cn], cn
+    assert len(await h.serials() - before) == len(names)  # the repeats issued nothing
+    newest, number = await transactions.latest(h.store, "eui-1")
+    assert newest is not None and (newest.transaction_id, number) == ("eui-1#g1#2", 2)
+    # another key still cannot use the transactionID, in any generation
+    other = sc.Client(h.ra)
+    csr = sc.make_csr(other.key, "intruder", challenge=STATIC_PASSWORD)
+    rep = await h.rep(other, other.pkcs_req(csr, transaction_id="eui-1"))
+    assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
