@@ -2,8 +2,9 @@
 same driver, against micromdm's ``scepserver`` (Debian ``scep``) in a private network namespace.
 
 Every request uses a fresh RSA-2048 client key (bench/peers.py: one of a pool of keys,
-bench/keypool.py), AES-128-CBC, RSA PKCS#1 v1.5 key transport, SHA-256 and POST, a random
-transactionID and a subject no earlier batch used; keys, CSRs and pkiMessages are built before
+bench/keypool.py), AES-128-CBC, RSA PKCS#1 v1.5 key transport, SHA-256 and POST, the
+transactionID derived from the key (as real clients derive it) and a subject no earlier batch
+used; keys, CSRs and pkiMessages are built before
 the clock starts. Every reply is
 decrypted and its certificate's serial recorded, so failures and duplicate serials are counted.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -98,12 +100,25 @@ def _prepare_one(args: tuple[bytes, str, str, bytes | None]) -> tuple[bytes, byt
         key = loaded
     client = sc.Client(recipient, key)
     csr = sc.make_csr(key, name, challenge=challenge)
-    der = client.pkcs_req(csr, cipher="aes128_cbc", digest="sha256")
+    der = client.pkcs_req(
+        csr, cipher="aes128_cbc", digest="sha256", transaction_id=transaction_id(key)
+    )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     assert client.signer is not None
     return der, key_pem, client.signer.public_bytes(serialization.Encoding.DER)
+
+
+def transaction_id(key: rsa.RSAPrivateKey) -> str:
+    """The transactionID real clients send: fixed per client (RFC 8894 §3.2.1.1: unique but
+    not necessarily random, e.g. the device's EUI; jscep, xipki and sscep hash the public
+    key), here SHA-256 of the SubjectPublicKeyInfo in hex. A key that enrols again reuses its
+    transactionID, as those clients do."""
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
 
 
 def _rsa_pem(_: int) -> bytes:
