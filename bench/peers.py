@@ -205,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"peers: wrote {path}")
         return 0
     args.concurrency = args.concurrency or ([4] if args.quick else [1, 4, 16])
+    if 0 < args.key_pool < max(args.concurrency):
+        # round-robin keys: fewer keys than requests in flight puts two different CSRs of one
+        # key in flight at once, which certgate refuses (one waiting request per transaction)
+        parser.error(f"--key-pool {args.key_pool}: use 0 or at least the highest concurrency")
     rounds = args.rounds or (1 if args.quick else 2)
     load_before = load_average()
     rows: list[dict[str, Any]] = []
