@@ -120,8 +120,9 @@ class Enrollment:
         (resubmitted if still ``received``); None if the transaction is new; the key of its
         next attempt if ``csr`` would be judged afresh (pass it to :meth:`enroll`). ``Conflict``
         if the transaction belongs to another key or has a different request waiting;
-        ``BadRequest`` if it has no attempts left. Protocols that authenticate each message
-        ask this before authenticating a retry (a one-time challenge is spent by then)."""
+        ``retries.AttemptsUsedUp`` if it has no attempts left. Protocols that authenticate each
+        message ask this before authenticating a retry (a one-time challenge is spent by
+        then)."""
         tried = await retries.attempts(self._core.store, protocol, transaction_id)
         if not tried:
             return None

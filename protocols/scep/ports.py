@@ -45,8 +45,9 @@ class Enrollment(Protocol):
         transaction (a retransmission, RFC 8894 §3.2.1.1; one still ``received`` is
         resubmitted), None if the transaction is new, the key of its next attempt if ``csr``
         would be judged afresh. :class:`gateway.errors.Conflict` if the transaction belongs to
-        another key or has a different request pending; :class:`gateway.errors.BadRequest` if
-        it has no attempts left (:mod:`gateway.service.retries`)."""
+        another key or has a different request pending;
+        :class:`gateway.service.retries.AttemptsUsedUp` if it has no attempts left
+        (:mod:`protocols.scep.transactions` then opens the next generation)."""
         ...
 
     async def ca_chain(self, connector: str | None = None) -> tuple[x509.Certificate, ...]:
