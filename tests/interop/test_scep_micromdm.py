@@ -166,6 +166,35 @@ def test_scepclient_cannot_renew_its_certificate_into_another_name(gateway: Gate
     ]
 
 
+def test_scepclient_keeping_its_key_enrolls_past_one_transactions_attempts(
+    gateway: Gateway,
+) -> None:
+    """scepclient derives its transactionID from its key, so every enrollment with one key is
+    one SCEP transaction, each new CSR its next attempt. Past the transaction's 16 attempts the
+    next CSR opens its next generation; it used to be refused for good (found with the
+    benchmark's key pool, issue #18)."""
+    from gateway.service import MAX_ATTEMPTS
+
+    home, serials = gateway.work / "fixedkey", set()
+    rounds = MAX_ATTEMPTS + 2
+    for n in range(rounds):
+        for leftover in ("csr.pem", "cert.pem"):  # a new CSR, and a PKCSReq, not a renewal
+            (home / leftover).unlink(missing_ok=True)
+        cn = f"fixedkey-{n}"
+        proc, cert_path = gateway.client("fixedkey", "legacy", challenge=STATIC_PASSWORD, cn=cn)
+        assert proc.returncode == 0, (n, proc.stdout + proc.stderr)
+        cert = _cert(cert_path)
+        assert cert.subject.rfc4514_string().startswith(f"CN={cn}")
+        serials.add(cert.serial_number)
+    assert len(serials) == rounds
+    listed = certgate("requests", "list", "--json", "-c", str(gateway.cfg), check=True)
+    issued = {format(serial, "x") for serial in serials}
+    mine = [r for r in json.loads(listed.stdout) if r["certificate_serial"] in issued]
+    stems = {r["transaction_id"].split("#")[0] for r in mine}
+    assert len(mine) == rounds and len(stems) == 1  # one transactionID throughout
+    assert {r["transaction_id"].removeprefix(next(iter(stems))) for r in mine} >= {"#16", "#g1"}
+
+
 def test_scepclient_is_refused_with_a_wrong_challenge(gateway: Gateway) -> None:
     proc, cert_path = gateway.client("wrong1", "legacy", challenge="not-the-password")
     assert proc.returncode != 0
