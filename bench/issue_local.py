@@ -42,21 +42,13 @@ def pin(cores: int) -> None:
 
 
 def make_csrs(n: int, key_kind: str = "ec-p256") -> list:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from keypool import host_csr  # bench/keypool.py, beside this script
 
     csrs = []
     for i in range(n):
         key = ec.generate_private_key(ec.SECP256R1()) if key_kind == "ec-p256" else rsa_key(i)
-        name = f"host{i}.bench.example.test"
-        csrs.append(
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        csrs.append(host_csr(f"host{i}.bench.example.test", key))
     return csrs
 
 

@@ -60,17 +60,18 @@ def batch_tag() -> str:
     return uuid.uuid4().hex[:10]
 
 
+def host_csr(name: str, key: Any) -> x509.CertificateSigningRequest:
+    """A TLS-server CSR for ``name`` (CN and SAN), signed with ``key``."""
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
 def host_csrs(n: int, pool: KeyPool) -> list[x509.CertificateSigningRequest]:
-    """``n`` TLS-server CSRs (CN and SAN ``h<i>-<tag>.bench.example.test``), keys from
-    ``pool``: every CSR names a host no earlier batch named."""
+    """``n`` TLS-server CSRs (``h<i>-<tag>.bench.example.test``), keys from ``pool``: every
+    CSR names a host no earlier batch named."""
     tag = batch_tag()
-    out = []
-    for i in range(n):
-        name = f"h{i}-{tag}.bench.example.test"
-        out.append(
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(pool.key(), hashes.SHA256())
-        )
-    return out
+    return [host_csr(f"h{i}-{tag}.bench.example.test", pool.key()) for i in range(n)]

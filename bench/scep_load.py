@@ -103,11 +103,8 @@ def _prepare_one(args: tuple[bytes, str, str, bytes | None]) -> tuple[bytes, byt
     der = client.pkcs_req(
         csr, cipher="aes128_cbc", digest="sha256", transaction_id=transaction_id(key)
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
     assert client.signer is not None
-    return der, key_pem, client.signer.public_bytes(serialization.Encoding.DER)
+    return der, _pem(key), client.signer.public_bytes(serialization.Encoding.DER)
 
 
 def transaction_id(key: rsa.RSAPrivateKey) -> str:
@@ -121,10 +118,15 @@ def transaction_id(key: rsa.RSAPrivateKey) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
-def _rsa_pem(_: int) -> bytes:
-    return sc.rsa_key(2048).private_bytes(
+def _pem(key: rsa.RSAPrivateKey) -> bytes:
+    """``key`` as unencrypted PKCS#8 PEM (to cross a process boundary)."""
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def _rsa_pem(_: int) -> bytes:
+    return _pem(sc.rsa_key(2048))
 
 
 _POOLS: dict[int, list[bytes]] = {}

@@ -44,9 +44,7 @@ from gateway.service.records import Inventory, request_record
 
 def _is_attempt_of(key: str, transaction_id: str) -> bool:
     """True if ``key`` stores one of the attempts of ``transaction_id``."""
-    return any(
-        key == retries.attempt_key(transaction_id, n) for n in range(1, retries.MAX_ATTEMPTS + 1)
-    )
+    return key in retries.attempt_keys(transaction_id)
 
 
 class Enrollment:
