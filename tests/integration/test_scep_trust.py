@@ -370,3 +370,17 @@ async def test_a_transaction_id_fixed_per_device_never_runs_out_of_attempts(h: H
     csr = sc.make_csr(other.key, "intruder", challenge=STATIC_PASSWORD)
     rep = await h.rep(other, other.pkcs_req(csr, transaction_id="eui-1"))
     assert (rep.status, rep.fail_info) == (PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+
+
+async def test_transaction_ids_longer_than_the_store_can_suffix_are_refused(h: H) -> None:
+    """The stored key adds renewal, generation and attempt suffixes to the transactionID, so
+    it is bounded (192) below the store's 255: one longer is a 400 with a reason, no 500."""
+    from protocols.scep.messages import MAX_TRANSACTION_ID
+
+    c = sc.Client(h.ra)
+    csr = sc.make_csr(c.key, "long-id", challenge=STATIC_PASSWORD)
+    fits = await h.rep(c, c.pkcs_req(csr, transaction_id="t" * MAX_TRANSACTION_ID))
+    assert fits.status == PKIStatus.SUCCESS, fits.fail_text
+    too_long = c.pkcs_req(csr, transaction_id="u" * (MAX_TRANSACTION_ID + 1))
+    r = await h.client.post("/scep/devices?operation=PKIOperation", data=too_long)
+    assert r.status == 400 and "transactionID" in await r.text()
