@@ -138,7 +138,11 @@ def test_revoking_in_the_browser_puts_the_serial_on_the_crl(
     tab = sign_in(browser, gw, gw.token("alice", "approver"))
     goto_view(tab.page, gw, "inventory")
     tab.page.fill("input[name=serial]", serial_hex)
-    tab.page.click("form[role=search] button[type=submit]")
+    # The unfiltered list may already show the row; the search then replaces every row. Wait
+    # for the search's answer, or the revoke form opened on the old row vanishes with it.
+    searched = f"serial={serial_hex}"
+    with tab.page.expect_response(lambda r: "/certificates" in r.url and searched in r.url):
+        tab.page.click("form[role=search] button[type=submit]")
     row = tab.page.locator(f"tr[data-serial='{serial_hex}']")
     row.locator("button[data-action=revoke]").click()
     row.locator("select[name=reason]").select_option("keyCompromise")
