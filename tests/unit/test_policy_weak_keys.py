@@ -12,7 +12,12 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 
 from gateway.policy import RULE_NAMES, PolicyEngine, load_templates
 from gateway.policy.edwards import ED448, ED25519, EdwardsCurve
-from gateway.policy.weak_keys import weak_key_problems
+from gateway.policy.weak_keys import (
+    RSA_VERDICTS,
+    _known_rsa_problems,
+    rsa_problems,
+    weak_key_problems,
+)
 from tests import weak_keys
 from tests.unit.policy_helpers import (
     build_csr,
@@ -98,6 +103,37 @@ def test_engine_built_without_the_rule_issues_weak_keys() -> None:
     # the seam bench/issue_local.py measures the rule's cost through
     policy = PolicyEngine({"t": make_template()}, weak_key_checks=False)
     assert plan(policy, request(_csr(weak_keys.fermat_key()))).plan is not None
+
+
+# --- the verdict kept per key (weak_keys._known_rsa_problems) equals the plain path ---------
+
+
+def test_kept_verdicts_equal_the_plain_path_first_and_again() -> None:
+    keys = [make().public_key() for make, _ in WEAK.values()]
+    keys += [weak_keys.large_exponent_key().public_key(), rsa_key(2048).public_key()]
+    for key in keys:
+        numbers = key.public_numbers()
+        for relax in (False, True):
+            plain = rsa_problems(numbers.n, numbers.e, relax_key_hygiene=relax)
+            first = weak_key_problems(key, relax_key_hygiene=relax)
+            again = weak_key_problems(key, relax_key_hygiene=relax)
+            assert first == again == plain
+    assert rsa_problems(keys[-1].public_numbers().n, 65537) == ()  # the sound key
+    assert all(rsa_problems(k.public_numbers().n, k.public_numbers().e) for k in keys[:-1])
+
+
+def test_a_weak_key_sent_again_is_refused_again() -> None:
+    csr = _csr(weak_keys.fermat_key())
+    policy = engine()
+    before = _known_rsa_problems.cache_info().hits
+    for _ in range(3):
+        err = denial(policy, request(csr))
+        assert err.rule == "key-weak" and "Fermat" in err.reason
+    assert _known_rsa_problems.cache_info().hits >= before + 2  # answered from the kept verdict
+
+
+def test_kept_verdicts_are_bounded() -> None:
+    assert _known_rsa_problems.cache_info().maxsize == RSA_VERDICTS
 
 
 # --- the checks on public numbers no CSR can carry (no private key exists) -----------------
