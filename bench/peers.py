@@ -44,6 +44,7 @@ import peers_est  # noqa: E402
 import peers_scep  # noqa: E402
 from keypool import DEFAULT_SIZE, host_csrs, p256_pool  # noqa: E402
 from peers_common import Server, document, measure, table  # noqa: E402
+from procs import co_run_factor  # noqa: E402
 
 #: operations per cell, (full, quick)
 OPS = {"acme": (150, 12), "est": (1000, 60), "scep": (200, 24)}
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         # key in flight at once, which certgate refuses (one waiting request per transaction)
         parser.error(f"--key-pool {args.key_pool}: use 0 or at least the highest concurrency")
     rounds = args.rounds or (1 if args.quick else 2)
-    load_before = load_average()
+    load_before, co_run_before = load_average(), co_run_factor()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="peers-") as d:
         for round_ in range(1, rounds + 1):
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         command=" ".join([".venv/bin/python", "bench/peers.py", *(argv or sys.argv[1:])]),
         date=now.strftime("%Y-%m-%d %H:%M UTC"),
         load=f"{load_before} before, {load_average()} after (1/5/15 min, {os.cpu_count()} cores)",
+        co_run={"before": co_run_before, "after": co_run_factor()},
         notes={
             "acme": "certgate HTTPS (its CA's certificate), Pebble HTTPS, acme2certifier plain "
             "HTTP (uWSGI http-socket, connection closed after each answer); validation off",

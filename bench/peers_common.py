@@ -324,6 +324,10 @@ HEADINGS = ("proto", "server", "store", "c", "ops/s", "p50 ms", "p99 ms", "error
 def table(doc: Mapping[str, Any]) -> str:
     """The report of a peers JSON document as text: the summary, then the ratios."""
     lines = [f"# {doc.get('command', '')}", f"# {doc.get('date', '')}  load: {doc.get('load')}"]
+    if doc.get("co_run"):  # procs.co_run_factor: the machine's cost of two busy cores
+        before, after = (doc["co_run"][k]["factor"] for k in ("before", "after"))
+        lines.append(f"# CPU time of one loop with both cores busy / alone: {before:.2f}x before, "
+                     f"{after:.2f}x after")  # fmt: skip
     lines.append("  ".join(h.rjust(w) for h, (_, _, w) in zip(HEADINGS, COLUMNS, strict=True)))
     for r in doc["summary"]:
         r = {**r, "issued": f"{r['issued_server_side']}/{r.get('issued_expected', '?')}"}
@@ -350,7 +354,13 @@ def _fmt(x: float | None) -> str:
 
 
 def document(
-    rows: list[dict[str, Any]], *, command: str, date: str, load: str, notes: Mapping[str, Any]
+    rows: list[dict[str, Any]],
+    *,
+    command: str,
+    date: str,
+    load: str,
+    notes: Mapping[str, Any],
+    co_run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     summary = aggregate(rows)
     return {
@@ -358,6 +368,7 @@ def document(
         "command": command,
         "date": date,
         "load": load,
+        "co_run": dict(co_run or {}),
         "notes": dict(notes),
         "rows": rows,
         "summary": summary,

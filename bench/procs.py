@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -97,3 +99,44 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+#: A fixed pure-Python loop that prints the CPU seconds it took (:func:`co_run_factor`).
+_SPIN = (
+    "import sys, time\n"
+    "t = time.process_time()\n"
+    "x = 0\n"
+    "for i in range(int(sys.argv[1])):\n"
+    "    x = (x * 31 + i) % 1000003\n"
+    "print(time.process_time() - t)\n"
+)
+
+
+def _spin(copies: int, loops: int) -> list[float]:
+    """CPU seconds of ``copies`` runs of the loop started together."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SPIN, str(loops)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(copies)
+    ]
+    return [float(p.communicate()[0]) for p in procs]
+
+
+def co_run_factor(rounds: int = 3, loops: int = 2_000_000) -> dict[str, Any]:
+    """How much more CPU time the same work takes when both of this machine's cores are busy:
+    one fixed loop alone, then two copies at once, ``rounds`` times alternately; ``factor`` is
+    the pairs' median over the solos' median. Why: on a virtual machine whose two vCPUs share
+    a physical core (or a host busy elsewhere), a process's CPU seconds grow with what runs
+    beside it, so CPU per operation of a server with two busy workers (and a driver) moves
+    with the machine, not only with the server. Every run records it."""
+    solo: list[float] = []
+    pair: list[float] = []
+    for _ in range(rounds):
+        solo += _spin(1, loops)
+        pair += _spin(2, loops)
+    return {
+        "solo_s": [round(x, 3) for x in solo],
+        "pair_s": [round(x, 3) for x in pair],
+        "factor": round(statistics.median(pair) / statistics.median(solo), 2),
+    }

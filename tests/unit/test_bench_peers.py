@@ -146,8 +146,8 @@ def test_the_document_is_json_with_its_table_and_charts(
         load="5.1 4.9 4.0", notes={"est": "idle subtracted"},
     )  # fmt: skip
     again = json.loads(json.dumps(doc))
-    assert set(again) == {"benchmark", "command", "date", "load", "notes", "rows", "summary",
-                          "ratios", "store_ratios"}  # fmt: skip
+    assert set(again) == {"benchmark", "command", "date", "load", "co_run", "notes", "rows",
+                          "summary", "ratios", "store_ratios"}  # fmt: skip
     assert again["benchmark"] == "peers" and len(again["rows"]) == 6
     text = common.table(again)
     assert "5.1 4.9 4.0" in text and "libest estserver" in text and "cpu 0.20x" in text
@@ -161,6 +161,24 @@ def test_the_document_is_json_with_its_table_and_charts(
         root = ET.fromstring(p.read_text())
         bars = root.findall(".//{http://www.w3.org/2000/svg}rect[@class='bar']")
         assert len(bars) == 3 and {b.get("fill") for b in bars} == {"#2b6cb0", "#9c4221"}
+
+
+def test_the_co_run_factor_is_the_pairs_median_over_the_solos_and_is_reported(
+    bench: dict[str, ModuleType],
+) -> None:
+    probe = bench["procs"].co_run_factor(rounds=2, loops=200_000)
+    solo, pair = probe["solo_s"], probe["pair_s"]
+    assert len(solo) == 2 and len(pair) == 4 and min(solo + pair) > 0
+    median_pair, median_solo = sorted(pair)[1:3], sorted(solo)
+    assert probe["factor"] == pytest.approx(sum(median_pair) / sum(median_solo), abs=0.01)
+    common = bench["common"]
+    doc = common.document(
+        _rows(common), command="c", date="d", load="l", notes={},
+        co_run={"before": {"factor": 1.04}, "after": {"factor": 1.61}},
+    )  # fmt: skip
+    assert "both cores busy / alone: 1.04x before, 1.61x after" in common.table(doc)
+    assert "both cores busy" not in common.table(common.document(
+        _rows(common), command="c", date="d", load="l", notes={}))  # fmt: skip
 
 
 def test_the_peers_records_of_issued_certificates_are_read(
