@@ -135,8 +135,6 @@ def co_run_factor(rounds: int = 3, loops: int = 2_000_000) -> dict[str, Any]:
     for _ in range(rounds):
         solo += _spin(1, loops)
         pair += _spin(2, loops)
-    return {
-        "solo_s": [round(x, 3) for x in solo],
-        "pair_s": [round(x, 3) for x in pair],
-        "factor": round(statistics.median(pair) / statistics.median(solo), 2),
-    }
+    solo, pair = [round(x, 3) for x in solo], [round(x, 3) for x in pair]
+    factor = statistics.median(pair) / max(statistics.median(solo), 0.001)
+    return {"solo_s": solo, "pair_s": pair, "factor": round(factor, 2)}
