@@ -27,8 +27,11 @@ def tlv(tag: int, content: bytes) -> bytes:
 
 
 def integer(value: int) -> bytes:
-    """A DER INTEGER (X.690 §8.3): minimal two's complement."""
-    return tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+    """A DER INTEGER (X.690 §8.3): minimal two's complement (§8.3.2: the first nine bits
+    never all equal; a negative value needs the bits of ``~value`` plus a sign bit, so -128
+    is one octet, 0x80)."""
+    magnitude = value if value >= 0 else ~value
+    return tlv(0x02, value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True))
 
 
 @functools.lru_cache(maxsize=256)
