@@ -32,8 +32,17 @@ def test_integer_matches_asn1crypto(value: int) -> None:
 
 @pytest.mark.parametrize(
     ("value", "encoded"),
-    [(1, "020101"), (127, "02017f"), (128, "02020080"), (256, "02020100"), (-1, "0201ff"),
-     (-128, "020180"), (-129, "0202ff7f"), (-256, "0202ff00"), (-32768, "02028000")],  # fmt: skip
+    [
+        (1, "020101"),
+        (127, "02017f"),
+        (128, "02020080"),
+        (256, "02020100"),
+        (-1, "0201ff"),
+        (-128, "020180"),
+        (-129, "0202ff7f"),
+        (-256, "0202ff00"),
+        (-32768, "02028000"),
+    ],
 )
 def test_integer_is_minimal_twos_complement(value: int, encoded: str) -> None:
     assert der.integer(value).hex() == encoded
