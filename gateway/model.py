@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -306,6 +306,24 @@ class RequestRecord:
     not_before: datetime | None = None  # client-requested validity (ACME), if any
     not_after: datetime | None = None
     next_poll_at: datetime | None = None
+
+
+class AttemptHead(NamedTuple):
+    """What the retry logic reads of each stored attempt of a transaction
+    (:mod:`gateway.service.retries`): its CSR (is a request a repeat of it?), its state (is it
+    still waiting?), its key (whose transaction is it?) and when it was last answered. The
+    whole :class:`RequestRecord` is read only for the attempt a repeat is answered from. Why:
+    a client that keeps its key enrols into the same transaction again and again, and every
+    enrollment read and decoded all of its attempts' rows in full (23 columns, the requester's
+    JSON) to look at these."""
+
+    id: str
+    transaction_id: str
+    state: RequestState
+    pending_reason: PendingReason | None
+    csr_der: bytes
+    spki_sha256: str
+    updated_at: datetime
 
 
 @dataclass(frozen=True)

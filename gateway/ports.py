@@ -19,6 +19,7 @@ from cryptography import x509
 from sqlalchemy.engine import Connection
 
 from gateway.model import (
+    AttemptHead,
     AuditEvent,
     CertificateRecord,
     CertificateStatus,
@@ -263,6 +264,12 @@ class Store(Protocol):
         self, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, RequestRecord]:
         """:meth:`find_request` for several keys in one query: the found ones, by key."""
+        ...
+
+    async def find_attempts(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]:
+        """:meth:`find_requests` with only what the retry logic reads of each attempt."""
         ...
 
     async def list_requests(

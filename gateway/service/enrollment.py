@@ -108,7 +108,7 @@ class Enrollment:
         tried = await retries.attempts(store, protocol, transaction)
         match = retries.repeated(tried, digest)
         if match is not None:
-            return await self.resume(match, request)
+            return await self.resume(await retries.record_of(store, protocol, match), request)
         return await self._attempt(request, connector, retries.next_attempt(tried, transaction))
 
     async def repeat_of(
@@ -121,13 +121,15 @@ class Enrollment:
         ``retries.AttemptsUsedUp`` if it has no attempts left. Protocols that authenticate each
         message ask this before authenticating a retry (a one-time challenge is spent by
         then)."""
-        tried = await retries.attempts(self._core.store, protocol, transaction_id)
+        store = self._core.store
+        tried = await retries.attempts(store, protocol, transaction_id)
         if not tried:
             return None
         retries.check_key(tried[0], csr_spki_sha256(csr), transaction_id)
         match = retries.repeated(tried, retries.request_digest(csr_der(csr)))
         if match is not None:
-            return await self.resume(match, await self.rebuild(match))
+            stored = await retries.record_of(store, protocol, match)
+            return await self.resume(stored, await self.rebuild(stored))
         # refuses while one is waiting
         return retries.NextAttempt(retries.next_attempt(tried, transaction_id))
 

@@ -27,12 +27,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cryptography.x509.oid import AttributeOID
 
 from gateway.errors import BadCSR, BadRequest, Conflict
-from gateway.model import PendingReason, RequestRecord, RequestState
+from gateway.model import AttemptHead, PendingReason, RequestRecord, RequestState
 from gateway.pkix.der import element_length, header_length, oid
 
 #: Attempts a transaction may have; afterwards the client must start a new transaction.
@@ -40,6 +40,10 @@ MAX_ATTEMPTS = 16
 #: States in which an attempt is still undecided.
 WAITING = frozenset({RequestState.RECEIVED, RequestState.PENDING})
 _SEPARATOR = "#"
+
+#: A stored attempt as the retry logic reads it: the whole record or its head.
+Attempt = AttemptHead | RequestRecord
+_R = TypeVar("_R", AttemptHead, RequestRecord)
 
 
 class AttemptsUsedUp(BadRequest):
@@ -66,6 +70,12 @@ class RequestLookup(Protocol):
         self, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, RequestRecord]:
         """The requests stored under any of these exact keys, by key (absent ones left out)."""
+        ...
+
+    async def find_attempts(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]:
+        """What :meth:`find_requests` finds, as :class:`AttemptHead` s."""
         ...
 
 
@@ -112,7 +122,7 @@ def attempt_key(transaction_id: str, attempt: int) -> str:
     return transaction_id if attempt <= 1 else f"{transaction_id}{_SEPARATOR}{attempt}"
 
 
-def same_request(stored: RequestRecord, digest: str) -> bool:
+def same_request(stored: Attempt, digest: str) -> bool:
     """True if ``stored`` asked for what a request with ``digest`` asks for."""
     try:
         return request_digest(stored.csr_der) == digest
@@ -120,16 +130,17 @@ def same_request(stored: RequestRecord, digest: str) -> bool:
         return False
 
 
-async def attempts(store: RequestLookup, protocol: str, transaction_id: str) -> list[RequestRecord]:
+async def attempts(store: RequestLookup, protocol: str, transaction_id: str) -> list[AttemptHead]:
     """Every stored attempt of a transaction, oldest first (empty if it is new): the keys of
     all :data:`MAX_ATTEMPTS` in one query. Attempts are stored one after the other (the next
     only once the newest is decided), so they run from 1 to the first key absent.
 
     Why one query: a client that keeps its key (a SCEP device renewing, an EST client
     enrolling again with the same key, a load driver's key pool) fills its transaction's
-    attempts, and a lookup per attempt made every such enrollment up to 17 store calls."""
+    attempts, and a lookup per attempt made every such enrollment up to 17 store calls. Heads,
+    not whole records: decoding every attempt's full row was most of such a lookup."""
     keys = attempt_keys(transaction_id)
-    return contiguous(await store.find_requests(protocol, keys), keys)
+    return contiguous(await store.find_attempts(protocol, keys), keys)
 
 
 def attempt_keys(transaction_id: str) -> list[str]:
@@ -137,10 +148,10 @@ def attempt_keys(transaction_id: str) -> list[str]:
     return [attempt_key(transaction_id, n) for n in range(1, MAX_ATTEMPTS + 1)]
 
 
-def contiguous(stored: Mapping[str, RequestRecord], keys: Sequence[str]) -> list[RequestRecord]:
+def contiguous(stored: Mapping[str, _R], keys: Sequence[str]) -> list[_R]:
     """The records of ``keys`` found in ``stored``, up to the first key absent: a
     transaction's attempts from a lookup of :func:`attempt_keys` (and perhaps other keys)."""
-    found: list[RequestRecord] = []
+    found: list[_R] = []
     for key in keys:
         record = stored.get(key)
         if record is None:
@@ -150,8 +161,8 @@ def contiguous(stored: Mapping[str, RequestRecord], keys: Sequence[str]) -> list
 
 
 async def generations(
-    first_of: Callable[[int], Awaitable[RequestRecord | None]], first: RequestRecord | None
-) -> tuple[int, RequestRecord | None]:
+    first_of: Callable[[int], Awaitable[_R | None]], first: _R | None
+) -> tuple[int, _R | None]:
     """How many generations of a client's transaction are stored, and the first attempt of
     the newest (``(0, None)`` if none): doubling, then bisection, so O(log n) lookups.
 
@@ -181,16 +192,26 @@ async def generations(
 async def latest(store: RequestLookup, protocol: str, transaction_id: str) -> RequestRecord | None:
     """The newest attempt of a transaction (what a poll by transaction id follows)."""
     found = await attempts(store, protocol, transaction_id)
-    return found[-1] if found else None
+    return await record_of(store, protocol, found[-1]) if found else None
 
 
-def check_key(stored: RequestRecord, spki_sha256: str, transaction_id: str) -> None:
+async def record_of(store: RequestLookup, protocol: str, attempt: Attempt) -> RequestRecord:
+    """The whole stored record of ``attempt`` (read again if it is only a head)."""
+    if isinstance(attempt, RequestRecord):
+        return attempt
+    record = await store.find_request(protocol, attempt.transaction_id)
+    if record is None or record.id != attempt.id:  # requests are never deleted
+        raise LookupError(f"request {attempt.id} is no longer stored")
+    return record
+
+
+def check_key(stored: Attempt, spki_sha256: str, transaction_id: str) -> None:
     """``Conflict`` if the transaction was opened for another key."""
     if stored.spki_sha256 != spki_sha256:
         raise Conflict(f"transaction {transaction_id!r} was already used with a different key")
 
 
-def repeated(tried: list[RequestRecord], digest: str) -> RequestRecord | None:
+def repeated(tried: Sequence[_R], digest: str) -> _R | None:
     """The attempt (newest first) that made the same request, if any."""
     for earlier in reversed(tried):
         if same_request(earlier, digest):
@@ -198,7 +219,7 @@ def repeated(tried: list[RequestRecord], digest: str) -> RequestRecord | None:
     return None
 
 
-def next_attempt(tried: list[RequestRecord], transaction_id: str) -> str:
+def next_attempt(tried: Sequence[Attempt], transaction_id: str) -> str:
     """The key under which a different request is judged afresh; ``Conflict`` while the
     newest attempt is undecided, :class:`AttemptsUsedUp` once the transaction has none left."""
     newest = tried[-1]

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Row
 
 from gateway.errors import Conflict, NotFound
 from gateway.model import (
+    AttemptHead,
     CertificateRecord,
     PendingReason,
     RequestRecord,
@@ -26,7 +27,13 @@ from gateway.model import (
 )
 from gateway.store.core_audit import SYSTEM_ACTOR
 from gateway.store.core_inventory import InventoryQueries
-from gateway.store.rows import certificate_values, request_from_row, request_values
+from gateway.store.rows import (
+    ATTEMPT_COLUMNS,
+    attempt_from_row,
+    certificate_values,
+    request_from_row,
+    request_values,
+)
 from gateway.store.tables import certificates, requests
 
 #: States a request can still leave; issued, denied and failed are final.
@@ -47,6 +54,10 @@ _SELECT_REQUEST_BY_TXN = _SELECT_REQUEST.where(
     _REQ.protocol == sa.bindparam("p"), _REQ.transaction_id == sa.bindparam("t")
 )
 _SELECT_REQUESTS_BY_TXNS = _SELECT_REQUEST.where(
+    _REQ.protocol == sa.bindparam("p"),
+    _REQ.transaction_id.in_(sa.bindparam("ts", expanding=True)),
+)
+_SELECT_ATTEMPTS_BY_TXNS = sa.select(*(requests.c[name] for name in ATTEMPT_COLUMNS)).where(
     _REQ.protocol == sa.bindparam("p"),
     _REQ.transaction_id.in_(sa.bindparam("ts", expanding=True)),
 )
@@ -174,6 +185,16 @@ class RequestQueries(InventoryQueries):
             return {}
         rows = conn.execute(_SELECT_REQUESTS_BY_TXNS, {"p": protocol, "ts": list(transaction_ids)})
         return {r.transaction_id: r for r in map(request_from_row, rows)}
+
+    def find_attempts(
+        self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]:
+        """What :meth:`find_requests` finds, as :class:`AttemptHead` s (fewer columns)."""
+        if not transaction_ids:
+            return {}
+        params = {"p": protocol, "ts": list(transaction_ids)}
+        rows = conn.execute(_SELECT_ATTEMPTS_BY_TXNS, params)
+        return {a.transaction_id: a for a in map(attempt_from_row, rows)}
 
     def list_requests(
         self, conn: Connection, state: RequestState | None, limit: int

@@ -29,12 +29,14 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
-from gateway.model import CertificateRecord, RequestRecord
+from gateway.model import AttemptHead, CertificateRecord, RequestRecord
 from gateway.store.core_audit import SYSTEM_ACTOR
 from gateway.store.core_requests import issued_detail, received_detail
 from gateway.store.engine import driver_body
 from gateway.store.repository import CoreQueries
 from gateway.store.rows import (
+    ATTEMPT_COLUMNS,
+    attempt_from_row,
     certificate_from_row,
     certificate_params,
     request_from_row,
@@ -86,6 +88,10 @@ _SELECT_REQUEST_BY_TXN = (
 )
 _SELECT_REQUESTS_BY_TXNS = (
     f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
+    "WHERE protocol = $1 AND transaction_id = ANY($2::text[])"
+)
+_SELECT_ATTEMPTS_BY_TXNS = (
+    f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM requests "  # noqa: S608
     "WHERE protocol = $1 AND transaction_id = ANY($2::text[])"
 )
 _SELECT_REQUESTS_BY_KEY = (
@@ -249,6 +255,17 @@ class PostgresQueries(CoreQueries):
         rows = await conn.fetch(_SELECT_REQUESTS_BY_TXNS, protocol, list(transaction_ids))
         records = (request_from_row(SimpleNamespace(**row)) for row in rows)
         return {r.transaction_id: r for r in records}
+
+    @driver_body
+    async def find_attempts(  # type: ignore[override]
+        self, conn: asyncpg.Connection, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]:
+        # EST's and SCEP's retry logic: a transaction's attempts on every enrollment
+        if not transaction_ids:
+            return {}
+        rows = await conn.fetch(_SELECT_ATTEMPTS_BY_TXNS, protocol, list(transaction_ids))
+        heads = (attempt_from_row(SimpleNamespace(**row)) for row in rows)
+        return {a.transaction_id: a for a in heads}
 
     @driver_body
     async def find_requests_by_key(  # type: ignore[override]

@@ -30,6 +30,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy.engine import Connection
 
 from gateway.model import (
+    AttemptHead,
     AuditEvent,
     CertificateRecord,
     CertificateStatus,
@@ -72,6 +73,9 @@ class StoreQueries(Protocol):
     def find_requests(
         self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, RequestRecord]: ...
+    def find_attempts(
+        self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]: ...
     def list_requests(
         self, conn: Connection, state: RequestState | None, limit: int
     ) -> list[RequestRecord]: ...

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 
 from gateway.model import (
+    AttemptHead,
     AuditEvent,
     CertificateRecord,
     CertificateStatus,
@@ -49,6 +50,24 @@ def request_from_row(row: Row[Any] | SimpleNamespace) -> RequestRecord:
         not_before=row.not_before,
         not_after=row.not_after,
         next_poll_at=row.next_poll_at,
+    )
+
+
+#: The columns of an :class:`AttemptHead`, in its field order.
+ATTEMPT_COLUMNS = AttemptHead._fields
+
+
+def attempt_from_row(row: Any) -> AttemptHead:
+    """An :class:`AttemptHead` from a row of :data:`ATTEMPT_COLUMNS` (updated_at decoded)."""
+    pending = row.pending_reason
+    return AttemptHead(
+        row.id,
+        row.transaction_id,
+        RequestState(row.state),
+        None if pending is None else PendingReason(pending),
+        bytes(row.csr_der),
+        row.spki_sha256,
+        row.updated_at,
     )
 
 

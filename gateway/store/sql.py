@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict
 from gateway.model import (
+    AttemptHead,
     AuditEvent,
     CertificateRecord,
     CertificateStatus,
@@ -167,6 +168,14 @@ class SQLStore:
         one query for what :meth:`find_request` answers one key at a time."""
         return await self._db.run(
             Mode.AUTOCOMMIT, self._q.find_requests, protocol, tuple(transaction_ids)
+        )
+
+    async def find_attempts(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]:
+        """:meth:`find_requests` as the retry logic reads it (:class:`AttemptHead`)."""
+        return await self._db.run(
+            Mode.AUTOCOMMIT, self._q.find_attempts, protocol, tuple(transaction_ids)
         )
 
     async def list_requests(

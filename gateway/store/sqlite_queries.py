@@ -15,19 +15,26 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict
-from gateway.model import CertificateRecord, RequestRecord, RequestState
+from gateway.model import (
+    AttemptHead,
+    CertificateRecord,
+    PendingReason,
+    RequestRecord,
+    RequestState,
+)
 from gateway.store import sqlite_fast as fast
 from gateway.store.core_audit import SYSTEM_ACTOR
 from gateway.store.core_requests import illegal, issued_detail, received_detail
 from gateway.store.repository import CoreQueries
 from gateway.store.rows import (
+    ATTEMPT_COLUMNS,
     certificate_from_row,
     certificate_params,
     certificate_values,
@@ -80,6 +87,15 @@ def _select_requests_by_txns(count: int) -> str:
     """:data:`SELECT_REQUEST_BY_TXN` for ``count`` transaction ids at once."""
     return (
         f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
+        f"WHERE protocol = ? AND transaction_id IN ({', '.join('?' * count)})"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _select_attempts_by_txns(count: int) -> str:
+    """The :class:`AttemptHead` columns of ``count`` transaction ids at once."""
+    return (
+        f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM requests "  # noqa: S608
         f"WHERE protocol = ? AND transaction_id IN ({', '.join('?' * count)})"
     )
 
@@ -172,6 +188,28 @@ class SQLiteQueries(CoreQueries):
         rows = fast.fetch_all(conn, sql, (protocol, *transaction_ids))
         records = (request_from_row(_REQUESTS.decode(row)) for row in rows)
         return {r.transaction_id: r for r in records}
+
+    def find_attempts(
+        self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]:
+        # EST's and SCEP's retry logic: a transaction's attempts on every enrollment
+        if not transaction_ids:
+            return {}
+        sql = _select_attempts_by_txns(len(transaction_ids))
+        found = {}
+        for id_, txn, state, pending, csr, spki, updated in fast.fetch_all(
+            conn, sql, (protocol, *transaction_ids)
+        ):
+            found[txn] = AttemptHead(
+                id_,
+                txn,
+                RequestState(state),
+                None if pending is None else PendingReason(pending),
+                csr,
+                spki,
+                datetime.fromisoformat(updated).astimezone(UTC),  # as decode_datetime
+            )
+        return found
 
     def find_requests_by_key(
         self, conn: Connection, protocol: str, principal: str, spki_sha256: str, template: str

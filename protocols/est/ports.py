@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from cryptography import x509
 
-from gateway.model import CertificateRecord, EnrollmentRequest, Outcome, RequestRecord
+from gateway.model import AttemptHead, CertificateRecord, EnrollmentRequest, Outcome, RequestRecord
 from gateway.policy import CertificateTemplate, TemplateCatalog
 
 
@@ -60,6 +60,13 @@ class Records(Protocol):
     ) -> dict[str, RequestRecord]:
         """The requests stored under any of these exact keys, by key: :meth:`find_request`
         for several keys in one query (a new enrollment's generation 0 of both id forms)."""
+        ...
+
+    async def find_attempts(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]:
+        """:meth:`find_requests` with only what the retry logic reads of each attempt
+        (:class:`gateway.model.AttemptHead`)."""
         ...
 
     async def get_request(self, request_id: str) -> RequestRecord | None:

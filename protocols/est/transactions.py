@@ -52,15 +52,15 @@ Requests stored by earlier versions:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from gateway.errors import Conflict
-from gateway.model import PendingReason, RequestKind, RequestRecord
+from gateway.model import AttemptHead, PendingReason, RequestKind
 from gateway.service.retries import (
     WAITING,
+    Attempt,
     AttemptsUsedUp,
     RequestLookup,
     attempt_keys,
@@ -78,13 +78,8 @@ _LEGACY_FINGERPRINT = 32
 
 
 class TransactionLookup(RequestLookup, Protocol):
-    """The store lookups of a transaction: exact keys one at a time, or several at once."""
-
-    async def find_requests(
-        self, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        """The requests stored under any of these exact keys, by key (absent ones left out)."""
-        ...
+    """The store lookups of a transaction: exact keys, one or several at once (the attempts'
+    heads, :class:`gateway.model.AttemptHead`)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +135,7 @@ async def find_transaction(
     # again until its first generation's attempts are used up): generation 0's attempts,
     # whether generation 1 exists, and the previous version's first id.
     gen0_keys = attempt_keys(first)
-    firsts = await store.find_requests(PROTOCOL, (*gen0_keys, second, legacy_first))
+    firsts = await store.find_attempts(PROTOCOL, (*gen0_keys, second, legacy_first))
     gen0 = contiguous(firsts, gen0_keys)
     if second not in firsts:
         count, latest = len(gen0[:1]), gen0
@@ -176,26 +171,27 @@ async def find_transaction(
     return Transaction(current, retry=False, store_as=following)
 
 
-def _retry(transaction_id: str, attempt: RequestRecord) -> Transaction:
+def _retry(transaction_id: str, attempt: Attempt) -> Transaction:
     return Transaction(
         transaction_id, retry=True, request_id=attempt.id, attempt=attempt.transaction_id
     )
 
 
 async def _generations(
-    store: RequestLookup, stem: str, newest: RequestRecord | None
-) -> tuple[int, RequestRecord | None]:
+    store: RequestLookup, stem: str, newest: AttemptHead | None
+) -> tuple[int, AttemptHead | None]:
     """How many generations ``<stem>0``, ``<stem>1``, ... are stored, and the first attempt
     of the newest (:func:`gateway.service.retries.generations`). ``newest`` is ``<stem>0``'s
     request (looked up already)."""
 
-    async def first_of(generation: int) -> RequestRecord | None:
-        return await store.find_request(PROTOCOL, f"{stem}{generation}")
+    async def first_of(generation: int) -> AttemptHead | None:
+        key = f"{stem}{generation}"
+        return (await store.find_attempts(PROTOCOL, (key,))).get(key)
 
     return await generations(first_of, newest)
 
 
-async def _open(attempt: RequestRecord, state: EstState, retry_window: int, now: datetime) -> bool:
+async def _open(attempt: Attempt, state: EstState, retry_window: int, now: datetime) -> bool:
     """True while a repeat of ``attempt`` is a retry: undecided, decided but not yet picked
     up, or answered less than ``retry_window`` seconds ago."""
     if attempt.state in WAITING:
@@ -209,7 +205,7 @@ async def _open(attempt: RequestRecord, state: EstState, retry_window: int, now:
     return answered_at is None or now - answered_at < timedelta(seconds=retry_window)
 
 
-def _still_waiting(newest: RequestRecord) -> Conflict:
+def _still_waiting(newest: Attempt) -> Conflict:
     waiting_for = (
         "certificate manager approval"
         if newest.pending_reason is PendingReason.APPROVAL

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from cryptography import x509
 
-from gateway.model import CertificateRecord, EnrollmentRequest, Outcome, RequestRecord
+from gateway.model import AttemptHead, CertificateRecord, EnrollmentRequest, Outcome, RequestRecord
 from gateway.policy import CertificateTemplate
 from gateway.ports import Transactions
 from gateway.service.retries import NextAttempt
@@ -84,6 +84,13 @@ class Records(Protocol):
         self, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, RequestRecord]:
         """:meth:`find_request` for several keys in one query (a transaction's attempts)."""
+        ...
+
+    async def find_attempts(
+        self, protocol: str, transaction_ids: Sequence[str]
+    ) -> dict[str, AttemptHead]:
+        """:meth:`find_requests` with only what the retry logic reads of each attempt
+        (:class:`gateway.model.AttemptHead`)."""
         ...
 
     async def find_requests_by_key(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from cryptography import x509
 
-from gateway.model import Outcome, RequestRecord
+from gateway.model import AttemptHead, Outcome, RequestRecord
 from gateway.service.retries import (
     MAX_ATTEMPTS,
     AttemptsUsedUp,
@@ -31,6 +31,7 @@ from gateway.service.retries import (
     RequestLookup,
     attempts,
     generations,
+    record_of,
 )
 from protocols.scep.messages import FailInfo, MessageError
 from protocols.scep.ports import Enrollment
@@ -50,11 +51,11 @@ def generation_id(base: str, generation: int) -> str:
     return base if generation == 0 else f"{base}{_SEPARATOR}g{generation}"
 
 
-async def _count(store: RequestLookup, base: str, first: RequestRecord | None) -> int:
+async def _count(store: RequestLookup, base: str, first: AttemptHead | None) -> int:
     """How many generations of ``base`` are stored (``first``: generation 0's first attempt)."""
 
-    async def first_of(generation: int) -> RequestRecord | None:
-        return await store.find_request(PROTOCOL, generation_id(base, generation))
+    async def first_of(generation: int) -> AttemptHead | None:
+        return await _first(store, generation_id(base, generation))
 
     count, _ = await generations(first_of, first)
     return count
@@ -71,7 +72,7 @@ async def place(
         return await service.repeat_of(PROTOCOL, base, csr), base
     except AttemptsUsedUp:  # none of generation 0's attempts is this request
         pass
-    count = await _count(store, base, await store.find_request(PROTOCOL, base))
+    count = await _count(store, base, await _first(store, base))
     if count < 2:
         return None, generation_id(base, 1)
     current = generation_id(base, count - 1)
@@ -106,4 +107,11 @@ async def latest(store: RequestLookup, base: str) -> tuple[RequestRecord | None,
         count = await _count(store, base, found[0])
         if count > 1:
             found = await attempts(store, PROTOCOL, generation_id(base, count - 1))
-    return (found[-1], len(found)) if found else (None, 0)
+    if not found:
+        return None, 0
+    return await record_of(store, PROTOCOL, found[-1]), len(found)
+
+
+async def _first(store: RequestLookup, key: str) -> AttemptHead | None:
+    """The attempt stored under exactly ``key``, if any."""
+    return (await store.find_attempts(PROTOCOL, (key,))).get(key)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict, NotFound
 from gateway.model import (
+    AttemptHead,
     PendingReason,
     RequestState,
 )
@@ -113,6 +114,30 @@ async def test_find_requests_equals_find_request_per_key(store: SQLStore, clock:
     assert set(plain) == {first.transaction_id, second.transaction_id}
     assert await store.find_requests("scep", keys) == {}
     assert await store.find_requests("est", ()) == {}
+
+
+async def test_find_attempts_are_the_heads_of_find_requests(
+    store: SQLStore, clock: StepClock
+) -> None:
+    # the retry logic reads these columns of every attempt; the whole row only for a repeat
+    first = await received(store, clock)
+    clock.advance(1)
+    second = await store.set_pending((await received(store, clock)).id, PendingReason.APPROVAL)
+    keys = (first.transaction_id, "absent", second.transaction_id)
+    heads = await store.find_attempts("est", keys)
+    whole = await store.find_requests("est", keys)
+    assert set(heads) == set(whole) == {first.transaction_id, second.transaction_id}
+    for key, head in heads.items():
+        record = whole[key]
+        assert head == AttemptHead(
+            record.id, record.transaction_id, record.state, record.pending_reason,
+            record.csr_der, record.spki_sha256, record.updated_at,
+        )  # fmt: skip
+        assert type(head.csr_der) is bytes and head.updated_at.tzinfo is not None
+    assert heads[second.transaction_id].pending_reason is PendingReason.APPROVAL
+    assert heads[second.transaction_id].updated_at == clock.now()
+    assert await store.find_attempts("scep", keys) == {}
+    assert await store.find_attempts("est", ()) == {}
 
 
 async def test_create_request_writes_a_received_audit_event(

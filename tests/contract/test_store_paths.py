@@ -84,12 +84,14 @@ async def _script(store: SQLStore, clock: StepClock) -> list[Any]:
     await note(store.find_request("est", "nope"))
     await note(store.find_requests("est", ("nope", "txn-1")))
     await note(store.find_requests("scep", ("txn-1",)))
+    await note(store.find_attempts("est", ("nope", "txn-1")))
     clock.advance(1)
     await note(store.create_request(r2))
     await note(store.find_requests_by_key("est", "user-0", "00" * 32, "tls-server"))
     await note(store.find_requests_by_key("est", "user-1", "01" * 32, "tls-server"))
     clock.advance(1)
     await note(store.set_pending(r1.id, PendingReason.CA, connector="ces", ca_request_id="7"))
+    await note(store.find_attempts("est", ("txn-1", "txn-2")))  # pending, received
     await note(store.journal.put(r1.id, b"\x30\x01" * 40))
     await note(store.journal.put(r1.id, b"\x30\x02" * 40))  # the first one wins
     await note(store.journal.get(r1.id))

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from gateway.errors import Conflict
-from gateway.model import Requester, RequestKind, RequestRecord, RequestState
+from gateway.model import AttemptHead, Requester, RequestKind, RequestRecord, RequestState
 from gateway.service import MAX_ATTEMPTS, request_digest
 from gateway.store import SQLStore, default_sqlite_url, open_store
 from protocols.est.state import EstState
@@ -219,6 +219,10 @@ class _Counting:
         self.calls.append("find_requests")
         return await self.store.find_requests(protocol, ids)
 
+    async def find_attempts(self, protocol: str, ids: Sequence[str]) -> dict[str, AttemptHead]:
+        self.calls.append("find_attempts")
+        return await self.store.find_attempts(protocol, ids)
+
 
 async def test_a_key_in_its_first_generation_is_read_in_one_query(
     store: SQLStore, state: EstState
@@ -227,14 +231,14 @@ async def test_a_key_in_its_first_generation_is_read_in_one_query(
     until its first generation's attempts are used up; then the next generation opens."""
     counting = _Counting(store)
     assert await _txn(counting, state, "n1") == Transaction(f"{KEY}.0", retry=False)  # type: ignore[arg-type]
-    assert counting.calls == ["find_requests"]
+    assert counting.calls == ["find_attempts"]
     for attempt in range(1, MAX_ATTEMPTS + 1):
         key = f"{KEY}.0" if attempt == 1 else f"{KEY}.0#{attempt}"
         counting.calls.clear()
         assert await _txn(counting, state, f"n{attempt}") == Transaction(  # type: ignore[arg-type]
             f"{KEY}.0", retry=False, store_as=None if attempt == 1 else key
         )
-        assert counting.calls == ["find_requests"]
+        assert counting.calls == ["find_attempts"]
         await _decide(store, await _stored(store, key, f"n{attempt}"))
     assert await _txn(store, state, "n17") == Transaction(f"{KEY}.1", retry=False)
     assert (await _txn(store, state, "n3")).attempt == f"{KEY}.0#3"  # within the window

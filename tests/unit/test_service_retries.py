@@ -97,6 +97,11 @@ class _Keys:
         found = ((key, self.stored.get((protocol, key))) for key in transaction_ids)
         return {key: record for key, record in found if record is not None}
 
+    async def find_attempts(self, protocol: str, transaction_ids: Sequence[str]) -> Any:
+        self.calls.append("find_attempts")
+        found = ((key, self.stored.get((protocol, key))) for key in transaction_ids)
+        return {key: record for key, record in found if record is not None}
+
 
 async def test_attempts_are_read_in_one_store_call_up_to_the_first_absent_key() -> None:
     """Oldest first, from the client's own key to the first attempt not stored (a later one
@@ -105,9 +110,9 @@ async def test_attempts_are_read_in_one_store_call_up_to_the_first_absent_key() 
     every = [attempt_key("t", n) for n in range(1, MAX_ATTEMPTS + 1)]
     full = _Keys(every)
     assert [str(r) for r in await attempts(full, "est", "t")] == every
-    assert full.calls == ["find_requests"]
+    assert full.calls == ["find_attempts"]
     gap = _Keys(["t", "t#2", "t#3", "t#5", "u"])
     assert [str(r) for r in await attempts(gap, "est", "t")] == ["t", "t#2", "t#3"]
     assert await attempts(gap, "scep", "t") == []
     assert await attempts(gap, "est", "new") == []
-    assert gap.calls == ["find_requests"] * 3
+    assert gap.calls == ["find_attempts"] * 3
