@@ -123,7 +123,7 @@ def _spin(copies: int, loops: int) -> list[float]:
     return [float(p.communicate()[0]) for p in procs]
 
 
-def co_run_factor(rounds: int = 3, loops: int = 2_000_000) -> dict[str, Any]:
+def co_run_factor(rounds: int = 5, loops: int = 2_000_000) -> dict[str, Any]:
     """How much more CPU time the same work takes when both of this machine's cores are busy:
     one fixed loop alone, then two copies at once, ``rounds`` times alternately; ``factor`` is
     the pairs' median over the solos' median. Why: on a virtual machine whose two vCPUs share
