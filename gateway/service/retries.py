@@ -31,7 +31,7 @@ from typing import Protocol, TypeVar
 
 from cryptography.x509.oid import AttributeOID
 
-from gateway.errors import BadCSR, BadRequest, Conflict
+from gateway.errors import BadCSR, BadRequest, Conflict, NotFound
 from gateway.model import AttemptHead, PendingReason, RequestRecord, RequestState
 from gateway.pkix.der import element_length, header_length, oid
 
@@ -201,7 +201,7 @@ async def record_of(store: RequestLookup, protocol: str, attempt: Attempt) -> Re
         return attempt
     record = await store.find_request(protocol, attempt.transaction_id)
     if record is None or record.id != attempt.id:  # requests are never deleted
-        raise LookupError(f"request {attempt.id} is no longer stored")
+        raise NotFound(f"request {attempt.id} is no longer stored")
     return record
 
 

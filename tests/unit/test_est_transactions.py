@@ -13,9 +13,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from gateway.errors import Conflict
+from gateway.errors import Conflict, NotFound
 from gateway.model import AttemptHead, Requester, RequestKind, RequestRecord, RequestState
 from gateway.service import MAX_ATTEMPTS, request_digest
+from gateway.service.retries import record_of
 from gateway.store import SQLStore, default_sqlite_url, open_store
 from protocols.est.state import EstState
 from protocols.est.transactions import Transaction, find_transaction, transaction_key
@@ -288,3 +289,16 @@ async def test_a_request_of_the_previous_form_is_found_after_new_ones(
     await _decide(store, await _stored(store, f"{KEY}.0", "new"))  # not blocked by it
     found = await _txn(store, state, "old")
     assert (found.transaction_id, found.request_id) == (legacy, pending.id)
+
+
+async def test_a_head_is_read_whole_only_when_asked(store: SQLStore) -> None:
+    """retries.record_of: a head becomes its whole stored record (what a repeat is answered
+    from); a whole record passes through; a head whose key now holds another request is
+    NotFound, never another request's record."""
+    stored = await _stored(store, f"{KEY}.0", "dev")
+    head = (await store.find_attempts("est", (f"{KEY}.0",)))[f"{KEY}.0"]
+    assert (head.id, head.csr_der, head.state) == (stored.id, stored.csr_der, stored.state)
+    assert await record_of(store, "est", head) == stored
+    assert await record_of(store, "est", stored) is stored
+    with pytest.raises(NotFound, match="other-id"):
+        await record_of(store, "est", head._replace(id="other-id"))
