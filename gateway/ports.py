@@ -260,16 +260,11 @@ class Store(Protocol):
 
     async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None: ...
 
-    async def find_requests(
-        self, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        """:meth:`find_request` for several keys in one query: the found ones, by key."""
-        ...
-
     async def find_attempts(
         self, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, AttemptHead]:
-        """:meth:`find_requests` with only what the retry logic reads of each attempt."""
+        """The requests stored under any of these exact (protocol, transaction key)s, by key,
+        in one query, with only what the retry logic reads of each (:class:`AttemptHead`)."""
         ...
 
     async def list_requests(

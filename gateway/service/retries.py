@@ -66,16 +66,10 @@ class RequestLookup(Protocol):
         """The request stored under exactly this (protocol, transaction key), if any."""
         ...
 
-    async def find_requests(
-        self, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        """The requests stored under any of these exact keys, by key (absent ones left out)."""
-        ...
-
     async def find_attempts(
         self, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, AttemptHead]:
-        """What :meth:`find_requests` finds, as :class:`AttemptHead` s."""
+        """The attempts stored under any of these exact keys, by key (absent ones left out)."""
         ...
 
 

@@ -53,10 +53,6 @@ _SELECT_REQUEST_BY_ID = _SELECT_REQUEST.where(_REQ.id == sa.bindparam("rid"))
 _SELECT_REQUEST_BY_TXN = _SELECT_REQUEST.where(
     _REQ.protocol == sa.bindparam("p"), _REQ.transaction_id == sa.bindparam("t")
 )
-_SELECT_REQUESTS_BY_TXNS = _SELECT_REQUEST.where(
-    _REQ.protocol == sa.bindparam("p"),
-    _REQ.transaction_id.in_(sa.bindparam("ts", expanding=True)),
-)
 _SELECT_ATTEMPTS_BY_TXNS = sa.select(*(requests.c[name] for name in ATTEMPT_COLUMNS)).where(
     _REQ.protocol == sa.bindparam("p"),
     _REQ.transaction_id.in_(sa.bindparam("ts", expanding=True)),
@@ -178,18 +174,9 @@ class RequestQueries(InventoryQueries):
         row = conn.execute(_SELECT_REQUEST_BY_TXN, {"p": protocol, "t": transaction_id}).first()
         return None if row is None else request_from_row(row)
 
-    def find_requests(
-        self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        if not transaction_ids:
-            return {}
-        rows = conn.execute(_SELECT_REQUESTS_BY_TXNS, {"p": protocol, "ts": list(transaction_ids)})
-        return {r.transaction_id: r for r in map(request_from_row, rows)}
-
     def find_attempts(
         self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, AttemptHead]:
-        """What :meth:`find_requests` finds, as :class:`AttemptHead` s (fewer columns)."""
         if not transaction_ids:
             return {}
         params = {"p": protocol, "ts": list(transaction_ids)}

@@ -86,10 +86,6 @@ _SELECT_REQUEST_BY_TXN = (
     f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
     "WHERE protocol = $1 AND transaction_id = $2"
 )
-_SELECT_REQUESTS_BY_TXNS = (
-    f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
-    "WHERE protocol = $1 AND transaction_id = ANY($2::text[])"
-)
 _SELECT_ATTEMPTS_BY_TXNS = (
     f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM requests "  # noqa: S608
     "WHERE protocol = $1 AND transaction_id = ANY($2::text[])"
@@ -244,17 +240,6 @@ class PostgresQueries(CoreQueries):
         # every enrollment asks this first
         row = await conn.fetchrow(_SELECT_REQUEST_BY_TXN, protocol, transaction_id)
         return None if row is None else request_from_row(SimpleNamespace(**row))
-
-    @driver_body
-    async def find_requests(  # type: ignore[override]
-        self, conn: asyncpg.Connection, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        # EST's transaction lookup: two keys at once on every enrollment
-        if not transaction_ids:
-            return {}
-        rows = await conn.fetch(_SELECT_REQUESTS_BY_TXNS, protocol, list(transaction_ids))
-        records = (request_from_row(SimpleNamespace(**row)) for row in rows)
-        return {r.transaction_id: r for r in records}
 
     @driver_body
     async def find_attempts(  # type: ignore[override]

@@ -70,9 +70,6 @@ class StoreQueries(Protocol):
     def find_request(
         self, conn: Connection, protocol: str, transaction_id: str
     ) -> RequestRecord | None: ...
-    def find_requests(
-        self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]: ...
     def find_attempts(
         self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, AttemptHead]: ...

@@ -161,19 +161,12 @@ class SQLStore:
     async def find_request(self, protocol: str, transaction_id: str) -> RequestRecord | None:
         return await self._db.run(Mode.AUTOCOMMIT, self._q.find_request, protocol, transaction_id)
 
-    async def find_requests(
-        self, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        """The requests stored under any of these exact (protocol, transaction key)s, by key:
-        one query for what :meth:`find_request` answers one key at a time."""
-        return await self._db.run(
-            Mode.AUTOCOMMIT, self._q.find_requests, protocol, tuple(transaction_ids)
-        )
-
     async def find_attempts(
         self, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, AttemptHead]:
-        """:meth:`find_requests` as the retry logic reads it (:class:`AttemptHead`)."""
+        """The requests stored under any of these exact (protocol, transaction key)s, by key,
+        as the retry logic reads them (:class:`AttemptHead`): one query for what
+        :meth:`find_request` answers one key at a time."""
         return await self._db.run(
             Mode.AUTOCOMMIT, self._q.find_attempts, protocol, tuple(transaction_ids)
         )

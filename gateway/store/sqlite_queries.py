@@ -83,15 +83,6 @@ SELECT_REQUEST_BY_TXN = (
 
 
 @functools.lru_cache(maxsize=16)
-def _select_requests_by_txns(count: int) -> str:
-    """:data:`SELECT_REQUEST_BY_TXN` for ``count`` transaction ids at once."""
-    return (
-        f"SELECT {', '.join(_REQUEST_COLUMNS)} FROM requests "  # noqa: S608
-        f"WHERE protocol = ? AND transaction_id IN ({', '.join('?' * count)})"
-    )
-
-
-@functools.lru_cache(maxsize=16)
 def _select_attempts_by_txns(count: int) -> str:
     """The :class:`AttemptHead` columns of ``count`` transaction ids at once."""
     return (
@@ -177,17 +168,6 @@ class SQLiteQueries(CoreQueries):
         # every enrollment asks this first
         raw = fast.fetch_one(conn, SELECT_REQUEST_BY_TXN, (protocol, transaction_id))
         return None if raw is None else request_from_row(_REQUESTS.decode(raw))
-
-    def find_requests(
-        self, conn: Connection, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        # EST's transaction lookup: two keys at once on every enrollment
-        if not transaction_ids:
-            return {}
-        sql = _select_requests_by_txns(len(transaction_ids))
-        rows = fast.fetch_all(conn, sql, (protocol, *transaction_ids))
-        records = (request_from_row(_REQUESTS.decode(row)) for row in rows)
-        return {r.transaction_id: r for r in records}
 
     def find_attempts(
         self, conn: Connection, protocol: str, transaction_ids: Sequence[str]

@@ -55,18 +55,12 @@ class Records(Protocol):
         transaction it derives (RFC 7030 §4.2.3 retries; :mod:`gateway.service.retries`)."""
         ...
 
-    async def find_requests(
-        self, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        """The requests stored under any of these exact keys, by key: :meth:`find_request`
-        for several keys in one query (a new enrollment's generation 0 of both id forms)."""
-        ...
-
     async def find_attempts(
         self, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, AttemptHead]:
-        """:meth:`find_requests` with only what the retry logic reads of each attempt
-        (:class:`gateway.model.AttemptHead`)."""
+        """The requests stored under any of these exact keys, by key: :meth:`find_request`
+        for several keys in one query (a new enrollment's generation 0 of both id forms),
+        with only what the retry logic reads of each (:class:`gateway.model.AttemptHead`)."""
         ...
 
     async def get_request(self, request_id: str) -> RequestRecord | None:

@@ -80,17 +80,11 @@ class Records(Protocol):
         transactionID of RFC 8894 §3.2.1.1 names one per attempt)."""
         ...
 
-    async def find_requests(
-        self, protocol: str, transaction_ids: Sequence[str]
-    ) -> dict[str, RequestRecord]:
-        """:meth:`find_request` for several keys in one query (a transaction's attempts)."""
-        ...
-
     async def find_attempts(
         self, protocol: str, transaction_ids: Sequence[str]
     ) -> dict[str, AttemptHead]:
-        """:meth:`find_requests` with only what the retry logic reads of each attempt
-        (:class:`gateway.model.AttemptHead`)."""
+        """:meth:`find_request` for several keys in one query (a transaction's attempts),
+        with only what the retry logic reads of each (:class:`gateway.model.AttemptHead`)."""
         ...
 
     async def find_requests_by_key(

@@ -104,28 +104,17 @@ async def test_created_request_reads_back_equal(store: SQLStore, clock: StepCloc
     assert await store.find_request("scep", record.transaction_id) is None
 
 
-async def test_find_requests_equals_find_request_per_key(store: SQLStore, clock: StepClock) -> None:
-    # EST asks generation 0 of both its id forms in one query; the plain path asks each key
-    first = await received(store, clock)
-    second = await received(store, clock)
-    keys = (first.transaction_id, "absent", second.transaction_id, first.transaction_id)
-    plain = {k: r for k in keys if (r := await store.find_request("est", k)) is not None}
-    assert await store.find_requests("est", keys) == plain
-    assert set(plain) == {first.transaction_id, second.transaction_id}
-    assert await store.find_requests("scep", keys) == {}
-    assert await store.find_requests("est", ()) == {}
-
-
-async def test_find_attempts_are_the_heads_of_find_requests(
+async def test_find_attempts_are_the_heads_of_find_request_per_key(
     store: SQLStore, clock: StepClock
 ) -> None:
-    # the retry logic reads these columns of every attempt; the whole row only for a repeat
+    # EST asks generation 0 of both its id forms in one query, and the retry logic reads these
+    # columns of every attempt (the whole row only for a repeat); the plain path asks each key
     first = await received(store, clock)
     clock.advance(1)
     second = await store.set_pending((await received(store, clock)).id, PendingReason.APPROVAL)
-    keys = (first.transaction_id, "absent", second.transaction_id)
+    keys = (first.transaction_id, "absent", second.transaction_id, first.transaction_id)
+    whole = {k: r for k in keys if (r := await store.find_request("est", k)) is not None}
     heads = await store.find_attempts("est", keys)
-    whole = await store.find_requests("est", keys)
     assert set(heads) == set(whole) == {first.transaction_id, second.transaction_id}
     for key, head in heads.items():
         record = whole[key]

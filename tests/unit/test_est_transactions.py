@@ -216,10 +216,6 @@ class _Counting:
         self.calls.append("find_request")
         return await self.store.find_request(protocol, transaction_id)
 
-    async def find_requests(self, protocol: str, ids: Sequence[str]) -> dict[str, RequestRecord]:
-        self.calls.append("find_requests")
-        return await self.store.find_requests(protocol, ids)
-
     async def find_attempts(self, protocol: str, ids: Sequence[str]) -> dict[str, AttemptHead]:
         self.calls.append("find_attempts")
         return await self.store.find_attempts(protocol, ids)

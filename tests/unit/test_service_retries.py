@@ -92,11 +92,6 @@ class _Keys:
         self.calls.append("find_request")
         return self.stored.get((protocol, transaction_id))
 
-    async def find_requests(self, protocol: str, transaction_ids: Sequence[str]) -> Any:
-        self.calls.append("find_requests")
-        found = ((key, self.stored.get((protocol, key))) for key in transaction_ids)
-        return {key: record for key, record in found if record is not None}
-
     async def find_attempts(self, protocol: str, transaction_ids: Sequence[str]) -> Any:
         self.calls.append("find_attempts")
         found = ((key, self.stored.get((protocol, key))) for key in transaction_ids)
