@@ -189,6 +189,11 @@ async def latest(store: RequestLookup, protocol: str, transaction_id: str) -> Re
     return await record_of(store, protocol, found[-1]) if found else None
 
 
+async def head_at(store: RequestLookup, protocol: str, key: str) -> AttemptHead | None:
+    """The attempt stored under exactly ``key``, if any (a generation's first attempt)."""
+    return (await store.find_attempts(protocol, (key,))).get(key)
+
+
 async def record_of(store: RequestLookup, protocol: str, attempt: Attempt) -> RequestRecord:
     """The whole stored record of ``attempt`` (read again if it is only a head)."""
     if isinstance(attempt, RequestRecord):

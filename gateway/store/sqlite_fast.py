@@ -54,8 +54,13 @@ def _iso_utc(value: datetime) -> str:
     return value.isoformat(timespec="microseconds")
 
 
+def decode_utc(value: str) -> datetime:
+    """A stored datetime (never NULL) as an aware UTC datetime."""
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
 def _decode_datetime(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+    return None if value is None else decode_utc(value)
 
 
 def _encode_json(value: Any) -> str:

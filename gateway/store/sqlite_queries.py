@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -187,7 +187,7 @@ class SQLiteQueries(CoreQueries):
                 None if pending is None else PendingReason(pending),
                 csr,
                 spki,
-                datetime.fromisoformat(updated).astimezone(UTC),  # as decode_datetime
+                fast.decode_utc(updated),
             )
         return found
 

@@ -67,6 +67,7 @@ from gateway.service.retries import (
     attempts,
     contiguous,
     generations,
+    head_at,
     next_attempt,
     repeated,
 )
@@ -185,8 +186,7 @@ async def _generations(
     request (looked up already)."""
 
     async def first_of(generation: int) -> AttemptHead | None:
-        key = f"{stem}{generation}"
-        return (await store.find_attempts(PROTOCOL, (key,))).get(key)
+        return await head_at(store, PROTOCOL, f"{stem}{generation}")
 
     return await generations(first_of, newest)
 

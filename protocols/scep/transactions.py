@@ -31,6 +31,7 @@ from gateway.service.retries import (
     RequestLookup,
     attempts,
     generations,
+    head_at,
     record_of,
 )
 from protocols.scep.messages import FailInfo, MessageError
@@ -55,7 +56,7 @@ async def _count(store: RequestLookup, base: str, first: AttemptHead | None) -> 
     """How many generations of ``base`` are stored (``first``: generation 0's first attempt)."""
 
     async def first_of(generation: int) -> AttemptHead | None:
-        return await _first(store, generation_id(base, generation))
+        return await head_at(store, PROTOCOL, generation_id(base, generation))
 
     count, _ = await generations(first_of, first)
     return count
@@ -72,7 +73,7 @@ async def place(
         return await service.repeat_of(PROTOCOL, base, csr), base
     except AttemptsUsedUp:  # none of generation 0's attempts is this request
         pass
-    count = await _count(store, base, await _first(store, base))
+    count = await _count(store, base, await head_at(store, PROTOCOL, base))
     if count < 2:
         return None, generation_id(base, 1)
     current = generation_id(base, count - 1)
@@ -110,8 +111,3 @@ async def latest(store: RequestLookup, base: str) -> tuple[RequestRecord | None,
     if not found:
         return None, 0
     return await record_of(store, PROTOCOL, found[-1]), len(found)
-
-
-async def _first(store: RequestLookup, key: str) -> AttemptHead | None:
-    """The attempt stored under exactly ``key``, if any."""
-    return (await store.find_attempts(PROTOCOL, (key,))).get(key)
