@@ -43,7 +43,8 @@ import peers_acme  # noqa: E402
 import peers_est  # noqa: E402
 import peers_scep  # noqa: E402
 from keypool import DEFAULT_SIZE, host_csrs, p256_pool  # noqa: E402
-from peers_common import Server, document, measure, table  # noqa: E402
+from peers_common import Server, measure  # noqa: E402
+from peers_report import document, table  # noqa: E402
 from procs import co_run_factor  # noqa: E402
 
 #: operations per cell, (full, quick)
@@ -162,7 +163,7 @@ RUNNERS = {"acme": run_acme, "est": run_est, "scep": run_scep}
 
 def chart_files(doc: dict[str, Any], out_dir: Path, stem: str) -> Iterator[Path]:
     from charts import render
-    from peers_common import chart_data
+    from peers_report import chart_data
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for protocol in ("acme", "est", "scep"):

@@ -31,6 +31,7 @@ def bench() -> Iterator[dict[str, ModuleType]]:
         import peers
         import peers_common
         import peers_est
+        import peers_report
         import peers_scep
         import procs
 
@@ -39,6 +40,7 @@ def bench() -> Iterator[dict[str, ModuleType]]:
             "keypool": keypool,
             "peers": peers,
             "common": peers_common,
+            "report": peers_report,
             "est": peers_est,
             "scep": peers_scep,
             "procs": procs,
@@ -102,7 +104,7 @@ def _rows(common: ModuleType) -> list[dict[str, Any]]:
 def test_rounds_fold_into_one_summary_row_per_server_and_concurrency(
     bench: dict[str, ModuleType],
 ) -> None:
-    summary = bench["common"].aggregate(_rows(bench["common"]))
+    summary = bench["report"].aggregate(_rows(bench["common"]))
     assert len(summary) == 3
     cg = next(r for r in summary if r["store"] == "sqlite")
     assert cg["rounds"] == 2 and cg["ok"] == 200
@@ -119,7 +121,7 @@ def test_a_round_that_answered_nothing_has_no_cpu_per_operation(
     common = bench["common"]
     hung = _row(common, round_=1, ok=0, errors=150, latencies_ms=[], server_cpu_s=0.0)
     fine = _row(common, round_=2, server_cpu_s=0.4)
-    (row,) = common.aggregate([hung, fine])
+    (row,) = bench["report"].aggregate([hung, fine])
     assert row["server_cpu_ms_per_op"] == fine["server_cpu_ms_per_op"] == 4.0
     assert row["p50_ms"] == fine["p50_ms"]
     assert row["rate"] == fine["rate"] / 2 and row["errors"] == 150
@@ -127,13 +129,13 @@ def test_a_round_that_answered_nothing_has_no_cpu_per_operation(
 
 def test_ratios_compare_each_certgate_store_with_the_peer(bench: dict[str, ModuleType]) -> None:
     common = bench["common"]
-    summary = common.aggregate(_rows(common))
-    ratios = {r["certgate"]: r for r in common.ratios(summary)}
+    summary = bench["report"].aggregate(_rows(common))
+    ratios = {r["certgate"]: r for r in bench["report"].ratios(summary)}
     assert set(ratios) == {"certgate w2 (sqlite)", "certgate w2 (postgres)"}
     assert ratios["certgate w2 (sqlite)"]["cpu_ratio"] == 0.2
     assert ratios["certgate w2 (postgres)"]["cpu_ratio"] == 0.3
     assert ratios["certgate w2 (sqlite)"]["rate_ratio"] == 1.5  # 75/s against 50/s
-    (store,) = common.store_ratios(summary)
+    (store,) = bench["report"].store_ratios(summary)
     assert store["cpu_ratio_to_sqlite"] == 1.5 and store["db_cpu_ms_per_op"] == 1.0
 
 
@@ -141,7 +143,7 @@ def test_the_document_is_json_with_its_table_and_charts(
     bench: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     common = bench["common"]
-    doc = common.document(
+    doc = bench["report"].document(
         _rows(common), command="bench/peers.py --quick", date="2026-12-04 04:00 UTC",
         load="5.1 4.9 4.0", notes={"est": "idle subtracted"},
     )  # fmt: skip
@@ -149,7 +151,7 @@ def test_the_document_is_json_with_its_table_and_charts(
     assert set(again) == {"benchmark", "command", "date", "load", "co_run", "notes", "rows",
                           "summary", "ratios", "store_ratios"}  # fmt: skip
     assert again["benchmark"] == "peers" and len(again["rows"]) == 6
-    text = common.table(again)
+    text = bench["report"].table(again)
     assert "5.1 4.9 4.0" in text and "libest estserver" in text and "cpu 0.20x" in text
     path = tmp_path / "peers.json"
     path.write_text(json.dumps(doc))
@@ -172,12 +174,12 @@ def test_the_co_run_factor_is_the_pairs_median_over_the_solos_and_is_reported(
     median_pair, median_solo = sorted(pair)[1:3], sorted(solo)
     assert probe["factor"] == pytest.approx(sum(median_pair) / sum(median_solo), abs=0.01)
     common = bench["common"]
-    doc = common.document(
+    doc = bench["report"].document(
         _rows(common), command="c", date="d", load="l", notes={},
         co_run={"before": {"factor": 1.04}, "after": {"factor": 1.61}},
     )  # fmt: skip
-    assert "both cores busy / alone: 1.04x before, 1.61x after" in common.table(doc)
-    assert "both cores busy" not in common.table(common.document(
+    assert "both cores busy / alone: 1.04x before, 1.61x after" in bench["report"].table(doc)
+    assert "both cores busy" not in bench["report"].table(bench["report"].document(
         _rows(common), command="c", date="d", load="l", notes={}))  # fmt: skip
 
 
