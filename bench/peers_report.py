@@ -1,6 +1,7 @@
 """The report of bench/peers.py: the measured cells (bench/peers_common.py's :func:`cell`
-rows) folded over the rounds, the ratios certgate/peer and PostgreSQL/SQLite, the table, the
-JSON document and the charts' data. Pure: tests/unit/test_bench_peers.py checks it without
+rows) folded over the rounds, the ratios certgate/peer and PostgreSQL/SQLite, the verdicts on
+issue #18's targets (bench/peers_targets.py), the table, the JSON document and the charts'
+data. Pure: tests/unit/test_bench_peers.py checks it without
 peers."""
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from peers_targets import lines as target_lines
+from peers_targets import verdicts
 
 
 def aggregate(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -151,6 +155,8 @@ def table(doc: Mapping[str, Any]) -> str:
                 f"  {q['protocol']:<5} c={q['concurrency']:<3} {q['store']:<12}"
                 f" {_fmt(q['cpu_ratio_to_sqlite'])}  (postgres {q['db_cpu_ms_per_op']:.2f} ms/op)"
             )
+    # judged again from the figures, so a run stored before the verdicts were kept has them too
+    lines.extend(target_lines(verdicts(doc)))
     return "\n".join(lines)
 
 
@@ -168,7 +174,7 @@ def document(
     co_run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     summary = aggregate(rows)
-    return {
+    doc = {
         "benchmark": "peers",
         "command": command,
         "date": date,
@@ -180,6 +186,8 @@ def document(
         "ratios": ratios(summary),
         "store_ratios": store_ratios(summary),
     }
+    doc["targets"] = verdicts(doc)
+    return doc
 
 
 def chart_data(doc: Mapping[str, Any], protocol: str, metric: str) -> dict[str, Any] | None:

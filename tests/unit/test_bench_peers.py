@@ -149,10 +149,16 @@ def test_the_document_is_json_with_its_table_and_charts(
     )  # fmt: skip
     again = json.loads(json.dumps(doc))
     assert set(again) == {"benchmark", "command", "date", "load", "co_run", "notes", "rows",
-                          "summary", "ratios", "store_ratios"}  # fmt: skip
+                          "summary", "ratios", "store_ratios", "targets"}  # fmt: skip
     assert again["benchmark"] == "peers" and len(again["rows"]) == 6
     text = bench["report"].table(again)
     assert "5.1 4.9 4.0" in text and "libest estserver" in text and "cpu 0.20x" in text
+    # EST at 0.20x libest meets its 0.25x, PostgreSQL at 1.5x SQLite its 1.5x; these rows
+    # count no certificate on the server side, so the issuance checks fail
+    met = {(v["target"], v.get("group")): v["met"] for v in again["targets"]}
+    assert met[("est cpu / libest estserver", None)] and met[("est cpu postgres / sqlite", None)]
+    assert [m for (_, group), m in met.items() if group == "issued"] == [False, False]
+    assert "issue #18 targets" in text and "0/200, 0 dup" in text
     path = tmp_path / "peers.json"
     path.write_text(json.dumps(doc))
     assert bench["peers"].main(["--table", str(path)]) == 0
