@@ -1,8 +1,7 @@
 """The report of bench/peers.py: the measured cells (bench/peers_common.py's :func:`cell`
 rows) folded over the rounds, the ratios certgate/peer and PostgreSQL/SQLite, the verdicts on
 issue #18's targets (bench/peers_targets.py), the table, the JSON document and the charts'
-data. Pure: tests/unit/test_bench_peers.py checks it without
-peers."""
+data. Pure: tests/unit/test_bench_peers.py checks it without peers."""
 
 from __future__ import annotations
 
