@@ -107,4 +107,5 @@ def lines(found: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.2f}x"
+    # three decimals, as the ratios are kept: 0.103x must not read as a met 0.10x
+    return "n/a" if x is None else f"{x:.3f}x"

@@ -67,6 +67,9 @@ def test_each_ratio_is_held_against_its_limit(targets: ModuleType) -> None:
         "met": True,
     }  # fmt: skip
     assert not found[("est cpu / libest estserver", 4)]["met"]
+    # shown as kept, so a ratio just over its limit does not read as met
+    text = "\n".join(targets.lines(targets.verdicts(doc)))
+    assert "1.010x  <= 1x     NOT met" in text and "0.110x  <= 0.1x   NOT met" in text
 
 
 def test_only_the_judged_configuration_is_held_to_the_peer_targets(targets: ModuleType) -> None:
