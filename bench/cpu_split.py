@@ -11,9 +11,12 @@ Basic auth; the drivers reuse bench/keypool.py's keys); Pebble is Debian's (ACME
 
 Why: issue #18 judges certgate's CPU per operation against Pebble's and libest's. The split
 says which share a change could still move. A part that is the same work in both servers (the
-kernel's socket path, signing and verifying) cannot close a gap; only the interpreter's share
-is certgate's own overhead, and the last line says what the operation would cost were that
-share halved (docs/performance.md, fourteenth session).
+kernel's socket path, signing and verifying) cannot close a gap. The interpreter's share is
+certgate's Python and the libraries' (aiohttp, asyncio) together. The last line says what
+everything but the interpreter costs; to match a peer, the interpreter's share must fit in
+what is left of the peer's figure (docs/performance.md, fourteenth session). Sampling adds to
+the CPU it measures (Pebble's many threads more than certgate's), so compare CPU per operation
+from bench/peers.py and take only the shares from here.
 """
 
 from __future__ import annotations
